@@ -1,0 +1,275 @@
+// The provider interface: what an rdma-core provider library plus its kernel
+// driver offer to libibverbs. @ibal/verbs validates arguments and owns the
+// user-facing resource classes; a provider executes. The soft HCA implements
+// it in TypeScript; the native provider (libibverbs through node-addon-api)
+// implements the same shapes, so one verbs test suite runs on both.
+//
+// Addresses (`addr`, `remoteAddr`) are virtual addresses as plain numbers: a
+// native provider passes real pointers (< 2^53 on every 64-bit ABI), the soft
+// HCA hands out its own I/O virtual addresses per MR. Work requests and
+// completions are plain objects so postSend/poll can reuse them without
+// allocating.
+
+export type Gid = Uint8Array; // 16 bytes, network order
+
+export interface Sge {
+  addr: number;
+  length: number;
+  lkey: number;
+}
+
+export interface AhAttr {
+  /** Destination GID; for RoCEv2 an IPv4-mapped or IPv6 address. */
+  dgid: Gid;
+  sgidIndex?: number;
+  hopLimit?: number;
+  trafficClass?: number;
+  flowLabel?: number;
+  sl?: number;
+  portNum?: number;
+  /**
+   * ibal extension: the UDP port the destination device listens on. RoCEv2
+   * fixes it at 4791, which is the default; the soft HCA lets several
+   * devices share one IP address by using other ports.
+   */
+  udpPort?: number;
+}
+
+export interface SendWr {
+  wrId: number;
+  opcode: number;
+  sgList: Sge[];
+  sendFlags?: number;
+  /** 32-bit immediate data, host order. */
+  immData?: number;
+  rdma?: { remoteAddr: number; rkey: number };
+  atomic?: { remoteAddr: number; rkey: number; compareAdd: bigint; swap?: bigint };
+  ud?: { ah: HcaAh; remoteQpn: number; remoteQkey: number };
+}
+
+export interface RecvWr {
+  wrId: number;
+  sgList: Sge[];
+}
+
+/** ibv_wc. `immData` is meaningful when `wcFlags & WcFlags.WITH_IMM`. */
+export interface WorkCompletion {
+  wrId: number;
+  status: number;
+  opcode: number;
+  vendorErr: number;
+  byteLen: number;
+  immData: number;
+  qpNum: number;
+  srcQp: number;
+  wcFlags: number;
+  pkeyIndex: number;
+  slid: number;
+  sl: number;
+  dlidPathBits: number;
+}
+
+export function newWorkCompletion(): WorkCompletion {
+  return {
+    wrId: 0,
+    status: 0,
+    opcode: 0,
+    vendorErr: 0,
+    byteLen: 0,
+    immData: 0,
+    qpNum: 0,
+    srcQp: 0,
+    wcFlags: 0,
+    pkeyIndex: 0,
+    slid: 0,
+    sl: 0,
+    dlidPathBits: 0,
+  };
+}
+
+export interface QpCap {
+  maxSendWr: number;
+  maxRecvWr: number;
+  maxSendSge: number;
+  maxRecvSge: number;
+  maxInlineData: number;
+}
+
+export interface QpInitAttr {
+  qpType: number;
+  sendCq: HcaCq;
+  recvCq: HcaCq;
+  srq?: HcaSrq;
+  cap: QpCap;
+  /** When true every send WR generates a completion, whatever its SIGNALED flag. */
+  sqSigAll?: boolean;
+}
+
+/** ibv_qp_attr; which fields count is given by the QpAttrMask passed beside it. */
+export interface QpAttr {
+  qpState?: number;
+  curQpState?: number;
+  pathMtu?: number;
+  qkey?: number;
+  rqPsn?: number;
+  sqPsn?: number;
+  destQpNum?: number;
+  qpAccessFlags?: number;
+  cap?: QpCap;
+  ahAttr?: AhAttr;
+  pkeyIndex?: number;
+  enSqdAsyncNotify?: number;
+  sqDraining?: number;
+  maxRdAtomic?: number;
+  maxDestRdAtomic?: number;
+  minRnrTimer?: number;
+  portNum?: number;
+  /** Local ACK timeout exponent: 4.096 µs * 2^timeout; 0 means infinite. */
+  timeout?: number;
+  retryCnt?: number;
+  /** 7 means retry forever. */
+  rnrRetry?: number;
+}
+
+export interface SrqAttr {
+  maxWr: number;
+  maxSge: number;
+  /** When the number of posted WRs drops below this, SRQ_LIMIT_REACHED fires once and the limit disarms. */
+  srqLimit: number;
+}
+
+export interface DeviceAttr {
+  fwVer: string;
+  nodeGuid: bigint;
+  sysImageGuid: bigint;
+  maxMrSize: number;
+  pageSizeCap: number;
+  vendorId: number;
+  vendorPartId: number;
+  hwVer: number;
+  maxQp: number;
+  maxQpWr: number;
+  deviceCapFlags: number;
+  maxSge: number;
+  maxCq: number;
+  maxCqe: number;
+  maxMr: number;
+  maxPd: number;
+  maxQpRdAtom: number;
+  maxQpInitRdAtom: number;
+  maxResRdAtom: number;
+  maxSrq: number;
+  maxSrqWr: number;
+  maxSrqSge: number;
+  maxAh: number;
+  maxPkeys: number;
+  atomicCap: number;
+  physPortCnt: number;
+  maxInlineData: number;
+}
+
+export interface PortAttr {
+  state: number;
+  maxMtu: number;
+  activeMtu: number;
+  gidTblLen: number;
+  portCapFlags: number;
+  maxMsgSz: number;
+  pkeyTblLen: number;
+  lid: number;
+  smLid: number;
+  lmc: number;
+  maxVlNum: number;
+  activeWidth: number;
+  activeSpeed: number;
+  physState: number;
+  linkLayer: number;
+  /** ibal extension: the UDP port the device's wire listens on. */
+  udpPort: number;
+  /** ibal extension: the wire in use, e.g. "udp4", "udp6". */
+  wire: string;
+}
+
+export interface AsyncEvent {
+  eventType: number;
+  qp?: HcaQp;
+  cq?: HcaCq;
+  srq?: HcaSrq;
+  portNum?: number;
+}
+
+export interface HcaProvider {
+  readonly name: string;
+  devices(): HcaDevice[];
+}
+
+export interface HcaDevice {
+  readonly name: string;
+  readonly guid: bigint;
+  readonly nodeType: number;
+  readonly provider: string;
+  open(): HcaContext;
+}
+
+export interface HcaContext {
+  readonly device: HcaDevice;
+  queryDevice(): DeviceAttr;
+  queryPort(portNum: number): PortAttr;
+  queryGid(portNum: number, index: number): Gid;
+  allocPd(): HcaPd;
+  /** `onNotify` is called (asynchronously, once per arm) after reqNotify when a completion is added. */
+  createCq(cqe: number, onNotify: () => void): HcaCq;
+  /** Async events are delivered to this callback; there is one per context. */
+  setAsyncEventHandler(handler: (event: AsyncEvent) => void): void;
+  close(): void;
+}
+
+export interface HcaPd {
+  regMr(buf: Uint8Array, access: number): HcaMr;
+  createQp(init: QpInitAttr): HcaQp;
+  createSrq(attr: SrqAttr): HcaSrq;
+  createAh(attr: AhAttr): HcaAh;
+  dealloc(): void;
+}
+
+export interface HcaMr {
+  readonly lkey: number;
+  readonly rkey: number;
+  readonly addr: number;
+  readonly length: number;
+  readonly buf: Uint8Array;
+  dereg(): void;
+}
+
+export interface HcaCq {
+  readonly cqe: number;
+  /** Fill up to `n` entries of `out` (reusing its objects), return how many. */
+  poll(n: number, out: WorkCompletion[]): number;
+  reqNotify(solicitedOnly: boolean): void;
+  destroy(): void;
+}
+
+export interface HcaQp {
+  readonly qpNum: number;
+  readonly qpType: number;
+  readonly state: number;
+  /** Validated by the caller against the IBTA state machine; the provider applies it. */
+  modify(attr: QpAttr, mask: number): void;
+  query(): QpAttr;
+  /** Throws PostError naming the index of the first WR it refused. */
+  postSend(wrs: readonly SendWr[]): void;
+  postRecv(wrs: readonly RecvWr[]): void;
+  destroy(): void;
+}
+
+export interface HcaSrq {
+  modify(attr: Partial<SrqAttr>, mask: number): void;
+  query(): SrqAttr;
+  postRecv(wrs: readonly RecvWr[]): void;
+  destroy(): void;
+}
+
+export interface HcaAh {
+  readonly attr: Readonly<AhAttr>;
+  destroy(): void;
+}
