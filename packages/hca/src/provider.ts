@@ -208,7 +208,8 @@ export interface HcaDevice {
   readonly guid: bigint;
   readonly nodeType: number;
   readonly provider: string;
-  open(): HcaContext;
+  /** Async because opening may bind the device's wire (a UDP socket for the soft HCA). */
+  open(): Promise<HcaContext>;
 }
 
 export interface HcaContext {

@@ -1,1 +1,62 @@
-export * from '@ibal/hca';
+// @ibal/verbs: libibverbs for TypeScript over any registered provider.
+
+export { registerProvider, unregisterProvider, registeredProviders, PROVIDER_ENV } from './providers.js';
+export { Device, getDeviceList, openDevice } from './device.js';
+export { Context, type EventsOptions } from './context.js';
+export type { AsyncEvent } from './events.js';
+export { PD } from './pd.js';
+export { MR, regMr, type MrMemory } from './mr.js';
+export { CQ, wcOpcodeName, type CreateCqOptions, type NextOptions } from './cq.js';
+export { CompChannel, type GetCqEventOptions } from './comp-channel.js';
+export { QP, createQp, type QpInitAttr, type QpCapInit } from './qp.js';
+export { SRQ, createSrq, type SrqInitAttr } from './srq.js';
+export { AH, createAh } from './ah.js';
+export type { SendWr, UdDest } from './wr.js';
+export { gidToString, gidFromString, gidFromIp } from './gid.js';
+
+export {
+  QpType,
+  QpState,
+  WrOpcode,
+  WcOpcode,
+  WcStatus,
+  wcStatusName,
+  Access,
+  SendFlags,
+  WcFlags,
+  QpAttrMask,
+  SrqAttrMask,
+  Mtu,
+  mtuBytes,
+  PortState,
+  NodeType,
+  LinkLayer,
+  EventType,
+  eventTypeName,
+  qpStateName,
+  qpTypeName,
+  qpAttrMaskNames,
+  IbalError,
+  InvalidArgumentError,
+  ResourceClosedError,
+  ResourceBusyError,
+  NotFoundError,
+  CapacityError,
+  QpStateError,
+  PostError,
+  NoDeviceError,
+  WorkCompletionError,
+} from '@ibal/hca';
+export type {
+  HcaProvider,
+  Sge,
+  RecvWr,
+  WorkCompletion,
+  QpAttr,
+  QpCap,
+  AhAttr,
+  SrqAttr,
+  DeviceAttr,
+  PortAttr,
+  Gid,
+} from '@ibal/hca';

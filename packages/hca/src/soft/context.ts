@@ -1,0 +1,188 @@
+import { EventType, LinkLayer, PortState } from '../enums.js';
+import { CapacityError, NotFoundError, ResourceBusyError, ResourceClosedError } from '../errors.js';
+import type {
+  AhAttr,
+  AsyncEvent,
+  DeviceAttr,
+  Gid,
+  HcaContext,
+  HcaCq,
+  HcaPd,
+  PortAttr,
+  QpInitAttr,
+  SrqAttr,
+} from '../provider.js';
+import { SoftAh } from './ah.js';
+import { SoftCq } from './cq.js';
+import type { SoftDevice } from './device.js';
+import type { PdRef, SoftMr } from './mr.js';
+import { MAX_INLINE, MAX_QP_WR, MAX_SGE } from './qp.js';
+import { SoftSrq } from './srq.js';
+
+export const MAX_CQE = 65536;
+
+let nextPdId = 1;
+
+export class SoftPd implements HcaPd, PdRef {
+  readonly id = nextPdId++;
+  closed = false;
+  private readonly mrs = new Set<SoftMr>();
+
+  constructor(private readonly ctx: SoftContext) {}
+
+  regMr(buf: Uint8Array, access: number) {
+    this.check();
+    const mr = this.ctx.device.mrs.register(this, buf, access);
+    this.mrs.add(mr);
+    const dereg = mr.dereg.bind(mr);
+    mr.dereg = () => {
+      dereg();
+      this.mrs.delete(mr);
+    };
+    return mr;
+  }
+
+  createQp(init: QpInitAttr) {
+    this.check();
+    return this.ctx.device.createQp(this, init, this.ctx);
+  }
+
+  createSrq(attr: SrqAttr) {
+    this.check();
+    return new SoftSrq(attr, this.ctx.raise);
+  }
+
+  createAh(attr: AhAttr) {
+    this.check();
+    return new SoftAh(this.ctx.device.wire, attr);
+  }
+
+  dealloc(): void {
+    this.check();
+    if (this.mrs.size > 0) throw new ResourceBusyError(`PD has ${this.mrs.size} registered MR(s)`);
+    this.closed = true;
+  }
+
+  /** Context close: release everything the PD still holds. */
+  release(): void {
+    for (const mr of this.mrs) if (!mr.closed) mr.dereg();
+    this.closed = true;
+  }
+
+  private check(): void {
+    if (this.closed) throw new ResourceClosedError('PD');
+    this.ctx.check();
+  }
+}
+
+/** An open soft device: what ibv_open_device returns. */
+export class SoftContext implements HcaContext {
+  closed = false;
+  private handler: ((e: AsyncEvent) => void) | undefined;
+  private readonly pds = new Set<SoftPd>();
+
+  constructor(readonly device: SoftDevice) {
+    // The port is up as soon as the wire is bound; say so, as a real port does on link-up.
+    queueMicrotask(() => this.raise({ eventType: EventType.PORT_ACTIVE, portNum: 1 }));
+  }
+
+  readonly raise = (e: AsyncEvent): void => {
+    if (!this.closed && this.handler) this.handler(e);
+  };
+
+  queryDevice(): DeviceAttr {
+    this.check();
+    const guid = this.device.guid;
+    return {
+      fwVer: '0.1.0',
+      nodeGuid: guid,
+      sysImageGuid: guid,
+      maxMrSize: 2 ** 32,
+      pageSizeCap: 0xfffff000,
+      vendorId: 0,
+      vendorPartId: 0,
+      hwVer: 0,
+      maxQp: 0xffff,
+      maxQpWr: MAX_QP_WR,
+      deviceCapFlags: 0,
+      maxSge: MAX_SGE,
+      maxCq: 0xffff,
+      maxCqe: MAX_CQE,
+      maxMr: 0xffffff,
+      maxPd: 0xffff,
+      maxQpRdAtom: 128,
+      maxQpInitRdAtom: 128,
+      maxResRdAtom: 258048,
+      maxSrq: 0xffff,
+      maxSrqWr: MAX_QP_WR,
+      maxSrqSge: MAX_SGE,
+      maxAh: 0xffff,
+      maxPkeys: 1,
+      atomicCap: 1,
+      physPortCnt: 1,
+      maxInlineData: MAX_INLINE,
+    };
+  }
+
+  queryPort(portNum: number): PortAttr {
+    this.check();
+    if (portNum !== 1) throw new NotFoundError(`${this.device.name} has one port, port 1; asked for ${portNum}`);
+    const w = this.device.wire;
+    return {
+      state: PortState.ACTIVE,
+      maxMtu: 5,
+      activeMtu: this.device.activeMtuEnum,
+      gidTblLen: 1,
+      portCapFlags: 0,
+      maxMsgSz: 2 ** 31,
+      pkeyTblLen: 1,
+      lid: 0,
+      smLid: 0,
+      lmc: 0,
+      maxVlNum: 1,
+      activeWidth: 1,
+      activeSpeed: 1,
+      physState: 5,
+      linkLayer: LinkLayer.ETHERNET,
+      udpPort: w.port,
+      wire: w.family === 6 ? 'udp6' : 'udp4',
+    };
+  }
+
+  queryGid(portNum: number, index: number): Gid {
+    this.check();
+    if (portNum !== 1) throw new NotFoundError(`${this.device.name} has one port, port 1; asked for ${portNum}`);
+    if (index !== 0) throw new NotFoundError(`${this.device.name} port 1 has one GID, index 0; asked for ${index}`);
+    return Uint8Array.from(this.device.gid);
+  }
+
+  allocPd(): SoftPd {
+    this.check();
+    const pd = new SoftPd(this);
+    this.pds.add(pd);
+    return pd;
+  }
+
+  createCq(cqe: number, onNotify: () => void): HcaCq {
+    this.check();
+    if (!(Number.isInteger(cqe) && cqe >= 1 && cqe <= MAX_CQE)) throw new CapacityError(`CQ size ${cqe} outside 1..${MAX_CQE}`);
+    return new SoftCq(cqe, onNotify, this.raise);
+  }
+
+  setAsyncEventHandler(handler: (event: AsyncEvent) => void): void {
+    this.handler = handler;
+  }
+
+  close(): void {
+    this.check();
+    this.closed = true;
+    this.device.closeContext(this);
+    for (const pd of this.pds) pd.release();
+  }
+
+  check(): void {
+    if (this.closed) throw new ResourceClosedError(`context of ${this.device.name}`);
+  }
+}
+
+export type { QpInitAttr };

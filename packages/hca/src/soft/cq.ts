@@ -1,0 +1,105 @@
+import { EventType } from '../enums.js';
+import { ResourceClosedError } from '../errors.js';
+import type { AsyncEvent, HcaCq, WorkCompletion } from '../provider.js';
+import { newWorkCompletion } from '../provider.js';
+
+/**
+ * A completion queue: a ring of preallocated entries. Overflow is what a real
+ * HCA reports as a CQ error: the async event CQ_ERR fires and later
+ * completions are lost, since a full CQ has nowhere to put them.
+ */
+export class SoftCq implements HcaCq {
+  private readonly ring: WorkCompletion[];
+  private head = 0;
+  private count = 0;
+  private armed = 0; // 0 none, 1 any, 2 solicited only
+  private notifyQueued = false;
+  private overflowed = false;
+  closed = false;
+  /** QPs and SRQs attached; a CQ in use cannot be destroyed. */
+  users = 0;
+
+  constructor(
+    readonly cqe: number,
+    private readonly onNotify: () => void,
+    private readonly raise: (e: AsyncEvent) => void,
+  ) {
+    this.ring = Array.from({ length: cqe }, newWorkCompletion);
+  }
+
+  /** Claim the next entry to fill in, or undefined on overflow. */
+  push(solicited: boolean): WorkCompletion | undefined {
+    if (this.closed) return undefined;
+    if (this.count === this.cqe) {
+      if (!this.overflowed) {
+        this.overflowed = true;
+        this.raise({ eventType: EventType.CQ_ERR, cq: this });
+      }
+      return undefined;
+    }
+    const wc = this.ring[(this.head + this.count) % this.cqe]!;
+    this.count++;
+    if (this.armed === 1 || (this.armed === 2 && solicited)) {
+      this.armed = 0;
+      if (!this.notifyQueued) {
+        this.notifyQueued = true;
+        queueMicrotask(this.fire);
+      }
+    }
+    return wc;
+  }
+
+  private readonly fire = (): void => {
+    this.notifyQueued = false;
+    if (!this.closed) this.onNotify();
+  };
+
+  poll(n: number, out: WorkCompletion[]): number {
+    if (this.closed) throw new ResourceClosedError('CQ');
+    let i = 0;
+    while (i < n && this.count > 0) {
+      const src = this.ring[this.head]!;
+      const dst = out[i]!;
+      dst.wrId = src.wrId;
+      dst.status = src.status;
+      dst.opcode = src.opcode;
+      dst.vendorErr = src.vendorErr;
+      dst.byteLen = src.byteLen;
+      dst.immData = src.immData;
+      dst.qpNum = src.qpNum;
+      dst.srcQp = src.srcQp;
+      dst.wcFlags = src.wcFlags;
+      dst.pkeyIndex = src.pkeyIndex;
+      dst.slid = src.slid;
+      dst.sl = src.sl;
+      dst.dlidPathBits = src.dlidPathBits;
+      this.head = (this.head + 1) % this.cqe;
+      this.count--;
+      i++;
+    }
+    return i;
+  }
+
+  reqNotify(solicitedOnly: boolean): void {
+    if (this.closed) throw new ResourceClosedError('CQ');
+    // Arming with entries already queued still fires: ibv_req_notify_cq users
+    // poll after arming, but a promise-based waiter would otherwise sleep forever.
+    this.armed = solicitedOnly ? 2 : 1;
+    if (this.count > 0 && !solicitedOnly) {
+      this.armed = 0;
+      if (!this.notifyQueued) {
+        this.notifyQueued = true;
+        queueMicrotask(this.fire);
+      }
+    }
+  }
+
+  get depth(): number {
+    return this.count;
+  }
+
+  destroy(): void {
+    if (this.closed) throw new ResourceClosedError('CQ');
+    this.closed = true;
+  }
+}

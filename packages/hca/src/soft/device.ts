@@ -1,0 +1,264 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import { NodeType, QpState, QpType } from '../enums.js';
+import { InvalidArgumentError, NotFoundError, ResourceClosedError } from '../errors.js';
+import { checkIcrc } from '../packet/icrc.js';
+import { DecodeResult, decodePacket, newParsedPacket } from '../packet/packet.js';
+import type { AsyncEvent, HcaDevice, HcaProvider, QpInitAttr } from '../provider.js';
+import { SoftContext } from './context.js';
+import { DeviceCounters } from './counters.js';
+import { FaultInjector, type FaultOptions } from './faults.js';
+import { gidFromIp, ipToBytes } from './gid.js';
+import { MrTable, type PdRef } from './mr.js';
+import { SoftQp, type QpHost } from './qp.js';
+import { UdpWire, type Peer } from './wire.js';
+
+export interface SoftDeviceOptions {
+  /** Device name, like rxe0; default softN. */
+  name?: string;
+  /** IP address to bind; default 127.0.0.1. */
+  address?: string;
+  /** UDP port; default 4791, or an ephemeral port if 4791 is taken. */
+  port?: number;
+  /** Seeded fault injection on received datagrams. */
+  faults?: FaultOptions;
+}
+
+/** IB MTU enum that fits an interface MTU after IP, UDP, BTH, the largest extension headers and ICRC. */
+function mtuEnumFor(ifMtu: number): number {
+  const room = ifMtu - 20 - 8 - 12 - 28 - 4;
+  let e = 5;
+  while (e > 1 && 128 << e > room) e--;
+  return e;
+}
+
+function interfaceMtu(address: string): number {
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    if (!addrs?.some((a) => a.address === address)) continue;
+    try {
+      return Number(fs.readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
+    } catch {
+      return 1500;
+    }
+  }
+  // Unassigned loopback addresses (127.0.0.2...) route through lo.
+  return address.startsWith('127.') || address === '::1' ? 65536 : 1500;
+}
+
+let deviceCount = 0;
+
+/**
+ * A soft RoCEv2 device: an IP address and UDP port, like an rxe device bound
+ * to a netdev. The wire is bound when the first context opens and closed with
+ * the last, so an idle device holds no socket.
+ */
+export class SoftDevice implements HcaDevice, QpHost {
+  readonly name: string;
+  readonly address: string;
+  readonly nodeType = NodeType.CA;
+  readonly provider = 'soft';
+  readonly gid: Uint8Array;
+  readonly guid: bigint;
+  readonly mrs = new MrTable();
+  readonly counters = new DeviceCounters();
+  readonly activeMtuEnum: number;
+  faults: FaultInjector | undefined;
+  removed = false;
+
+  private readonly requestedPort: number | undefined;
+  private wireRef: UdpWire | undefined;
+  private binding: Promise<UdpWire> | undefined;
+  private readonly contexts = new Set<SoftContext>();
+  private readonly qps = new Map<number, SoftQp>();
+  private nextQpn = 0x11;
+  private readonly rx = newParsedPacket();
+
+  constructor(opts: SoftDeviceOptions = {}) {
+    this.name = opts.name ?? `soft${deviceCount}`;
+    deviceCount++;
+    this.address = opts.address ?? '127.0.0.1';
+    ipToBytes(this.address);
+    if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) {
+      throw new InvalidArgumentError(`UDP port ${opts.port} outside 0..65535`);
+    }
+    this.requestedPort = opts.port;
+    this.gid = gidFromIp(this.address);
+    // An EUI-64-like GUID from the address, as rxe derives one from the MAC.
+    let g = 0x02_00_00_ff_fe_00_00_00n;
+    for (const b of this.gid.subarray(12)) g = (g << 8n) ^ BigInt(b);
+    this.guid = BigInt.asUintN(64, g ^ BigInt(opts.port ?? 4791));
+    this.activeMtuEnum = mtuEnumFor(interfaceMtu(this.address));
+    this.faults = opts.faults ? new FaultInjector(opts.faults) : FaultInjector.fromEnv(process.env.IBAL_FAULTS);
+  }
+
+  get activeMtu(): number {
+    return 128 << this.activeMtuEnum;
+  }
+
+  get wire(): UdpWire {
+    if (!this.wireRef) throw new ResourceClosedError(`${this.name}: device is not open`);
+    return this.wireRef;
+  }
+
+  /** The UDP port the device listens on, once open. */
+  get port(): number | undefined {
+    return this.wireRef?.port;
+  }
+
+  /** Turn fault injection on (or off, with undefined) for datagrams this device receives. */
+  setFaults(opts: FaultOptions | undefined): void {
+    this.faults = opts ? new FaultInjector(opts) : undefined;
+    if (this.wireRef) this.wireRef.faults = this.faults;
+  }
+
+  async open(): Promise<SoftContext> {
+    if (this.removed) throw new NotFoundError(`${this.name} was removed`);
+    if (!this.wireRef) {
+      this.binding ??= UdpWire.bind(this.address, this.requestedPort);
+      try {
+        const wire = await this.binding;
+        if (!this.wireRef) {
+          this.wireRef = wire;
+          wire.faults = this.faults;
+          wire.onPacket = this.receive;
+        }
+      } finally {
+        this.binding = undefined;
+      }
+    }
+    const ctx = new SoftContext(this);
+    this.contexts.add(ctx);
+    return ctx;
+  }
+
+  closeContext(ctx: SoftContext): void {
+    this.contexts.delete(ctx);
+    for (const qp of [...this.qps.values()]) {
+      if (qp.ctx === ctx) qp.destroy();
+    }
+    if (this.contexts.size === 0 && this.wireRef) {
+      this.wireRef.close();
+      this.wireRef = undefined;
+    }
+  }
+
+  createQp(pd: PdRef, init: QpInitAttr, ctx: SoftContext): SoftQp {
+    if (init.qpType !== QpType.RC && init.qpType !== QpType.UC && init.qpType !== QpType.UD) {
+      throw new InvalidArgumentError(`unsupported QP type ${init.qpType}`);
+    }
+    let qpn = this.nextQpn;
+    while (this.qps.has(qpn)) qpn = qpn >= 0xffffff ? 0x11 : qpn + 1;
+    this.nextQpn = qpn >= 0xffffff ? 0x11 : qpn + 1;
+    const qp = new SoftQp(this, pd, qpn, init);
+    qp.ctx = ctx;
+    this.qps.set(qpn, qp);
+    return qp;
+  }
+
+  unregisterQp(qp: SoftQp): void {
+    if (this.qps.get(qp.qpNum) === qp) this.qps.delete(qp.qpNum);
+  }
+
+  raise(e: AsyncEvent): void {
+    const qp = e.qp as SoftQp | undefined;
+    if (qp?.ctx) qp.ctx.raise(e);
+    else for (const c of this.contexts) c.raise(e);
+  }
+
+  /**
+   * Every datagram the wire receives: decode, verify the ICRC, find the QP,
+   * and hand it to the requester (responses) or responder (requests). Each
+   * refusal is counted; none throws.
+   */
+  private readonly receive = (buf: Buffer, peer: Peer): void => {
+    const c = this.counters;
+    c.rxPackets++;
+    const p = this.rx;
+    if (decodePacket(buf, buf.length, p) !== DecodeResult.OK) {
+      c.rxMalformed++;
+      return;
+    }
+    if (!checkIcrc(buf, p.totalLength, peer.rx)) {
+      c.rxBadIcrc++;
+      return;
+    }
+    const qp = this.qps.get(p.destQp);
+    if (!qp) {
+      c.rxUnknownQp++;
+      return;
+    }
+    const op = p.opcode;
+    const transport = op >>> 5;
+    const qpt = qp.qpType;
+    if ((qpt === QpType.RC && transport !== 0) || (qpt === QpType.UC && transport !== 1) || (qpt === QpType.UD && transport !== 3)) {
+      c.rxWrongTransport++;
+      return;
+    }
+    const state = qp.state;
+    if (qpt === QpType.RC && op >= 0x0d && op <= 0x12) {
+      if (state !== QpState.RTS && state !== QpState.SQD) {
+        c.rxBadState++;
+        return;
+      }
+      if (op === 0x11) qp.req.onAck(p);
+      else if (op === 0x12) qp.req.onAtomicAck(p);
+      else qp.req.onReadResponse(p, buf);
+      return;
+    }
+    if (state !== QpState.RTR && state !== QpState.RTS && state !== QpState.SQD) {
+      c.rxBadState++;
+      return;
+    }
+    qp.resp.onRequest(p, buf, peer);
+  };
+
+  /** Close every context and forget the device (rdma link delete). */
+  remove(): void {
+    for (const ctx of [...this.contexts]) ctx.close();
+    this.removed = true;
+    softDevices.delete(this);
+  }
+}
+
+const softDevices = new Set<SoftDevice>();
+
+/** Add a soft device, as `rdma link add rxe0 type rxe netdev eth0` adds an rxe device. */
+export function addSoftDevice(opts: SoftDeviceOptions = {}): SoftDevice {
+  if (opts.name && [...softDevices].some((d) => d.name === opts.name)) {
+    throw new InvalidArgumentError(`a soft device named ${opts.name} exists`);
+  }
+  const dev = new SoftDevice(opts);
+  softDevices.add(dev);
+  return dev;
+}
+
+/**
+ * `IBAL_SOFT_DEVICES=soft0=127.0.0.1:4791,soft1=::1` configures the default
+ * devices; without it there is one, soft0 on 127.0.0.1.
+ */
+function defaultDevices(): void {
+  const spec = process.env.IBAL_SOFT_DEVICES;
+  if (!spec) {
+    addSoftDevice({ name: 'soft0' });
+    return;
+  }
+  for (const item of spec.split(',')) {
+    const m = /^(?:([\w.-]+)=)?(\[[^\]]+\]|[^:]+|[0-9a-fA-F:]+?)(?::(\d+))?$/.exec(item.trim());
+    if (!m) throw new InvalidArgumentError(`IBAL_SOFT_DEVICES: cannot parse "${item}"`);
+    const address = m[2]!.replace(/^\[|\]$/g, '');
+    addSoftDevice({ name: m[1], address, port: m[3] !== undefined ? Number(m[3]) : undefined });
+  }
+}
+
+let defaultsMade = false;
+
+export const softProvider: HcaProvider = {
+  name: 'soft',
+  devices(): SoftDevice[] {
+    if (!defaultsMade) {
+      defaultsMade = true;
+      if (softDevices.size === 0) defaultDevices();
+    }
+    return [...softDevices];
+  },
+};

@@ -1,0 +1,98 @@
+import { Access } from '../enums.js';
+import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
+import type { HcaMr } from '../provider.js';
+
+/** The PD a resource belongs to; compared by identity for every key check. */
+export interface PdRef {
+  readonly id: number;
+}
+
+export class SoftMr implements HcaMr {
+  readonly lkey: number;
+  readonly rkey: number;
+  /** Number of QPs/WRs that still reference it (bound by in-flight WRs in a fuller HCA). */
+  closed = false;
+
+  constructor(
+    readonly table: MrTable,
+    readonly pd: PdRef,
+    readonly buf: Uint8Array,
+    readonly addr: number,
+    readonly access: number,
+    key: number,
+  ) {
+    this.lkey = key;
+    this.rkey = key;
+  }
+
+  get length(): number {
+    return this.buf.length;
+  }
+
+  dereg(): void {
+    if (this.closed) throw new ResourceClosedError('MR');
+    this.closed = true;
+    this.table.remove(this);
+  }
+}
+
+/**
+ * Keys are `index << 8 | tag`, as rxe builds them: the index finds the MR in
+ * O(1) and the 8-bit tag, new on every registration, makes a stale key (from
+ * an MR deregistered and its slot reused) fail the check rather than hit the
+ * new region.
+ */
+export class MrTable {
+  private readonly slots: (SoftMr | undefined)[] = [undefined];
+  private readonly freeSlots: number[] = [];
+  private tag = 0x5a;
+  /** I/O virtual addresses handed out per MR, page-aligned like real ones, never reused. */
+  private nextIova = 0x7f0000000000;
+
+  register(pd: PdRef, buf: Uint8Array, access: number): SoftMr {
+    if ((access & ~0xf) !== 0) throw new InvalidArgumentError(`unknown access flags 0x${access.toString(16)}`);
+    if ((access & (Access.REMOTE_WRITE | Access.REMOTE_ATOMIC)) && !(access & Access.LOCAL_WRITE)) {
+      throw new InvalidArgumentError('REMOTE_WRITE and REMOTE_ATOMIC require LOCAL_WRITE');
+    }
+    const index = this.freeSlots.pop() ?? this.slots.length;
+    if (index > 0xffffff) throw new InvalidArgumentError('out of memory keys');
+    this.tag = (this.tag + 0x3b) & 0xff;
+    const key = ((index << 8) | this.tag) >>> 0;
+    const addr = this.nextIova;
+    this.nextIova += Math.ceil(Math.max(buf.length, 1) / 4096) * 4096 + 4096;
+    const mr = new SoftMr(this, pd, buf, addr, access, key);
+    this.slots[index] = mr;
+    return mr;
+  }
+
+  remove(mr: SoftMr): void {
+    const index = mr.lkey >>> 8;
+    if (this.slots[index] === mr) {
+      this.slots[index] = undefined;
+      this.freeSlots.push(index);
+    }
+  }
+
+  lookup(key: number): SoftMr | undefined {
+    const mr = this.slots[key >>> 8];
+    return mr && mr.lkey === key >>> 0 ? mr : undefined;
+  }
+
+  /**
+   * Resolve a key and [va, va+len) to an offset into the MR's buffer, or -1
+   * when the key is unknown, belongs to another PD, lacks `access`, or the
+   * range falls outside the region. One check serves lkeys and rkeys alike.
+   */
+  resolve(key: number, pd: PdRef, va: number, len: number, access: number): number {
+    const mr = this.lookup(key);
+    if (!mr || mr.pd !== pd || (mr.access & access) !== access) return -1;
+    const off = va - mr.addr;
+    if (off < 0 || len < 0 || off + len > mr.buf.length) return -1;
+    return off;
+  }
+
+  /** The MR that the last successful resolve() named; kept separate so resolve stays allocation-free. */
+  bufferOf(key: number): Uint8Array {
+    return this.slots[key >>> 8]!.buf;
+  }
+}

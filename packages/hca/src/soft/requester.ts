@@ -1,0 +1,559 @@
+import { Access, EventType, QpState, QpType, SendFlags, WcStatus, WrOpcode } from '../enums.js';
+import { Opcode } from '../packet/opcode.js';
+import type { ParsedPacket } from '../packet/packet.js';
+import { rnrTimerUs } from '../packet/aeth.js';
+import { PSN_MASK, psnAdd, psnDiff } from './psn.js';
+import { checkSgl, gather, scatter } from './sgl.js';
+import type { SoftQp } from './qp.js';
+import { Tx } from './tx.js';
+import type { SendWqe } from './wqe.js';
+
+/**
+ * Packets in flight before the requester waits for an ACK. Bounded so a
+ * burst fits the receiver's socket buffer; rxe bounds it the same way
+ * (RXE_MAX_UNACKED_PSNS).
+ */
+const WINDOW = 128;
+/** Ask for an ACK at least this often inside a long message, so the window keeps moving. */
+const ACK_EVERY = 32;
+
+const isReadOrAtomic = (op: number) => op === WrOpcode.RDMA_READ || op === WrOpcode.ATOMIC_CMP_AND_SWP || op === WrOpcode.ATOMIC_FETCH_AND_ADD;
+
+/** 4.096 µs * 2^timeout, the IBTA local ACK timeout; 0 means wait forever. */
+export function ackTimeoutMs(timeout: number): number {
+  if (timeout === 0) return 0;
+  return Math.max(1, (4.096 * 2 ** timeout) / 1000);
+}
+
+/**
+ * The send side of a QP: rxe's requester and completer in one. WQEs are
+ * segmented into packets with consecutive PSNs; RC keeps them until ACKed,
+ * with go-back-N retransmission from the first unacknowledged PSN on a
+ * sequence NAK, RNR NAK or timeout.
+ */
+export class Requester {
+  /** Next PSN to send. */
+  psn = 0;
+  /** Last PSN acknowledged. */
+  private acked = 0;
+  /** One past the highest PSN ever sent: ACKs up to here are valid even after a rewind. */
+  private maxPsn = 0;
+  /** Index (in sq counters) of the WQE being sent, and its next packet. */
+  private sendIdx = 0;
+  private pktIdx = 0;
+  private rdAtomicOutstanding = 0;
+  private retryLeft = 0;
+  private rnrLeft = 0;
+  private lastProgress = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private rnrTimer: NodeJS.Timeout | undefined;
+  private rnrWait = false;
+  /** A local error stopped the send queue; the failed WQE retires in order. */
+  private blocked = false;
+  /** Read response PSN we already re-requested, so a burst of out-of-order responses asks once. */
+  private readRetryPsn = -1;
+  private sqdNotified = false;
+  private readonly tx: Tx;
+
+  constructor(private readonly qp: SoftQp) {
+    this.tx = new Tx(qp.host.wire);
+  }
+
+  start(sqPsn: number): void {
+    this.psn = sqPsn;
+    this.maxPsn = sqPsn;
+    this.acked = psnAdd(sqPsn, PSN_MASK); // sqPsn - 1
+    this.sendIdx = this.qp.sq.head;
+    this.pktIdx = 0;
+    this.retryLeft = this.qp.retryCnt;
+    this.rnrLeft = this.qp.rnrRetry;
+  }
+
+  reset(): void {
+    this.stop();
+    this.sendIdx = 0;
+    this.pktIdx = 0;
+    this.rdAtomicOutstanding = 0;
+    this.blocked = false;
+    this.rnrWait = false;
+    this.readRetryPsn = -1;
+    this.sqdNotified = false;
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.rnrTimer) clearTimeout(this.rnrTimer);
+    this.timer = this.rnrTimer = undefined;
+    this.rnrWait = false;
+  }
+
+  /** Send what the window, fences and the read/atomic limit allow. */
+  pump(): void {
+    const qp = this.qp;
+    const state = qp.state;
+    if ((state !== QpState.RTS && state !== QpState.SQD) || this.blocked || this.rnrWait) return;
+    const sq = qp.sq;
+    const rc = qp.qpType === QpType.RC;
+    while (this.sendIdx < sq.tail) {
+      const w = sq.at(this.sendIdx);
+      if (!w.started) {
+        if (state === QpState.SQD) break;
+        if (!this.startWqe(w)) break;
+        if (w.done) {
+          // A local error: nothing goes out after it.
+          this.sendIdx++;
+          this.blocked = true;
+          break;
+        }
+      }
+      if (rc && psnDiff(this.psn, this.acked) > WINDOW) break;
+      this.sendPacket(w);
+      if (this.pktIdx >= w.npkts) {
+        this.sendIdx++;
+        this.pktIdx = 0;
+        if (!rc) w.done = true;
+      }
+    }
+    if (rc) this.armTimer();
+    this.retire();
+  }
+
+  private startWqe(w: SendWqe): boolean {
+    const qp = this.qp;
+    const op = w.opcode;
+    if (isReadOrAtomic(op)) {
+      if (this.rdAtomicOutstanding >= qp.maxRdAtomic) return false;
+    } else if (w.sendFlags & SendFlags.FENCE && this.rdAtomicOutstanding > 0) {
+      return false;
+    }
+    w.started = true;
+    w.psn = this.psn;
+    const mtu = qp.qpType === QpType.UD ? qp.host.activeMtu : qp.mtu;
+    w.npkts = Math.max(1, Math.ceil(w.length / mtu));
+    const needWrite = op === WrOpcode.RDMA_READ || op >= WrOpcode.ATOMIC_CMP_AND_SWP ? Access.LOCAL_WRITE : 0;
+    if (w.inlineLen < 0 && !checkSgl(qp.host.mrs, qp.pd, w, needWrite)) {
+      return this.failLocal(w, WcStatus.LOC_PROT_ERR);
+    }
+    if (op >= WrOpcode.ATOMIC_CMP_AND_SWP && w.length !== 8) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
+    if (qp.qpType === QpType.UD && w.length > mtu) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
+    if (qp.qpType !== QpType.UD && !qp.peer) return this.failLocal(w, WcStatus.LOC_QP_OP_ERR);
+    if (isReadOrAtomic(op)) this.rdAtomicOutstanding++;
+    return true;
+  }
+
+  private failLocal(w: SendWqe, status: number): true {
+    w.done = true;
+    w.status = status;
+    w.npkts = 0;
+    return true;
+  }
+
+  private sendPacket(w: SendWqe): void {
+    const qp = this.qp;
+    const h = this.tx.h;
+    const k = this.pktIdx;
+    const op = w.opcode;
+    const base = qp.qpType === QpType.RC ? 0 : qp.qpType === QpType.UC ? 0x20 : 0x60;
+    const first = k === 0;
+    const last = k === w.npkts - 1;
+    h.psn = psnAdd(w.psn, k);
+    h.se = false;
+    h.ackReq = false;
+    let peer = qp.peer!;
+    h.destQp = qp.destQpNum;
+    if (op === WrOpcode.RDMA_READ) {
+      // One request covers every remaining response PSN; a retry asks only for what is missing.
+      const off = k * qp.mtu;
+      h.opcode = Opcode.RC_RDMA_READ_REQUEST;
+      h.rethVa = w.remoteAddr + off;
+      h.rethRkey = w.rkey;
+      h.rethDmaLen = w.length - off;
+      h.ackReq = true;
+      this.tx.begin();
+      this.tx.end(peer, 0);
+      w.reqPkt = k;
+      this.pktIdx = w.npkts;
+      this.advance(psnAdd(w.psn, w.npkts));
+      return;
+    }
+    if (op >= WrOpcode.ATOMIC_CMP_AND_SWP) {
+      h.opcode = op === WrOpcode.ATOMIC_CMP_AND_SWP ? Opcode.RC_COMPARE_SWAP : Opcode.RC_FETCH_ADD;
+      h.atomicVa = w.remoteAddr;
+      h.atomicRkey = w.rkey;
+      h.atomicSwapAdd = op === WrOpcode.ATOMIC_CMP_AND_SWP ? w.swap : w.compareAdd;
+      h.atomicCompare = op === WrOpcode.ATOMIC_CMP_AND_SWP ? w.compareAdd : 0n;
+      h.ackReq = true;
+      this.tx.begin();
+      this.tx.end(peer, 0);
+      this.pktIdx = 1;
+      this.advance(psnAdd(w.psn, 1));
+      return;
+    }
+    const mtu = qp.qpType === QpType.UD ? qp.host.activeMtu : qp.mtu;
+    const off = k * mtu;
+    const len = Math.min(mtu, w.length - off);
+    const imm = op === WrOpcode.SEND_WITH_IMM || op === WrOpcode.RDMA_WRITE_WITH_IMM;
+    if (op === WrOpcode.SEND || op === WrOpcode.SEND_WITH_IMM) {
+      h.opcode = base | (first && last ? (imm ? 0x05 : 0x04) : first ? 0x00 : last ? (imm ? 0x03 : 0x02) : 0x01);
+      if (last) h.se = (w.sendFlags & SendFlags.SOLICITED) !== 0;
+    } else {
+      h.opcode = base | (first && last ? (imm ? 0x0b : 0x0a) : first ? 0x06 : last ? (imm ? 0x09 : 0x08) : 0x07);
+      if (first) {
+        h.rethVa = w.remoteAddr;
+        h.rethRkey = w.rkey;
+        h.rethDmaLen = w.length;
+      }
+      if (last && imm) h.se = (w.sendFlags & SendFlags.SOLICITED) !== 0;
+    }
+    h.immDt = w.immData;
+    if (qp.qpType === QpType.UD) {
+      const ah = w.ah!;
+      peer = ah.peer;
+      h.destQp = w.remoteQpn;
+      // A Q_Key with the high bit set means "use the QP's own", per the IBTA.
+      h.dethQkey = w.remoteQkey & 0x80000000 ? qp.qkey : w.remoteQkey;
+      h.dethSrcQp = qp.qpNum;
+    }
+    h.ackReq = qp.qpType === QpType.RC && (last || (k + 1) % ACK_EVERY === 0 || psnDiff(h.psn, this.acked) >= WINDOW);
+    const buf = this.tx.begin();
+    if (len > 0) {
+      if (w.inlineLen >= 0) buf.set(w.inline.subarray(off, off + len), this.tx.hdrLen);
+      else if (!gather(qp.host.mrs, qp.pd, w, off, buf, this.tx.hdrLen, len)) {
+        // The MR went away under an in-flight WR: a local protection error.
+        this.failLocal(w, WcStatus.LOC_PROT_ERR);
+        this.pktIdx = w.npkts;
+        this.blocked = true;
+        return;
+      }
+    }
+    this.tx.end(peer, len);
+    this.pktIdx = k + 1;
+    this.advance(psnAdd(h.psn, 1));
+  }
+
+  private advance(psn: number): void {
+    this.psn = psn;
+    if (psnDiff(psn, this.maxPsn) > 0) this.maxPsn = psn;
+  }
+
+  // ---- completer ----
+
+  /** Retire finished WQEs from the head of the send queue, in order. */
+  private retire(): void {
+    const qp = this.qp;
+    const sq = qp.sq;
+    while (sq.head < this.sendIdx) {
+      const w = sq.at(sq.head);
+      if (!w.done) break;
+      sq.head++;
+      if (isReadOrAtomic(w.opcode) && w.status === WcStatus.SUCCESS) this.rdAtomicOutstanding--;
+      qp.completeSend(w, w.status);
+      if (w.status !== WcStatus.SUCCESS) {
+        qp.toError();
+        return;
+      }
+    }
+    if (qp.state === QpState.SQD) this.checkDrained();
+    if (sq.head === this.sendIdx && this.pktIdx === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  drained(): boolean {
+    return this.qp.sq.head === this.sendIdx && this.pktIdx === 0;
+  }
+
+  checkDrained(): void {
+    const qp = this.qp;
+    if (qp.state !== QpState.SQD || !this.drained()) {
+      this.sqdNotified = false;
+      return;
+    }
+    if (!this.sqdNotified && qp.enSqdAsyncNotify) {
+      this.sqdNotified = true;
+      qp.host.raise({ eventType: EventType.SQ_DRAINED, qp });
+    }
+  }
+
+  /** Index of the started WQE whose PSN range holds `psn`, or -1. */
+  private findWqe(psn: number): number {
+    const sq = this.qp.sq;
+    const end = this.furthest();
+    for (let i = sq.head; i < end; i++) {
+      const w = sq.at(i);
+      const d = psnDiff(psn, w.psn);
+      if (d >= 0 && d < w.npkts) return i;
+    }
+    return -1;
+  }
+
+  private progress(): void {
+    this.retryLeft = this.qp.retryCnt;
+    this.rnrLeft = this.qp.rnrRetry;
+    this.lastProgress = performance.now();
+    this.readRetryPsn = -1;
+  }
+
+  /**
+   * Everything up to and including `psn` is acknowledged. Returns false if a
+   * READ or atomic in that range has not had its response: the responses
+   * were lost, and the request is sent again (an implicit NAK).
+   */
+  private ackUpTo(psn: number): boolean {
+    if (psnDiff(psn, this.acked) <= 0 || psnDiff(psn, this.maxPsn) >= 0) return true;
+    const sq = this.qp.sq;
+    const end = Math.min(sq.tail, Math.max(this.sendIdx + (this.pktIdx > 0 ? 1 : 0), this.furthest()));
+    let i = sq.head;
+    for (; i < end; i++) {
+      const w = sq.at(i);
+      if (w.done) continue;
+      const lastPsn = psnAdd(w.psn, w.npkts - 1);
+      if (psnDiff(lastPsn, psn) > 0) break;
+      if (isReadOrAtomic(w.opcode)) {
+        this.acked = psnAdd(w.psn, w.respPkts - 1);
+        this.progress();
+        this.goBack(i, psnAdd(w.psn, w.respPkts));
+        return false;
+      }
+      w.done = true;
+    }
+    this.acked = psn;
+    this.progress();
+    if (psnDiff(psn, this.psn) >= 0) {
+      // A rewind resent packets the responder had already taken: skip to what it still needs.
+      const next = psnAdd(psn, 1);
+      const w = i < sq.tail ? sq.at(i) : undefined;
+      this.sendIdx = i;
+      this.pktIdx = w && w.started && psnDiff(next, w.psn) > 0 ? psnDiff(next, w.psn) : 0;
+      this.psn = next;
+    }
+    return true;
+  }
+
+  /** One past the last WQE that has been started (had PSNs assigned). */
+  private furthest(): number {
+    const sq = this.qp.sq;
+    let i = this.sendIdx;
+    while (i < sq.tail && sq.at(i).started) i++;
+    return i;
+  }
+
+  /** Rewind sending to `psn`, inside WQE `index`. */
+  private goBack(index: number, psn: number): void {
+    const w = this.qp.sq.at(index);
+    this.sendIdx = index;
+    this.pktIdx = w.opcode === WrOpcode.RDMA_READ ? w.respPkts : psnDiff(psn, w.psn);
+    this.psn = psn;
+    this.qp.host.counters.txRetransmits++;
+  }
+
+  /** An ACK or NAK (AETH) for `psn`. */
+  onAck(p: ParsedPacket): void {
+    const qp = this.qp;
+    const syn = p.aethSyndrome;
+    const kind = syn >>> 5;
+    if (kind === 0) {
+      // ACK
+      if (psnDiff(p.psn, this.acked) <= 0) {
+        qp.host.counters.rxStaleResponse++;
+        return;
+      }
+      this.ackUpTo(p.psn);
+      this.pump();
+      return;
+    }
+    // A NAK names the PSN it refuses; everything before it is acknowledged.
+    if (psnDiff(p.psn, this.acked) <= 0 || psnDiff(p.psn, this.maxPsn) >= 0) {
+      qp.host.counters.rxStaleResponse++;
+      return;
+    }
+    if (!this.ackUpTo(psnAdd(p.psn, PSN_MASK))) {
+      this.pump();
+      return;
+    }
+    const index = this.findWqe(p.psn);
+    if (index < 0) {
+      qp.host.counters.rxStaleResponse++;
+      return;
+    }
+    if (kind === 1) {
+      // RNR NAK: the responder had no receive WQE. Wait its timer, then resend.
+      qp.host.counters.rxRnrNaks++;
+      if (this.rnrLeft === 0) return this.failAt(index, WcStatus.RNR_RETRY_EXC_ERR);
+      if (this.rnrLeft !== 7) this.rnrLeft--;
+      this.goBack(index, p.psn);
+      this.rnrWait = true;
+      if (this.rnrTimer) clearTimeout(this.rnrTimer);
+      const delay = Math.max(rnrTimerUs(syn & 0x1f) / 1000, 0.01);
+      this.rnrTimer = setTimeout(() => {
+        this.rnrTimer = undefined;
+        this.rnrWait = false;
+        this.lastProgress = performance.now();
+        this.pump();
+      }, delay);
+      return;
+    }
+    if (kind === 3) {
+      const code = syn & 0x1f;
+      if (code === 0) {
+        // PSN sequence error: resend from the PSN the responder expects.
+        this.goBack(index, p.psn);
+        this.pump();
+        return;
+      }
+      const status =
+        code === 1 ? WcStatus.REM_INV_REQ_ERR : code === 2 ? WcStatus.REM_ACCESS_ERR : code === 3 ? WcStatus.REM_OP_ERR : WcStatus.REM_INV_RD_REQ_ERR;
+      return this.failAt(index, status);
+    }
+    qp.host.counters.rxStaleResponse++;
+  }
+
+  /** WQE `index` fails with `status`; the ones before it completed, the ones after will be flushed. */
+  private failAt(index: number, status: number): void {
+    const qp = this.qp;
+    const w = qp.sq.at(index);
+    w.done = true;
+    w.status = status;
+    if (isReadOrAtomic(w.opcode)) this.rdAtomicOutstanding--;
+    // Everything before it is done; retire() then moves the QP to ERR and flushes the rest.
+    this.sendIdx = Math.max(this.sendIdx, index + 1);
+    this.pktIdx = 0;
+    this.stop();
+    this.retire();
+  }
+
+  /** An RDMA READ response packet. */
+  onReadResponse(p: ParsedPacket, buf: Uint8Array): void {
+    const qp = this.qp;
+    const index = this.findWqe(p.psn);
+    if (index < 0) {
+      qp.host.counters.rxStaleResponse++;
+      return;
+    }
+    const w = qp.sq.at(index);
+    if (w.opcode !== WrOpcode.RDMA_READ || w.done) {
+      qp.host.counters.rxStaleResponse++;
+      return;
+    }
+    // Responses to this READ imply every earlier request was executed.
+    if (!this.ackUpTo(psnAdd(w.psn, PSN_MASK))) {
+      this.pump();
+      return;
+    }
+    const expected = psnAdd(w.psn, w.respPkts);
+    const d = psnDiff(p.psn, expected);
+    if (d < 0) {
+      qp.host.counters.rxDuplicate++;
+      return;
+    }
+    if (d > 0) {
+      qp.host.counters.rxOutOfSequence++;
+      if (this.readRetryPsn !== expected) {
+        this.readRetryPsn = expected;
+        this.goBack(index, expected);
+        this.pump();
+      }
+      return;
+    }
+    const op = p.opcode;
+    const first = op === Opcode.RC_RDMA_READ_RESPONSE_FIRST || op === Opcode.RC_RDMA_READ_RESPONSE_ONLY;
+    const last = op === Opcode.RC_RDMA_READ_RESPONSE_LAST || op === Opcode.RC_RDMA_READ_RESPONSE_ONLY;
+    const off = w.respPkts * qp.mtu;
+    const remaining = w.length - off;
+    const len = p.payloadLength;
+    // Each response must be MTU-sized except the last, which must end exactly at the requested length.
+    const lenOk = last ? len === remaining : len === qp.mtu && len < remaining;
+    // The first response to a (re)request is FIRST or ONLY; later ones are MIDDLE or LAST.
+    const opOk = w.respPkts === w.reqPkt ? first : !first;
+    if (!lenOk || !opOk) return this.failAt(index, WcStatus.BAD_RESP_ERR);
+    if (len > 0 && !scatter(qp.host.mrs, qp.pd, w, off, buf, p.payloadOffset, len)) {
+      return this.failAt(index, WcStatus.LOC_PROT_ERR);
+    }
+    w.respPkts++;
+    this.acked = p.psn;
+    this.progress();
+    if (last) {
+      w.done = true;
+      this.retire();
+    }
+    this.pump();
+  }
+
+  /** An ATOMIC ACKNOWLEDGE: the original value goes to the WQE's 8-byte SGE, in host (little-endian) order. */
+  onAtomicAck(p: ParsedPacket): void {
+    const qp = this.qp;
+    const index = this.findWqe(p.psn);
+    const w = index < 0 ? undefined : qp.sq.at(index);
+    if (!w || w.opcode < WrOpcode.ATOMIC_CMP_AND_SWP || w.done) {
+      qp.host.counters.rxStaleResponse++;
+      return;
+    }
+    if (!this.ackUpTo(psnAdd(w.psn, PSN_MASK))) {
+      this.pump();
+      return;
+    }
+    const tmp = atomicScratch;
+    new DataView(tmp.buffer).setBigUint64(0, p.atomicAckOrig, true);
+    if (!scatter(qp.host.mrs, qp.pd, w, 0, tmp, 0, 8)) return this.failAt(index, WcStatus.LOC_PROT_ERR);
+    w.respPkts = 1;
+    w.done = true;
+    this.acked = p.psn;
+    this.progress();
+    this.retire();
+    this.pump();
+  }
+
+  // ---- timers ----
+
+  private armTimer(): void {
+    if (this.timer || this.drained()) return;
+    const ms = ackTimeoutMs(this.qp.timeout);
+    if (ms === 0) return;
+    if (this.lastProgress === 0) this.lastProgress = performance.now();
+    this.timer = setTimeout(this.onTimer, ms);
+  }
+
+  private readonly onTimer = (): void => {
+    this.timer = undefined;
+    const qp = this.qp;
+    if (qp.state !== QpState.RTS && qp.state !== QpState.SQD) return;
+    if (this.drained()) return;
+    const ms = ackTimeoutMs(qp.timeout);
+    const idle = performance.now() - this.lastProgress;
+    if (this.rnrWait || idle < ms) {
+      // Progress since the timer was set (or an RNR wait): check again when the full timeout would elapse.
+      this.timer = setTimeout(this.onTimer, Math.max(1, ms - idle));
+      return;
+    }
+    qp.host.counters.txTimeouts++;
+    const sq = qp.sq;
+    let index = sq.head;
+    while (index < this.sendIdx && sq.at(index).done) index++;
+    if (index >= sq.tail) return;
+    if (this.retryLeft === 0) return this.failAt(index, WcStatus.RETRY_EXC_ERR);
+    this.retryLeft--;
+    const w = sq.at(index);
+    const from = w.opcode === WrOpcode.RDMA_READ ? psnAdd(w.psn, w.respPkts) : psnDiff(psnAdd(this.acked, 1), w.psn) > 0 ? psnAdd(this.acked, 1) : w.psn;
+    this.lastProgress = performance.now();
+    this.goBack(index, from);
+    this.pump();
+  };
+
+  /** On ERR: every WQE not yet retired completes with WR_FLUSH_ERR, in order. */
+  flush(): void {
+    const qp = this.qp;
+    const sq = qp.sq;
+    this.stop();
+    while (sq.head < sq.tail) {
+      const w = sq.shift();
+      qp.completeSend(w, w.done && w.status !== WcStatus.SUCCESS ? w.status : WcStatus.WR_FLUSH_ERR);
+    }
+    this.sendIdx = sq.tail;
+    this.pktIdx = 0;
+    this.rdAtomicOutstanding = 0;
+    this.blocked = false;
+  }
+}
+
+const atomicScratch = new Uint8Array(8);

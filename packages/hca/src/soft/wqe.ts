@@ -1,0 +1,158 @@
+import type { RecvWr, SendWr } from '../provider.js';
+import type { SoftAh } from './ah.js';
+
+/**
+ * Work queue entries are preallocated and copied into at post time, as an
+ * HCA copies a WQE into its ring: the caller may reuse its WR objects the
+ * moment postSend returns, and posting allocates nothing.
+ */
+export class SendWqe {
+  wrId = 0;
+  opcode = 0;
+  sendFlags = 0;
+  immData = 0;
+  remoteAddr = 0;
+  rkey = 0;
+  compareAdd = 0n;
+  swap = 0n;
+  ah: SoftAh | undefined = undefined;
+  remoteQpn = 0;
+  remoteQkey = 0;
+  numSge = 0;
+  readonly sgeAddr: number[];
+  readonly sgeLen: number[];
+  readonly sgeKey: number[];
+  /** Inline payload copied at post time; `inlineLen < 0` means not inline. */
+  readonly inline: Uint8Array;
+  inlineLen = -1;
+  length = 0;
+  signaled = false;
+
+  // Transport progress, owned by the requester.
+  /** PSN of the first packet; the WQE spans `npkts` PSNs (a READ spans its responses). */
+  psn = 0;
+  npkts = 0;
+  started = false;
+  /** READ: packets of response received, and the response index the last request started at. */
+  respPkts = 0;
+  reqPkt = 0;
+  done = false;
+  status = 0;
+
+  constructor(maxSge: number, maxInline: number) {
+    this.sgeAddr = new Array<number>(maxSge).fill(0);
+    this.sgeLen = new Array<number>(maxSge).fill(0);
+    this.sgeKey = new Array<number>(maxSge).fill(0);
+    this.inline = new Uint8Array(maxInline);
+  }
+
+  load(wr: SendWr, sigAll: boolean): void {
+    this.wrId = wr.wrId;
+    this.opcode = wr.opcode;
+    this.sendFlags = wr.sendFlags ?? 0;
+    this.immData = (wr.immData ?? 0) >>> 0;
+    const r = wr.rdma;
+    const a = wr.atomic;
+    if (a) {
+      this.remoteAddr = a.remoteAddr;
+      this.rkey = a.rkey >>> 0;
+      this.compareAdd = a.compareAdd;
+      this.swap = a.swap ?? 0n;
+    } else if (r) {
+      this.remoteAddr = r.remoteAddr;
+      this.rkey = r.rkey >>> 0;
+    } else {
+      this.remoteAddr = 0;
+      this.rkey = 0;
+    }
+    const ud = wr.ud;
+    this.ah = ud ? (ud.ah as SoftAh) : undefined;
+    this.remoteQpn = ud ? ud.remoteQpn : 0;
+    this.remoteQkey = ud ? ud.remoteQkey >>> 0 : 0;
+    const sg = wr.sgList;
+    let total = 0;
+    for (let i = 0; i < sg.length; i++) {
+      const s = sg[i]!;
+      this.sgeAddr[i] = s.addr;
+      this.sgeLen[i] = s.length;
+      this.sgeKey[i] = s.lkey >>> 0;
+      total += s.length;
+    }
+    this.numSge = sg.length;
+    this.length = total;
+    this.inlineLen = -1;
+    this.signaled = sigAll || (this.sendFlags & 2) !== 0;
+    this.psn = 0;
+    this.npkts = 0;
+    this.started = false;
+    this.respPkts = 0;
+    this.reqPkt = 0;
+    this.done = false;
+    this.status = 0;
+  }
+}
+
+export class RecvWqe {
+  wrId = 0;
+  numSge = 0;
+  length = 0;
+  readonly sgeAddr: number[];
+  readonly sgeLen: number[];
+  readonly sgeKey: number[];
+
+  constructor(maxSge: number) {
+    this.sgeAddr = new Array<number>(maxSge).fill(0);
+    this.sgeLen = new Array<number>(maxSge).fill(0);
+    this.sgeKey = new Array<number>(maxSge).fill(0);
+  }
+
+  load(wr: RecvWr): void {
+    this.wrId = wr.wrId;
+    const sg = wr.sgList;
+    let total = 0;
+    for (let i = 0; i < sg.length; i++) {
+      const s = sg[i]!;
+      this.sgeAddr[i] = s.addr;
+      this.sgeLen[i] = s.length;
+      this.sgeKey[i] = s.lkey >>> 0;
+      total += s.length;
+    }
+    this.numSge = sg.length;
+    this.length = total;
+  }
+}
+
+/** A fixed ring of WQEs with monotonically increasing head/tail counters. */
+export class Ring<T> {
+  readonly slots: T[];
+  head = 0;
+  tail = 0;
+  constructor(
+    readonly capacity: number,
+    make: () => T,
+  ) {
+    this.slots = Array.from({ length: capacity }, make);
+  }
+  get size(): number {
+    return this.tail - this.head;
+  }
+  get full(): boolean {
+    return this.tail - this.head >= this.capacity;
+  }
+  at(index: number): T {
+    return this.slots[index % this.capacity]!;
+  }
+  /** The slot to fill for a new entry; call commit() after filling it. */
+  reserve(): T {
+    return this.slots[this.tail % this.capacity]!;
+  }
+  commit(): void {
+    this.tail++;
+  }
+  shift(): T {
+    return this.slots[this.head++ % this.capacity]!;
+  }
+  clear(): void {
+    this.head = this.tail = 0;
+  }
+}

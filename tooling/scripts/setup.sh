@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything a fresh machine with only Node and npm needs: pnpm, the
+# workspace's packages, and the Debian tools the tests use (tshark to check
+# that captures decode as RoCEv2). Safe to run again; it skips what is there.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if ! command -v pnpm >/dev/null 2>&1 || [[ "$(pnpm -v 2>/dev/null)" != 9.* ]]; then
+  npm install -g pnpm@9.15.9 >/dev/null
+fi
+
+apt_packages=()
+command -v tshark >/dev/null 2>&1 || apt_packages+=(tshark)
+if ((${#apt_packages[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+  else
+    echo "setup: not root or no apt-get; the tests that need ${apt_packages[*]} will be skipped" >&2
+  fi
+fi
+
+pnpm install --frozen-lockfile --reporter=silent
