@@ -8,3 +8,18 @@ export { DeviceCounters } from './soft/counters.js';
 export { gidFromIp, ipFromGid } from './soft/gid.js';
 export { ackTimeoutMs } from './soft/requester.js';
 export { validateModifyQp, validateAhAttr, qpAttrMaskNames } from './qp-state.js';
+export { Opcode, opcodeName, isValidOpcode, opcodeInfo, type OpcodeInfo } from './packet/opcode.js';
+export {
+  DecodeResult,
+  decodeResultName,
+  decodePacket,
+  encodeHeaders,
+  finishPacket,
+  newParsedPacket,
+  describePacket,
+  type ParsedPacket,
+} from './packet/packet.js';
+export { IcrcCalculator, checkIcrc, writeIcrc, computeIcrcFromFrame, type IcrcEndpoint } from './packet/icrc.js';
+export { AethType, NakCode, RNR_TIMER_US, rnrTimerUs, rnrTimerForUs } from './packet/aeth.js';
+export { PcapWriter } from './pcap.js';
+export { readCapture, extractRoce, LinkType, type CaptureRecord, type RoceInCapture } from './pcap-reader.js';
