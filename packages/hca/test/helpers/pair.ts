@@ -20,6 +20,8 @@ export interface Side {
 }
 
 export interface PairOptions {
+  /** Address both devices bind; default 127.0.0.1. */
+  address?: string;
   qpType?: number;
   size?: number;
   cqe?: number;
@@ -40,7 +42,7 @@ export interface PairOptions {
 const ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
 
 export async function side(opts: PairOptions, faults?: SoftDeviceOptions['faults']): Promise<Side> {
-  const dev = addSoftDevice({ name: `t${process.pid}_${n++}`, address: '127.0.0.1', port: 0, faults });
+  const dev = addSoftDevice({ name: `t${process.pid}_${n++}`, address: opts.address ?? '127.0.0.1', port: 0, faults });
   const ctx = await dev.open();
   const pd = ctx.allocPd();
   const waiters: (() => void)[] = [];
