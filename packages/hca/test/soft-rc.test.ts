@@ -143,6 +143,23 @@ describe('soft HCA RC', () => {
   });
 });
 
+describe('soft HCA RC acknowledgements', () => {
+  it('an idle unsignaled tail is acknowledged by a probe, not failed, even with retry_cnt 0', async () => {
+    const [a, b] = await rc({ maxSendWr: 16, retryCnt: 0 });
+    for (let i = 0; i < 64; i++) b.qp.postRecv([{ wrId: i, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+    const send = (i: number) => a.qp.postSend([{ wrId: i, opcode: WrOpcode.SEND, sendFlags: 0, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
+    for (let i = 0; i < 10; i++) send(i);
+    // Without ACKs the send queue would stay full; the probe gets them retired.
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 10; i < 26; i++) send(i);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(a.qp.state).toBe(QpState.RTS);
+    expect(a.cq.poll(4, [{} as never, {} as never, {} as never, {} as never])).toBe(0);
+    expect((await completions(b, 26)).every((w) => w.status === WcStatus.SUCCESS)).toBe(true);
+    expect(a.dev.counters.txTimeouts).toBe(0);
+  });
+});
+
 describe('soft HCA RC errors', () => {
   it('a bad rkey gives REM_ACCESS_ERR, moves the requester to ERR and flushes later WRs in order', async () => {
     const [a, b] = await rc();

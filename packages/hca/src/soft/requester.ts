@@ -16,6 +16,15 @@ import type { SendWqe } from './wqe.js';
 const WINDOW = 128;
 /** Ask for an ACK at least this often inside a long message, so the window keeps moving. */
 const ACK_EVERY = 32;
+/**
+ * Unsignaled messages need no prompt ACK: nobody waits for their completion.
+ * Asking for one only every this many messages halves the packets of a
+ * ping-pong; a signaled message, a filling send queue, or going idle (the
+ * tail probe below) asks at once.
+ */
+const ACK_EVERY_MSGS = 16;
+/** How long an idle requester waits before probing for the ACK of an unsignaled tail. */
+const TAIL_PROBE_MS = 1;
 
 const isReadOrAtomic = (op: number) => op === WrOpcode.RDMA_READ || op === WrOpcode.ATOMIC_CMP_AND_SWP || op === WrOpcode.ATOMIC_FETCH_AND_ADD;
 
@@ -53,6 +62,12 @@ export class Requester {
   /** Read response PSN we already re-requested, so a burst of out-of-order responses asks once. */
   private readRetryPsn = -1;
   private sqdNotified = false;
+  /** Messages sent since the last one that asked for an ACK. */
+  private quietMsgs = 0;
+  /** The last packet sent did not ask for an ACK. */
+  private tailUnasked = false;
+  private probing = false;
+  private probeTimer: NodeJS.Timeout | undefined;
   private readonly tx: Tx;
 
   constructor(private readonly qp: SoftQp) {
@@ -83,8 +98,10 @@ export class Requester {
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     if (this.rnrTimer) clearTimeout(this.rnrTimer);
-    this.timer = this.rnrTimer = undefined;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    this.timer = this.rnrTimer = this.probeTimer = undefined;
     this.rnrWait = false;
+    this.tailUnasked = false;
   }
 
   /** Send what the window, fences and the read/atomic limit allow. */
@@ -114,9 +131,33 @@ export class Requester {
         if (!rc) w.done = true;
       }
     }
-    if (rc) this.armTimer();
+    if (rc) {
+      this.armTimer();
+      if (this.tailUnasked && this.sendIdx === sq.tail && !this.probeTimer) this.probeTimer = setTimeout(this.onProbe, TAIL_PROBE_MS);
+    }
     this.retire();
   }
+
+  /**
+   * The requester went idle with packets whose ACK it never asked for
+   * (unsignaled messages): resend the last one with AckReq set. The
+   * responder treats it as a duplicate and ACKs everything, or NAKs what it
+   * is missing. It is not a retry: nothing was lost.
+   */
+  private readonly onProbe = (): void => {
+    this.probeTimer = undefined;
+    const qp = this.qp;
+    if (qp.state !== QpState.RTS && qp.state !== QpState.SQD) return;
+    if (!this.tailUnasked || this.drained() || this.rnrWait || this.blocked) return;
+    if (this.sendIdx !== qp.sq.tail) return;
+    const lastPsn = psnAdd(this.psn, PSN_MASK);
+    const index = this.findWqe(lastPsn);
+    if (index < 0) return;
+    this.goBack(index, lastPsn);
+    this.probing = true;
+    this.pump();
+    this.probing = false;
+  };
 
   private startWqe(w: SendWqe): boolean {
     const qp = this.qp;
@@ -214,7 +255,16 @@ export class Requester {
       h.dethQkey = w.remoteQkey & 0x80000000 ? qp.qkey : w.remoteQkey;
       h.dethSrcQp = qp.qpNum;
     }
-    h.ackReq = qp.qpType === QpType.RC && (last || (k + 1) % ACK_EVERY === 0 || psnDiff(h.psn, this.acked) >= WINDOW);
+    if (qp.qpType === QpType.RC) {
+      const sq = qp.sq;
+      const wantAck =
+        (last && (w.signaled || this.probing || ++this.quietMsgs >= ACK_EVERY_MSGS || sq.size * 2 > sq.capacity || qp.state === QpState.SQD)) ||
+        (k + 1) % ACK_EVERY === 0 ||
+        psnDiff(h.psn, this.acked) >= WINDOW / 2;
+      h.ackReq = wantAck;
+      if (wantAck) this.quietMsgs = 0;
+      this.tailUnasked = !wantAck;
+    }
     const buf = this.tx.begin();
     if (len > 0) {
       if (w.inlineLen >= 0) buf.set(w.inline.subarray(off, off + len), this.tx.hdrLen);
@@ -254,9 +304,11 @@ export class Requester {
       }
     }
     if (qp.state === QpState.SQD) this.checkDrained();
-    if (sq.head === this.sendIdx && this.pktIdx === 0 && this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
+    if (sq.head === this.sendIdx && this.pktIdx === 0) {
+      if (this.timer) clearTimeout(this.timer);
+      if (this.probeTimer) clearTimeout(this.probeTimer);
+      this.timer = this.probeTimer = undefined;
+      this.tailUnasked = false;
     }
   }
 
