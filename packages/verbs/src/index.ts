@@ -14,6 +14,9 @@ export { AH, createAh } from './ah.js';
 export type { SendWr, UdDest } from './wr.js';
 export { gidToString, gidFromString, gidFromIp } from './gid.js';
 
+// The soft RoCEv2 HCA, registered by default: add devices as `rdma link add` would.
+export { addSoftDevice, softProvider, type SoftDevice, type SoftDeviceOptions, type FaultOptions } from '@ibal/hca';
+
 export {
   QpType,
   QpState,

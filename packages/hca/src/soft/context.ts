@@ -81,10 +81,7 @@ export class SoftContext implements HcaContext {
   private handler: ((e: AsyncEvent) => void) | undefined;
   private readonly pds = new Set<SoftPd>();
 
-  constructor(readonly device: SoftDevice) {
-    // The port is up as soon as the wire is bound; say so, as a real port does on link-up.
-    queueMicrotask(() => this.raise({ eventType: EventType.PORT_ACTIVE, portNum: 1 }));
-  }
+  constructor(readonly device: SoftDevice) {}
 
   readonly raise = (e: AsyncEvent): void => {
     if (!this.closed && this.handler) this.handler(e);
@@ -170,7 +167,11 @@ export class SoftContext implements HcaContext {
   }
 
   setAsyncEventHandler(handler: (event: AsyncEvent) => void): void {
+    const first = !this.handler;
     this.handler = handler;
+    // The port came up when the wire was bound; report it as a real port reports link-up,
+    // on a later turn of the event loop so that code right after openDevice() can listen.
+    if (first) setImmediate(() => this.raise({ eventType: EventType.PORT_ACTIVE, portNum: 1 }));
   }
 
   close(): void {
