@@ -59,8 +59,12 @@ export class Requester {
   private rnrWait = false;
   /** A local error stopped the send queue; the failed WQE retires in order. */
   private blocked = false;
-  /** Read response PSN we already re-requested, so a burst of out-of-order responses asks once. */
-  private readRetryPsn = -1;
+  /**
+   * The PSN a READ or atomic was last re-requested from because its
+   * responses went missing, so that a burst of later responses (all saying
+   * the same) re-requests once; reset by progress.
+   */
+  private retryPsn = -1;
   private sqdNotified = false;
   /** Messages sent since the last one that asked for an ACK. */
   private quietMsgs = 0;
@@ -91,7 +95,7 @@ export class Requester {
     this.rdAtomicOutstanding = 0;
     this.blocked = false;
     this.rnrWait = false;
-    this.readRetryPsn = -1;
+    this.retryPsn = -1;
     this.sqdNotified = false;
   }
 
@@ -212,7 +216,6 @@ export class Requester {
       h.ackReq = true;
       this.tx.begin();
       this.tx.end(peer, 0);
-      w.reqPkt = k;
       this.pktIdx = w.npkts;
       this.advance(psnAdd(w.psn, w.npkts));
       return;
@@ -344,7 +347,7 @@ export class Requester {
     this.retryLeft = this.qp.retryCnt;
     this.rnrLeft = this.qp.rnrRetry;
     this.lastProgress = performance.now();
-    this.readRetryPsn = -1;
+    this.retryPsn = -1;
   }
 
   /**
@@ -363,9 +366,16 @@ export class Requester {
       const lastPsn = psnAdd(w.psn, w.npkts - 1);
       if (psnDiff(lastPsn, psn) > 0) break;
       if (isReadOrAtomic(w.opcode)) {
-        this.acked = psnAdd(w.psn, w.respPkts - 1);
-        this.progress();
-        this.goBack(i, psnAdd(w.psn, w.respPkts));
+        const resume = psnAdd(w.psn, w.respPkts);
+        if (psnDiff(resume, psnAdd(this.acked, 1)) > 0) {
+          this.acked = psnAdd(resume, PSN_MASK);
+          this.progress();
+        }
+        // Every later response in flight says the same; re-request once, the timer covers a lost retry.
+        if (this.retryPsn !== resume) {
+          this.retryPsn = resume;
+          this.goBack(i, resume);
+        }
         return false;
       }
       w.done = true;
@@ -501,24 +511,23 @@ export class Requester {
     }
     if (d > 0) {
       qp.host.counters.rxOutOfSequence++;
-      if (this.readRetryPsn !== expected) {
-        this.readRetryPsn = expected;
+      if (this.retryPsn !== expected) {
+        this.retryPsn = expected;
         this.goBack(index, expected);
         this.pump();
       }
       return;
     }
     const op = p.opcode;
-    const first = op === Opcode.RC_RDMA_READ_RESPONSE_FIRST || op === Opcode.RC_RDMA_READ_RESPONSE_ONLY;
     const last = op === Opcode.RC_RDMA_READ_RESPONSE_LAST || op === Opcode.RC_RDMA_READ_RESPONSE_ONLY;
     const off = w.respPkts * qp.mtu;
     const remaining = w.length - off;
     const len = p.payloadLength;
     // Each response must be MTU-sized except the last, which must end exactly at the requested length.
+    // Whether it opens a response stream (FIRST) does not matter: after a re-request, a late or
+    // duplicated response to the earlier request carries the same bytes for the same PSN.
     const lenOk = last ? len === remaining : len === qp.mtu && len < remaining;
-    // The first response to a (re)request is FIRST or ONLY; later ones are MIDDLE or LAST.
-    const opOk = w.respPkts === w.reqPkt ? first : !first;
-    if (!lenOk || !opOk) return this.failAt(index, WcStatus.BAD_RESP_ERR);
+    if (!lenOk) return this.failAt(index, WcStatus.BAD_RESP_ERR);
     if (len > 0 && !scatter(qp.host.mrs, qp.pd, w, off, buf, p.payloadOffset, len)) {
       return this.failAt(index, WcStatus.LOC_PROT_ERR);
     }

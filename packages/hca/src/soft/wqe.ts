@@ -33,9 +33,8 @@ export class SendWqe {
   psn = 0;
   npkts = 0;
   started = false;
-  /** READ: packets of response received, and the response index the last request started at. */
+  /** READ: packets of response received. */
   respPkts = 0;
-  reqPkt = 0;
   done = false;
   status = 0;
 
@@ -86,7 +85,6 @@ export class SendWqe {
     this.npkts = 0;
     this.started = false;
     this.respPkts = 0;
-    this.reqPkt = 0;
     this.done = false;
     this.status = 0;
   }
