@@ -45,6 +45,8 @@ export class Responder {
   /** Message in progress. */
   private kind: Kind = Kind.None;
   private rcv: RecvWqe | undefined;
+  /** UC: the receive WQE of an abandoned message, first in line for the next one. */
+  private spare: RecvWqe | undefined;
   private rcvOff = 0;
   private wrBuf: Uint8Array | undefined;
   private wrOff = 0;
@@ -77,7 +79,7 @@ export class Responder {
   reset(): void {
     this.stop();
     this.kind = Kind.None;
-    this.rcv = undefined;
+    this.rcv = this.spare = undefined;
   }
 
   stop(): void {
@@ -88,11 +90,10 @@ export class Responder {
 
   /** The receive WQE of a message cut short by ERR completes first, with WR_FLUSH_ERR. */
   flushInProgress(): void {
-    const w = this.rcv;
-    if (w) {
-      this.rcv = undefined;
-      this.qp.completeRecv(w, WcStatus.WR_FLUSH_ERR, WcOpcode.RECV, 0, 0, 0, 0, false);
+    for (const w of [this.rcv, this.spare]) {
+      if (w) this.qp.completeRecv(w, WcStatus.WR_FLUSH_ERR, WcOpcode.RECV, 0, 0, 0, 0, false);
     }
+    this.rcv = this.spare = undefined;
     this.kind = Kind.None;
   }
 
@@ -136,7 +137,8 @@ export class Responder {
     const last = op >= 0x02;
     if (first !== (this.kind === Kind.None)) return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
     if (first) {
-      const w = qp.takeRecv();
+      const w = this.spare ?? qp.takeRecv();
+      this.spare = undefined;
       if (!w) return this.rnr(p.psn);
       this.rcv = w;
       this.rcvOff = 0;
@@ -325,7 +327,7 @@ export class Responder {
       this.ucDropping = false;
     }
     if (op <= 0x05) {
-      if (first && !this.qp.hasRecv()) {
+      if (first && !this.spare && !this.qp.hasRecv()) {
         this.qp.host.counters.rxNoRecv++;
         this.ucDropping = true;
         this.epsn = psnAdd(p.psn, 1);
@@ -339,24 +341,7 @@ export class Responder {
 
   /** Drop a partly received UC message; its receive WQE serves the next one, as the IBTA says. */
   private abandonUc(): void {
-    if (this.kind === Kind.Send && this.rcv) {
-      const rq = this.qp.rq;
-      // Put the WQE back at the head so it receives the next message.
-      if (rq) {
-        rq.head--;
-        const slot = rq.at(rq.head);
-        if (slot !== this.rcv) {
-          slot.wrId = this.rcv.wrId;
-          slot.numSge = this.rcv.numSge;
-          slot.length = this.rcv.length;
-          for (let i = 0; i < this.rcv.numSge; i++) {
-            slot.sgeAddr[i] = this.rcv.sgeAddr[i]!;
-            slot.sgeLen[i] = this.rcv.sgeLen[i]!;
-            slot.sgeKey[i] = this.rcv.sgeKey[i]!;
-          }
-        }
-      }
-    }
+    if (this.kind === Kind.Send && this.rcv) this.spare = this.rcv;
     this.rcv = undefined;
     this.kind = Kind.None;
     this.wrBuf = undefined;

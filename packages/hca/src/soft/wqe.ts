@@ -1,5 +1,20 @@
-import type { RecvWr, SendWr } from '../provider.js';
+import type { RecvWr, SendWr, Sge } from '../provider.js';
 import type { SoftAh } from './ah.js';
+import type { SgList } from './sgl.js';
+
+/** Copy an SGE list into a WQE's parallel arrays; returns the total length. */
+function loadSgl(dst: SgList, sg: readonly Sge[]): number {
+  let total = 0;
+  for (let i = 0; i < sg.length; i++) {
+    const s = sg[i]!;
+    dst.sgeAddr[i] = s.addr;
+    dst.sgeLen[i] = s.length;
+    dst.sgeKey[i] = s.lkey >>> 0;
+    total += s.length;
+  }
+  dst.numSge = sg.length;
+  return total;
+}
 
 /**
  * Work queue entries are preallocated and copied into at post time, as an
@@ -68,17 +83,7 @@ export class SendWqe {
     this.ah = ud ? (ud.ah as SoftAh) : undefined;
     this.remoteQpn = ud ? ud.remoteQpn : 0;
     this.remoteQkey = ud ? ud.remoteQkey >>> 0 : 0;
-    const sg = wr.sgList;
-    let total = 0;
-    for (let i = 0; i < sg.length; i++) {
-      const s = sg[i]!;
-      this.sgeAddr[i] = s.addr;
-      this.sgeLen[i] = s.length;
-      this.sgeKey[i] = s.lkey >>> 0;
-      total += s.length;
-    }
-    this.numSge = sg.length;
-    this.length = total;
+    this.length = loadSgl(this, wr.sgList);
     this.inlineLen = -1;
     this.signaled = sigAll || (this.sendFlags & 2) !== 0;
     this.psn = 0;
@@ -106,17 +111,7 @@ export class RecvWqe {
 
   load(wr: RecvWr): void {
     this.wrId = wr.wrId;
-    const sg = wr.sgList;
-    let total = 0;
-    for (let i = 0; i < sg.length; i++) {
-      const s = sg[i]!;
-      this.sgeAddr[i] = s.addr;
-      this.sgeLen[i] = s.length;
-      this.sgeKey[i] = s.lkey >>> 0;
-      total += s.length;
-    }
-    this.numSge = sg.length;
-    this.length = total;
+    this.length = loadSgl(this, wr.sgList);
   }
 }
 
