@@ -1,0 +1,117 @@
+// Latency tests, as perftest runs them:
+// - WRITE (run_iter_lat_write): each side writes into the other's buffer
+//   and waits for the peer's write by watching the last byte of its own
+//   poll region change to the iteration count;
+// - SEND (run_iter_lat_send): send/receive ping-pong;
+// - READ and atomics (run_iter_lat): one request at a time, client only.
+// Every iteration is timed at its post; the gaps between posts are the
+// samples. The client moves first.
+import { SendFlags, type CQ } from '@ibal/verbs';
+import { failedStatus, isSuccess } from '../completions.js';
+import type { IdleTimer } from '../idle-timer.js';
+import { nextTurn } from '../yield.js';
+import type { PerfTest } from './options.js';
+import type { PerfDest } from './protocol.js';
+import type { Receiver } from './receiver.js';
+import type { PerfSide } from './resources.js';
+import { latRow, type LatRow } from './stats.js';
+import { sendWrFor } from './work-requests.js';
+
+async function oneCompletion(cq: CQ, idle: IdleTimer): Promise<void> {
+  for (;;) {
+    const wcs = cq.poll(1);
+    if (wcs.length === 1) {
+      if (!isSuccess(wcs[0]!)) throw failedStatus(wcs[0]!);
+      idle.progress();
+      return;
+    }
+    idle.check();
+    await nextTurn();
+  }
+}
+
+/** The peer's writes land in this side's memory with no completion here; yield until the byte changes. */
+async function byteBecomes(buf: Uint8Array, at: number, value: number, idle: IdleTimer): Promise<void> {
+  while (buf[at] !== value) {
+    idle.check();
+    await nextTurn();
+  }
+  idle.progress();
+}
+
+/** Zeroes the region the peer writes into, so the first awaited count (1) cannot be a leftover. */
+export function resetPollRegion(side: PerfSide, size: number): void {
+  side.mr.buf.fill(0, side.regionOffset, side.regionOffset + size);
+}
+
+export async function writeLat(side: PerfSide, remote: PerfDest, size: number, iters: number, isClient: boolean, idle: IdleTimer): Promise<LatRow> {
+  const buf = side.mr.buf;
+  const wr = sendWrFor('write', side, remote, size, side.regionOffset);
+  wr.sendFlags = SendFlags.SIGNALED | (size <= side.inline ? SendFlags.INLINE : 0);
+  const postAt = size - 1;
+  const pollAt = side.regionOffset + size - 1;
+  const posted = new Float64Array(iters);
+  let scnt = 0;
+  let ccnt = 0;
+  let rcnt = 0;
+  while (scnt < iters || ccnt < iters || rcnt < iters) {
+    if (rcnt < iters && !(scnt < 1 && isClient)) {
+      rcnt++;
+      await byteBecomes(buf, pollAt, rcnt & 0xff, idle);
+    }
+    if (scnt < iters) {
+      posted[scnt] = performance.now();
+      buf[postAt] = ++scnt & 0xff;
+      wr.wrId = scnt;
+      side.qp.postSend(wr);
+    }
+    if (ccnt < iters) {
+      await oneCompletion(side.sendCq, idle);
+      ccnt++;
+    }
+  }
+  return latRow(size, posted, 2);
+}
+
+export async function sendLat(
+  side: PerfSide,
+  remote: PerfDest,
+  receiver: Receiver,
+  size: number,
+  iters: number,
+  cqMod: number,
+  isClient: boolean,
+  idle: IdleTimer,
+): Promise<LatRow> {
+  const wr = sendWrFor('send', side, remote, size, 0);
+  const inline = size <= side.inline ? SendFlags.INLINE : 0;
+  const posted = new Float64Array(iters);
+  let scnt = 0;
+  while (scnt < iters || receiver.received < iters) {
+    if (receiver.received < iters && !(scnt < 1 && isClient)) await receiver.one(idle);
+    if (scnt < iters) {
+      posted[scnt] = performance.now();
+      scnt++;
+      // Unsignaled sends retire on their ACK; one in cq-mod (and the last) is waited for.
+      const signal = scnt % cqMod === 0 || scnt === iters;
+      wr.wrId = scnt;
+      wr.sendFlags = inline | (signal ? SendFlags.SIGNALED : 0);
+      side.qp.postSend(wr);
+      if (signal) await oneCompletion(side.sendCq, idle);
+    }
+  }
+  return latRow(size, posted, 2);
+}
+
+export async function requestLat(test: PerfTest, side: PerfSide, remote: PerfDest, size: number, iters: number, idle: IdleTimer): Promise<LatRow> {
+  const wr = sendWrFor(test, side, remote, size, 0);
+  wr.sendFlags = SendFlags.SIGNALED;
+  const posted = new Float64Array(iters);
+  for (let i = 0; i < iters; i++) {
+    posted[i] = performance.now();
+    wr.wrId = i;
+    side.qp.postSend(wr);
+    await oneCompletion(side.sendCq, idle);
+  }
+  return latRow(size, posted, 1);
+}

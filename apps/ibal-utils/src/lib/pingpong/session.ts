@@ -1,0 +1,149 @@
+// Everything around the ping-pong loop that RC and UD share: resources
+// (created and closed in the order of the C examples), the address
+// exchange, the printed lines, and cleanup on every path.
+import { randomInt } from 'node:crypto';
+import {
+  Access,
+  LinkLayer,
+  createQp,
+  regMr,
+  type CQ,
+  type CompChannel,
+  type Context,
+  type MR,
+  type PD,
+  type PortAttr,
+  type QP,
+} from '@ibal/verbs';
+import { Cleanup } from '../cleanup.js';
+import { CliError } from '../cli-error.js';
+import { eventSource, pollingSource } from '../completions.js';
+import { announcedLid, ipOfGid, openContext, queryGidOrFail, queryPortOrFail, udpPortFromLid } from '../device.js';
+import { IdleTimer } from '../idle-timer.js';
+import { listenTcp } from '../tcp.js';
+import { destLine, type PingpongDest } from './dest.js';
+import { clientExchange, serverExchange } from './exchange.js';
+import { RECV_WRID, resultLines, runPingpong, type PingpongCounts } from './loop.js';
+import type { PingpongOptions } from './options.js';
+
+export interface PingpongResources {
+  ctx: Context;
+  pd: PD;
+  mr: MR;
+  cq: CQ;
+  qp: QP;
+  port: PortAttr;
+  options: PingpongOptions;
+  myPsn: number;
+  cleanup: Cleanup;
+}
+
+/** What differs between the RC and UD ping-pongs. */
+export interface PingpongTransport {
+  qpType: number;
+  /** Bytes to register (UD adds 40 for the GRH that lands before each received payload). */
+  bufferBytes(size: number): number;
+  /** Refuses option combinations the transport cannot do, before anything is created. */
+  check(port: PortAttr, options: PingpongOptions): void;
+  /** RESET → INIT. */
+  init(qp: QP, options: PingpongOptions): void;
+  /** INIT → RTR → RTS toward `remote`; returns the function that posts one send to it. */
+  connect(r: PingpongResources, remote: PingpongDest, remoteUdpPort: number | undefined): () => void;
+  /** The scatter entry of every receive. */
+  recvLength(size: number): number;
+}
+
+export async function runPingpongSession(o: PingpongOptions, t: PingpongTransport, print: (line: string) => void): Promise<void> {
+  const cleanup = new Cleanup();
+  const counts: PingpongCounts = { rcnt: 0, scnt: 0 };
+  let failure: unknown;
+  try {
+    const ctx = await openContext(o.ibDev);
+    cleanup.add(() => ctx.close());
+    const port = queryPortOrFail(ctx, o.ibPort);
+    t.check(port, o);
+    let channel: CompChannel | undefined;
+    if (o.events) {
+      const ch = ctx.createCompChannel();
+      channel = ch;
+      cleanup.add(() => ch.destroy());
+    }
+    const pd = ctx.allocPd();
+    cleanup.add(() => pd.dealloc());
+    const mr = regMr(pd, t.bufferBytes(o.size), Access.LOCAL_WRITE);
+    cleanup.add(() => mr.dereg());
+    const cq = ctx.createCq(o.rxDepth + 1, { channel });
+    cleanup.add(() => cq.destroy());
+    const qp = createQp(pd, {
+      qpType: t.qpType,
+      sendCq: cq,
+      recvCq: cq,
+      cap: { maxSendWr: 1, maxRecvWr: o.rxDepth, maxSendSge: 1, maxRecvSge: 1 },
+    });
+    cleanup.add(() => qp.destroy());
+    t.init(qp, o);
+
+    const recvWr = { wrId: RECV_WRID, sgList: [mr.sge(0, t.recvLength(o.size))] };
+    const postRecvs = (n: number): number => {
+      for (let i = 0; i < n; i++) {
+        try {
+          qp.postRecv(recvWr);
+        } catch {
+          return i;
+        }
+      }
+      return n;
+    };
+    const routs = postRecvs(o.rxDepth);
+    if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
+    if (channel) cq.reqNotify();
+
+    const my: PingpongDest = {
+      lid: announcedLid(port),
+      qpn: qp.qpNum,
+      psn: randomInt(0x1000000),
+      gid: queryGidOrFail(ctx, o.ibPort, o.gidIdx),
+    };
+    const r: PingpongResources = { ctx, pd, mr, cq, qp, port, options: o, myPsn: my.psn, cleanup };
+    const udpPortOf = (remote: PingpongDest): number | undefined =>
+      port.linkLayer === LinkLayer.ETHERNET ? udpPortFromLid(remote.lid) : undefined;
+
+    let postSend: (() => void) | undefined;
+    let remote: PingpongDest;
+    if (o.host === undefined) {
+      // Listening before the local address is printed lets whoever reads
+      // that line start the client at once.
+      const listener = await listenTcp(o.port, o.bind ?? ipOfGid(my.gid));
+      cleanup.add(() => listener.close());
+      print(destLine('local', my));
+      remote = await serverExchange(listener, my, (rem) => (postSend = t.connect(r, rem, udpPortOf(rem))), o.timeoutMs);
+    } else {
+      print(destLine('local', my));
+      remote = await clientExchange(o.host, o.port, my, o.timeoutMs);
+    }
+    print(destLine('remote', remote));
+    if (o.host !== undefined) postSend = t.connect(r, remote, udpPortOf(remote));
+
+    // The exchange has bounds of its own; this one starts with the traffic.
+    const runIdle = new IdleTimer(o.timeoutMs, () => `waiting for completions (received ${counts.rcnt}, sent ${counts.scnt} of ${o.iters})`);
+    cleanup.add(() => runIdle.stop());
+    const completions = channel ? eventSource(cq, channel, runIdle) : pollingSource(cq, runIdle);
+    // Events still owed an ack would make the CQ refuse to be destroyed.
+    cleanup.add(() => completions.finish());
+    const usec = await runPingpong(
+      { iters: o.iters, rxDepth: o.rxDepth, isClient: o.host !== undefined, routs, postSend: postSend!, postRecvs, completions, idle: runIdle },
+      counts,
+    );
+    for (const line of resultLines(o.size, o.iters, usec)) print(line);
+    // The soft responder sends the ACK for the message just received from a
+    // setImmediate, and destroying the QP discards it: leaving in this turn
+    // would make the peer's last send fail with RETRY_EXC_ERR. One timer
+    // turn lets it (and any datagram still being handed to the socket) out.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  } catch (err) {
+    failure = err;
+  }
+  const errors = cleanup.run();
+  if (failure !== undefined) throw failure;
+  if (errors.length > 0) throw new CliError(`cleanup failed: ${errors.map((e) => (e as Error).message).join('; ')}`);
+}

@@ -1,0 +1,87 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { killAll, runCli } from './helpers/cli.js';
+
+afterEach(killAll);
+
+const twoDevices = { IBAL_SOFT_DEVICES: 'alpha=127.0.0.1:0,beta=127.0.0.1:0' };
+
+describe('ibal devices', () => {
+  it('lists every device with a 16-digit node GUID, as ibv_devices', async () => {
+    const r = await runCli(['devices'], twoDevices);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toBe(`    ${'device'.padEnd(16)}\t   node GUID`);
+    expect(lines[1]).toBe(`    ${'------'.padEnd(16)}\t----------------`);
+    expect(lines.slice(2)).toHaveLength(2);
+    expect(lines[2]).toMatch(/^ {4}alpha {11}\t[0-9a-f]{16}$/);
+    expect(lines[3]).toMatch(/^ {4}beta {12}\t[0-9a-f]{16}$/);
+  });
+});
+
+describe('ibal devinfo', () => {
+  it('prints the ibv_devinfo fields, then the provider, the wire and the native provider', async () => {
+    const r = await runCli(['devinfo', '-d', 'beta'], twoDevices);
+    expect(r.code).toBe(0);
+    const out = r.stdout;
+    expect(out).toMatch(/^hca_id:\tbeta\n/);
+    expect(out).not.toContain('alpha');
+    for (const re of [
+      /\ttransport:\t\t\tInfiniBand \(0\)\n/,
+      /\tfw_ver:\t\t\t\t\S+\n/,
+      /\tnode_guid:\t\t\t[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}:[0-9a-f]{4}\n/,
+      /\tsys_image_guid:\t\t\t[0-9a-f]{4}(:[0-9a-f]{4}){3}\n/,
+      /\tvendor_id:\t\t\t0x[0-9a-f]{4}\n/,
+      /\tvendor_part_id:\t\t\t\d+\n/,
+      /\thw_ver:\t\t\t\t0x[0-9A-F]+\n/,
+      /\tphys_port_cnt:\t\t\t1\n/,
+      /\t\tport:\t1\n/,
+      /\t\t\tstate:\t\t\tPORT_ACTIVE \(4\)\n/,
+      /\t\t\tmax_mtu:\t\t4096 \(5\)\n/,
+      /\t\t\tactive_mtu:\t\t\d+ \(\d\)\n/,
+      /\t\t\tsm_lid:\t\t\t0\n/,
+      /\t\t\tport_lid:\t\t0\n/,
+      /\t\t\tport_lmc:\t\t0x00\n/,
+      /\t\t\tlink_layer:\t\tEthernet\n/,
+      /\tprovider:\t\t\tsoft\n/,
+      /\twire:\t\t\t\tudp4 127\.0\.0\.1:\d+\n/,
+      /native provider:\tnot available: the native libibverbs bridge is not built in this version\n$/,
+    ]) {
+      expect(out).toMatch(re);
+    }
+    // The port is the ephemeral one the device bound, not 4791.
+    expect(out).not.toMatch(/wire:\t+udp4 127\.0\.0\.1:0\n/);
+    // Without -v, no capabilities and no GIDs.
+    expect(out).not.toContain('max_qp:');
+    expect(out).not.toContain('GID[');
+  });
+
+  it('-v adds the device capabilities and the GID table', async () => {
+    const r = await runCli(['devinfo', '-v', '-d', 'alpha'], twoDevices);
+    expect(r.code).toBe(0);
+    for (const re of [
+      /\tmax_qp:\t\t\t\t\d+\n/,
+      /\tmax_qp_wr:\t\t\t\d+\n/,
+      /\tmax_sge:\t\t\t\d+\n/,
+      /\tmax_cq:\t\t\t\t\d+\n/,
+      /\tmax_cqe:\t\t\t\d+\n/,
+      /\tmax_mr:\t\t\t\t\d+\n/,
+      /\tmax_pd:\t\t\t\t\d+\n/,
+      /\tmax_qp_rd_atom:\t\t\t\d+\n/,
+      /\tmax_srq:\t\t\t\d+\n/,
+      /\tmax_srq_wr:\t\t\t\d+\n/,
+      /\tatomic_cap:\t\t\tATOMIC_(NONE|HCA|GLOB) \(\d\)\n/,
+      /\t\t\tGID\[ {2}0\]:\t\t::ffff:127\.0\.0\.1, RoCE v2\n/,
+    ]) {
+      expect(r.stdout).toMatch(re);
+    }
+  });
+
+  it('-l lists the device names; an unknown -d fails with the C message', async () => {
+    const l = await runCli(['devinfo', '-l'], twoDevices);
+    expect(l.code).toBe(0);
+    expect(l.stdout).toBe('2 HCAs found:\n\talpha\n\tbeta\n\n');
+    const bad = await runCli(['devinfo', '-d', 'nosuch'], twoDevices);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("IB device 'nosuch' wasn't found");
+  });
+});

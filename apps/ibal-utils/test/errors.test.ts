@@ -1,0 +1,58 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { freePort, killAll, ownDevice, runCli } from './helpers/cli.js';
+
+afterEach(killAll);
+
+describe('failures are reported, not hung on', () => {
+  for (const cmd of [['rc-pingpong'], ['ud-pingpong'], ['perf', 'write']]) {
+    it(`${cmd.join(' ')} client to a port nobody listens on fails at once with a clear message`, async () => {
+      const port = String(await freePort());
+      const started = Date.now();
+      const r = await runCli([...cmd, '127.0.0.1', '-p', port], ownDevice(), 15_000);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(`Couldn't connect to 127.0.0.1:${port}: connection refused`);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    });
+  }
+
+  it('a server nobody connects to gives up after --timeout', async () => {
+    const port = String(await freePort());
+    const r = await runCli(['rc-pingpong', '-p', port, '--timeout', '1'], ownDevice(), 15_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no client connected within 1 s');
+  });
+
+  it('bad options name the option and point at --help', async () => {
+    const r = await runCli(['rc-pingpong', '-s', 'lots'], ownDevice());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('-s/--size: "lots" is not a number');
+    expect(r.stderr).toContain("Run 'ibal rc-pingpong --help'");
+    const u = await runCli(['ud-pingpong', '-s', '5000'], ownDevice());
+    expect(u.code).toBe(1);
+    expect(u.stderr).toContain('Requested size larger than port MTU (4096)');
+    const p = await runCli(['perf', 'atomic', '-s', '16'], ownDevice());
+    expect(p.code).toBe(1);
+    expect(p.stderr).toContain('atomic operations are 8 bytes');
+  });
+});
+
+describe('help', () => {
+  it('ibal --help lists the commands; each command has --help', async () => {
+    const top = await runCli(['--help']);
+    expect(top.code).toBe(0);
+    for (const c of ['devices', 'devinfo', 'rc-pingpong', 'ud-pingpong', 'perf', 'demo']) {
+      expect(top.stdout).toContain(`  ${c}`);
+      const h = await runCli([c, '--help']);
+      expect(h.code, c).toBe(0);
+      expect(h.stdout, c).toMatch(/Usage/);
+    }
+    const rc = await runCli(['rc-pingpong', '--help']);
+    expect(rc.stdout).toContain('LID 0 still means 4791');
+  });
+
+  it('an unknown command fails with the command list', async () => {
+    const r = await runCli(['frobnicate']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('unknown command "frobnicate"');
+  });
+});
