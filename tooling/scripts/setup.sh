@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Everything a fresh machine with only Node and npm needs: pnpm, the
-# workspace's packages, and the Debian tools the tests use (tshark to check
-# that captures decode as RoCEv2). Safe to run again; it skips what is there.
+# workspace's packages, and the Debian packages the build and tests use:
+# rdma-core's headers for the native provider, tshark to check that captures
+# decode as RoCEv2, Open MPI as the launcher and baseline for MPI-lite, and
+# iproute2 for the tests' network namespaces. Safe to run again; it skips
+# what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -11,6 +14,10 @@ fi
 
 apt_packages=()
 command -v tshark >/dev/null 2>&1 || apt_packages+=(tshark)
+[[ -f /usr/include/infiniband/verbs.h ]] || apt_packages+=(libibverbs-dev ibverbs-providers)
+[[ -f /usr/include/rdma/rdma_cma.h ]] || apt_packages+=(librdmacm-dev)
+command -v mpicc >/dev/null 2>&1 || apt_packages+=(openmpi-bin libopenmpi-dev)
+command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)
 if ((${#apt_packages[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
