@@ -233,6 +233,23 @@ describe('soft HCA RC errors', () => {
     expect(c.dev.counters.rxRnrNaks).toBeGreaterThan(0);
   });
 
+  it('a QP destroyed right after its last receive completes still acknowledges it', async () => {
+    const [a, b] = await rc({ timeout: 8, retryCnt: 1 });
+    b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+    // The completion notification runs as a microtask of the packet's
+    // handler, before the coalesced ACK's setImmediate: destroy the QP there.
+    let destroyed = false;
+    b.notify = () => {
+      if (!destroyed) b.qp.destroy();
+      destroyed = true;
+    };
+    b.cq.reqNotify(false);
+    a.qp.postSend([{ wrId: 7, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
+    const [w] = await completions(a, 1);
+    expect(destroyed).toBe(true);
+    expect(wcStatusName(w!.status)).toBe('SUCCESS');
+  });
+
   it('a peer that vanishes gives RETRY_EXC_ERR within the configured timeout', async () => {
     const [a, b] = await rc({ timeout: 12, retryCnt: 2 });
     b.dev.remove();

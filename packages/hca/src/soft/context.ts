@@ -107,8 +107,8 @@ export class SoftContext implements HcaContext {
       maxCqe: MAX_CQE,
       maxMr: 0xffffff,
       maxPd: 0xffff,
-      maxQpRdAtom: 128,
-      maxQpInitRdAtom: 128,
+      maxQpRdAtom: 16, // the largest maxRdAtomic/maxDestRdAtomic modifyQp accepts
+      maxQpInitRdAtom: 16,
       maxResRdAtom: 258048,
       maxSrq: 0xffff,
       maxSrqWr: MAX_QP_WR,

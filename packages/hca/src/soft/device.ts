@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import { NodeType, QpState, QpType } from '../enums.js';
@@ -58,7 +59,7 @@ export class SoftDevice implements HcaDevice, QpHost {
   readonly nodeType = NodeType.CA;
   readonly provider = 'soft';
   readonly gid: Uint8Array;
-  readonly guid: bigint;
+  private readonly index: number;
   readonly mrs = new MrTable();
   readonly counters = new DeviceCounters();
   readonly activeMtuEnum: number;
@@ -74,8 +75,8 @@ export class SoftDevice implements HcaDevice, QpHost {
   private readonly rx = newParsedPacket();
 
   constructor(opts: SoftDeviceOptions = {}) {
-    this.name = opts.name ?? `soft${deviceCount}`;
-    deviceCount++;
+    this.index = deviceCount++;
+    this.name = opts.name ?? `soft${this.index}`;
     this.address = opts.address ?? '127.0.0.1';
     ipToBytes(this.address);
     if (opts.port !== undefined && !(Number.isInteger(opts.port) && opts.port >= 0 && opts.port <= 65535)) {
@@ -83,12 +84,26 @@ export class SoftDevice implements HcaDevice, QpHost {
     }
     this.requestedPort = opts.port;
     this.gid = gidFromIp(this.address);
-    // An EUI-64-like GUID from the address, as rxe derives one from the MAC.
-    let g = 0x02_00_00_ff_fe_00_00_00n;
-    for (const b of this.gid.subarray(12)) g = (g << 8n) ^ BigInt(b);
-    this.guid = BigInt.asUintN(64, g ^ BigInt(opts.port ?? 4791));
     this.activeMtuEnum = mtuEnumFor(interfaceMtu(this.address));
     this.faults = opts.faults ? new FaultInjector(opts.faults) : FaultInjector.fromEnv(process.env.IBAL_FAULTS);
+  }
+
+  /**
+   * The node GUID. rxe derives it from the MAC; a soft device has none, so
+   * it hashes what makes it unique on the host: the whole GID and the bound
+   * UDP port (before the socket is bound, the pid and device index stand in
+   * for an ephemeral port). FNV-1a, then the locally-administered bit.
+   */
+  get guid(): bigint {
+    let h = 0xcbf29ce484222325n;
+    const mix = (b: number): void => {
+      h = BigInt.asUintN(64, (h ^ BigInt(b & 0xff)) * 0x100000001b3n);
+    };
+    for (const b of this.gid) mix(b);
+    const port = this.wireRef?.port ?? (this.requestedPort || undefined);
+    const salt = port ?? process.pid * 256 + (this.index & 0xff);
+    for (let i = 0; i < 6; i++) mix(Math.floor(salt / 2 ** (8 * i)));
+    return (h & ~0x0300_0000_0000_0000n) | 0x0200_0000_0000_0000n;
   }
 
   get activeMtu(): number {
@@ -233,8 +248,10 @@ export function addSoftDevice(opts: SoftDeviceOptions = {}): SoftDevice {
 }
 
 /**
- * `IBAL_SOFT_DEVICES=soft0=127.0.0.1:4791,soft1=::1` configures the default
- * devices; without it there is one, soft0 on 127.0.0.1.
+ * `IBAL_SOFT_DEVICES=soft0=127.0.0.1:4791,soft1=::1,soft2=[::1]:4800`
+ * configures the default devices (a bare IPv6 address takes no port; bracket
+ * it to add one; port 0 binds an ephemeral port); without it there is one,
+ * soft0 on 127.0.0.1.
  */
 function defaultDevices(): void {
   const spec = process.env.IBAL_SOFT_DEVICES;
@@ -243,11 +260,29 @@ function defaultDevices(): void {
     return;
   }
   for (const item of spec.split(',')) {
-    const m = /^(?:([\w.-]+)=)?(\[[^\]]+\]|[^:]+|[0-9a-fA-F:]+?)(?::(\d+))?$/.exec(item.trim());
-    if (!m) throw new InvalidArgumentError(`IBAL_SOFT_DEVICES: cannot parse "${item}"`);
-    const address = m[2]!.replace(/^\[|\]$/g, '');
-    addSoftDevice({ name: m[1], address, port: m[3] !== undefined ? Number(m[3]) : undefined });
+    const d = parseDeviceSpec(item);
+    if (!d) throw new InvalidArgumentError(`IBAL_SOFT_DEVICES: cannot parse "${item}" (want [name=]ip[:port] or [name=][ipv6]:port)`);
+    addSoftDevice(d);
   }
+}
+
+/** One IBAL_SOFT_DEVICES item: `[name=]address[:port]`, IPv6 bare or bracketed. */
+export function parseDeviceSpec(item: string): SoftDeviceOptions | undefined {
+  const m = /^(?:([\w.-]+)=)?(.+)$/.exec(item.trim());
+  if (!m) return undefined;
+  const name = m[1];
+  const rest = m[2]!;
+  let address: string;
+  let port: string | undefined;
+  if (isIP(rest)) {
+    address = rest;
+  } else {
+    const hp = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest) ?? /^([^:]+):(\d+)$/.exec(rest);
+    if (!hp || !isIP(hp[1]!)) return undefined;
+    address = hp[1]!;
+    port = hp[2];
+  }
+  return { name, address, port: port !== undefined ? Number(port) : undefined };
 }
 
 let defaultsMade = false;

@@ -312,6 +312,7 @@ export class SoftQp implements HcaQp {
   destroy(): void {
     this.check();
     this.closed = true;
+    this.resp.flushPendingAck();
     this.req.stop();
     this.resp.stop();
     this.sendCq.users--;

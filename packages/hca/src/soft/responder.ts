@@ -82,6 +82,16 @@ export class Responder {
     this.rcv = this.spare = undefined;
   }
 
+  /**
+   * Sends a coalesced ACK that is still waiting for its setImmediate. On
+   * destroy the messages it covers were executed and completed here; the
+   * peer must hear so or it retries into RETRY_EXC_ERR.
+   */
+  flushPendingAck(): void {
+    if (this.ackScheduled) clearImmediate(this.ackScheduled);
+    this.flushAck();
+  }
+
   stop(): void {
     if (this.ackScheduled) clearImmediate(this.ackScheduled);
     this.ackScheduled = undefined;
