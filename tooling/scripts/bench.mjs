@@ -30,8 +30,10 @@ const SIZES = [8, 32, 128, 512, 2048, 8192, 32768, 131072, 524288, 1 << 20, 4 <<
 const WRITE_BANDS = [
   { sizes: [8, 32, 128, 512], iters: 3000 },
   { sizes: [2048, 8192, 32768], iters: 1500 },
-  { sizes: [131072, 524288], iters: 200 },
-  { sizes: [1 << 20, 4 << 20], iters: 40 },
+  { sizes: [131072, 524288], iters: 400 },
+  // Long enough (hundreds of MiB) that the steady state is timed, not the ramp.
+  { sizes: [1 << 20], iters: 200 },
+  { sizes: [4 << 20], iters: 50 },
 ];
 const LAT_BANDS = [
   { sizes: [8, 32, 128, 512, 2048], iters: 1000 },

@@ -56,6 +56,20 @@ export interface WireCounters {
  * socket per netdev. Over IPv4 the ICRC is computed with IP ID 0 (see
  * packet/icrc.ts): a UDP socket can neither set nor read the ID.
  */
+const SENT_CB_EVERY = 32;
+
+function literalLookup(
+  address: string,
+  _opts: unknown,
+  cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+): void {
+  const family = net.isIP(address);
+  if (family) return cb(null, address, family);
+  const err: NodeJS.ErrnoException = new Error(`soft HCA peers are IP addresses, not ${address}`);
+  err.code = 'EINVAL';
+  cb(err, address, 0);
+}
+
 export class UdpWire {
   readonly counters: WireCounters = { txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, sendErrors: 0 };
   readonly family: 4 | 6;
@@ -68,18 +82,26 @@ export class UdpWire {
   /** UDP sends complete in order, so one shared callback can recycle buffers FIFO. */
   private readonly inflight: Buffer[] = [];
   private inflightHead = 0;
+  /** inflight.length right after each datagram sent with a callback. */
+  private readonly inflightMarks: number[] = [];
   private held: { buf: Buffer; peer: Peer } | undefined;
   private heldTimer: NodeJS.Timeout | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
+  private sinceCb = 0;
   private readonly onSent = (err: Error | null): void => {
     if (err) this.counters.sendErrors++;
-    const b = this.inflight[this.inflightHead++];
+    // Everything queued up to the datagram this callback belongs to is sent.
+    const upto = this.inflightMarks.shift() ?? this.inflight.length;
+    while (this.inflightHead < upto) {
+      const b = this.inflight[this.inflightHead++]!;
+      if (this.free.length < 512) this.free.push(b);
+    }
     if (this.inflightHead > 1024 && this.inflightHead * 2 > this.inflight.length) {
       this.inflight.splice(0, this.inflightHead);
+      for (let i = 0; i < this.inflightMarks.length; i++) this.inflightMarks[i]! -= this.inflightHead;
       this.inflightHead = 0;
     }
-    if (b && this.free.length < 512) this.free.push(b);
   };
 
   private constructor(
@@ -108,6 +130,9 @@ export class UdpWire {
       new Promise<dgram.Socket>((resolve, reject) => {
         const s = dgram.createSocket({
           type: family === 6 ? 'udp6' : 'udp4',
+          // Peers are always IP literals: answer dgram's per-send address
+          // lookup synchronously instead of through dns.lookup and a tick.
+          lookup: literalLookup,
           recvBufferSize: 8 << 20,
           sendBufferSize: 8 << 20,
         });
@@ -164,7 +189,16 @@ export class UdpWire {
     this.counters.txBytes += len;
     if (this.pcap) this.pcap.writeRoce(this.endpoint(this, peer), buf, len);
     this.inflight.push(buf);
-    this.socket.send(buf, 0, len, peer.port, peer.address, this.onSent);
+    // A send callback costs a tick per datagram. Sends on one socket finish
+    // in order, so asking for one every SENT_CB_EVERY datagrams (and when
+    // the free list runs dry) recycles all the buffers before it as well.
+    if (++this.sinceCb >= SENT_CB_EVERY || this.free.length === 0) {
+      this.sinceCb = 0;
+      this.inflightMarks.push(this.inflight.length);
+      this.socket.send(buf, 0, len, peer.port, peer.address, this.onSent);
+    } else {
+      this.socket.send(buf, 0, len, peer.port, peer.address);
+    }
   }
 
   ref(): void {
