@@ -59,7 +59,7 @@ async function echo(s: Side, qpType: number, sizes: number[]) {
 }
 
 describe('soft HCA between two processes', () => {
-  it('RC: SEND/SEND_WITH_IMM echo, RDMA WRITE, READ and atomics', async () => {
+  it('RC: SEND/SEND_WITH_IMM echo, RDMA WRITE/WRITE_WITH_IMM, READ, fetch-and-add and compare-and-swap', async () => {
     const { s, hello } = await withPeer(QpType.RC);
     await echo(s, QpType.RC, [0, 1, 100, 4096, 4097, 65_000]);
     for (let j = 0; j < 200_000; j++) s.mr.buf[j] = (j * 13) & 0xff;
@@ -76,6 +76,38 @@ describe('soft HCA between two processes', () => {
     // The fetch-and-add returned what the WRITE put there; the fenced READ sees the sum.
     expect(view.getBigUint64(600_000, true)).toBe(view.getBigUint64(8, true));
     expect(view.getBigUint64(600_008, true)).toBe(BigInt.asUintN(64, view.getBigUint64(8, true) + 5n));
+
+    // WRITE_WITH_IMM (it consumes one of the peer's receives) and compare-and-swap, read back.
+    for (let j = 0; j < 10_000; j++) s.mr.buf[700_000 + j] = (j * 7 + 1) & 0xff;
+    const orig = view.getBigUint64(16, true);
+    s.qp.postSend([
+      { wrId: 5, opcode: WrOpcode.RDMA_WRITE_WITH_IMM, immData: 42, sendFlags: SIG, sgList: [{ addr: s.mr.addr + 700_000, length: 10_000, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr + 900_000, rkey: hello.rkey } },
+      { wrId: 6, opcode: WrOpcode.ATOMIC_CMP_AND_SWP, sendFlags: SIG, sgList: [{ addr: s.mr.addr + 800_000, length: 8, lkey: s.mr.lkey }], atomic: { remoteAddr: hello.addr + 16, rkey: hello.rkey, compareAdd: orig, swap: 0x1234n } },
+      { wrId: 7, opcode: WrOpcode.ATOMIC_CMP_AND_SWP, sendFlags: SIG, sgList: [{ addr: s.mr.addr + 800_008, length: 8, lkey: s.mr.lkey }], atomic: { remoteAddr: hello.addr + 16, rkey: hello.rkey, compareAdd: orig, swap: 0x9999n } },
+      { wrId: 8, opcode: WrOpcode.RDMA_READ, sendFlags: SIG | SendFlags.FENCE, sgList: [{ addr: s.mr.addr + 800_016, length: 8, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr + 16, rkey: hello.rkey } },
+      { wrId: 9, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: s.mr.addr + 810_000, length: 10_000, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr + 900_000, rkey: hello.rkey } },
+    ]);
+    const w2 = await completions(s, 5);
+    expect(w2.map((x) => [x.wrId, wcStatusName(x.status)])).toEqual([5, 6, 7, 8, 9].map((id) => [id, 'SUCCESS']));
+    expect(view.getBigUint64(800_000, true)).toBe(orig);
+    // The second swap compared against the old value and so did nothing.
+    expect(view.getBigUint64(800_008, true)).toBe(0x1234n);
+    expect(view.getBigUint64(800_016, true)).toBe(0x1234n);
+    expect(Buffer.from(s.mr.buf.subarray(810_000, 820_000)).equals(Buffer.from(s.mr.buf.subarray(700_000, 710_000)))).toBe(true);
+  });
+
+  it('UC: RDMA WRITE and WRITE_WITH_IMM land in the peer (checked by its hash)', async () => {
+    const { s, peer, hello } = await withPeer(QpType.UC, { PEER_MR_HASH_LEN: '70000' });
+    for (let j = 0; j < 70_000; j++) s.mr.buf[j] = (j * 11 + 3) & 0xff;
+    s.qp.postSend([
+      { wrId: 1, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: s.mr.addr, length: 50_000, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr, rkey: hello.rkey } },
+      { wrId: 2, opcode: WrOpcode.RDMA_WRITE_WITH_IMM, immData: 7, sendFlags: SIG, sgList: [{ addr: s.mr.addr + 50_000, length: 20_000, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr + 50_000, rkey: hello.rkey } },
+      { wrId: 3, opcode: WrOpcode.SEND_WITH_IMM, immData: 0xd0e, sendFlags: SIG, sgList: [] },
+    ]);
+    const w = await completions(s, 3);
+    expect(w.map((x) => wcStatusName(x.status))).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS']);
+    const report = await peer.next<{ mr: string }>('done');
+    expect(report.mr).toBe(createHash('sha256').update(s.mr.buf.subarray(0, 70_000)).digest('hex'));
   });
 
   it('UC: SEND echo', async () => {
