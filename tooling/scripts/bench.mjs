@@ -28,8 +28,8 @@ const SIZES = [8, 32, 128, 512, 2048, 8192, 32768, 131072, 524288, 1 << 20, 4 <<
 // iteration count, chosen to keep each size near a few tenths of a second
 // on the soft HCA.
 const WRITE_BANDS = [
-  { sizes: [8, 32, 128, 512], iters: 3000 },
-  { sizes: [2048, 8192, 32768], iters: 1500 },
+  { sizes: [8, 32, 128, 512], iters: 20000 },
+  { sizes: [2048, 8192, 32768], iters: 5000 },
   { sizes: [131072, 524288], iters: 400 },
   // Long enough (hundreds of MiB) that the steady state is timed, not the ramp.
   { sizes: [1 << 20], iters: 200 },
