@@ -233,6 +233,19 @@ describe('soft HCA RC errors', () => {
     expect(c.dev.counters.rxRnrNaks).toBeGreaterThan(0);
   });
 
+  it('INLINE data is read at post time: the buffer can be reused at once', async () => {
+    const [a, b] = await rc();
+    b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 256, lkey: b.mr.lkey }] }]);
+    fill(a.mr, 0, 200, 5);
+    const want = Buffer.from(a.mr.buf.subarray(0, 200));
+    a.qp.postSend([{ wrId: 2, opcode: WrOpcode.SEND, sendFlags: SIG | SendFlags.INLINE, sgList: [{ addr: a.mr.addr, length: 120, lkey: a.mr.lkey }, { addr: a.mr.addr + 120, length: 80, lkey: a.mr.lkey }] }]);
+    a.mr.buf.fill(0, 0, 200);
+    const [r] = await completions(b, 1);
+    const [s] = await completions(a, 1);
+    expect([wcStatusName(r!.status), wcStatusName(s!.status), r!.byteLen]).toEqual(['SUCCESS', 'SUCCESS', 200]);
+    expect(Buffer.from(b.mr.buf.subarray(0, 200)).equals(want)).toBe(true);
+  });
+
   it('a QP destroyed right after its last receive completes still acknowledges it', async () => {
     const [a, b] = await rc({ timeout: 8, retryCnt: 1 });
     b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
