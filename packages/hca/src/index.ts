@@ -23,3 +23,12 @@ export { IcrcCalculator, checkIcrc, writeIcrc, computeIcrcFromFrame, type IcrcEn
 export { AethType, NakCode, RNR_TIMER_US, rnrTimerUs, rnrTimerForUs } from './packet/aeth.js';
 export { PcapWriter } from './pcap.js';
 export { readCapture, extractRoce, LinkType, type CaptureRecord, type RoceInCapture } from './pcap-reader.js';
+export { sysStatus, type SysStatus, type SysFeature } from './sys/status.js';
+export { SysUnavailableError, SysCallError, VmPermissionError, VmNoProcessError, VmFaultError } from './sys/errors.js';
+export { ShmSegment, sweepStaleSegments, type ShmCreateOptions } from './sys/shm.js';
+export { ShmRing } from './sys/ring.js';
+export { Doorbell, type DoorbellOptions, type WaitOutcome } from './sys/doorbell.js';
+export { vmWrite, vmRead, addressOf } from './sys/vm.js';
+export { BatchUdpSocket, DatagramBatch, type BatchUdpSocketOptions, type BatchCounters } from './sys/mmsg.js';
+export { RawRoceSocket, rawSocketsAvailable, writeIpv4UdpHeaders, type RawRoceSocketOptions } from './sys/raw.js';
+export { sameHostKey, hostIdentity, type HostIdentity } from './sys/host.js';

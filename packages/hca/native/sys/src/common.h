@@ -1,0 +1,99 @@
+// Shared helpers of the ibal_sys addon: errno errors that the TypeScript
+// layer maps to typed IbalErrors, and bounds-checked views of JS memory.
+#pragma once
+#include <napi.h>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+
+namespace ibal {
+
+// An Error whose `code` is the errno name (EPERM, ESRCH, ...) and `errno` the
+// number, like Node's own system errors, so the wrapper switches on `code`.
+inline Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what) {
+  const char* name = nullptr;
+  switch (err) {
+    case EPERM: name = "EPERM"; break;
+    case ESRCH: name = "ESRCH"; break;
+    case EFAULT: name = "EFAULT"; break;
+    case EACCES: name = "EACCES"; break;
+    case ENOENT: name = "ENOENT"; break;
+    case EEXIST: name = "EEXIST"; break;
+    case EINVAL: name = "EINVAL"; break;
+    case ENOMEM: name = "ENOMEM"; break;
+    case ENOSPC: name = "ENOSPC"; break;
+    case EAGAIN: name = "EAGAIN"; break;
+    case EADDRINUSE: name = "EADDRINUSE"; break;
+    case EADDRNOTAVAIL: name = "EADDRNOTAVAIL"; break;
+    case EAFNOSUPPORT: name = "EAFNOSUPPORT"; break;
+    case EPROTONOSUPPORT: name = "EPROTONOSUPPORT"; break;
+    case ENOPROTOOPT: name = "ENOPROTOOPT"; break;
+    case EMSGSIZE: name = "EMSGSIZE"; break;
+    case ENETUNREACH: name = "ENETUNREACH"; break;
+    case EHOSTUNREACH: name = "EHOSTUNREACH"; break;
+    case ECONNREFUSED: name = "ECONNREFUSED"; break;
+    case ENOBUFS: name = "ENOBUFS"; break;
+    case EBADF: name = "EBADF"; break;
+    case ENOSYS: name = "ENOSYS"; break;
+    default: name = "EIO"; break;
+  }
+  Napi::Error e = Napi::Error::New(env, what + ": " + std::strerror(err));
+  e.Set("code", Napi::String::New(env, name));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, what));
+  return e;
+}
+
+inline Napi::Error ArgError(Napi::Env env, const std::string& msg) {
+  Napi::Error e = Napi::TypeError::New(env, msg);
+  e.Set("code", Napi::String::New(env, "EINVAL"));
+  return e;
+}
+
+struct Bytes {
+  uint8_t* data;
+  size_t length;
+};
+
+// The bytes of an ArrayBuffer or of any ArrayBufferView (TypedArray, Buffer,
+// DataView), as JS sees them.
+inline Bytes BytesOf(Napi::Env env, Napi::Value v, const char* what) {
+  if (v.IsArrayBuffer()) {
+    Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
+    return {static_cast<uint8_t*>(ab.Data()), ab.ByteLength()};
+  }
+  if (v.IsTypedArray()) {
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    Napi::ArrayBuffer ab = ta.ArrayBuffer();
+    return {static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), ta.ByteLength()};
+  }
+  if (v.IsDataView()) {
+    Napi::DataView dv = v.As<Napi::DataView>();
+    Napi::ArrayBuffer ab = dv.ArrayBuffer();
+    return {static_cast<uint8_t*>(ab.Data()) + dv.ByteOffset(), dv.ByteLength()};
+  }
+  throw ArgError(env, std::string(what) + " must be an ArrayBuffer or a TypedArray");
+}
+
+// A [offset, offset + length) range inside `b`, checked.
+inline uint8_t* RangeOf(Napi::Env env, const Bytes& b, double offset, double length, const char* what) {
+  if (!(offset >= 0) || !(length >= 0) || offset + length > static_cast<double>(b.length) ||
+      offset != static_cast<double>(static_cast<uint64_t>(offset)) ||
+      length != static_cast<double>(static_cast<uint64_t>(length))) {
+    throw Napi::RangeError::New(env, std::string(what) + ": range outside the buffer");
+  }
+  return b.data + static_cast<size_t>(offset);
+}
+
+inline double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw ArgError(info.Env(), std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+void InitShm(Napi::Env env, Napi::Object exports);
+void InitFutex(Napi::Env env, Napi::Object exports);
+void InitVm(Napi::Env env, Napi::Object exports);
+void InitBatchSocket(Napi::Env env, Napi::Object exports);
+
+}  // namespace ibal

@@ -1,0 +1,310 @@
+// Futex wait/wake on a 32-bit word of a shared mapping. The futexes are
+// shared (no FUTEX_PRIVATE_FLAG): the kernel keys them by the physical page,
+// so two processes mapping one segment meet on the same word.
+//
+// Two ways to wait:
+//  - futexWaitSync: spin for a bounded time, then sleep in FUTEX_WAIT. It
+//    blocks the calling thread, for latency loops in workers.
+//  - FutexWaiter: a thread of its own sleeps in FUTEX_WAIT and reports to JS
+//    through a thread-safe function, so the event loop never blocks.
+#include "common.h"
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <atomic>
+#include <climits>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+namespace ibal {
+namespace {
+
+enum WaitResult { kOk = 0, kTimedOut = 1, kCancelled = 2, kFault = 3, kSlept = 4 };
+
+long Futex(uint32_t* addr, int op, uint32_t val, const struct timespec* ts) {
+  return syscall(SYS_futex, addr, op, val, ts, nullptr, 0);
+}
+
+int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+// The word at buffer[byteOffset], which must be 4-byte aligned.
+uint32_t* WordArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Env env = info.Env();
+  Bytes b = BytesOf(env, i < info.Length() ? info[i] : env.Undefined(), "buffer");
+  double off = NumberArg(info, i + 1, "byteOffset");
+  uint8_t* p = RangeOf(env, b, off, 4, "futex word");
+  if (reinterpret_cast<uintptr_t>(p) % 4 != 0) throw Napi::RangeError::New(env, "futex word must be 4-byte aligned");
+  return reinterpret_cast<uint32_t*>(p);
+}
+
+// One FUTEX_WAIT until `deadline` (ns, CLOCK_MONOTONIC; <0 = forever).
+// Returns kOk when woken or when the word no longer holds `expected`.
+int SleepOn(uint32_t* addr, uint32_t expected, int64_t deadline, int64_t slice) {
+  for (;;) {
+    struct timespec ts;
+    const struct timespec* tp = nullptr;
+    int64_t left = slice;
+    if (deadline >= 0) {
+      int64_t d = deadline - NowNs();
+      if (d <= 0) return kTimedOut;
+      if (left < 0 || d < left) left = d;
+    }
+    if (left >= 0) {
+      ts.tv_sec = left / 1000000000;
+      ts.tv_nsec = left % 1000000000;
+      tp = &ts;
+    }
+    long r = Futex(addr, FUTEX_WAIT, expected, tp);
+    if (r == 0) return kOk;
+    if (errno == EAGAIN) return kOk;
+    if (errno == EINTR) continue;
+    if (errno == ETIMEDOUT) {
+      if (slice >= 0 && (deadline < 0 || NowNs() < deadline)) return -1;  // slice over, caller re-checks
+      return kTimedOut;
+    }
+    return kFault;
+  }
+}
+
+// futexWake(buffer, byteOffset, count) -> number of waiters woken.
+Napi::Value FutexWake(const Napi::CallbackInfo& info) {
+  uint32_t* addr = WordArg(info, 0);
+  double n = info.Length() > 2 ? NumberArg(info, 2, "count") : INT_MAX;
+  int count = n >= INT_MAX ? INT_MAX : n < 1 ? 1 : static_cast<int>(n);
+  long r = Futex(addr, FUTEX_WAKE, count, nullptr);
+  if (r < 0) throw ErrnoError(info.Env(), errno, "futex(FUTEX_WAKE)");
+  return Napi::Number::New(info.Env(), static_cast<double>(r));
+}
+
+// futexWaitSync(buffer, byteOffset, expected, spinNs, timeoutMs, waitersOffset)
+// -> 0 the word changed while spinning, 4 woken (or changed) after sleeping,
+// 1 timed out. Spins (reading the word) for up to spinNs, then sleeps in the
+// kernel; telling spin from sleep lets the caller adapt its spin budget.
+// With waitersOffset >= 0, the 32-bit word there counts sleepers: it is
+// raised only around the sleep, so a waker skips FUTEX_WAKE (a system call)
+// while the waiter is still spinning.
+Napi::Value FutexWaitSync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t* addr = WordArg(info, 0);
+  uint32_t expected = static_cast<uint32_t>(static_cast<int64_t>(NumberArg(info, 2, "expected")));
+  double spinNs = info.Length() > 3 ? NumberArg(info, 3, "spinNs") : 0;
+  double timeoutMs = info.Length() > 4 ? NumberArg(info, 4, "timeoutMs") : -1;
+  uint32_t* waiters = nullptr;
+  if (info.Length() > 5 && info[5].IsNumber() && info[5].As<Napi::Number>().DoubleValue() >= 0) {
+    Bytes b = BytesOf(env, info[0], "buffer");
+    uint8_t* p = RangeOf(env, b, info[5].As<Napi::Number>().DoubleValue(), 4, "waiters word");
+    if (reinterpret_cast<uintptr_t>(p) % 4 != 0) throw Napi::RangeError::New(env, "waiters word must be 4-byte aligned");
+    waiters = reinterpret_cast<uint32_t*>(p);
+  }
+  int64_t start = NowNs();
+  int64_t deadline = timeoutMs < 0 || timeoutMs > 1e12 ? -1 : start + static_cast<int64_t>(timeoutMs * 1e6);
+  if (spinNs > 0) {
+    int64_t spinEnd = start + static_cast<int64_t>(spinNs > 1e9 ? 1e9 : spinNs);
+    for (uint32_t i = 1;; i++) {
+      if (__atomic_load_n(addr, __ATOMIC_ACQUIRE) != expected) return Napi::Number::New(env, kOk);
+      CpuRelax();
+      if ((i & 31) == 0) {
+        int64_t now = NowNs();
+        if (now >= spinEnd) break;
+        if (deadline >= 0 && now >= deadline) return Napi::Number::New(env, kTimedOut);
+      }
+    }
+  }
+  if (waiters) __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+  // Re-checked after announcing ourselves (seq_cst on both sides): a waker
+  // that bumped the word before seeing our count is caught here.
+  if (__atomic_load_n(addr, __ATOMIC_SEQ_CST) != expected) {
+    if (waiters) __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+    return Napi::Number::New(env, kOk);
+  }
+  int r = SleepOn(addr, expected, deadline, -1);
+  int err = errno;
+  if (waiters) __atomic_sub_fetch(waiters, 1, __ATOMIC_SEQ_CST);
+  if (r == kFault) throw ErrnoError(env, err, "futex(FUTEX_WAIT)");
+  return Napi::Number::New(env, r == kOk ? kSlept : r);
+}
+
+// ---- FutexWaiter: the waiting thread --------------------------------------
+
+struct WaiterState;
+void CallJs(Napi::Env env, Napi::Function fn, WaiterState* state, int* result);
+using Tsfn = Napi::TypedThreadSafeFunction<WaiterState, int, CallJs>;
+
+// Shared by the JS object, the thread and the thread-safe function; freed by
+// the latter's finalizer, after the last queued result was delivered.
+struct WaiterState {
+  uint32_t* addr = nullptr;
+  std::mutex m;
+  std::condition_variable cv;
+  bool armed = false;
+  bool quit = false;
+  uint32_t expected = 0;
+  int64_t deadline = -1;
+  std::atomic<bool> cancel{false};
+  std::thread thread;
+  Tsfn tsfn;
+  bool released = false;  // JS-thread only
+  bool refed = false;     // JS-thread only
+};
+
+void CallJs(Napi::Env env, Napi::Function fn, WaiterState* state, int* result) {
+  int r = *result;
+  delete result;
+  if (env == nullptr) return;
+  if (!state->released && state->refed) {
+    state->tsfn.Unref(env);
+    state->refed = false;
+  }
+  try {
+    fn.Call({Napi::Number::New(env, r)});
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  }
+}
+
+// A cancelled wait is noticed within this slice even if the cancelling wake
+// raced ahead of the thread's FUTEX_WAIT.
+constexpr int64_t kSliceNs = 20 * 1000 * 1000;
+
+void WaiterMain(WaiterState* s) {
+  std::unique_lock<std::mutex> lock(s->m);
+  for (;;) {
+    s->cv.wait(lock, [s] { return s->armed || s->quit; });
+    if (s->quit) return;
+    uint32_t expected = s->expected;
+    int64_t deadline = s->deadline;
+    lock.unlock();
+    int r;
+    for (;;) {
+      if (s->cancel.load()) {
+        r = kCancelled;
+        break;
+      }
+      r = SleepOn(s->addr, expected, deadline, kSliceNs);
+      if (r != -1) {
+        if (s->cancel.load()) r = kCancelled;
+        break;
+      }
+    }
+    lock.lock();
+    s->armed = false;
+    s->cancel.store(false);
+    s->tsfn.NonBlockingCall(new int(r));
+  }
+}
+
+class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "FutexWaiter",
+                       {InstanceMethod<&FutexWaiter::Arm>("arm"), InstanceMethod<&FutexWaiter::Cancel>("cancel"),
+                        InstanceMethod<&FutexWaiter::Close>("close")});
+  }
+
+  // new FutexWaiter(buffer, byteOffset, onResult(code))
+  explicit FutexWaiter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FutexWaiter>(info) {
+    Napi::Env env = info.Env();
+    uint32_t* addr = WordArg(info, 0);
+    if (info.Length() < 3 || !info[2].IsFunction()) throw ArgError(env, "onResult must be a function");
+    // The buffer stays referenced so the mapping outlives the thread's use.
+    buffer_ = Napi::Persistent(info[0].As<Napi::Object>());
+    state_ = new WaiterState();
+    state_->addr = addr;
+    state_->tsfn = Tsfn::New(env, info[2].As<Napi::Function>(), "ibal-futex-waiter", 0, 1, state_,
+                             [](Napi::Env, void*, WaiterState* s) { delete s; });
+    state_->tsfn.Unref(env);
+    state_->thread = std::thread(WaiterMain, state_);
+  }
+
+  ~FutexWaiter() override { Shutdown(nullptr); }
+
+ private:
+  // arm(expected, timeoutMs): the result (0 ok, 1 timed out, 2 cancelled,
+  // 3 fault) arrives through onResult. One wait at a time.
+  Napi::Value Arm(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!state_ || state_->released) throw ArgError(env, "FutexWaiter is closed");
+    uint32_t expected = static_cast<uint32_t>(static_cast<int64_t>(NumberArg(info, 0, "expected")));
+    double timeoutMs = info.Length() > 1 ? NumberArg(info, 1, "timeoutMs") : -1;
+    {
+      std::lock_guard<std::mutex> g(state_->m);
+      if (state_->armed) throw ArgError(env, "FutexWaiter is already waiting");
+      state_->expected = expected;
+      state_->deadline = timeoutMs < 0 || timeoutMs > 1e12 ? -1 : NowNs() + static_cast<int64_t>(timeoutMs * 1e6);
+      state_->armed = true;
+      state_->cancel.store(false);
+    }
+    if (!state_->refed) {
+      state_->tsfn.Ref(env);
+      state_->refed = true;
+    }
+    state_->cv.notify_one();
+    return env.Undefined();
+  }
+
+  // A cancel wakes every waiter of the word: futex waits may always wake
+  // spuriously, and callers re-check the word.
+  Napi::Value Cancel(const Napi::CallbackInfo& info) {
+    if (state_ && !state_->released) {
+      std::lock_guard<std::mutex> g(state_->m);
+      if (state_->armed) {
+        state_->cancel.store(true);
+        Futex(state_->addr, FUTEX_WAKE, INT_MAX, nullptr);
+      }
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown(&info);
+    return info.Env().Undefined();
+  }
+
+  void Shutdown(const Napi::CallbackInfo* info) {
+    if (!state_ || state_->released) return;
+    WaiterState* s = state_;
+    {
+      std::lock_guard<std::mutex> g(s->m);
+      s->quit = true;
+      if (s->armed) {
+        s->cancel.store(true);
+        Futex(s->addr, FUTEX_WAKE, INT_MAX, nullptr);
+      }
+    }
+    s->cv.notify_one();
+    s->thread.join();
+    s->released = true;
+    if (info && s->refed) s->tsfn.Unref(info->Env());
+    s->refed = false;
+    s->tsfn.Release();  // the finalizer frees s
+    state_ = nullptr;
+    if (!buffer_.IsEmpty()) buffer_.Reset();
+  }
+
+  WaiterState* state_ = nullptr;
+  Napi::ObjectReference buffer_;
+};
+
+}  // namespace
+
+void InitFutex(Napi::Env env, Napi::Object exports) {
+  exports.Set("futexWake", Napi::Function::New(env, FutexWake, "futexWake"));
+  exports.Set("futexWaitSync", Napi::Function::New(env, FutexWaitSync, "futexWaitSync"));
+  exports.Set("FutexWaiter", FutexWaiter::Define(env));
+}
+
+}  // namespace ibal

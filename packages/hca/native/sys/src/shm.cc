@@ -1,0 +1,112 @@
+// POSIX shared memory segments mapped into the process and handed to JS as
+// an external ArrayBuffer. The mapping lives as long as the ArrayBuffer: its
+// finalizer unmaps, and detaching it (close) drops the last reference at
+// once, so no JS view can reach unmapped memory.
+#include "common.h"
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace ibal {
+namespace {
+
+struct Mapping {
+  void* addr;
+  size_t length;
+};
+
+void Unmap(Napi::Env, void*, Mapping* m) {
+  munmap(m->addr, m->length);
+  delete m;
+}
+
+std::string NameArg(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw ArgError(info.Env(), "name must be a string");
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  // shm_open(3): one leading slash, no other, at most NAME_MAX.
+  if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos || name.size() > 255) {
+    throw ArgError(info.Env(), "shared memory names look like /name (one leading slash, at most 255 bytes)");
+  }
+  return name;
+}
+
+// shmMap(name, size, create): create (O_EXCL, mode 0600, sized) or open an
+// existing segment (size 0 = its whole length). Returns the ArrayBuffer.
+Napi::Value ShmMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = NameArg(info);
+  double size = NumberArg(info, 1, "size");
+  bool create = info.Length() > 2 && info[2].ToBoolean();
+  if (!(size >= 0) || size > 1e15 || size != static_cast<double>(static_cast<uint64_t>(size)) || (create && size == 0)) {
+    throw Napi::RangeError::New(env, "size must be a positive integer");
+  }
+  int fd = shm_open(name.c_str(), create ? (O_RDWR | O_CREAT | O_EXCL) : O_RDWR, 0600);
+  if (fd < 0) throw ErrnoError(env, errno, "shm_open " + name);
+  size_t len = static_cast<size_t>(size);
+  if (create) {
+    if (ftruncate(fd, static_cast<off_t>(len)) != 0) {
+      int err = errno;
+      close(fd);
+      shm_unlink(name.c_str());
+      throw ErrnoError(env, err, "ftruncate " + name);
+    }
+  } else {
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+      int err = errno;
+      close(fd);
+      throw ErrnoError(env, err, "fstat " + name);
+    }
+    size_t have = static_cast<size_t>(st.st_size);
+    if (len == 0) len = have;
+    if (len == 0 || len > have) {
+      close(fd);
+      throw ErrnoError(env, EINVAL, "shm segment " + name + " is smaller than asked (" + std::to_string(have) + " bytes)");
+    }
+  }
+  void* addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);  // the mapping keeps the segment alive
+  if (addr == MAP_FAILED) {
+    if (create) shm_unlink(name.c_str());
+    throw ErrnoError(env, err, "mmap " + name);
+  }
+  Mapping* m = new Mapping{addr, len};
+  return Napi::ArrayBuffer::New(env, addr, len, Unmap, m);
+}
+
+Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
+  std::string name = NameArg(info);
+  if (shm_unlink(name.c_str()) == 0) return Napi::Boolean::New(info.Env(), true);
+  if (errno == ENOENT) return Napi::Boolean::New(info.Env(), false);
+  throw ErrnoError(info.Env(), errno, "shm_unlink " + name);
+}
+
+// Detaching the external ArrayBuffer releases its backing store, which
+// unmaps; every view of it becomes zero-length instead of dangling.
+Napi::Value Detach(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) throw ArgError(info.Env(), "detach takes an ArrayBuffer");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) return Napi::Boolean::New(info.Env(), false);
+  ab.Detach();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// The address of a buffer's bytes in this process, for process_vm_* peers.
+Napi::Value AddressOf(const Napi::CallbackInfo& info) {
+  Bytes b = BytesOf(info.Env(), info.Length() ? info[0] : info.Env().Undefined(), "buffer");
+  return Napi::BigInt::New(info.Env(), static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b.data)));
+}
+
+}  // namespace
+
+void InitShm(Napi::Env env, Napi::Object exports) {
+  exports.Set("shmMap", Napi::Function::New(env, ShmMap, "shmMap"));
+  exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
+  exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
+  exports.Set("addressOf", Napi::Function::New(env, AddressOf, "addressOf"));
+  exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
+}
+
+}  // namespace ibal

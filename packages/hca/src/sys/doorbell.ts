@@ -1,0 +1,145 @@
+// A doorbell on two 32-bit words of shared memory: a sequence number the
+// ringer bumps, and a count of sleepers so that ringing costs a system call
+// (FUTEX_WAKE) only when someone is actually asleep. Waiting compares the
+// sequence with the one the waiter last saw, so a ring between "I saw
+// nothing to do" and "I sleep" is never lost: the kernel re-checks the word
+// atomically inside FUTEX_WAIT.
+import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
+import { SysCallError, fromNative } from './errors.js';
+import type { NativeFutexWaiter, SysAddon } from './load.js';
+import { sys } from './load.js';
+
+/** How a wait ended: `ok` (rung, or woken: re-check your condition), timed out, or cancelled. */
+export type WaitOutcome = 'ok' | 'timed-out' | 'cancelled';
+
+export interface DoorbellOptions {
+  /** Upper bound of the adaptive spin of waitSync, in ns (default 50 µs). 0 never spins. */
+  maxSpinNs?: number;
+}
+
+const DEFAULT_MAX_SPIN_NS = 50_000;
+const MIN_SPIN_NS = 1_000;
+
+/**
+ * A doorbell at `byteOffset` (4-byte aligned; give it a 64-byte cache line of
+ * its own) of a shared buffer. Any process mapping the buffer can ring it or
+ * wait on it.
+ */
+export class Doorbell {
+  /** Bytes a doorbell occupies. */
+  static readonly BYTES = 8;
+
+  readonly buffer: ArrayBuffer;
+  readonly byteOffset: number;
+  readonly #words: Int32Array;
+  readonly #sys: SysAddon;
+  readonly #maxSpinNs: number;
+  #spinNs: number;
+  #waiter: NativeFutexWaiter | undefined;
+  #pending: ((outcome: WaitOutcome | Error) => void) | undefined;
+  #closed = false;
+
+  constructor(buffer: ArrayBuffer, byteOffset: number, options: DoorbellOptions = {}) {
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + 8 > buffer.byteLength) {
+      throw new InvalidArgumentError(`doorbell offset ${byteOffset} must be 4-byte aligned and inside the buffer`);
+    }
+    this.#sys = sys();
+    this.buffer = buffer;
+    this.byteOffset = byteOffset;
+    this.#words = new Int32Array(buffer, byteOffset, 2);
+    this.#maxSpinNs = Math.max(0, options.maxSpinNs ?? DEFAULT_MAX_SPIN_NS);
+    this.#spinNs = this.#maxSpinNs;
+  }
+
+  /** The current sequence number: read it before checking for work, wait with it after. */
+  seq(): number {
+    return Atomics.load(this.#words, 0);
+  }
+
+  /** Rings: bumps the sequence and wakes the sleepers, if any. */
+  ring(): void {
+    Atomics.add(this.#words, 0, 1);
+    if (Atomics.load(this.#words, 1) > 0) this.#sys.futexWake(this.buffer, this.byteOffset, 0x7fffffff);
+  }
+
+  /**
+   * Waits until the sequence differs from `seen`, without blocking the event
+   * loop: a native thread sleeps in the kernel and reports back. One
+   * asynchronous wait at a time per doorbell.
+   */
+  wait(seen: number, timeoutMs: number): Promise<WaitOutcome> {
+    this.#check();
+    if (this.#pending) throw new InvalidArgumentError('this doorbell already has an asynchronous waiter');
+    if (Atomics.load(this.#words, 0) !== seen) return Promise.resolve('ok');
+    Atomics.add(this.#words, 1, 1);
+    if (Atomics.load(this.#words, 0) !== seen) {
+      Atomics.sub(this.#words, 1, 1);
+      return Promise.resolve('ok');
+    }
+    this.#waiter ??= new this.#sys.FutexWaiter(this.buffer, this.byteOffset, (code) => this.#onResult(code));
+    const p = new Promise<WaitOutcome>((resolve, reject) => {
+      this.#pending = (o) => (o instanceof Error ? reject(o) : resolve(o));
+    });
+    this.#waiter.arm(seen >>> 0, timeoutMs < 0 ? -1 : timeoutMs);
+    return p;
+  }
+
+  /**
+   * Waits on this thread (blocking it): spins for an adaptive time, then
+   * sleeps in the kernel. For latency loops in workers or dedicated
+   * processes. The spin budget grows while rings arrive during the spin and
+   * shrinks when they do not, so an idle peer costs little CPU.
+   */
+  waitSync(seen: number, timeoutMs: number): WaitOutcome {
+    this.#check();
+    let code: number;
+    try {
+      code = this.#sys.futexWaitSync(this.buffer, this.byteOffset, seen >>> 0, this.#spinNs, timeoutMs < 0 ? -1 : timeoutMs, this.byteOffset + 4);
+    } catch (err) {
+      throw fromNative(err);
+    }
+    if (code === 0) this.#spinNs = Math.min(this.#maxSpinNs, Math.max(MIN_SPIN_NS, this.#spinNs * 2));
+    else if (code === 4) this.#spinNs = this.#spinNs >>> 1 < MIN_SPIN_NS ? 0 : this.#spinNs >>> 1;
+    return code === 1 ? 'timed-out' : 'ok';
+  }
+
+  /** Ends the pending asynchronous wait with `cancelled`. */
+  cancel(): void {
+    if (this.#pending) this.#waiter?.cancel();
+  }
+
+  #onResult(code: number): void {
+    const done = this.#pending;
+    if (!done) return;
+    this.#pending = undefined;
+    Atomics.sub(this.#words, 1, 1);
+    if (code === 3) done(new SysCallError('EFAULT', 'futex', 'the doorbell word is no longer mapped'));
+    else done(code === 0 ? 'ok' : code === 1 ? 'timed-out' : 'cancelled');
+  }
+
+  #check(): void {
+    if (this.#closed) throw new ResourceClosedError('doorbell');
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Cancels a pending wait and stops the waiting thread. Close before unmapping the buffer. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const done = this.#pending;
+    this.#waiter?.close();
+    this.#waiter = undefined;
+    if (done && this.#pending === done) {
+      this.#pending = undefined;
+      if (this.buffer.byteLength > 0) Atomics.sub(this.#words, 1, 1);
+      done('cancelled');
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,269 @@
+// A single-producer single-consumer ring of messages in shared memory, in
+// the manner of Open MPI's vader/sm FIFOs and of io_uring's rings: the
+// producer owns `head`, the consumer owns `tail`, each on its own cache line
+// so they never false-share; each side publishes its index with an atomic
+// store after writing (or reading) the bytes it covers.
+//
+// Layout from byteOffset (all lines 64 bytes):
+//   line 0  head (u32, bytes ever written, wrapping)
+//   line 1  tail (u32, bytes ever consumed)
+//   line 2  data doorbell  (rung by the producer, waited on by the consumer)
+//   line 3  space doorbell (rung by the consumer, waited on by a producer that found the ring full)
+//   line 4  magic, capacity, closed flags
+//   line 5+ data: `capacity` bytes (a power of two)
+// A message is an 8-byte header (length, tag) and its bytes padded to 8,
+// so every payload starts 8-byte aligned. A message never wraps: when it
+// does not fit before the end, a wrap marker sends the reader back to 0.
+import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
+import { Doorbell, type DoorbellOptions, type WaitOutcome } from './doorbell.js';
+
+const LINE = 64;
+const HEAD = 0; // Int32 indexes
+const TAIL = LINE / 4;
+const META = (4 * LINE) / 4;
+const DATA_BELL_OFF = 2 * LINE;
+const SPACE_BELL_OFF = 3 * LINE;
+const HEADER = 5 * LINE;
+const MAGIC = 0x69626c72; // 'iblr'
+const WRAP = 0xffffffff;
+const PRODUCER_CLOSED = 1;
+const CONSUMER_CLOSED = 2;
+
+export class ShmRing {
+  /** Bytes of header before the data area. */
+  static readonly HEADER_BYTES = HEADER;
+
+  /** Bytes a ring of `capacity` data bytes occupies. */
+  static bytesFor(capacity: number): number {
+    return HEADER + capacity;
+  }
+
+  /** Lays out a new, empty ring at `byteOffset` (64-byte aligned) of `buffer`. */
+  static create(buffer: ArrayBuffer, byteOffset: number, capacity: number, options?: DoorbellOptions): ShmRing {
+    if (!Number.isInteger(capacity) || capacity < 256 || capacity > 1 << 30 || (capacity & (capacity - 1)) !== 0) {
+      throw new InvalidArgumentError(`ring capacity must be a power of two in [256, 2^30], got ${capacity}`);
+    }
+    checkPlace(buffer, byteOffset, capacity);
+    const w = new Int32Array(buffer, byteOffset, HEADER / 4);
+    w.fill(0);
+    w[META + 1] = capacity;
+    Atomics.store(w, META, MAGIC);
+    return new ShmRing(buffer, byteOffset, options);
+  }
+
+  /** Attaches to a ring another process (or this one) created. */
+  static attach(buffer: ArrayBuffer, byteOffset: number, options?: DoorbellOptions): ShmRing {
+    return new ShmRing(buffer, byteOffset, options);
+  }
+
+  readonly capacity: number;
+  /** The largest message a ring of this capacity always accepts. */
+  readonly maxMessage: number;
+  /** The data area; `offset` after peek and reserve's result index it. */
+  readonly data: Uint8Array;
+  /** Rung on every commit; consumers wait on it. */
+  readonly dataBell: Doorbell;
+  /** Rung on every release; a producer facing a full ring waits on it. */
+  readonly spaceBell: Doorbell;
+  /** After peek: where the message's bytes start in `data`. */
+  offset = 0;
+  /** After peek: the message's tag. */
+  tag = 0;
+
+  readonly #w: Int32Array;
+  readonly #u32: Uint32Array;
+  readonly #mask: number;
+  #head: number; // producer's own copy
+  #tail: number; // consumer's own copy
+  #resAt = -1;
+  #resLen = 0;
+  #recEnd = -1;
+  #closed = false;
+  #ownBit = 0;
+
+  private constructor(buffer: ArrayBuffer, byteOffset: number, options?: DoorbellOptions) {
+    if (byteOffset % LINE !== 0 || byteOffset + HEADER > buffer.byteLength) {
+      throw new InvalidArgumentError(`ring offset ${byteOffset} must be 64-byte aligned and inside the buffer`);
+    }
+    this.#w = new Int32Array(buffer, byteOffset, HEADER / 4);
+    if (Atomics.load(this.#w, META) !== MAGIC) throw new InvalidArgumentError(`no ring at offset ${byteOffset}`);
+    this.capacity = this.#w[META + 1]!;
+    checkPlace(buffer, byteOffset, this.capacity);
+    this.#mask = this.capacity - 1;
+    this.maxMessage = this.capacity / 2 - 8;
+    this.data = new Uint8Array(buffer, byteOffset + HEADER, this.capacity);
+    this.#u32 = new Uint32Array(buffer, byteOffset + HEADER, this.capacity / 4);
+    this.#head = Atomics.load(this.#w, HEAD) >>> 0;
+    this.#tail = Atomics.load(this.#w, TAIL) >>> 0;
+    this.dataBell = new Doorbell(buffer, byteOffset + DATA_BELL_OFF, options);
+    this.spaceBell = new Doorbell(buffer, byteOffset + SPACE_BELL_OFF, options);
+  }
+
+  // ---- producer ---------------------------------------------------------
+
+  /**
+   * Reserves room for a message of `length` bytes and returns where to write
+   * them in `data` (8-byte aligned), or -1 when the ring is full now.
+   * Nothing is visible to the consumer until commit.
+   */
+  reserve(length: number): number {
+    if (length > this.maxMessage || length < 0) {
+      throw new InvalidArgumentError(`message of ${length} bytes exceeds this ring's ${this.maxMessage}`);
+    }
+    if (this.#closed) throw new ResourceClosedError('ring');
+    const rec = 8 + ((length + 7) & ~7);
+    const head = this.#head;
+    const idx = head & this.#mask;
+    const skip = this.capacity - idx < rec ? this.capacity - idx : 0;
+    const used = (head - (Atomics.load(this.#w, TAIL) >>> 0)) >>> 0;
+    if (this.capacity - used < skip + rec) return -1;
+    if (skip) this.#u32[idx >>> 2] = WRAP;
+    const at = (head + skip) & this.#mask;
+    this.#resAt = at;
+    this.#resLen = length;
+    this.#head = (head + skip) >>> 0;
+    return at + 8;
+  }
+
+  /** Publishes the reserved message; rings the data doorbell unless `notify` is false. */
+  commit(tag = 0, notify = true): void {
+    const at = this.#resAt;
+    if (at < 0) throw new InvalidArgumentError('commit without reserve');
+    this.#resAt = -1;
+    this.#u32[at >>> 2] = this.#resLen;
+    this.#u32[(at >>> 2) + 1] = tag >>> 0;
+    this.#head = (this.#head + 8 + ((this.#resLen + 7) & ~7)) >>> 0;
+    Atomics.store(this.#w, HEAD, this.#head | 0);
+    if (notify) this.dataBell.ring();
+  }
+
+  /** Copies `src` in as one message; false when the ring is full now. */
+  tryWrite(src: Uint8Array, tag = 0, notify = true): boolean {
+    const at = this.reserve(src.length);
+    if (at < 0) return false;
+    this.data.set(src, at);
+    this.commit(tag, notify);
+    return true;
+  }
+
+  /** Bytes free for the producer (a message needs 8 + its padded length, maybe plus a wrap). */
+  freeBytes(): number {
+    return this.capacity - ((this.#head - (Atomics.load(this.#w, TAIL) >>> 0)) >>> 0);
+  }
+
+  // ---- consumer ---------------------------------------------------------
+
+  /**
+   * The length of the next message, or -1 when the ring is empty. Its bytes
+   * are data[offset, offset + length) until release().
+   */
+  peek(): number {
+    const head = Atomics.load(this.#w, HEAD) >>> 0;
+    let tail = this.#tail;
+    if (tail === head) return -1;
+    let idx = tail & this.#mask;
+    let len = this.#u32[idx >>> 2]!;
+    if (len === WRAP) {
+      tail = (tail + this.capacity - idx) >>> 0;
+      this.#tail = tail;
+      if (tail === head) return -1;
+      idx = 0;
+      len = this.#u32[0]!;
+    }
+    if (len > this.maxMessage) throw new InvalidArgumentError(`corrupt ring: message length ${len}`);
+    this.offset = idx + 8;
+    this.tag = this.#u32[(idx >>> 2) + 1]!;
+    this.#recEnd = (tail + 8 + ((len + 7) & ~7)) >>> 0;
+    return len;
+  }
+
+  /** Consumes the message returned by the last peek; rings the space doorbell. */
+  release(): void {
+    if (this.#recEnd < 0) throw new InvalidArgumentError('release without peek');
+    this.#tail = this.#recEnd;
+    this.#recEnd = -1;
+    Atomics.store(this.#w, TAIL, this.#tail | 0);
+    this.spaceBell.ring();
+  }
+
+  /** Copies the next message into dst at dstOffset and consumes it; -1 when empty. */
+  read(dst: Uint8Array, dstOffset = 0): number {
+    const len = this.peek();
+    if (len < 0) return -1;
+    if (dstOffset + len > dst.length) throw new InvalidArgumentError(`message of ${len} bytes does not fit the destination`);
+    dst.set(this.data.subarray(this.offset, this.offset + len), dstOffset);
+    this.release();
+    return len;
+  }
+
+  isEmpty(): boolean {
+    return (Atomics.load(this.#w, HEAD) >>> 0) === this.#tail;
+  }
+
+  // ---- waiting ----------------------------------------------------------
+
+  /** Resolves when a message may be waiting (re-check with peek). Never blocks the event loop. */
+  waitData(timeoutMs: number): Promise<WaitOutcome> {
+    const seen = this.dataBell.seq();
+    if (!this.isEmpty() || this.peerClosed) return Promise.resolve('ok');
+    return this.dataBell.wait(seen, timeoutMs);
+  }
+
+  /** Blocking wait for data with an adaptive spin (workers, latency loops). */
+  waitDataSync(timeoutMs: number): WaitOutcome {
+    const seen = this.dataBell.seq();
+    if (!this.isEmpty() || this.peerClosed) return 'ok';
+    return this.dataBell.waitSync(seen, timeoutMs);
+  }
+
+  /** Resolves when the consumer has freed room (re-check with reserve). */
+  waitSpace(timeoutMs: number): Promise<WaitOutcome> {
+    const seen = this.spaceBell.seq();
+    if (this.freeBytes() >= this.capacity / 2 || this.peerClosed) return Promise.resolve('ok');
+    return this.spaceBell.wait(seen, timeoutMs);
+  }
+
+  /** Blocking wait for room. */
+  waitSpaceSync(timeoutMs: number): WaitOutcome {
+    const seen = this.spaceBell.seq();
+    if (this.freeBytes() >= this.capacity / 2 || this.peerClosed) return 'ok';
+    return this.spaceBell.waitSync(seen, timeoutMs);
+  }
+
+  // ---- closing ----------------------------------------------------------
+
+  /** True once the other side called close() (as producer or consumer). */
+  get peerClosed(): boolean {
+    return this.#w.length > 0 && (Atomics.load(this.#w, META + 2) & ~this.#ownBit) !== 0;
+  }
+
+  /**
+   * Marks this side closed (so the peer's waits end) and stops this side's
+   * doorbell threads. `as` says which side this process played.
+   */
+  close(as: 'producer' | 'consumer' = 'producer'): void {
+    if (this.#closed) return;
+    this.#ownBit = as === 'producer' ? PRODUCER_CLOSED : CONSUMER_CLOSED;
+    if (this.#w.length > 0) {
+      Atomics.or(this.#w, META + 2, this.#ownBit);
+      this.dataBell.ring();
+      this.spaceBell.ring();
+    }
+    this.#closed = true;
+    this.dataBell.close();
+    this.spaceBell.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function checkPlace(buffer: ArrayBuffer, byteOffset: number, capacity: number): void {
+  if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % LINE !== 0) {
+    throw new InvalidArgumentError(`ring offset ${byteOffset} must be 64-byte aligned`);
+  }
+  if (byteOffset + HEADER + capacity > buffer.byteLength) {
+    throw new InvalidArgumentError(`a ring of ${capacity} bytes at ${byteOffset} does not fit a ${buffer.byteLength}-byte buffer`);
+  }
+}

@@ -1,0 +1,100 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError, ResourceClosedError } from '../src/errors.js';
+import { Doorbell } from '../src/sys/doorbell.js';
+import { ShmSegment } from '../src/sys/shm.js';
+import { sysStatus } from '../src/sys/status.js';
+import { SysChild } from './helpers/sys-child.js';
+
+const skip = !sysStatus().futex.on && process.env.IBAL_NATIVE_REQUIRED !== '1';
+const children: SysChild[] = [];
+const cleanup: { close(): void }[] = [];
+afterAll(async () => {
+  await Promise.all(children.map((c) => c.kill()));
+  cleanup.reverse().forEach((c) => c.close());
+});
+
+function segment(): ShmSegment {
+  const s = ShmSegment.create(4096);
+  cleanup.push(s);
+  return s;
+}
+
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+describe.skipIf(skip)('Doorbell (futex)', () => {
+  it('is woken by another process while the event loop keeps running', async () => {
+    const seg = segment();
+    const bell = new Doorbell(seg.buffer, 64);
+    cleanup.push(bell);
+    const child = new SysChild('waker', { SYS_SHM: seg.name, SYS_OFFSET: '64' });
+    children.push(child);
+    await child.next('ready');
+    const seen = bell.seq();
+    let settled = false;
+    const wait = bell.wait(seen, 30_000).finally(() => (settled = true));
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 2);
+    try {
+      // The waiting thread sleeps in the kernel; timers still fire here.
+      await until(() => ticks >= 10, 20_000);
+      expect(settled).toBe(false);
+      child.send({ ring: true });
+      expect(await wait).toBe('ok');
+      expect(bell.seq()).not.toBe(seen);
+    } finally {
+      clearInterval(timer);
+    }
+    // A second wait on the same doorbell, woken again.
+    const again = bell.wait(bell.seq(), 30_000);
+    child.send({ ring: true });
+    expect(await again).toBe('ok');
+  });
+
+  it('blocking waitSync returns when another process rings', async () => {
+    const seg = segment();
+    const bell = new Doorbell(seg.buffer, 128);
+    cleanup.push(bell);
+    const child = new SysChild('waker', { SYS_SHM: seg.name, SYS_OFFSET: '128' });
+    children.push(child);
+    await child.next('ready');
+    for (let i = 0; i < 3; i++) {
+      const seen = bell.seq();
+      child.send({ ring: true });
+      expect(bell.waitSync(seen, 20_000)).toBe('ok');
+      expect(bell.seq()).not.toBe(seen);
+      await child.next('rang');
+    }
+  });
+
+  it('times out, returns at once when already rung, and cancels', async () => {
+    const seg = segment();
+    const bell = new Doorbell(seg.buffer, 0, { maxSpinNs: 10_000 });
+    cleanup.push(bell);
+    expect(await bell.wait(bell.seq(), 30)).toBe('timed-out');
+    expect(bell.waitSync(bell.seq(), 30)).toBe('timed-out');
+    const seen = bell.seq();
+    bell.ring();
+    expect(await bell.wait(seen, 30_000)).toBe('ok');
+    expect(bell.waitSync(seen, 30_000)).toBe('ok');
+    const p = bell.wait(bell.seq(), 30_000);
+    expect(() => bell.wait(bell.seq(), 10)).toThrow(InvalidArgumentError);
+    bell.cancel();
+    expect(await p).toBe('cancelled');
+    const q = bell.wait(bell.seq(), 30_000);
+    bell.close();
+    expect(await q).toBe('cancelled');
+    expect(() => bell.wait(0, 10)).toThrow(ResourceClosedError);
+  });
+
+  it('rejects a misaligned or out-of-range word', () => {
+    const seg = segment();
+    expect(() => new Doorbell(seg.buffer, 2)).toThrow(InvalidArgumentError);
+    expect(() => new Doorbell(seg.buffer, 4092)).toThrow(InvalidArgumentError);
+  });
+});

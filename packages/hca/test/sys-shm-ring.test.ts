@@ -1,0 +1,153 @@
+import fs from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ResourceClosedError } from '../src/errors.js';
+import { SysCallError } from '../src/sys/errors.js';
+import { ShmRing } from '../src/sys/ring.js';
+import { ShmSegment, sweepStaleSegments } from '../src/sys/shm.js';
+import { sysStatus } from '../src/sys/status.js';
+import { SysChild } from './helpers/sys-child.js';
+
+const skip = !sysStatus().shm.on && process.env.IBAL_NATIVE_REQUIRED !== '1';
+const children: SysChild[] = [];
+const segments: ShmSegment[] = [];
+afterAll(async () => {
+  await Promise.all(children.map((c) => c.kill()));
+  segments.forEach((s) => s.close());
+});
+
+// xorshift32: the same messages on every run, no Math.random.
+function prng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x100000000;
+  };
+}
+
+const shmPath = (name: string) => `/dev/shm/${name.slice(1)}`;
+
+describe.skipIf(skip)('ShmSegment', () => {
+  it('is shared between two mappings, and the creator unlinks its name on close', () => {
+    const a = ShmSegment.create(1 << 16);
+    const b = ShmSegment.open(a.name);
+    expect(b.size).toBe(1 << 16);
+    new Uint8Array(a.buffer)[1234] = 99;
+    expect(new Uint8Array(b.buffer)[1234]).toBe(99);
+    expect(a.name).toMatch(new RegExp(`^/ibal-${process.pid}-`));
+    expect(fs.existsSync(shmPath(a.name))).toBe(true);
+    const view = new Uint8Array(a.buffer);
+    a.close();
+    expect(fs.existsSync(shmPath(a.name))).toBe(false);
+    // Closing unmaps: old views see nothing rather than freed memory.
+    expect(view.length).toBe(0);
+    expect(() => a.buffer).toThrow(ResourceClosedError);
+    // The other mapping still holds the memory after the name is gone.
+    expect(new Uint8Array(b.buffer)[1234]).toBe(99);
+    b.close();
+    expect(() => ShmSegment.open(a.name)).toThrow(SysCallError);
+  });
+
+  it('sweeps the segment of a creator that was killed', async () => {
+    const child = new SysChild('shm-creator');
+    children.push(child);
+    const { name } = await child.next<{ name: string }>('ready');
+    expect(name).toMatch(new RegExp(`^/ibal-${child.pid}-`));
+    expect(fs.existsSync(shmPath(name))).toBe(true);
+    // A live creator's segment is not touched.
+    expect(sweepStaleSegments()).not.toContain(name);
+    await child.kill();
+    expect(sweepStaleSegments()).toContain(name);
+    expect(fs.existsSync(shmPath(name))).toBe(false);
+  });
+});
+
+describe.skipIf(skip)('ShmRing', () => {
+  it('keeps order, framing and 8-byte alignment, and wraps', () => {
+    const seg = ShmSegment.create(ShmRing.bytesFor(1024));
+    segments.push(seg);
+    const p = ShmRing.create(seg.buffer, 0, 1024);
+    const c = ShmRing.attach(seg.buffer, 0);
+    expect(p.maxMessage).toBe(504);
+    expect(() => p.reserve(505)).toThrow(/exceeds/);
+    const out = new Uint8Array(600);
+    for (let round = 0; round < 50; round++) {
+      const sizes = [0, 1, 7, 8, 9, 100 + round, 300];
+      let written = 0;
+      for (const [i, n] of sizes.entries()) {
+        if (!p.tryWrite(new Uint8Array(n).fill((round + i) & 0xff), round * 10 + i)) break;
+        written++;
+      }
+      expect(written).toBeGreaterThan(0);
+      for (let i = 0; i < written; i++) {
+        const len = c.peek();
+        expect(len).toBe(sizes[i]);
+        expect(c.offset % 8).toBe(0);
+        expect(c.tag).toBe(round * 10 + i);
+        c.release();
+      }
+      expect(c.read(out)).toBe(-1);
+    }
+    p.close('producer');
+    expect(c.peerClosed).toBe(true);
+    c.close('consumer');
+  });
+
+  it('moves thousands of random-sized messages to another process and back intact', async () => {
+    const cap = 1 << 16;
+    const ring1 = ShmRing.bytesFor(cap);
+    const seg = ShmSegment.create(2 * ring1);
+    segments.push(seg);
+    const tx = ShmRing.create(seg.buffer, 0, cap);
+    const rx = ShmRing.create(seg.buffer, ring1, cap);
+    const child = new SysChild('ring-echo', { SYS_SHM: seg.name, SYS_RING1: String(ring1) });
+    children.push(child);
+    await child.next('ready');
+
+    const rand = prng(0x1ba1);
+    const N = 3000;
+    const msgs: Uint8Array[] = [];
+    for (let i = 0; i < N; i++) {
+      const r = rand();
+      const len = r < 0.1 ? 0 : r < 0.6 ? Math.floor(rand() * 64) : r < 0.95 ? Math.floor(rand() * 4096) : Math.floor(rand() * tx.maxMessage);
+      const m = new Uint8Array(len);
+      for (let j = 0; j < len; j++) m[j] = (rand() * 256) | 0;
+      msgs.push(m);
+    }
+    const { createHash } = await import('node:crypto');
+    const hash = createHash('sha256');
+    for (const m of msgs) {
+      const l = new Uint8Array(4);
+      new DataView(l.buffer).setUint32(0, m.length);
+      hash.update(l).update(m);
+    }
+
+    let sent = 0;
+    let echoed = 0;
+    const deadline = Date.now() + 50_000;
+    while (echoed < N) {
+      expect(Date.now()).toBeLessThan(deadline);
+      let progress = false;
+      while (sent < N && tx.tryWrite(msgs[sent]!, sent)) {
+        sent++;
+        progress = true;
+      }
+      for (let len = rx.peek(); len >= 0; len = rx.peek()) {
+        const i = rx.tag;
+        expect(i).toBe(echoed);
+        expect(len).toBe(msgs[i]!.length);
+        expect(Buffer.compare(rx.data.subarray(rx.offset, rx.offset + len), msgs[i]!)).toBe(0);
+        rx.release();
+        echoed++;
+        progress = true;
+      }
+      if (!progress) await rx.waitData(20);
+    }
+    tx.close('producer');
+    const done = await child.next<{ count: number; hash: string }>('done');
+    expect(done.count).toBe(N);
+    expect(done.hash).toBe(hash.digest('hex'));
+    rx.close('consumer');
+  });
+});
