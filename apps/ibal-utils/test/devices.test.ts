@@ -19,7 +19,7 @@ describe('ibal devices', () => {
 });
 
 describe('ibal devinfo', () => {
-  it('prints the ibv_devinfo fields, then the provider, the wire and the native provider', async () => {
+  it('prints the ibv_devinfo fields, then the provider, the wire and the native features', async () => {
     const r = await runCli(['devinfo', '-d', 'beta'], twoDevices);
     expect(r.code).toBe(0);
     const out = r.stdout;
@@ -44,7 +44,8 @@ describe('ibal devinfo', () => {
       /\t\t\tlink_layer:\t\tEthernet\n/,
       /\tprovider:\t\t\tsoft\n/,
       /\twire:\t\t\t\tudp4 127\.0\.0\.1:\d+\n/,
-      /native provider:\tnot available: the native libibverbs bridge is not built in this version\n$/,
+      /\nnative features:\n\tnative verbs provider:\t(on|off) \(.+\)\n\trdmacm:\t(on|off)( \(.+\))?\n/,
+      /\tibal_sys addon:\t(on|off)/,
     ]) {
       expect(out).toMatch(re);
     }

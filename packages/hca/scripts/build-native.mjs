@@ -15,6 +15,11 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const nativeRoot = path.resolve(here, '..', 'native');
 const require = createRequire(import.meta.url);
 const required = process.env.IBAL_NATIVE_REQUIRED === '1';
+// An addon whose system headers are installed must build: with
+// libibverbs-dev present, a broken native/verbs is a bug, not a missing
+// prerequisite, and fails the build even without IBAL_NATIVE_REQUIRED.
+const requiredWhenPresent = { verbs: ['/usr/include/infiniband/verbs.h', '/usr/include/rdma/rdma_cma.h'] };
+let mustFail = 0;
 
 // Node-API addons need only node_api.h, which ships with Node itself; point
 // node-gyp at it instead of letting it download headers (no internet here).
@@ -55,8 +60,18 @@ for (const name of dirs) {
       out.split('\n').find((l) => /fatal error|error:|cannot find|not found|No such file/i.test(l))?.trim() ??
       (r.error ? String(r.error) : `node-gyp exited with ${r.status}`);
     fs.writeFileSync(errFile, `${why}\n\n${out.slice(-8000)}`);
-    console.warn(`native/${name}: not built (${why}); the soft HCA works without it`);
+    const headers = requiredWhenPresent[name];
+    if (headers && headers.every((h) => fs.existsSync(h))) {
+      mustFail++;
+      console.error(`native/${name}: build failed although ${headers.join(' and ')} are installed: ${why}`);
+    } else {
+      console.warn(`native/${name}: not built (${why}); the soft HCA works without it`);
+    }
   }
+}
+if (mustFail) {
+  console.error(`${mustFail} native addon(s) failed to build although their headers are installed`);
+  process.exit(1);
 }
 if (failed && required) {
   console.error(`${failed} native addon(s) failed to build and IBAL_NATIVE_REQUIRED=1`);

@@ -32,3 +32,6 @@ export { vmWrite, vmRead, addressOf } from './sys/vm.js';
 export { BatchUdpSocket, DatagramBatch, type BatchUdpSocketOptions, type BatchCounters } from './sys/mmsg.js';
 export { RawRoceSocket, rawSocketsAvailable, writeIpv4UdpHeaders, type RawRoceSocketOptions } from './sys/raw.js';
 export { sameHostKey, hostIdentity, type HostIdentity } from './sys/host.js';
+export { nativeProvider, nativeAllocBuffer } from './native/provider.js';
+export { nativeStatus, type NativeStatus, type NativeFeature } from './native/status.js';
+export { NativeCallError, NativeUnavailableError } from './native/errno.js';

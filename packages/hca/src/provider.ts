@@ -201,6 +201,8 @@ export interface AsyncEvent {
 export interface HcaProvider {
   readonly name: string;
   devices(): HcaDevice[];
+  /** Why devices() is empty (no hardware, driver not built...), for error messages; optional. */
+  noDeviceReason?(): string | undefined;
 }
 
 export interface HcaDevice {

@@ -5,13 +5,18 @@
 // an error instead of an empty list, so a run meant for hardware cannot
 // silently fall back to the soft HCA.
 
-import { InvalidArgumentError, NoDeviceError, softProvider } from '@ibal/hca';
+import { InvalidArgumentError, NoDeviceError, nativeProvider, softProvider } from '@ibal/hca';
 import type { HcaDevice, HcaProvider } from '@ibal/hca';
 
 export const PROVIDER_ENV = 'IBAL_PROVIDER';
 
 // The soft HCA is always there, as rxe is on any Linux box: the embedded default.
-const registry = new Map<string, HcaProvider>([[softProvider.name, softProvider]]);
+// The native provider is registered too, but loads libibverbs only when
+// devices are first listed; without an HCA it simply lists none.
+const registry = new Map<string, HcaProvider>([
+  [softProvider.name, softProvider],
+  [nativeProvider.name, nativeProvider],
+]);
 
 /**
  * Makes a provider's devices visible to getDeviceList/openDevice.
@@ -84,6 +89,9 @@ export function listProviderDevices(env: NodeJS.ProcessEnv = process.env): HcaDe
     }
     throw err;
   }
-  if (devices.length === 0) throw new NoDeviceError(`${PROVIDER_ENV}=${selected}: no RDMA device found`);
+  if (devices.length === 0) {
+    const why = provider.noDeviceReason?.();
+    throw new NoDeviceError(`${PROVIDER_ENV}=${selected}: no RDMA device found${why ? `: ${why}` : ''}`);
+  }
   return devices;
 }

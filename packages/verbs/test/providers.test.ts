@@ -25,8 +25,8 @@ describe('provider registry and device selection', () => {
     else process.env[PROVIDER_ENV] = saved;
   });
 
-  it('registers the soft HCA by default, as rxe is always there', () => {
-    expect(registeredProviders().map((p) => p.name)).toEqual(['soft']);
+  it('registers the soft HCA by default, as rxe is always there, and the native provider beside it', () => {
+    expect(registeredProviders().map((p) => p.name)).toEqual(['soft', 'native']);
     expect(getDeviceList().some((d) => d.provider === 'soft')).toBe(true);
   });
 

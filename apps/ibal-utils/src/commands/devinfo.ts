@@ -1,17 +1,17 @@
 // ibal devinfo: ibv_devinfo, with the same fields, tabs and value forms,
 // followed by what ibal adds: the provider, where the soft wire is bound,
-// and whether the native provider is available.
+// and which native features are on (and, for each one off, why).
 import { parseArgs } from 'node:util';
 import {
   LinkLayer,
   NodeType,
-  registeredProviders,
   type Context,
   type Device,
   type DeviceAttr,
   type PortAttr,
 } from '@ibal/verbs';
 import { gidToString } from '@ibal/verbs';
+import { nativeStatus, sysStatus } from '@ibal/hca';
 import { CliError, UsageError } from '../lib/cli-error.js';
 import { listDevices, wireDescription } from '../lib/device.js';
 import { guidColons, hex } from '../lib/format.js';
@@ -29,11 +29,29 @@ export const devinfoHelp = [
   '',
   'After rdma-core\'s fields ibal prints the provider of each device, the wire',
   'a soft device is bound to (udp4/udp6 address:port), and whether the native',
-  'libibverbs provider is available.',
+  'libibverbs provider, librdmacm and the system primitives are on (and why not).',
 ].join('\n');
 
-/** The message for the native bridge, until a provider named "native" is registered. */
-const NATIVE_MISSING = 'not available: the native libibverbs bridge is not built in this version';
+/**
+ * One line per native feature: on, or off and why. The list is the place to
+ * add a feature: a name and its { on, reason }.
+ */
+export function nativeFeatureLines(): string[] {
+  const n = nativeStatus();
+  const s = sysStatus();
+  const features: [string, { on: boolean; reason?: string }][] = [
+    ['native verbs provider', n.verbs],
+    ['rdmacm', n.rdmacm],
+    ['ibal_sys addon', s.addon],
+    ['shm segments', s.shm],
+    ['futex doorbells', s.futex],
+    ['process_vm', s.vm],
+    ['sendmmsg/recvmmsg', s.mmsg],
+    ['raw RoCEv2 sockets', s.raw],
+    ['UDP_NO_CHECK6_RX', s.noCheck6Rx],
+  ];
+  return ['native features:', ...features.map(([name, f]) => `\t${name}:\t${f.on ? 'on' : 'off'}${f.reason ? ` (${f.reason})` : ''}`)];
+}
 
 const portStates = ['PORT_NOP', 'PORT_DOWN', 'PORT_INIT', 'PORT_ARMED', 'PORT_ACTIVE', 'PORT_ACTIVE_DEFER'];
 const physStates = ['', 'SLEEP', 'POLLING', 'DISABLED', 'PORT_CONFIGURATION TRAINNING', 'LINK_UP', 'LINK_ERROR_RECOVERY', 'PHY TEST'];
@@ -188,6 +206,5 @@ export async function devinfo(args: string[], print: (line: string) => void): Pr
     throw new CliError('No IB devices found');
   }
   for (const d of chosen) await describe(d, port, values.verbose === true, print);
-  const native = registeredProviders().some((p) => p.name === 'native');
-  print(`native provider:\t${native ? 'registered' : NATIVE_MISSING}`);
+  for (const line of nativeFeatureLines()) print(line);
 }
