@@ -35,3 +35,4 @@ export { sameHostKey, hostIdentity, type HostIdentity } from './sys/host.js';
 export { nativeProvider, nativeAllocBuffer } from './native/provider.js';
 export { nativeStatus, type NativeStatus, type NativeFeature } from './native/status.js';
 export { NativeCallError, NativeUnavailableError } from './native/errno.js';
+export { RdmaEventChannel, RdmaCmEventType, type RdmaCmEvent, type RdmaConnParam, type RdmaIdInfo } from './native/rdmacm.js';

@@ -1,6 +1,7 @@
 // nativeStatus(): which native features are on here and, for each one that
 // is off, why: the addon itself, libibverbs devices, librdmacm.
 import { tryVerbs, verbsUnavailableReason } from './load.js';
+import { rdmacmProbe } from './rdmacm.js';
 
 export interface NativeFeature {
   on: boolean;
@@ -38,8 +39,6 @@ export function nativeStatus(): NativeStatus {
   const { devices, errno, code } = addon.getDevices();
   const verbs: NativeFeature =
     devices.length > 0 ? { on: true, reason: `${devices.length} device(s)` } : { on: false, reason: noDeviceReason(errno, code) };
-  const rdmacm: NativeFeature = addon.rdmacm
-    ? { on: true }
-    : { on: false, reason: 'the ibal_verbs addon was built without librdmacm bindings' };
+  const rdmacm = rdmacmProbe();
   return { addon: { on: true }, verbs, deviceCount: devices.length, deviceNames: devices.map((d) => d.name), rdmacm };
 }

@@ -1,4 +1,366 @@
+// librdmacm for the connection manager on native devices: an event channel
+// whose fd is watched with uv_poll, and rdma_cm_ids named by small ids. QPs
+// are created through the verbs Context; rdma_init_qp_attr tells the caller
+// how to move one through INIT/RTR/RTS for an id (the librdmacm pattern for
+// QPs it did not create), and connect/accept carry its qp_num.
 #include <napi.h>
+#include <uv.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <rdma/rdma_cma.h>
+#include <cstring>
+#include <unordered_map>
+#include "common.h"
+
 namespace ibal {
-Napi::Object InitRdmaCm(Napi::Env env, Napi::Object exports) { return exports; }
+
+namespace {
+
+bool ParseAddr(const std::string& host, uint32_t port, sockaddr_storage* ss) {
+  std::memset(ss, 0, sizeof *ss);
+  auto* v4 = reinterpret_cast<sockaddr_in*>(ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  return false;
+}
+
+std::string AddrString(const sockaddr* sa) {
+  char buf[INET6_ADDRSTRLEN] = "";
+  if (sa->sa_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, buf, sizeof buf);
+  else if (sa->sa_family == AF_INET6) inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, buf, sizeof buf);
+  return buf;
+}
+
+class EventChannel : public Napi::ObjectWrap<EventChannel> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "EventChannel", {
+      InstanceMethod("createId", &EventChannel::CreateId),
+      InstanceMethod("destroyId", &EventChannel::DestroyId),
+      InstanceMethod("bindAddr", &EventChannel::BindAddr),
+      InstanceMethod("resolveAddr", &EventChannel::ResolveAddr),
+      InstanceMethod("resolveRoute", &EventChannel::ResolveRoute),
+      InstanceMethod("listen", &EventChannel::Listen),
+      InstanceMethod("connect", &EventChannel::Connect),
+      InstanceMethod("accept", &EventChannel::Accept),
+      InstanceMethod("reject", &EventChannel::Reject),
+      InstanceMethod("disconnect", &EventChannel::Disconnect),
+      InstanceMethod("initQpAttr", &EventChannel::InitQpAttr),
+      InstanceMethod("info", &EventChannel::Info),
+      InstanceMethod("close", &EventChannel::Close),
+    });
+  }
+
+  // new EventChannel(onEvent({ type, id, listenId, status, privateData, ... }))
+  explicit EventChannel(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EventChannel>(info), env_(info.Env()) {
+    onEvent_ = Napi::Persistent(info[0].As<Napi::Function>());
+    errno = 0;
+    ch_ = rdma_create_event_channel();
+    if (!ch_) throw ErrnoError(info.Env(), errno ? errno : ENODEV, "rdma_create_event_channel");
+    fcntl(ch_->fd, F_SETFL, fcntl(ch_->fd, F_GETFL) | O_NONBLOCK);
+    asyncCtx_ = new Napi::AsyncContext(info.Env(), "ibal-rdmacm");
+    uv_loop_s* loop = nullptr;
+    napi_get_uv_event_loop(info.Env(), &loop);
+    poll_ = new uv_poll_t;
+    uv_poll_init(loop, poll_, ch_->fd);
+    poll_->data = this;
+    uv_poll_start(poll_, UV_READABLE, OnReadable);
+    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  }
+
+  ~EventChannel() override { Shutdown(); }
+
+ private:
+  rdma_cm_id* Id(const Napi::CallbackInfo& info, int i = 0) {
+    if (!ch_) throw ErrnoError(info.Env(), EBADF, "event channel is closed");
+    auto it = ids_.find(info[i].As<Napi::Number>().Uint32Value());
+    if (it == ids_.end()) throw ErrnoError(info.Env(), EBADF, "rdma_cm_id is closed");
+    return it->second;
+  }
+
+  uint32_t Track(rdma_cm_id* id) {
+    uint32_t n = nextId_++;
+    id->context = reinterpret_cast<void*>(static_cast<uintptr_t>(n));
+    ids_[n] = id;
+    return n;
+  }
+
+  // Pending operations (resolve, connect, listen) keep the process alive.
+  void Hold(int delta) {
+    pending_ += delta;
+    if (!poll_) return;
+    if (pending_ > 0) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+  }
+
+  Napi::Value CreateId(const Napi::CallbackInfo& info) {
+    if (!ch_) throw ErrnoError(info.Env(), EBADF, "event channel is closed");
+    rdma_port_space ps = info[0].As<Napi::Number>().Uint32Value() == IBV_QPT_UD ? RDMA_PS_UDP : RDMA_PS_TCP;
+    rdma_cm_id* id = nullptr;
+    if (rdma_create_id(ch_, &id, nullptr, ps)) throw ErrnoError(info.Env(), errno, "rdma_create_id");
+    return Napi::Number::New(info.Env(), Track(id));
+  }
+
+  Napi::Value DestroyId(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    if (rdma_destroy_id(id)) throw ErrnoError(info.Env(), errno, "rdma_destroy_id");
+    ids_.erase(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value BindAddr(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    sockaddr_storage ss;
+    if (!ParseAddr(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &ss)) throw ArgError(info.Env(), "bindAddr: not an IP address");
+    if (rdma_bind_addr(id, reinterpret_cast<sockaddr*>(&ss))) throw ErrnoError(info.Env(), errno, "rdma_bind_addr");
+    return info.Env().Undefined();
+  }
+
+  // resolveAddr(id, dstHost, dstPort, timeoutMs, srcHost?)
+  Napi::Value ResolveAddr(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    sockaddr_storage dst, src;
+    if (!ParseAddr(info[1].As<Napi::String>().Utf8Value(), info[2].As<Napi::Number>().Uint32Value(), &dst)) throw ArgError(info.Env(), "resolveAddr: not an IP address");
+    sockaddr* srcp = nullptr;
+    if (info[4].IsString()) {
+      if (!ParseAddr(info[4].As<Napi::String>().Utf8Value(), 0, &src)) throw ArgError(info.Env(), "resolveAddr: source is not an IP address");
+      srcp = reinterpret_cast<sockaddr*>(&src);
+    }
+    if (rdma_resolve_addr(id, srcp, reinterpret_cast<sockaddr*>(&dst), info[3].As<Napi::Number>().Int32Value()))
+      throw ErrnoError(info.Env(), errno, "rdma_resolve_addr");
+    Hold(1);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ResolveRoute(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    if (rdma_resolve_route(id, info[1].As<Napi::Number>().Int32Value())) throw ErrnoError(info.Env(), errno, "rdma_resolve_route");
+    Hold(1);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Listen(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    if (rdma_listen(id, info[1].As<Napi::Number>().Int32Value())) throw ErrnoError(info.Env(), errno, "rdma_listen");
+    Hold(1);
+    return info.Env().Undefined();
+  }
+
+  static rdma_conn_param Param(const Napi::Object& o, std::string& priv) {
+    rdma_conn_param p{};
+    Napi::Value pd = o.Get("privateData");
+    if (pd.IsTypedArray()) {
+      auto u8 = pd.As<Napi::Uint8Array>();
+      priv.assign(reinterpret_cast<const char*>(u8.Data()), u8.ByteLength());
+      p.private_data = priv.data();
+      p.private_data_len = static_cast<uint8_t>(priv.size());
+    }
+    p.responder_resources = static_cast<uint8_t>(U32(o, "responderResources", 1));
+    p.initiator_depth = static_cast<uint8_t>(U32(o, "initiatorDepth", 1));
+    p.retry_count = static_cast<uint8_t>(U32(o, "retryCount", 7));
+    p.rnr_retry_count = static_cast<uint8_t>(U32(o, "rnrRetryCount", 7));
+    p.qp_num = U32(o, "qpNum", 0);
+    p.srq = static_cast<uint8_t>(U32(o, "srq", 0));
+    return p;
+  }
+
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    std::string priv;
+    rdma_conn_param p = Param(info[1].As<Napi::Object>(), priv);
+    if (p.private_data_len > 56) throw ArgError(info.Env(), "connect: private data over 56 bytes");
+    if (rdma_connect(id, &p)) throw ErrnoError(info.Env(), errno, "rdma_connect");
+    Hold(1);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Accept(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    std::string priv;
+    rdma_conn_param p = Param(info[1].As<Napi::Object>(), priv);
+    if (p.private_data_len > 196) throw ArgError(info.Env(), "accept: private data over 196 bytes");
+    if (rdma_accept(id, &p)) throw ErrnoError(info.Env(), errno, "rdma_accept");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Reject(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    std::string priv;
+    if (info[1].IsTypedArray()) {
+      auto u8 = info[1].As<Napi::Uint8Array>();
+      priv.assign(reinterpret_cast<const char*>(u8.Data()), u8.ByteLength());
+    }
+    if (priv.size() > 148) throw ArgError(info.Env(), "reject: private data over 148 bytes");
+    if (rdma_reject(id, priv.empty() ? nullptr : priv.data(), static_cast<uint8_t>(priv.size()))) throw ErrnoError(info.Env(), errno, "rdma_reject");
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Disconnect(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    if (rdma_disconnect(id)) throw ErrnoError(info.Env(), errno, "rdma_disconnect");
+    return info.Env().Undefined();
+  }
+
+  // initQpAttr(id, qpState) -> { attr, mask }: what ibv_modify_qp needs to
+  // move a QP the caller created to that state for this id.
+  Napi::Value InitQpAttr(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    Napi::Env env = info.Env();
+    ibv_qp_attr a{};
+    int mask = 0;
+    a.qp_state = static_cast<ibv_qp_state>(info[1].As<Napi::Number>().Uint32Value());
+    if (rdma_init_qp_attr(id, &a, &mask)) throw ErrnoError(env, errno, "rdma_init_qp_attr");
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("qpState", static_cast<uint32_t>(a.qp_state));
+    o.Set("pkeyIndex", a.pkey_index);
+    o.Set("portNum", a.port_num);
+    o.Set("qpAccessFlags", a.qp_access_flags);
+    o.Set("qkey", Napi::Number::New(env, a.qkey));
+    o.Set("pathMtu", static_cast<uint32_t>(a.path_mtu));
+    o.Set("destQpNum", a.dest_qp_num);
+    o.Set("rqPsn", a.rq_psn);
+    o.Set("sqPsn", a.sq_psn);
+    o.Set("maxDestRdAtomic", a.max_dest_rd_atomic);
+    o.Set("maxRdAtomic", a.max_rd_atomic);
+    o.Set("minRnrTimer", a.min_rnr_timer);
+    o.Set("timeout", a.timeout);
+    o.Set("retryCnt", a.retry_cnt);
+    o.Set("rnrRetry", a.rnr_retry);
+    if (mask & IBV_QP_AV) {
+      Napi::Object ah = Napi::Object::New(env);
+      auto gid = Napi::Uint8Array::New(env, 16);
+      std::memcpy(gid.Data(), a.ah_attr.grh.dgid.raw, 16);
+      ah.Set("dgid", gid);
+      ah.Set("sgidIndex", a.ah_attr.grh.sgid_index);
+      ah.Set("hopLimit", a.ah_attr.grh.hop_limit);
+      ah.Set("trafficClass", a.ah_attr.grh.traffic_class);
+      ah.Set("flowLabel", a.ah_attr.grh.flow_label);
+      ah.Set("sl", a.ah_attr.sl);
+      ah.Set("portNum", a.ah_attr.port_num);
+      o.Set("ahAttr", ah);
+    }
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("attr", o);
+    r.Set("mask", mask);
+    return r;
+  }
+
+  // info(id) -> { device, portNum, srcAddr, srcPort, dstAddr, dstPort }
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("device", id->verbs ? Napi::Value(Napi::String::New(env, ibv_get_device_name(id->verbs->device))) : env.Null());
+    o.Set("portNum", id->port_num);
+    o.Set("srcAddr", AddrString(rdma_get_local_addr(id)));
+    o.Set("srcPort", ntohs(rdma_get_src_port(id)));
+    o.Set("dstAddr", AddrString(rdma_get_peer_addr(id)));
+    o.Set("dstPort", ntohs(rdma_get_dst_port(id)));
+    return o;
+  }
+
+  static void OnReadable(uv_poll_t* h, int, int) {
+    auto* self = static_cast<EventChannel*>(h->data);
+    if (!self->ch_) return;
+    Napi::Env env = self->env_;
+    Napi::HandleScope scope(env);
+    self->Ref();
+    for (int guard = 0; guard < 256 && self->ch_; guard++) {
+      rdma_cm_event* ev = nullptr;
+      if (rdma_get_cm_event(self->ch_, &ev)) break;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("type", static_cast<uint32_t>(ev->event));
+      o.Set("name", rdma_event_str(ev->event));
+      o.Set("status", ev->status);
+      uint32_t idNum = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(ev->id->context));
+      if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST) {
+        // A new id for the request; the listener's id stays the listener.
+        o.Set("listenId", static_cast<uint32_t>(reinterpret_cast<uintptr_t>(ev->listen_id->context)));
+        idNum = self->Track(ev->id);
+      }
+      o.Set("id", idNum);
+      const void* pd = ev->param.conn.private_data;
+      uint8_t pdLen = ev->param.conn.private_data_len;
+      if (pd && pdLen) {
+        auto u8 = Napi::Uint8Array::New(env, pdLen);
+        std::memcpy(u8.Data(), pd, pdLen);
+        o.Set("privateData", u8);
+      }
+      if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST || ev->event == RDMA_CM_EVENT_ESTABLISHED) {
+        o.Set("responderResources", ev->param.conn.responder_resources);
+        o.Set("initiatorDepth", ev->param.conn.initiator_depth);
+        o.Set("qpNum", ev->param.conn.qp_num);
+      }
+      switch (ev->event) {
+        case RDMA_CM_EVENT_ADDR_RESOLVED:
+        case RDMA_CM_EVENT_ADDR_ERROR:
+        case RDMA_CM_EVENT_ROUTE_RESOLVED:
+        case RDMA_CM_EVENT_ROUTE_ERROR:
+        case RDMA_CM_EVENT_ESTABLISHED:
+        case RDMA_CM_EVENT_REJECTED:
+        case RDMA_CM_EVENT_UNREACHABLE:
+        case RDMA_CM_EVENT_CONNECT_ERROR:
+          self->Hold(-1);
+          break;
+        default:
+          break;
+      }
+      rdma_ack_cm_event(ev);
+      try {
+        self->onEvent_.MakeCallback(self->Value(), {o}, *self->asyncCtx_);
+      } catch (const Napi::Error& e) {
+        napi_fatal_exception(env, e.Value());
+      }
+    }
+    self->Unref();
+  }
+
+  void Shutdown() {
+    if (!ch_) return;
+    for (auto& kv : ids_) rdma_destroy_id(kv.second);
+    ids_.clear();
+    if (poll_) {
+      uv_poll_stop(poll_);
+      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+      poll_ = nullptr;
+    }
+    rdma_destroy_event_channel(ch_);
+    ch_ = nullptr;
+    delete asyncCtx_;
+    asyncCtx_ = nullptr;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Env env_;
+  rdma_event_channel* ch_ = nullptr;
+  uv_poll_t* poll_ = nullptr;
+  Napi::AsyncContext* asyncCtx_ = nullptr;
+  Napi::FunctionReference onEvent_;
+  std::unordered_map<uint32_t, rdma_cm_id*> ids_;
+  uint32_t nextId_ = 1;
+  int pending_ = 0;
+};
+
+}  // namespace
+
+Napi::Object InitRdmaCm(Napi::Env env, Napi::Object exports) {
+  Napi::Object cm = Napi::Object::New(env);
+  cm.Set("EventChannel", EventChannel::Init(env));
+  exports.Set("rdmacm", cm);
+  return exports;
+}
+
 }  // namespace ibal
