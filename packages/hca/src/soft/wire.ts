@@ -4,6 +4,7 @@ import { IcrcCalculator } from '../packet/icrc.js';
 import { PcapWriter } from '../pcap.js';
 import { FaultAction, type FaultInjector } from './faults.js';
 import { ipToBytes } from './gid.js';
+import { ShmLinks, isShmControl, type PeerLink, type ShmWireHost } from './shm-link.js';
 
 // Every device of a process writes into one capture file, in order.
 const pcaps = new Map<string, PcapWriter>();
@@ -29,6 +30,8 @@ export const MAX_PACKET = 4096 + 128;
 export class Peer {
   readonly tx: IcrcCalculator;
   readonly rx: IcrcCalculator;
+  /** The same-host fast path to this peer, once negotiated (see shm-link.ts). */
+  link: PeerLink | undefined;
   constructor(
     readonly address: string,
     readonly port: number,
@@ -70,12 +73,14 @@ function literalLookup(
   cb(err, address, 0);
 }
 
-export class UdpWire {
+export class UdpWire implements ShmWireHost {
   readonly counters: WireCounters = { txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, sendErrors: 0 };
   readonly family: 4 | 6;
   readonly addr: Uint8Array;
   onPacket: PacketHandler = () => {};
   faults: FaultInjector | undefined;
+  /** The same-host shared-memory links, when that path is available (IBAL_SOFT_SHM=0 turns it off). */
+  readonly shm: ShmLinks | undefined;
 
   private readonly peers = new Map<string, Map<number, Peer>>();
   private readonly free: Buffer[] = [];
@@ -113,6 +118,7 @@ export class UdpWire {
     this.family = net.isIPv6(address) ? 6 : 4;
     this.addr = ipToBytes(address);
     socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address, rinfo.port));
+    this.shm = ShmLinks.create(this);
     // A socket error (e.g. ICMP port unreachable on some kernels) must not
     // crash the process: the transport's timers turn silence into RETRY_EXC_ERR.
     socket.on('error', () => {
@@ -173,6 +179,7 @@ export class UdpWire {
     if (!p) {
       p = new Peer(address, port, net.isIPv6(address) ? 6 : 4, ipToBytes(address), this);
       byPort.set(port, p);
+      this.shm?.offer(p);
     }
     return p;
   }
@@ -188,6 +195,14 @@ export class UdpWire {
     this.counters.txPackets++;
     this.counters.txBytes += len;
     if (this.pcap) this.pcap.writeRoce(this.endpoint(this, peer), buf, len);
+    const link = peer.link;
+    if (link && (link.out || link.holding)) {
+      // Copied into the peer's ring (or held for it): the buffer is free again at once.
+      if (link.out) this.shm!.send(link, buf, len);
+      else this.shm!.hold(link, buf, len);
+      if (this.free.length < 512) this.free.push(buf);
+      return;
+    }
     this.inflight.push(buf);
     // A send callback costs a tick per datagram. Sends on one socket finish
     // in order, so asking for one every SENT_CB_EVERY datagrams (and when
@@ -216,7 +231,22 @@ export class UdpWire {
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.held = undefined;
+    this.shm?.close();
     this.socket.close();
+  }
+
+  /** A control datagram of the same-host negotiation (not a RoCE packet; not counted). */
+  sendControl(msg: Buffer, peer: Peer): void {
+    if (!this.closed) this.socket.send(msg, 0, msg.length, peer.port, peer.address);
+  }
+
+  sendUdp(buf: Buffer, peer: Peer): void {
+    if (!this.closed) this.socket.send(buf, 0, buf.length, peer.port, peer.address);
+  }
+
+  /** A packet the peer wrote into our shared-memory ring: the same path as a datagram. */
+  receiveFromShm(buf: Buffer, peer: Peer): void {
+    if (!this.closed) this.receivePacket(buf, peer);
   }
 
   private endpoint(src: { addr: Uint8Array; port: number }, dst: { addr: Uint8Array; port: number }) {
@@ -225,7 +255,14 @@ export class UdpWire {
 
   private receive(msg: Buffer, address: string, port: number): void {
     if (this.closed) return;
-    const peer = this.peer(address, port);
+    if (isShmControl(msg)) {
+      this.shm?.onControl(msg, this.peer(address, port));
+      return;
+    }
+    this.receivePacket(msg, this.peer(address, port));
+  }
+
+  private receivePacket(msg: Buffer, peer: Peer): void {
     const f = this.faults;
     if (f) {
       switch (f.decide(msg, msg.length)) {

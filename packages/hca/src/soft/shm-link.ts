@@ -1,0 +1,454 @@
+// The soft HCA's same-host fast path. Two wires on one host (same boot, same
+// network namespace) stop paying for UDP: each side owns a shared-memory ring
+// it reads, and the other side writes its RoCEv2 packets there, byte for byte
+// what it would have sent as a datagram (so captures and ICRC checks are
+// unchanged). The switch is negotiated per peer with control datagrams on the
+// wire's own UDP socket, so nothing above the wire knows:
+//
+//   A -> B  HELLO {key, pid, name}  A created ring `name`, which A reads
+//   B       opens `name`, starts writing its packets to A there, and
+//   B -> A  SWITCH                  sent over UDP after B's last datagram
+//   A       unlinks `name` (both have it mapped: no leak even if both die)
+//           and only then reads the ring, so no packet overtakes one sent
+//           earlier by UDP.
+//
+// Both directions negotiate independently. A peer whose process dies is
+// noticed (its pid stops existing, or it marked the ring closed): its rings
+// are dropped and traffic to it falls back to UDP, where the transport's
+// timers turn the silence into RETRY_EXC_ERR as for any lost peer.
+import os from 'node:os';
+import { ShmRing } from '../sys/ring.js';
+import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
+import { hostIdentity, sameHostKey } from '../sys/host.js';
+import { sysStatus } from '../sys/status.js';
+import type { Peer } from './wire.js';
+
+const MAGIC = Buffer.from('IBALSHM1');
+const HELLO = 1;
+const SWITCH = 2;
+const BYE = 3;
+/** Ring bytes per direction: room for a burst of full-MTU packets. */
+const RING_CAPACITY = 8 << 20;
+const HELLO_RETRY_MS = 50;
+const HELLO_TRIES = 20;
+const LIVENESS_MS = 200;
+/** Packets handled per turn of the event loop before yielding. */
+const DRAIN_BUDGET = 512;
+/** After traffic, poll the ring on each loop turn for this long before sleeping on the futex. */
+const POLL_AFTER_RX_MS = 0.2;
+/** Packets queued in this process when a peer's ring is full; beyond it they drop (RC resends). */
+const MAX_PENDING = 16384;
+/** IBAL_SOFT_SHM=1: how long packets to a local peer wait for the negotiation before going by UDP. */
+const HOLD_MS = 500;
+
+/** What the wire lends the links. */
+export interface ShmWireHost {
+  sendControl(msg: Buffer, peer: Peer): void;
+  /** Sends a packet by UDP, bypassing the links (held packets whose negotiation failed). */
+  sendUdp(buf: Buffer, peer: Peer): void;
+  /** A packet read from a ring: goes through fault injection and on to the device. */
+  receiveFromShm(buf: Buffer, peer: Peer): void;
+  peer(address: string, port: number): Peer;
+}
+
+/** One peer's shared-memory state. */
+export class PeerLink {
+  /** Set once we write to the peer's ring; the wire's send path checks it. */
+  out: ShmRing | undefined;
+  outSeg: ShmSegment | undefined;
+  in: ShmRing | undefined;
+  inSeg: ShmSegment | undefined;
+  inActive = false;
+  pid = 0;
+  pending: Buffer[] = [];
+  pendingHead = 0;
+  waitingSpace = false;
+  waitingData = false;
+  /** IBAL_SOFT_SHM=1: packets wait in `pending` until the peer's ring is known. */
+  holding = false;
+  holdTimer: NodeJS.Timeout | undefined;
+  helloTries = 0;
+  helloTimer: NodeJS.Timeout | undefined;
+  pollUntil = 0;
+  scheduled = false;
+  dead = false;
+  constructor(readonly peer: Peer) {}
+}
+
+export interface ShmLinkCounters {
+  linksUp: number;
+  txShm: number;
+  rxShm: number;
+  txPendingDropped: number;
+}
+
+let localAddrs: Set<string> | undefined;
+function isLocalAddress(address: string): boolean {
+  if (address.startsWith('127.') || address === '::1' || address === '::ffff:127.0.0.1') return true;
+  if (!localAddrs) {
+    localAddrs = new Set();
+    for (const list of Object.values(os.networkInterfaces())) for (const a of list ?? []) localAddrs.add(a.address);
+  }
+  return localAddrs.has(address);
+}
+
+/**
+ * IBAL_SOFT_SHM=0 turns the fast path off; it is on wherever the primitives
+ * work. IBAL_SOFT_SHM=1 also holds the first packets to a local peer until
+ * the negotiation ends (at most HOLD_MS), so that every packet of a
+ * same-host connection takes shared memory (the test suites' shm mode);
+ * by default those first packets go by UDP while it runs.
+ */
+export function shmPathWanted(): boolean {
+  if (process.env.IBAL_SOFT_SHM === '0') return false;
+  const s = sysStatus();
+  return s.shm.on && s.futex.on && s.sameHostKey !== undefined;
+}
+
+let swept = false;
+
+export class ShmLinks {
+  readonly counters: ShmLinkCounters = { linksUp: 0, txShm: 0, rxShm: 0, txPendingDropped: 0 };
+  private readonly key: string;
+  private readonly strict = process.env.IBAL_SOFT_SHM === '1';
+  private readonly links = new Map<Peer, PeerLink>();
+  private readonly liveness: NodeJS.Timeout;
+  private closed = false;
+
+  static create(host: ShmWireHost): ShmLinks | undefined {
+    if (!shmPathWanted()) return undefined;
+    if (!swept) {
+      swept = true;
+      sweepStaleSegments(); // what crashed processes left behind
+    }
+    return new ShmLinks(host);
+  }
+
+  private constructor(private readonly host: ShmWireHost) {
+    this.key = sameHostKey()!;
+    this.liveness = setInterval(() => this.checkPeers(), LIVENESS_MS);
+    this.liveness.unref();
+  }
+
+  /** A new peer of the wire: if it may be on this host, offer it a ring. */
+  offer(peer: Peer): void {
+    if (this.closed || !isLocalAddress(peer.address)) return;
+    const link = this.link(peer);
+    if (link.in) return;
+    try {
+      link.inSeg = ShmSegment.create(ShmRing.bytesFor(RING_CAPACITY));
+      link.in = ShmRing.create(link.inSeg.buffer, 0, RING_CAPACITY);
+    } catch {
+      link.inSeg?.close();
+      link.inSeg = link.in = undefined;
+      return; // no shared memory now: UDP it is
+    }
+    link.helloTries = 0;
+    if (this.strict && !link.out && !link.holding) {
+      link.holding = true;
+      link.holdTimer = setTimeout(() => this.releaseHeld(link), HOLD_MS);
+      link.holdTimer.unref();
+    }
+    this.hello(link);
+  }
+
+  /** The negotiation did not finish in time: what was held goes by UDP, and so does what follows. */
+  private releaseHeld(link: PeerLink): void {
+    link.holding = false;
+    link.holdTimer = undefined;
+    if (link.out) return;
+    const held = link.pending.slice(link.pendingHead);
+    link.pending = [];
+    link.pendingHead = 0;
+    if (!this.closed) for (const b of held) this.host.sendUdp(b, link.peer);
+  }
+
+  /** IBAL_SOFT_SHM=1: keeps a packet until the peer's ring is known. */
+  hold(link: PeerLink, buf: Uint8Array, len: number): void {
+    if (link.pending.length - link.pendingHead >= MAX_PENDING) {
+      this.counters.txPendingDropped++;
+      return;
+    }
+    link.pending.push(Buffer.from(buf.subarray(0, len)));
+  }
+
+  /** Sends `buf[0, len)` through the peer's ring; false when the peer has none. */
+  send(link: PeerLink, buf: Uint8Array, len: number): boolean {
+    const ring = link.out;
+    if (!ring) return false;
+    if (link.pending.length > link.pendingHead || !this.tryWrite(ring, buf, len)) {
+      if (link.pending.length - link.pendingHead >= MAX_PENDING) {
+        this.counters.txPendingDropped++;
+        return true;
+      }
+      link.pending.push(Buffer.from(buf.subarray(0, len)));
+      this.waitSpace(link);
+      return true;
+    }
+    this.counters.txShm++;
+    return true;
+  }
+
+  private tryWrite(ring: ShmRing, buf: Uint8Array, len: number): boolean {
+    const at = ring.reserve(len);
+    if (at < 0) return false;
+    ring.data.set(len === buf.length ? buf : buf.subarray(0, len), at);
+    ring.commit(0);
+    return true;
+  }
+
+  /** A control datagram from `peer`. */
+  onControl(msg: Buffer, peer: Peer): void {
+    if (this.closed) return;
+    const kind = msg[MAGIC.length];
+    let body: { key?: string; pid?: number; name?: string } = {};
+    try {
+      body = JSON.parse(msg.subarray(MAGIC.length + 1).toString('utf8')) as typeof body;
+    } catch {
+      return;
+    }
+    if (kind === HELLO) this.onHello(peer, body);
+    else if (kind === SWITCH) this.onSwitch(peer, body);
+    else if (kind === BYE) {
+      const link = this.links.get(peer);
+      if (link) this.teardown(link);
+    }
+  }
+
+  private onHello(peer: Peer, body: { key?: string; pid?: number; name?: string }): void {
+    if (body.key !== this.key || !Number.isInteger(body.pid) || typeof body.name !== 'string' || !/^\/ibal-\d+-[0-9a-z]+$/.test(body.name)) return;
+    let link = this.link(peer);
+    if (link.out && link.pid === body.pid) {
+      this.control(peer, SWITCH, {}); // our SWITCH was lost: say it again
+      return;
+    }
+    if (link.dead || (link.pid && link.pid !== body.pid)) {
+      // A new process behind the same address and port.
+      this.forget(link);
+      link = this.link(peer);
+      this.offer(peer);
+    }
+    if (link.out) return;
+    let seg: ShmSegment | undefined;
+    try {
+      seg = ShmSegment.open(body.name);
+      link.out = ShmRing.attach(seg.buffer, 0);
+      link.outSeg = seg;
+      link.pid = body.pid!;
+    } catch {
+      seg?.close();
+      return; // another user's segment, or gone: stay on UDP
+    }
+    this.counters.linksUp++;
+    // Everything we sent by UDP so far precedes this datagram on the socket.
+    this.control(peer, SWITCH, {});
+    if (link.holding) {
+      link.holding = false;
+      clearTimeout(link.holdTimer);
+      link.holdTimer = undefined;
+    }
+    if (link.pending.length > link.pendingHead) this.flushPending(link);
+    // The peer offered first, or will now (it heard from us): make sure it
+    // has a ring to read from us too.
+    if (!link.in) this.offer(peer);
+  }
+
+  private onSwitch(peer: Peer, _body: object): void {
+    const link = this.links.get(peer);
+    if (!link?.in || link.inActive) return;
+    link.inActive = true;
+    if (link.helloTimer) clearTimeout(link.helloTimer);
+    link.helloTimer = undefined;
+    try {
+      link.inSeg!.unlink();
+    } catch {
+      // already unlinked
+    }
+    this.schedule(link);
+  }
+
+  private hello(link: PeerLink): void {
+    if (this.closed || link.inActive || !link.inSeg) return;
+    if (link.helloTries++ >= HELLO_TRIES) {
+      // Not an ibal peer on this host (or not listening): keep nothing.
+      link.in?.close('consumer');
+      link.inSeg.close();
+      link.in = link.inSeg = undefined;
+      link.helloTimer = undefined;
+      return;
+    }
+    const id = hostIdentity()!;
+    this.control(link.peer, HELLO, { key: this.key, pid: id.pid, name: link.inSeg.name });
+    link.helloTimer = setTimeout(() => this.hello(link), HELLO_RETRY_MS);
+    link.helloTimer.unref();
+  }
+
+  private control(peer: Peer, kind: number, body: object): void {
+    const json = Buffer.from(JSON.stringify(body), 'utf8');
+    const msg = Buffer.allocUnsafe(MAGIC.length + 1 + json.length);
+    MAGIC.copy(msg, 0);
+    msg[MAGIC.length] = kind;
+    json.copy(msg, MAGIC.length + 1);
+    this.host.sendControl(msg, peer);
+  }
+
+  private link(peer: Peer): PeerLink {
+    let l = this.links.get(peer);
+    if (!l) {
+      l = new PeerLink(peer);
+      this.links.set(peer, l);
+      peer.link = l;
+    }
+    return l;
+  }
+
+  // ---- receiving ----------------------------------------------------------
+
+  private schedule(link: PeerLink): void {
+    if (link.scheduled || this.closed || link.dead) return;
+    link.scheduled = true;
+    setImmediate(() => this.pump(link));
+  }
+
+  private pump(link: PeerLink): void {
+    link.scheduled = false;
+    if (this.closed || link.dead || !link.in || !link.inActive) return;
+    const ring = link.in;
+    let n = 0;
+    for (let len = ring.peek(); len >= 0; len = ring.peek()) {
+      const buf = Buffer.allocUnsafe(len);
+      buf.set(ring.data.subarray(ring.offset, ring.offset + len));
+      ring.release();
+      n++;
+      this.counters.rxShm++;
+      this.host.receiveFromShm(buf, link.peer);
+      if (this.closed || link.dead || link.in !== ring) return;
+      if (n >= DRAIN_BUDGET) break;
+    }
+    const now = performance.now();
+    if (n > 0) link.pollUntil = now + POLL_AFTER_RX_MS;
+    if (n > 0 || now < link.pollUntil) {
+      this.schedule(link);
+      return;
+    }
+    if (ring.peerClosed) {
+      this.teardown(link);
+      return;
+    }
+    // Idle: sleep in a native thread until the peer rings.
+    if (link.waitingData) return;
+    link.waitingData = true;
+    ring
+      .waitData(1000)
+      .then(
+        () => {
+          link.waitingData = false;
+          this.schedule(link);
+        },
+        () => {
+          link.waitingData = false;
+          this.teardown(link);
+        },
+      );
+  }
+
+  // ---- a full ring ----------------------------------------------------------
+
+  private waitSpace(link: PeerLink): void {
+    if (link.waitingSpace || !link.out) return;
+    link.waitingSpace = true;
+    const ring = link.out;
+    ring.waitSpace(1000).then(
+      () => {
+        link.waitingSpace = false;
+        this.flushPending(link);
+      },
+      () => {
+        link.waitingSpace = false;
+        this.teardown(link);
+      },
+    );
+  }
+
+  private flushPending(link: PeerLink): void {
+    const ring = link.out;
+    if (!ring || this.closed) return;
+    while (link.pendingHead < link.pending.length) {
+      const b = link.pending[link.pendingHead]!;
+      if (!this.tryWrite(ring, b, b.length)) break;
+      this.counters.txShm++;
+      link.pendingHead++;
+    }
+    if (link.pendingHead === link.pending.length) {
+      link.pending = [];
+      link.pendingHead = 0;
+    } else {
+      this.waitSpace(link);
+    }
+  }
+
+  // ---- peers going away -----------------------------------------------------
+
+  private checkPeers(): void {
+    for (const link of this.links.values()) {
+      if (link.dead || !link.pid) continue;
+      let alive = true;
+      try {
+        process.kill(link.pid, 0);
+      } catch (err) {
+        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
+      }
+      if (!alive || link.out?.peerClosed) this.teardown(link);
+    }
+  }
+
+  /** Drops both rings of a peer; its traffic falls back to UDP. */
+  private teardown(link: PeerLink): void {
+    if (link.dead) return;
+    link.dead = true;
+    if (link.helloTimer) clearTimeout(link.helloTimer);
+    link.helloTimer = undefined;
+    if (link.holdTimer) clearTimeout(link.holdTimer);
+    link.holdTimer = undefined;
+    link.holding = false;
+    if (link.out) this.counters.linksUp--;
+    link.out?.close('producer');
+    link.in?.close('consumer');
+    link.outSeg?.close();
+    link.inSeg?.close();
+    link.out = link.in = undefined;
+    link.outSeg = link.inSeg = undefined;
+    link.inActive = false;
+    link.pending = [];
+    link.pendingHead = 0;
+  }
+
+  private forget(link: PeerLink): void {
+    this.teardown(link);
+    this.links.delete(link.peer);
+    if (link.peer.link === link) link.peer.link = undefined;
+  }
+
+  /** Whether packets to `peer` currently go through shared memory. */
+  usesShm(peer: Peer): boolean {
+    return !!this.links.get(peer)?.out;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    for (const link of this.links.values()) {
+      if (link.out) this.control(link.peer, BYE, {});
+      this.teardown(link);
+    }
+    this.closed = true;
+    clearInterval(this.liveness);
+    this.links.clear();
+  }
+}
+
+/** True for the wire's control datagrams (never a RoCEv2 packet we accept: opcode 0x49 is RD). */
+export function isShmControl(msg: Uint8Array): boolean {
+  if (msg.length < MAGIC.length + 1) return false;
+  for (let i = 0; i < MAGIC.length; i++) if (msg[i] !== MAGIC[i]) return false;
+  return true;
+}

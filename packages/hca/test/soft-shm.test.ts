@@ -1,0 +1,95 @@
+import fs from 'node:fs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { QpType, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
+import { sysStatus } from '../src/sys/status.js';
+import { PeerProcess, type PeerHello } from './helpers/child.js';
+import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
+
+// The same-host fast path itself; the rest of the soft suite runs over it
+// too in the `shm` vitest project (IBAL_SOFT_SHM=1).
+const sys = sysStatus();
+const skip = !(sys.shm.on && sys.futex.on && sys.sameHostKey) && process.env.IBAL_NATIVE_REQUIRED !== '1';
+const SIG = SendFlags.SIGNALED;
+let saved: string | undefined;
+let sides: Side[] = [];
+let peers: PeerProcess[] = [];
+beforeAll(() => {
+  saved = process.env.IBAL_SOFT_SHM;
+  process.env.IBAL_SOFT_SHM = '1';
+});
+afterAll(() => {
+  if (saved === undefined) delete process.env.IBAL_SOFT_SHM;
+  else process.env.IBAL_SOFT_SHM = saved;
+});
+afterEach(() => {
+  peers.forEach((p) => p.kill());
+  close(...sides);
+  sides = [];
+  peers = [];
+});
+
+const shmFiles = (pid: number) => fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`ibal-${pid}-`));
+
+describe.skipIf(skip)('soft HCA same-host fast path', () => {
+  it('carries every packet of a local RC connection through shared memory', async () => {
+    const [a, b] = await pair({});
+    sides.push(a, b);
+    const n = 64;
+    for (let i = 0; i < n; i++) b.qp.postRecv([{ wrId: i, sgList: [{ addr: b.mr.addr + i * 8192, length: 8192, lkey: b.mr.lkey }] }]);
+    for (let i = 0; i < a.mr.buf.length; i++) a.mr.buf[i] = (i * 7) & 0xff;
+    for (let i = 0; i < n; i++) {
+      a.qp.postSend([{ wrId: i, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr + i * 8192, length: 8000, lkey: a.mr.lkey }] }]);
+    }
+    a.qp.postSend([
+      { wrId: 1000, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 300_000, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + 600_000, rkey: b.mr.rkey } },
+      { wrId: 1001, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + 700_000, length: 100_000, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + 600_000, rkey: b.mr.rkey } },
+    ]);
+    const wa = await completions(a, n + 2, 20_000);
+    const wb = await completions(b, n, 20_000);
+    expect([...wa, ...wb].filter((w) => w.status !== WcStatus.SUCCESS).map((w) => wcStatusName(w.status))).toEqual([]);
+    for (let i = 0; i < n; i++) expect(Buffer.compare(b.mr.buf.subarray(i * 8192, i * 8192 + 8000), a.mr.buf.subarray(i * 8192, i * 8192 + 8000))).toBe(0);
+    expect(Buffer.compare(b.mr.buf.subarray(600_000, 900_000), a.mr.buf.subarray(0, 300_000))).toBe(0);
+    expect(Buffer.compare(a.mr.buf.subarray(700_000, 800_000), a.mr.buf.subarray(0, 100_000))).toBe(0);
+    for (const s of [a, b]) {
+      const w = s.dev.wire;
+      expect(w.shm!.counters.txShm).toBe(w.counters.txPackets);
+      expect(w.shm!.counters.rxShm).toBe(w.counters.rxPackets);
+    }
+    expect(a.dev.wire.counters.txPackets).toBeGreaterThan(n + 300_000 / 4096);
+    // Both sides mapped both rings, so their names are gone already.
+    expect(shmFiles(process.pid)).toEqual([]);
+  });
+
+  it('a peer process killed mid-transfer gives RETRY_EXC_ERR, not a hang, and leaves no segment', async () => {
+    const peer = new PeerProcess({ PEER_QP_TYPE: String(QpType.RC), IBAL_SOFT_SHM: '1', PEER_MR_SIZE: String(16 << 20) });
+    peers.push(peer);
+    const hello = await peer.next<PeerHello>('hello');
+    const s = await side({ qpType: QpType.RC, size: 16 << 20, maxSendWr: 4096 });
+    sides.push(s);
+    connectRemote(s, hello, { qpType: QpType.RC, sqPsn: 0, timeout: 14, retryCnt: 3 });
+    peer.send({ qpn: s.qp.qpNum, gid: Buffer.from(s.ctx.queryGid(1, 0)).toString('hex'), port: s.ctx.queryPort(1).udpPort, psn: 0 });
+    await peer.next('ready');
+    const write = (i: number) => ({
+      wrId: i,
+      opcode: WrOpcode.RDMA_WRITE,
+      sendFlags: SIG,
+      sgList: [{ addr: s.mr.addr, length: 1 << 20, lkey: s.mr.lkey }],
+      rdma: { remoteAddr: hello.addr, rkey: hello.rkey },
+    });
+    s.qp.postSend([write(0)]);
+    const first = await completions(s, 1, 20_000);
+    expect(wcStatusName(first[0]!.status)).toBe('SUCCESS');
+    expect(s.dev.wire.shm!.counters.txShm).toBeGreaterThan(200);
+    for (let i = 1; i <= 8; i++) s.qp.postSend([write(i)]);
+    peer.kill();
+    const rest = await completions(s, 8, 30_000);
+    const names = rest.map((w) => wcStatusName(w.status));
+    expect(names).toContain('RETRY_EXC_ERR');
+    expect(names.every((n) => n === 'SUCCESS' || n === 'RETRY_EXC_ERR' || n === 'WR_FLUSH_ERR')).toBe(true);
+    await new Promise((r) => peer.child.exitCode !== null || peer.child.signalCode !== null ? r(undefined) : peer.child.once('exit', r));
+    expect(shmFiles(peer.child.pid!)).toEqual([]);
+    close(s);
+    sides = [];
+    expect(shmFiles(process.pid)).toEqual([]);
+  });
+});
