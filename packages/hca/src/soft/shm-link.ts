@@ -36,8 +36,15 @@ const LIVENESS_MS = 200;
 const DRAIN_BUDGET = 512;
 /** After traffic, poll the ring on each loop turn for this long before sleeping on the futex. */
 const POLL_AFTER_RX_MS = 0.2;
-/** Packets queued in this process when a peer's ring is full; beyond it they drop (RC resends). */
-const MAX_PENDING = 16384;
+/**
+ * Packets queued in this process when a peer's ring is full; beyond it they
+ * drop, as datagrams do at a full socket buffer, and RC resends them. Kept
+ * small: a deep queue here would only delay ACKs and retransmissions behind
+ * data the peer cannot take yet.
+ */
+const MAX_PENDING = 256;
+/** Packets held for a local peer during the negotiation (IBAL_SOFT_SHM=1). */
+const MAX_HELD = 16384;
 /** IBAL_SOFT_SHM=1: how long packets to a local peer wait for the negotiation before going by UDP. */
 const HOLD_MS = 500;
 
@@ -165,7 +172,7 @@ export class ShmLinks {
 
   /** IBAL_SOFT_SHM=1: keeps a packet until the peer's ring is known. */
   hold(link: PeerLink, buf: Uint8Array, len: number): void {
-    if (link.pending.length - link.pendingHead >= MAX_PENDING) {
+    if (link.pending.length - link.pendingHead >= MAX_HELD) {
       this.counters.txPendingDropped++;
       return;
     }

@@ -5,6 +5,9 @@ import { PcapWriter } from '../pcap.js';
 import { FaultAction, type FaultInjector } from './faults.js';
 import { ipToBytes } from './gid.js';
 import { ShmLinks, isShmControl, type PeerLink, type ShmWireHost } from './shm-link.js';
+import { BatchUdpSocket, ipv6Text, type DatagramBatch } from '../sys/mmsg.js';
+import { SysCallError } from '../sys/errors.js';
+import { sysStatus } from '../sys/status.js';
 
 // Every device of a process writes into one capture file, in order.
 const pcaps = new Map<string, PcapWriter>();
@@ -32,6 +35,8 @@ export class Peer {
   readonly rx: IcrcCalculator;
   /** The same-host fast path to this peer, once negotiated (see shm-link.ts). */
   link: PeerLink | undefined;
+  /** Its index in the batched socket's destination table, once registered. */
+  udpIndex = -1;
   constructor(
     readonly address: string,
     readonly port: number,
@@ -109,21 +114,40 @@ export class UdpWire implements ShmWireHost {
     }
   };
 
+  /** Node's dgram socket, when the batched one is not available. */
+  private readonly socket: dgram.Socket | undefined;
+  /** sendmmsg/recvmmsg (the ibal_sys addon): datagrams leave and arrive in batches. */
+  private readonly batch: BatchUdpSocket | undefined;
+  /** Peers of the batched socket by IPv4 address and port (no string per datagram). */
+  private readonly peers4 = new Map<number, Peer>();
+
   private constructor(
-    private readonly socket: dgram.Socket,
+    transport: dgram.Socket | BatchUdpSocket,
     readonly address: string,
     readonly port: number,
     private readonly pcap: PcapWriter | undefined,
   ) {
     this.family = net.isIPv6(address) ? 6 : 4;
     this.addr = ipToBytes(address);
-    socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address, rinfo.port));
+    if (transport instanceof BatchUdpSocket) {
+      this.batch = transport;
+      transport.onMessages = (b) => this.receiveBatch(b);
+      transport.start();
+    } else {
+      this.socket = transport;
+      transport.on('message', (msg, rinfo) => this.receive(msg, rinfo.address, rinfo.port));
+      // A socket error (e.g. ICMP port unreachable on some kernels) must not
+      // crash the process: the transport's timers turn silence into RETRY_EXC_ERR.
+      transport.on('error', () => {
+        this.counters.sendErrors++;
+      });
+    }
     this.shm = ShmLinks.create(this);
-    // A socket error (e.g. ICMP port unreachable on some kernels) must not
-    // crash the process: the transport's timers turn silence into RETRY_EXC_ERR.
-    socket.on('error', () => {
-      this.counters.sendErrors++;
-    });
+  }
+
+  /** Which socket carries the datagrams: "sendmmsg" (batched) or "dgram". */
+  get kind(): 'sendmmsg' | 'dgram' {
+    return this.batch ? 'sendmmsg' : 'dgram';
   }
 
   /**
@@ -152,6 +176,31 @@ export class UdpWire implements ShmWireHost {
           resolve(s);
         });
       });
+    const pcapFile = process.env.IBAL_PCAP;
+    const pcap = pcapFile ? sharedPcap(pcapFile) : undefined;
+    if (process.env.IBAL_SOFT_MMSG !== '0' && sysStatus().mmsg.on) {
+      const open = (p: number) =>
+        new BatchUdpSocket({
+          family,
+          address,
+          port: p,
+          batch: 64,
+          slotSize: MAX_PACKET,
+          rcvbuf: 8 << 20,
+          sndbuf: 8 << 20,
+          // rxe sends RoCEv2 over IPv6 with a zero UDP checksum.
+          noCheck6Rx: family === 6,
+        });
+      let b: BatchUdpSocket;
+      const inUse = (err: unknown) => err instanceof SysCallError && err.errno === 'EADDRINUSE';
+      try {
+        b = open(port ?? ROCE_PORT);
+      } catch (err) {
+        if (port !== undefined || !inUse(err)) throw err;
+        b = open(0);
+      }
+      return new UdpWire(b, address, b.port, pcap);
+    }
     let socket: dgram.Socket;
     if (port !== undefined) {
       socket = await tryBind(port);
@@ -163,10 +212,7 @@ export class UdpWire implements ShmWireHost {
         socket = await tryBind(0);
       }
     }
-    const pcapFile = process.env.IBAL_PCAP;
-    const bound = socket.address().port;
-    const pcap = pcapFile ? sharedPcap(pcapFile) : undefined;
-    return new UdpWire(socket, address, bound, pcap);
+    return new UdpWire(socket, address, socket.address().port, pcap);
   }
 
   peer(address: string, port: number): Peer {
@@ -177,9 +223,23 @@ export class UdpWire implements ShmWireHost {
     }
     let p = byPort.get(port);
     if (!p) {
-      p = new Peer(address, port, net.isIPv6(address) ? 6 : 4, ipToBytes(address), this);
+      const family = net.isIPv6(address) ? 6 : 4;
+      const bytes = ipToBytes(address);
+      // One Peer per endpoint however its IPv6 address was spelled (a GID
+      // gives 0:0:...:1, a received datagram ::1): the shared-memory link
+      // negotiated with one spelling must carry the other's packets too.
+      const canonical = family === 6 ? ipv6Text(bytes) : address;
+      p = canonical === address ? undefined : this.peers.get(canonical)?.get(port);
+      if (!p) {
+        p = new Peer(canonical, port, family, bytes, this);
+        if (canonical !== address) {
+          let c = this.peers.get(canonical);
+          if (!c) this.peers.set(canonical, (c = new Map()));
+          c.set(port, p);
+        }
+        this.shm?.offer(p);
+      }
       byPort.set(port, p);
-      this.shm?.offer(p);
     }
     return p;
   }
@@ -203,6 +263,15 @@ export class UdpWire implements ShmWireHost {
       if (this.free.length < 512) this.free.push(buf);
       return;
     }
+    const batch = this.batch;
+    if (batch) {
+      // Copied into the send arena; leaves with the rest of this turn's datagrams in one sendmmsg.
+      if (peer.udpIndex < 0) peer.udpIndex = batch.peer(peer.address, peer.port);
+      if (!batch.send(len === buf.length ? buf : buf.subarray(0, len), peer.udpIndex)) this.counters.sendErrors++;
+      if (this.free.length < 512) this.free.push(buf);
+      return;
+    }
+    const socket = this.socket!;
     this.inflight.push(buf);
     // A send callback costs a tick per datagram. Sends on one socket finish
     // in order, so asking for one every SENT_CB_EVERY datagrams (and when
@@ -210,18 +279,20 @@ export class UdpWire implements ShmWireHost {
     if (++this.sinceCb >= SENT_CB_EVERY || this.free.length === 0) {
       this.sinceCb = 0;
       this.inflightMarks.push(this.inflight.length);
-      this.socket.send(buf, 0, len, peer.port, peer.address, this.onSent);
+      socket.send(buf, 0, len, peer.port, peer.address, this.onSent);
     } else {
-      this.socket.send(buf, 0, len, peer.port, peer.address);
+      socket.send(buf, 0, len, peer.port, peer.address);
     }
   }
 
   ref(): void {
-    this.socket.ref();
+    this.socket?.ref();
+    this.batch?.ref();
   }
 
   unref(): void {
-    this.socket.unref();
+    this.socket?.unref();
+    this.batch?.unref();
   }
 
   close(): void {
@@ -232,16 +303,23 @@ export class UdpWire implements ShmWireHost {
     this.timers.clear();
     this.held = undefined;
     this.shm?.close();
-    this.socket.close();
+    this.socket?.close();
+    this.batch?.close();
   }
 
   /** A control datagram of the same-host negotiation (not a RoCE packet; not counted). */
   sendControl(msg: Buffer, peer: Peer): void {
-    if (!this.closed) this.socket.send(msg, 0, msg.length, peer.port, peer.address);
+    this.sendUdp(msg, peer);
   }
 
   sendUdp(buf: Buffer, peer: Peer): void {
-    if (!this.closed) this.socket.send(buf, 0, buf.length, peer.port, peer.address);
+    if (this.closed) return;
+    if (this.batch) {
+      if (peer.udpIndex < 0) peer.udpIndex = this.batch.peer(peer.address, peer.port);
+      this.batch.send(buf, peer.udpIndex);
+    } else {
+      this.socket!.send(buf, 0, buf.length, peer.port, peer.address);
+    }
   }
 
   /** A packet the peer wrote into our shared-memory ring: the same path as a datagram. */
@@ -260,6 +338,31 @@ export class UdpWire implements ShmWireHost {
       return;
     }
     this.receivePacket(msg, this.peer(address, port));
+  }
+
+  /** One recvmmsg batch: each datagram is copied out (fault injection may keep it) and handled in order. */
+  private receiveBatch(b: DatagramBatch): void {
+    const data = b.data;
+    for (let i = 0; i < b.count && !this.closed; i++) {
+      const len = b.length(i);
+      const off = b.offset(i);
+      const msg = Buffer.allocUnsafe(len);
+      msg.set(data.subarray(off, off + len));
+      const port = b.port(i);
+      let peer: Peer | undefined;
+      if (b.family(i) === 4) {
+        const key = b.address4(i) * 65536 + port;
+        peer = this.peers4.get(key);
+        if (!peer) {
+          peer = this.peer(b.address(i), port);
+          this.peers4.set(key, peer);
+        }
+      } else {
+        peer = this.peer(b.address(i), port);
+      }
+      if (isShmControl(msg)) this.shm?.onControl(msg, peer);
+      else this.receivePacket(msg, peer);
+    }
   }
 
   private receivePacket(msg: Buffer, peer: Peer): void {
