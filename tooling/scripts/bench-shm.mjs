@@ -6,7 +6,11 @@
 //  - Node net TCP loopback, 8-byte ping-pong;
 //  - ibal ShmRing + Doorbell, 8-byte ping-pong between two Node processes;
 //  - 1 MiB transfers: through a ShmRing (copy in, copy out) and with one
-//    process_vm_writev into the peer's buffer.
+//    process_vm_writev into the peer's buffer;
+//  - the soft HCA between two processes (`ibal perf`): 8-byte RC SEND and
+//    RDMA WRITE latency and 1 MiB RDMA WRITE bandwidth over its same-host
+//    shared-memory path (IBAL_SOFT_SHM=1), its batched UDP wire
+//    (sendmmsg/recvmmsg) and Node's dgram socket (IBAL_SOFT_MMSG=0).
 // Each is repeated BENCH_REPS times (default 5); medians are reported.
 // Writes bench-results/shm.json and shm.md.
 import { spawnSync } from 'node:child_process';
@@ -14,7 +18,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Child, killAll } from './bench/children.mjs';
+import { Child, freePort, killAll } from './bench/children.mjs';
 import { median } from './bench/stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -183,6 +187,44 @@ async function vmBandwidth() {
   }
 }
 
+// ---- the soft HCA over each path -------------------------------------------
+
+const cli = path.join(root, 'apps', 'ibal-utils', 'dist', 'cli.js');
+const SOFT_PATHS = {
+  shm: { IBAL_SOFT_SHM: '1' },
+  udpBatched: { IBAL_SOFT_SHM: '0', IBAL_SOFT_MMSG: '1' },
+  udpDgram: { IBAL_SOFT_SHM: '0', IBAL_SOFT_MMSG: '0' },
+};
+const SOFT_TESTS = [
+  { key: 'sendLat8', test: 'send', mode: 'lat', size: 8, iters: 5000, field: 't_typical' },
+  { key: 'writeLat8', test: 'write', mode: 'lat', size: 8, iters: 5000, field: 't_typical' },
+  { key: 'writeBw1MiB', test: 'write', mode: 'bw', size: MIB, iters: 200, field: 'BW_average' },
+];
+let devSeq = 0;
+
+/** One `ibal perf` pair; the client's result row for `size`. */
+async function perfPair(env, t) {
+  const port = String(await freePort());
+  const dev = (role) => ({ ...env, IBAL_SOFT_DEVICES: `shmb${role}${process.pid}x${devSeq++}=127.0.0.1:0` });
+  const args = ['perf', t.test, `--${t.mode}`, '-p', port, '--json', '--timeout', '30'];
+  const server = new Child(cli, args, dev('s'));
+  try {
+    await server.output(/Waiting for client to connect/, 15_000);
+    const client = new Child(cli, [...args, '127.0.0.1', '--sizes', String(t.size), '-n', String(t.iters), '--warmup', String(t.iters)], dev('c'));
+    try {
+      const [c, sv] = await Promise.all([client.exit(120_000), server.exit(120_000)]);
+      if (c !== 0) throw new Error(`client exited ${c}: ${client.stderr.trim().slice(-300)}`);
+      if (sv !== 0) throw new Error(`server exited ${sv}: ${server.stderr.trim().slice(-300)}`);
+      const row = JSON.parse(client.stdout).results.find((r) => r.MsgSize === t.size);
+      return row[t.field];
+    } finally {
+      client.kill();
+    }
+  } finally {
+    server.kill();
+  }
+}
+
 // ---- run ------------------------------------------------------------------
 
 const fmt = (v, d) => (v === null || v === undefined ? 'n/a' : v.toFixed(d));
@@ -207,6 +249,14 @@ async function main() {
       await attempt(`ring 64 KiB run ${rep}`, async () => add('ring64KiBMiBps', await ringBandwidth(64 << 10, 4 * MIB)));
       if (results.meta.sys.vm.on) await attempt(`vm run ${rep}`, async () => add('vmWrite1MiBMiBps', await vmBandwidth()));
     }
+    if (fs.existsSync(cli)) {
+      for (const [name, env] of Object.entries(SOFT_PATHS)) {
+        if (name !== 'udpDgram' && !haveSys) continue;
+        for (const t of SOFT_TESTS) await attempt(`soft ${name} ${t.key} run ${rep}`, async () => add(`soft_${name}_${t.key}`, await perfPair(env, t)));
+      }
+    } else if (rep === 0) {
+      results.errors.push(`soft HCA cases skipped: ${cli} is not built`);
+    }
   }
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   const m = Object.fromEntries(Object.entries(results.samples).map(([k, v]) => [k, median(v)]));
@@ -217,6 +267,10 @@ async function main() {
     ring1MiBVsCMemcpy: ratio(m.ring1MiBMiBps, m.cMemcpyMiBps),
     vmWriteVsCMemcpy: ratio(m.vmWrite1MiBMiBps, m.cMemcpyMiBps),
     tcpLatencyVsRing: ratio(m.tcpPingPongUs, m.ringPingPongUs),
+    softShmSendLatVsC: ratio(m.soft_shm_sendLat8, m.cPingPongUs),
+    softShmWriteBwVsCMemcpy: ratio(m.soft_shm_writeBw1MiB, m.cMemcpyMiBps),
+    softShmSendLatVsUdp: ratio(m.soft_shm_sendLat8, m.soft_udpBatched_sendLat8),
+    softShmWriteBwVsUdp: ratio(m.soft_shm_writeBw1MiB, m.soft_udpBatched_writeBw1MiB),
   };
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, 'shm.json'), JSON.stringify(results, null, 2) + '\n');
@@ -238,10 +292,22 @@ async function main() {
     `| ShmRing, 1 MiB as 64 KiB messages, MiB/s | ${fmt(m.ring64KiBMiBps, 0)} |`,
     `| process_vm_writev 1 MiB, MiB/s | ${fmt(m.vmWrite1MiBMiBps, 0)} |`,
     '',
+    'The soft HCA between two processes (`ibal perf`, RC; latency: t_typical half round trip in µs; bandwidth: BW average in MB/s, 2^20 bytes):',
+    '',
+    '| path | SEND 8 B µs | WRITE 8 B µs | WRITE 1 MiB MB/s |',
+    '|---|---:|---:|---:|',
+    ...Object.keys(SOFT_PATHS).map(
+      (n) => `| ${n} | ${fmt(m[`soft_${n}_sendLat8`], 2)} | ${fmt(m[`soft_${n}_writeLat8`], 2)} | ${fmt(m[`soft_${n}_writeBw1MiB`], 0)} |`,
+    ),
+    '',
     '| headline | value |',
     '|---|---:|',
-    `| ring latency / C floor (aim ≤ 5) | ${fmt(results.headline.ringLatencyVsC, 2)} |`,
-    `| ring 1 MiB bw / C memcpy (aim ≥ 0.4 on the soft HCA path) | ${fmt(results.headline.ring1MiBVsCMemcpy, 3)} |`,
+    `| soft HCA shm SEND 8 B latency / C floor (issue aim ≤ 5) | ${fmt(results.headline.softShmSendLatVsC, 1)} |`,
+    `| soft HCA shm WRITE 1 MiB bw / C memcpy (issue aim ≥ 0.4) | ${fmt(results.headline.softShmWriteBwVsCMemcpy, 3)} |`,
+    `| soft HCA shm / batched UDP, SEND 8 B latency | ${fmt(results.headline.softShmSendLatVsUdp, 2)} |`,
+    `| soft HCA shm / batched UDP, WRITE 1 MiB bw | ${fmt(results.headline.softShmWriteBwVsUdp, 2)} |`,
+    `| ring latency / C floor | ${fmt(results.headline.ringLatencyVsC, 2)} |`,
+    `| ring 1 MiB bw / C memcpy | ${fmt(results.headline.ring1MiBVsCMemcpy, 3)} |`,
     `| process_vm_writev 1 MiB bw / C memcpy | ${fmt(results.headline.vmWriteVsCMemcpy, 3)} |`,
     `| TCP latency / ring latency | ${fmt(results.headline.tcpLatencyVsRing, 1)} |`,
   ];
