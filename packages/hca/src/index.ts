@@ -4,6 +4,7 @@ export type * from './provider.js';
 export { newWorkCompletion } from './provider.js';
 export { softProvider, addSoftDevice, SoftDevice, type SoftDeviceOptions } from './soft/device.js';
 export type { FaultOptions, FaultCounters } from './soft/faults.js';
+export { gsiCounters, GSI_QPN, GSI_QKEY, MAD_SIZE, type GsiCounters } from './soft/gsi.js';
 export { DeviceCounters } from './soft/counters.js';
 export { gidFromIp, ipFromGid } from './soft/gid.js';
 export { ackTimeoutMs } from './soft/requester.js';

@@ -224,7 +224,49 @@ export interface HcaContext {
   createCq(cqe: number, onNotify: () => void): HcaCq;
   /** Async events are delivered to this callback; there is one per context. */
   setAsyncEventHandler(handler: (event: AsyncEvent) => void): void;
+  /**
+   * Optional GSI access, as libibumad's umad_register gives it: send and
+   * receive management datagrams of one class through QP1. Providers whose
+   * kernel owns QP1 (the native one) leave it out.
+   */
+  registerMadAgent?(opts: MadAgentOptions, onMad: MadHandler): HcaMadAgent;
   close(): void;
+}
+
+/** Where a MAD came from or goes to (ib_mad_addr / ib_user_mad_hdr's address part). */
+export interface MadAddress {
+  /** The remote port's GID; for RoCEv2 an IPv4-mapped or IPv6 address. */
+  dgid: Gid;
+  /** ibal extension, as in AhAttr: the remote device's UDP port (default 4791). */
+  udpPort?: number;
+  /** 1 for the GSI. */
+  remoteQpn: number;
+  /** 0x80010000, the GSI's well-known Q_Key. */
+  remoteQkey: number;
+  /** The P_Key the MAD carried (received MADs); sends use the default 0xFFFF. */
+  pkey?: number;
+}
+
+export interface MadAgentOptions {
+  portNum: number;
+  /** Management class, e.g. 0x07 for the communication manager. */
+  mgmtClass: number;
+  classVersion: number;
+}
+
+/** Called with a private copy of each MAD (always 256 bytes) for the agent's class. */
+export type MadHandler = (mad: Uint8Array, src: MadAddress) => void;
+
+export interface MadAgentCounters {
+  txMads: number;
+  rxMads: number;
+}
+
+export interface HcaMadAgent {
+  readonly counters: Readonly<MadAgentCounters>;
+  /** Sends one 256-byte MAD as a UD SEND to the destination's QP (no retries: the class agent retransmits). */
+  send(mad: Uint8Array, dest: MadAddress): void;
+  unregister(): void;
 }
 
 export interface HcaPd {

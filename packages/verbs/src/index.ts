@@ -11,6 +11,7 @@ export { CompChannel, type GetCqEventOptions } from './comp-channel.js';
 export { QP, createQp, type QpInitAttr, type QpCapInit } from './qp.js';
 export { SRQ, createSrq, type SrqInitAttr } from './srq.js';
 export { AH, createAh } from './ah.js';
+export { MadAgent, registerMadAgent, type MadAgentOptions } from './mad-agent.js';
 export type { SendWr, UdDest } from './wr.js';
 export { gidToString, gidFromString, gidFromIp } from './gid.js';
 
@@ -62,4 +63,6 @@ export type {
   DeviceAttr,
   PortAttr,
   Gid,
+  MadAddress,
+  MadAgentCounters,
 } from '@ibal/hca';

@@ -7,13 +7,17 @@ import type {
   Gid,
   HcaContext,
   HcaCq,
+  HcaMadAgent,
   HcaPd,
+  MadAgentOptions,
+  MadHandler,
   PortAttr,
   QpInitAttr,
   SrqAttr,
 } from '../provider.js';
 import { SoftAh } from './ah.js';
 import { SoftCq } from './cq.js';
+import { registerSoftMadAgent } from './gsi.js';
 import type { SoftDevice } from './device.js';
 import type { PdRef, SoftMr } from './mr.js';
 import { MAX_INLINE, MAX_QP_WR, MAX_SGE } from './qp.js';
@@ -164,6 +168,12 @@ export class SoftContext implements HcaContext {
     this.check();
     if (!(Number.isInteger(cqe) && cqe >= 1 && cqe <= MAX_CQE)) throw new CapacityError(`CQ size ${cqe} outside 1..${MAX_CQE}`);
     return new SoftCq(cqe, onNotify, this.raise);
+  }
+
+  /** umad_register: this context's agent for one management class on QP1 (see gsi.ts). */
+  registerMadAgent(opts: MadAgentOptions, onMad: MadHandler): HcaMadAgent {
+    this.check();
+    return registerSoftMadAgent(this, opts, onMad);
   }
 
   setAsyncEventHandler(handler: (event: AsyncEvent) => void): void {

@@ -9,6 +9,7 @@ import type { AsyncEvent, HcaDevice, HcaProvider, QpInitAttr } from '../provider
 import { SoftContext } from './context.js';
 import { DeviceCounters } from './counters.js';
 import { FaultInjector, type FaultOptions } from './faults.js';
+import { GSI_QPN, receiveGsi } from './gsi.js';
 import { gidFromIp, ipToBytes } from './gid.js';
 import { MrTable, type PdRef } from './mr.js';
 import { SoftQp, type QpHost } from './qp.js';
@@ -197,6 +198,7 @@ export class SoftDevice implements HcaDevice, QpHost {
       c.rxBadIcrc++;
       return;
     }
+    if (p.destQp === GSI_QPN) return receiveGsi(this, p, buf, peer);
     const qp = this.qps.get(p.destQp);
     if (!qp) {
       c.rxUnknownQp++;
