@@ -79,7 +79,9 @@ describe.skipIf(skip)('soft HCA same-host fast path', () => {
     s.qp.postSend([write(0)]);
     const first = await completions(s, 1, 20_000);
     expect(wcStatusName(first[0]!.status)).toBe('SUCCESS');
-    expect(s.dev.wire.shm!.counters.txShm).toBeGreaterThan(200);
+    // Through the ring: as 256 packets, or as one by-reference WRITE once the link is up.
+    expect(s.dev.wire.shm!.counters.txShm).toBeGreaterThan(0);
+    expect(s.dev.wire.shm!.counters.txShm).toBe(s.dev.wire.counters.txPackets);
     for (let i = 1; i <= 8; i++) s.qp.postSend([write(i)]);
     peer.kill();
     const rest = await completions(s, 8, 30_000);

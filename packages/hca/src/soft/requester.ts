@@ -7,6 +7,8 @@ import { checkSgl, gather, scatter } from './sgl.js';
 import type { SoftQp } from './qp.js';
 import { Tx } from './tx.js';
 import type { SendWqe } from './wqe.js';
+import { VM_MIN_BYTES, encodeVmDesc, isVmRef, markVmRef, vmDescBytes } from './vm-path.js';
+import type { Peer } from './wire.js';
 
 /**
  * Packets in flight before the requester waits for an ACK. Bounded so a
@@ -73,6 +75,8 @@ export class Requester {
   private probing = false;
   private probeTimer: NodeJS.Timeout | undefined;
   private readonly tx: Tx;
+  /** Scratch for by-reference READ descriptors (QPN, PSN, ranges). */
+  private readonly vmDesc = new Uint8Array(8 + vmDescBytes(32));
 
   constructor(private readonly qp: SoftQp) {
     this.tx = new Tx(qp.host.wire);
@@ -182,6 +186,15 @@ export class Requester {
     if (op >= WrOpcode.ATOMIC_CMP_AND_SWP && w.length !== 8) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
     if (qp.qpType === QpType.UD && w.length > mtu) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
     if (qp.qpType !== QpType.UD && !qp.peer) return this.failLocal(w, WcStatus.LOC_QP_OP_ERR);
+    // A large WRITE/READ to a same-host peer that can reach our memory goes by reference, in one PSN.
+    w.vm =
+      w.length >= VM_MIN_BYTES &&
+      qp.qpType === QpType.RC &&
+      w.inlineLen < 0 &&
+      (op === WrOpcode.RDMA_WRITE || op === WrOpcode.RDMA_WRITE_WITH_IMM || op === WrOpcode.RDMA_READ) &&
+      vmDescBytes(w.numSge) <= mtu &&
+      qp.host.wire.vmPeer(qp.peer!);
+    if (w.vm) w.npkts = 1;
     if (isReadOrAtomic(op)) this.rdAtomicOutstanding++;
     return true;
   }
@@ -214,7 +227,9 @@ export class Requester {
       h.rethRkey = w.rkey;
       h.rethDmaLen = w.length - off;
       h.ackReq = true;
-      this.tx.begin();
+      const out = this.tx.begin();
+      if (w.vm && !this.sendReadDesc(w, h.psn, peer)) return;
+      if (w.vm) markVmRef(out);
       this.tx.end(peer, 0);
       this.pktIdx = w.npkts;
       this.advance(psnAdd(w.psn, w.npkts));
@@ -269,6 +284,21 @@ export class Requester {
       this.tailUnasked = !wantAck;
     }
     const buf = this.tx.begin();
+    if (w.vm) {
+      // The payload says where the bytes are; the responder fetches them.
+      const n = encodeVmDesc(buf, this.tx.hdrLen, qp.host.mrs, qp.pd, w, 0);
+      if (n < 0) {
+        this.failLocal(w, WcStatus.LOC_PROT_ERR);
+        this.pktIdx = w.npkts;
+        this.blocked = true;
+        return;
+      }
+      markVmRef(buf);
+      this.tx.end(peer, n);
+      this.pktIdx = 1;
+      this.advance(psnAdd(h.psn, 1));
+      return;
+    }
     if (len > 0) {
       if (w.inlineLen >= 0) buf.set(w.inline.subarray(off, off + len), this.tx.hdrLen);
       else if (!gather(qp.host.mrs, qp.pd, w, off, buf, this.tx.hdrLen, len)) {
@@ -282,6 +312,24 @@ export class Requester {
     this.tx.end(peer, len);
     this.pktIdx = k + 1;
     this.advance(psnAdd(h.psn, 1));
+  }
+
+  /** The descriptor of a by-reference READ, through the ring ahead of its request. */
+  private sendReadDesc(w: SendWqe, psn: number, peer: Peer): boolean {
+    const qp = this.qp;
+    const d = this.vmDesc;
+    new DataView(d.buffer).setUint32(0, qp.destQpNum);
+    new DataView(d.buffer).setUint32(4, psn);
+    const n = encodeVmDesc(d, 8, qp.host.mrs, qp.pd, w, Access.LOCAL_WRITE);
+    if (n < 0) {
+      this.failLocal(w, WcStatus.LOC_PROT_ERR);
+      this.pktIdx = w.npkts;
+      this.blocked = true;
+      return false;
+    }
+    // A full ring: the request goes anyway, unanswered, and the ACK timeout resends both.
+    qp.host.wire.sendReadDesc(peer, d.subarray(0, 8 + n));
+    return true;
   }
 
   private advance(psn: number): void {
@@ -520,6 +568,17 @@ export class Requester {
     }
     const op = p.opcode;
     const last = op === Opcode.RC_RDMA_READ_RESPONSE_LAST || op === Opcode.RC_RDMA_READ_RESPONSE_ONLY;
+    if (w.vm) {
+      // By reference: the responder has written the bytes into our buffers itself.
+      if (!isVmRef(buf) || !last || p.payloadLength !== 0) return this.failAt(index, WcStatus.BAD_RESP_ERR);
+      w.respPkts = 1;
+      this.acked = p.psn;
+      this.progress();
+      w.done = true;
+      this.retire();
+      this.pump();
+      return;
+    }
     const off = w.respPkts * qp.mtu;
     const remaining = w.length - off;
     const len = p.payloadLength;

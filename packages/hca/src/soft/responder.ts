@@ -7,6 +7,7 @@ import type { SoftQp } from './qp.js';
 import { Tx } from './tx.js';
 import type { RecvWqe } from './wqe.js';
 import type { Peer } from './wire.js';
+import { VmResult, fromRing, isVmRef, markVmRef, vmMove } from './vm-path.js';
 
 /** NAK codes of the AETH (IBTA 9.7.5.2.2). */
 const NAK_PSN_SEQ = 0;
@@ -136,7 +137,7 @@ export class Responder {
     const op = p.opcode & 0x1f;
     if (op <= 0x05) return this.onSend(p, buf, op);
     if (op <= 0x0b) return this.onWrite(p, buf, op);
-    if (op === 0x0c) return this.onRead(p, false);
+    if (op === 0x0c) return isVmRef(buf) ? this.onVmRead(p, buf, false) : this.onRead(p, false);
     if (op === 0x13 || op === 0x14) return this.onAtomic(p, false);
     this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
   }
@@ -183,6 +184,7 @@ export class Responder {
   }
 
   private onWrite(p: ParsedPacket, buf: Uint8Array, op: number): void {
+    if (isVmRef(buf)) return this.onVmWrite(p, buf, op);
     const qp = this.qp;
     const first = op === 0x06 || op >= 0x0a;
     const last = op === 0x08 || op === 0x09 || op >= 0x0a;
@@ -220,6 +222,86 @@ export class Responder {
       }
     }
     if (p.ackReq) this.scheduleAck();
+  }
+
+  /**
+   * The pid of the same-host peer process whose ring brought `buf`, or 0 if
+   * the packet did not come that way: by-reference payloads are honoured
+   * only from there (vm-path.ts).
+   */
+  private vmPeerPid(buf: Uint8Array): number {
+    const link = this.qp.peer?.link;
+    return link && link.inActive && fromRing.has(buf) ? link.pid : 0;
+  }
+
+  /** A by-reference WRITE ONLY: the same checks as for packets, then one copy from the requester's memory. */
+  private onVmWrite(p: ParsedPacket, buf: Uint8Array, op: number): void {
+    const qp = this.qp;
+    const imm = op === 0x0b;
+    const pid = this.vmPeerPid(buf);
+    if ((op !== 0x0a && op !== 0x0b) || this.kind !== Kind.None || qp.qpType !== QpType.RC || pid === 0) {
+      return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
+    }
+    if (imm && !qp.hasRecv()) return this.rnr(p.psn);
+    if (!(qp.accessFlags & Access.REMOTE_WRITE)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
+    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, p.rethDmaLen, Access.REMOTE_WRITE);
+    if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
+    if (p.rethDmaLen > 0) {
+      const r = vmMove(true, buf, p.payloadOffset, p.payloadLength, pid, qp.host.mrs.bufferOf(p.rethRkey), off, p.rethDmaLen);
+      if (r === VmResult.GONE) return; // the requester died: nobody to answer
+      if (r !== VmResult.OK) return this.fail(p.psn, r === VmResult.BAD_DESC ? NAK_INV_REQ : NAK_REM_OP, EventType.QP_REQ_ERR);
+    }
+    this.epsn = psnAdd(this.epsn, 1);
+    this.msn = (this.msn + 1) & 0xffffff;
+    if (imm) {
+      const w = qp.takeRecv()!;
+      qp.completeRecv(w, WcStatus.SUCCESS, WcOpcode.RECV_RDMA_WITH_IMM, p.rethDmaLen, p.immDt, WcFlags.WITH_IMM, qp.destQpNum, p.se);
+    }
+    if (p.ackReq) this.scheduleAck();
+  }
+
+  /**
+   * A by-reference READ: the same checks as for a READ, then one copy into
+   * the requester's buffers (named by the descriptor it sent ahead through
+   * the ring), answered by an empty READ RESPONSE ONLY with the mark.
+   */
+  private onVmRead(p: ParsedPacket, buf: Uint8Array, duplicate: boolean): void {
+    const qp = this.qp;
+    const len = p.rethDmaLen;
+    const pid = this.vmPeerPid(buf);
+    if (pid === 0 || (!duplicate && qp.maxDestRdAtomic === 0)) return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
+    if (!(qp.accessFlags & Access.REMOTE_READ)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
+    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, len, Access.REMOTE_READ);
+    if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
+    // The descriptor went through the ring ahead of the request; if it was
+    // dropped (ring full), stay silent: the requester resends both.
+    const desc = qp.peer!.link!.readDescs.get(qp.qpNum * 0x1000000 + p.psn);
+    if (!desc) return;
+    if (len > 0) {
+      const r = vmMove(false, desc, 0, desc.length, pid, qp.host.mrs.bufferOf(p.rethRkey), off, len);
+      if (r === VmResult.GONE) return;
+      if (r !== VmResult.OK) return this.fail(p.psn, r === VmResult.BAD_DESC ? NAK_INV_REQ : NAK_REM_OP, EventType.QP_REQ_ERR);
+    }
+    if (!duplicate) {
+      const r = this.resources[this.resNext]!;
+      this.resNext = (this.resNext + 1) % this.resources.length;
+      r.psn = p.psn;
+      r.npkts = 1;
+      r.atomic = false;
+      r.valid = true;
+      this.epsn = psnAdd(this.epsn, 1);
+      this.msn = (this.msn + 1) & 0xffffff;
+    }
+    const h = this.tx.h;
+    h.destQp = qp.destQpNum;
+    h.se = false;
+    h.ackReq = false;
+    h.aethSyndrome = ACK_UNLIMITED;
+    h.aethMsn = this.msn;
+    h.opcode = Opcode.RC_RDMA_READ_RESPONSE_ONLY;
+    h.psn = p.psn;
+    markVmRef(this.tx.begin());
+    this.tx.end(qp.peer!, 0);
   }
 
   private onRead(p: ParsedPacket, duplicate: boolean): void {
@@ -313,7 +395,10 @@ export class Responder {
     const op = p.opcode & 0x1f;
     if (op === 0x0c) {
       // Replay the READ from the PSN asked for, if it is one we executed; memory is read afresh, as the IBTA allows.
-      if (this.findResource(p.psn)) this.onRead(p, true);
+      if (this.findResource(p.psn)) {
+        if (isVmRef(_buf)) this.onVmRead(p, _buf, true);
+        else this.onRead(p, true);
+      }
       return;
     }
     if (op === 0x13 || op === 0x14) return this.onAtomic(p, true);

@@ -21,6 +21,8 @@ import { ShmRing } from '../sys/ring.js';
 import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
 import { hostIdentity, sameHostKey } from '../sys/host.js';
 import { sysStatus } from '../sys/status.js';
+import { addressOf, vmRead } from '../sys/vm.js';
+import { fromRing, isVmRef } from './vm-path.js';
 import type { Peer } from './wire.js';
 
 const MAGIC = Buffer.from('IBALSHM1');
@@ -34,6 +36,12 @@ const HELLO_TRIES = 20;
 const LIVENESS_MS = 200;
 /** Packets handled per turn of the event loop before yielding. */
 const DRAIN_BUDGET = 512;
+/**
+ * Time spent per turn before yielding, so the ACKs the transport schedules
+ * for the next turn leave while a batch of large by-reference WRITEs is
+ * still being copied (otherwise the requester's pipeline drains).
+ */
+const DRAIN_MS = 0.25;
 /** After traffic, poll the ring on each loop turn for this long before sleeping on the futex. */
 const POLL_AFTER_RX_MS = 0.2;
 /**
@@ -45,8 +53,20 @@ const POLL_AFTER_RX_MS = 0.2;
 const MAX_PENDING = 256;
 /** Packets held for a local peer during the negotiation (IBAL_SOFT_SHM=1). */
 const MAX_HELD = 16384;
+/** Ring tag of a READ descriptor (tag 0: a RoCEv2 packet). */
+const TAG_READ_DESC = 1;
+const MAX_READ_DESCS = 256;
 /** IBAL_SOFT_SHM=1: how long packets to a local peer wait for the negotiation before going by UDP. */
 const HOLD_MS = 500;
+
+interface HelloBody {
+  key?: string;
+  pid?: number;
+  name?: string;
+  probe?: string;
+  magic?: string;
+  vm?: boolean;
+}
 
 /** What the wire lends the links. */
 export interface ShmWireHost {
@@ -79,6 +99,12 @@ export class PeerLink {
   pollUntil = 0;
   scheduled = false;
   dead = false;
+  /** READ descriptors the peer sent ahead of its by-reference READ requests, by destination QP and PSN. */
+  readonly readDescs = new Map<number, Uint8Array>();
+  /** The peer showed it can process_vm_readv/writev on us: large RDMA may go by reference (vm-path.ts). */
+  vmOk = false;
+  /** We can process_vm_* on the peer (told it in our SWITCH). */
+  vmGranted = false;
   constructor(readonly peer: Peer) {}
 }
 
@@ -113,6 +139,30 @@ export function shmPathWanted(): boolean {
 }
 
 let swept = false;
+
+// Eight known bytes at a known address: a peer that reads them back with
+// process_vm_readv has shown the kernel lets it reach our memory.
+let probe: { buf: Uint8Array; addr: string; magic: string } | undefined;
+function vmProbe(): { addr: string; magic: string } | undefined {
+  if (!sysStatus().vm.on) return undefined;
+  if (!probe) {
+    const buf = new Uint8Array(8);
+    for (let i = 0; i < 8; i++) buf[i] = (Math.random() * 256) | 0;
+    probe = { buf, addr: addressOf(buf).toString(), magic: Buffer.from(buf).toString('hex') };
+  }
+  return { addr: probe.addr, magic: probe.magic };
+}
+
+function canReach(pid: number, addr: unknown, magic: unknown): boolean {
+  if (typeof addr !== 'string' || typeof magic !== 'string' || !/^\d+$/.test(addr) || !sysStatus().vm.on) return false;
+  try {
+    const got = new Uint8Array(8);
+    vmRead(pid, BigInt(addr), got);
+    return Buffer.from(got).toString('hex') === magic;
+  } catch {
+    return false;
+  }
+}
 
 export class ShmLinks {
   readonly counters: ShmLinkCounters = { linksUp: 0, txShm: 0, rxShm: 0, txPendingDropped: 0 };
@@ -196,19 +246,31 @@ export class ShmLinks {
     return true;
   }
 
-  private tryWrite(ring: ShmRing, buf: Uint8Array, len: number): boolean {
+  private tryWrite(ring: ShmRing, buf: Uint8Array, len: number, tag = 0): boolean {
     const at = ring.reserve(len);
     if (at < 0) return false;
     ring.data.set(len === buf.length ? buf : buf.subarray(0, len), at);
-    ring.commit(0);
+    ring.commit(tag);
     return true;
+  }
+
+  /**
+   * Sends the descriptor of a by-reference READ (destination QP, PSN, then
+   * the ranges) ahead of the request. False when the ring is full now: the
+   * request then goes without it and the responder answers it as a normal
+   * READ would be lost (the requester times out and resends both).
+   */
+  sendReadDesc(link: PeerLink, desc: Uint8Array): boolean {
+    const ring = link.out;
+    if (!ring || link.pending.length > link.pendingHead) return false;
+    return this.tryWrite(ring, desc, desc.length, TAG_READ_DESC);
   }
 
   /** A control datagram from `peer`. */
   onControl(msg: Buffer, peer: Peer): void {
     if (this.closed) return;
     const kind = msg[MAGIC.length];
-    let body: { key?: string; pid?: number; name?: string } = {};
+    let body: HelloBody = {};
     try {
       body = JSON.parse(msg.subarray(MAGIC.length + 1).toString('utf8')) as typeof body;
     } catch {
@@ -222,11 +284,11 @@ export class ShmLinks {
     }
   }
 
-  private onHello(peer: Peer, body: { key?: string; pid?: number; name?: string }): void {
+  private onHello(peer: Peer, body: HelloBody): void {
     if (body.key !== this.key || !Number.isInteger(body.pid) || typeof body.name !== 'string' || !/^\/ibal-\d+-[0-9a-z]+$/.test(body.name)) return;
     let link = this.link(peer);
     if (link.out && link.pid === body.pid) {
-      this.control(peer, SWITCH, {}); // our SWITCH was lost: say it again
+      this.control(peer, SWITCH, { vm: link.vmGranted }); // our SWITCH was lost: say it again
       return;
     }
     if (link.dead || (link.pid && link.pid !== body.pid)) {
@@ -247,8 +309,9 @@ export class ShmLinks {
       return; // another user's segment, or gone: stay on UDP
     }
     this.counters.linksUp++;
+    link.vmGranted = canReach(link.pid, body.probe, body.magic);
     // Everything we sent by UDP so far precedes this datagram on the socket.
-    this.control(peer, SWITCH, {});
+    this.control(peer, SWITCH, { vm: link.vmGranted });
     if (link.holding) {
       link.holding = false;
       clearTimeout(link.holdTimer);
@@ -260,10 +323,11 @@ export class ShmLinks {
     if (!link.in) this.offer(peer);
   }
 
-  private onSwitch(peer: Peer, _body: object): void {
+  private onSwitch(peer: Peer, body: HelloBody): void {
     const link = this.links.get(peer);
     if (!link?.in || link.inActive) return;
     link.inActive = true;
+    link.vmOk = body.vm === true;
     if (link.helloTimer) clearTimeout(link.helloTimer);
     link.helloTimer = undefined;
     try {
@@ -285,7 +349,8 @@ export class ShmLinks {
       return;
     }
     const id = hostIdentity()!;
-    this.control(link.peer, HELLO, { key: this.key, pid: id.pid, name: link.inSeg.name });
+    const p = vmProbe();
+    this.control(link.peer, HELLO, { key: this.key, pid: id.pid, name: link.inSeg.name, probe: p?.addr, magic: p?.magic });
     link.helloTimer = setTimeout(() => this.hello(link), HELLO_RETRY_MS);
     link.helloTimer.unref();
   }
@@ -322,15 +387,23 @@ export class ShmLinks {
     if (this.closed || link.dead || !link.in || !link.inActive) return;
     const ring = link.in;
     let n = 0;
+    const t0 = performance.now();
     for (let len = ring.peek(); len >= 0; len = ring.peek()) {
       const buf = Buffer.allocUnsafe(len);
       buf.set(ring.data.subarray(ring.offset, ring.offset + len));
+      const tag = ring.tag;
       ring.release();
+      if (tag === TAG_READ_DESC) {
+        this.storeReadDesc(link, buf);
+        continue;
+      }
+      const heavy = isVmRef(buf);
+      if (heavy) fromRing.add(buf);
       n++;
       this.counters.rxShm++;
       this.host.receiveFromShm(buf, link.peer);
       if (this.closed || link.dead || link.in !== ring) return;
-      if (n >= DRAIN_BUDGET) break;
+      if (n >= DRAIN_BUDGET || ((heavy || (n & 63) === 0) && performance.now() - t0 > DRAIN_MS)) break;
     }
     const now = performance.now();
     if (n > 0) link.pollUntil = now + POLL_AFTER_RX_MS;
@@ -357,6 +430,15 @@ export class ShmLinks {
           this.teardown(link);
         },
       );
+  }
+
+  private storeReadDesc(link: PeerLink, buf: Buffer): void {
+    if (buf.length < 8) return;
+    const key = buf.readUInt32BE(0) * 0x1000000 + (buf.readUInt32BE(4) & 0xffffff);
+    link.readDescs.delete(key);
+    link.readDescs.set(key, buf.subarray(8));
+    // Kept for resent requests; the oldest go first.
+    if (link.readDescs.size > MAX_READ_DESCS) link.readDescs.delete(link.readDescs.keys().next().value!);
   }
 
   // ---- a full ring ----------------------------------------------------------

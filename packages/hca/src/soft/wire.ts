@@ -20,6 +20,9 @@ function sharedPcap(file: string): PcapWriter {
   return w;
 }
 
+/** IBAL_SOFT_VM=0 keeps large RDMA on the ring as packets even when the peer could take it by reference. */
+const vmAllowed = process.env.IBAL_SOFT_VM !== '0';
+
 /** The IANA port of RoCEv2. */
 export const ROCE_PORT = 4791;
 
@@ -242,6 +245,21 @@ export class UdpWire implements ShmWireHost {
       byPort.set(port, p);
     }
     return p;
+  }
+
+  /**
+   * Whether a large RDMA WRITE/READ to `peer` may travel by reference
+   * (vm-path.ts): a shared-memory link whose peer can reach our memory, and
+   * no capture that would miss the data packets.
+   */
+  vmPeer(peer: Peer): boolean {
+    const l = peer.link;
+    return !this.pcap && l !== undefined && l.out !== undefined && l.vmOk && vmAllowed;
+  }
+
+  /** Sends a by-reference READ's descriptor through the peer's ring (see vm-path.ts). */
+  sendReadDesc(peer: Peer, desc: Uint8Array): boolean {
+    return peer.link !== undefined && this.shm !== undefined && this.shm.sendReadDesc(peer.link, desc);
   }
 
   /** A buffer to build one packet in; ownership passes back with send(). */

@@ -50,6 +50,8 @@ export class SendWqe {
   started = false;
   /** READ: packets of response received. */
   respPkts = 0;
+  /** A large WRITE/READ to a same-host peer, sent by reference (vm-path.ts): one PSN. */
+  vm = false;
   done = false;
   status = 0;
 

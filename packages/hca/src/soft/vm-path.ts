@@ -1,0 +1,117 @@
+// Large RDMA WRITE and READ between two processes of one host, in one copy.
+// Over a negotiated shared-memory link (shm-link.ts) whose peer showed it
+// may use process_vm_readv/writev on us, the requester does not cut such a
+// message into MTU packets: it sends one WRITE ONLY (or READ REQUEST) packet
+// whose payload, instead of data, lists where the data lives in its own
+// process (pid and address ranges), marked by a reserved BTH bit. The
+// responder makes exactly the checks it makes for packets (PSN, QP access
+// flags, rkey, bounds, permissions) and then moves the bytes itself:
+// process_vm_readv from the requester straight into the registered memory
+// for a WRITE, process_vm_writev from the registered memory straight into
+// the requester's buffers for a READ (answered by an empty READ RESPONSE
+// ONLY with the same bit). Such a message spans one PSN at both ends.
+//
+// A responder accepts the mark only on packets that came through its ring
+// from the peer process named in the descriptor, never from the network.
+import { Access } from '../enums.js';
+import { VmFaultError, VmNoProcessError } from '../sys/errors.js';
+import { addressOf, vmRead, vmWrite } from '../sys/vm.js';
+import type { MrTable, PdRef } from './mr.js';
+import type { SgList } from './sgl.js';
+
+/** Messages from this size up take the single-copy path. */
+export const VM_MIN_BYTES = 64 << 10;
+/** BTH byte 8 (A | resv7): the lowest reserved bit marks a by-reference payload. */
+const VM_FLAG = 0x01;
+const SEG_BYTES = 16;
+
+/** Transfers done by reference in this process (as the responder), for tests and counters. */
+export const vmCounters = { pulls: 0, pushes: 0, bytes: 0 };
+
+/** Buffers that arrived through a shared-memory ring (not from the network). */
+export const fromRing = new WeakSet<Uint8Array>();
+
+export function isVmRef(buf: Uint8Array): boolean {
+  return (buf[8]! & VM_FLAG) !== 0;
+}
+
+export function markVmRef(buf: Uint8Array): void {
+  buf[8] = buf[8]! | VM_FLAG;
+}
+
+/** Bytes a descriptor of `numSge` ranges takes. */
+export function vmDescBytes(numSge: number): number {
+  return 8 + numSge * SEG_BYTES;
+}
+
+/**
+ * Writes the descriptor of `sgl` (this process's pid and the real address of
+ * each SGE's bytes) at `off` of `buf`. Returns its length, or -1 when an SGE
+ * no longer resolves.
+ */
+export function encodeVmDesc(buf: Uint8Array, off: number, mrs: MrTable, pd: PdRef, sgl: SgList, access: number): number {
+  const dv = new DataView(buf.buffer, buf.byteOffset + off, vmDescBytes(sgl.numSge));
+  dv.setUint32(0, process.pid);
+  dv.setUint32(4, sgl.numSge);
+  for (let i = 0; i < sgl.numSge; i++) {
+    const key = sgl.sgeKey[i]!;
+    const len = sgl.sgeLen[i]!;
+    const mrOff = mrs.resolve(key, pd, sgl.sgeAddr[i]!, len, access);
+    if (mrOff < 0) return -1;
+    const mem = mrs.bufferOf(key);
+    dv.setBigUint64(8 + i * SEG_BYTES, addressOf(mem) + BigInt(mrOff));
+    dv.setUint32(16 + i * SEG_BYTES, len);
+    dv.setUint32(20 + i * SEG_BYTES, 0);
+  }
+  return vmDescBytes(sgl.numSge);
+}
+
+export const enum VmResult {
+  OK,
+  /** The descriptor is malformed or does not add up to the message length. */
+  BAD_DESC,
+  /** The other process refused or its memory is not there (EPERM, EFAULT). */
+  FAULT,
+  /** The other process is gone (ESRCH). */
+  GONE,
+}
+
+/**
+ * Moves `length` bytes between `mem[memOff...]` and the ranges of the
+ * descriptor at `buf[off, off + len)`, whose pid must be `pid`: pull reads
+ * from the peer into mem (WRITE), push writes mem into the peer (READ).
+ */
+export function vmMove(pull: boolean, buf: Uint8Array, off: number, len: number, pid: number, mem: Uint8Array, memOff: number, length: number): VmResult {
+  if (len < 8) return VmResult.BAD_DESC;
+  const dv = new DataView(buf.buffer, buf.byteOffset + off, len);
+  const n = dv.getUint32(4);
+  if (dv.getUint32(0) !== pid || n === 0 || len < vmDescBytes(n)) return VmResult.BAD_DESC;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += dv.getUint32(16 + i * SEG_BYTES);
+  if (total !== length) return VmResult.BAD_DESC;
+  try {
+    let at = memOff;
+    for (let i = 0; i < n; i++) {
+      const addr = dv.getBigUint64(8 + i * SEG_BYTES);
+      const l = dv.getUint32(16 + i * SEG_BYTES);
+      if (l === 0) continue;
+      const view = mem.subarray(at, at + l);
+      if (pull) vmRead(pid, addr, view);
+      else vmWrite(pid, addr, view);
+      at += l;
+    }
+    if (pull) vmCounters.pulls++;
+    else vmCounters.pushes++;
+    vmCounters.bytes += length;
+  } catch (err) {
+    if (err instanceof VmNoProcessError) return VmResult.GONE;
+    if (err instanceof VmFaultError) return VmResult.FAULT;
+    return VmResult.FAULT;
+  }
+  return VmResult.OK;
+}
+
+/** Access a requester's SGEs need for a by-reference message: READ lands in them. */
+export function vmLocalAccess(isRead: boolean): number {
+  return isRead ? Access.LOCAL_WRITE : 0;
+}

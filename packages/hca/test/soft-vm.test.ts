@@ -1,0 +1,99 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
+import { vmCounters } from '../src/soft/vm-path.js';
+import { sysStatus } from '../src/sys/status.js';
+import { close, completions, pair, type Side } from './helpers/pair.js';
+
+// Large RDMA WRITE/READ between same-host soft devices move by reference:
+// one process_vm_readv/writev instead of MTU packets (vm-path.ts).
+const sys = sysStatus();
+const skip = !(sys.shm.on && sys.futex.on && sys.vm.on && sys.sameHostKey) && process.env.IBAL_NATIVE_REQUIRED !== '1';
+const SIG = SendFlags.SIGNALED;
+let saved: string | undefined;
+let sides: Side[] = [];
+beforeAll(() => {
+  saved = process.env.IBAL_SOFT_SHM;
+  process.env.IBAL_SOFT_SHM = '1';
+});
+afterAll(() => {
+  if (saved === undefined) delete process.env.IBAL_SOFT_SHM;
+  else process.env.IBAL_SOFT_SHM = saved;
+});
+afterEach(() => {
+  close(...sides);
+  sides = [];
+});
+
+async function linked(): Promise<[Side, Side]> {
+  const [a, b] = await pair({ size: 8 << 20 });
+  sides.push(a, b);
+  // A small SEND both ways completes the negotiation before the timed part.
+  b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+  a.qp.postSend([{ wrId: 1, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
+  await completions(a, 1);
+  await completions(b, 1);
+  for (let i = 0; i < a.mr.buf.length; i++) a.mr.buf[i] = (i * 13 + (i >>> 12)) & 0xff;
+  return [a, b];
+}
+
+describe.skipIf(skip)('soft HCA single-copy RDMA between local processes', () => {
+  it('WRITE, WRITE_WITH_IMM and READ of large messages land in one copy, with two SGEs', async () => {
+    const [a, b] = await linked();
+    const before = { ...vmCounters };
+    b.qp.postRecv([{ wrId: 7, sgList: [] }]);
+    a.qp.postSend([
+      { wrId: 10, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + 4096, rkey: b.mr.rkey } },
+      {
+        wrId: 11,
+        opcode: WrOpcode.RDMA_WRITE_WITH_IMM,
+        immData: 0xabc,
+        sendFlags: SIG,
+        sgList: [
+          { addr: a.mr.addr + (2 << 20), length: 100_000, lkey: a.mr.lkey },
+          { addr: a.mr.addr + (3 << 20) + 7, length: 33_333, lkey: a.mr.lkey },
+        ],
+        rdma: { remoteAddr: b.mr.addr + (2 << 20), rkey: b.mr.rkey },
+      },
+      { wrId: 12, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + (5 << 20), length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + 4096, rkey: b.mr.rkey } },
+    ]);
+    const wa = await completions(a, 3, 20_000);
+    const wb = await completions(b, 1, 20_000);
+    expect([...wa, ...wb].map((w) => wcStatusName(w.status))).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
+    expect(wb[0]!.immData).toBe(0xabc);
+    expect(wb[0]!.byteLen).toBe(133_333);
+    const A = Buffer.from(a.mr.buf.buffer, a.mr.buf.byteOffset, a.mr.buf.length);
+    const B = Buffer.from(b.mr.buf.buffer, b.mr.buf.byteOffset, b.mr.buf.length);
+    expect(B.subarray(4096, 4096 + (1 << 20)).equals(A.subarray(0, 1 << 20))).toBe(true);
+    expect(B.subarray(2 << 20, (2 << 20) + 100_000).equals(A.subarray(2 << 20, (2 << 20) + 100_000))).toBe(true);
+    expect(B.subarray((2 << 20) + 100_000, (2 << 20) + 133_333).equals(A.subarray((3 << 20) + 7, (3 << 20) + 7 + 33_333))).toBe(true);
+    expect(A.subarray(5 << 20, (5 << 20) + (1 << 20)).equals(A.subarray(0, 1 << 20))).toBe(true);
+    expect(vmCounters.pulls - before.pulls).toBe(2);
+    expect(vmCounters.pushes - before.pushes).toBe(1);
+    // A 1 MiB WRITE took one packet, not 256.
+    expect(a.dev.wire.counters.txPackets).toBeLessThan(20);
+  });
+
+  it('keeps the rkey, bounds and permission checks: REM_ACCESS_ERR, nothing written', async () => {
+    const [a, b] = await linked();
+    const before = { ...vmCounters };
+    b.mr.buf.fill(0);
+    a.qp.postSend([
+      { wrId: 20, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + b.mr.buf.length - 1000, rkey: b.mr.rkey } },
+    ]);
+    const [w] = await completions(a, 1, 20_000);
+    expect(wcStatusName(w!.status)).toBe('REM_ACCESS_ERR');
+    expect(w!.status).toBe(WcStatus.REM_ACCESS_ERR);
+    expect(b.mr.buf.every((x) => x === 0)).toBe(true);
+    expect(vmCounters.pulls).toBe(before.pulls);
+  });
+
+  it('messages under 64 KiB still go as packets', async () => {
+    const [a, b] = await linked();
+    const before = { ...vmCounters };
+    a.qp.postSend([{ wrId: 30, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 60_000, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr, rkey: b.mr.rkey } }]);
+    const [w] = await completions(a, 1, 20_000);
+    expect(wcStatusName(w!.status)).toBe('SUCCESS');
+    expect(vmCounters.pulls).toBe(before.pulls);
+    expect(Buffer.compare(b.mr.buf.subarray(0, 60_000), a.mr.buf.subarray(0, 60_000))).toBe(0);
+  });
+});
