@@ -1,0 +1,62 @@
+// Allreduce. Small messages and non-commutative operations: recursive
+// doubling (log p exchanges of the whole vector), with the MPICH fold for a
+// size that is not a power of two: the first 2r ranks pair up and one of
+// each pair sits out. Large commutative messages: the ring (reduce-scatter
+// then allgather), which moves about 2n bytes per rank whatever p is.
+import type { Op, TypedArray } from '../ops.js';
+import { allgathervRing } from './allgather.js';
+import { reduceScatterRing } from './reduce-scatter.js';
+import { alloc, blocks, type Coll, copyInto } from './util.js';
+
+export async function allreduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op: Op): Promise<void> {
+  const { size } = c;
+  if (recvbuf !== sendbuf) copyInto(recvbuf, sendbuf);
+  if (size === 1) return;
+  if (op.commutative && recvbuf.byteLength >= c.large && recvbuf.length >= size) {
+    const { counts, displs } = blocks(recvbuf.length, size, op.unit);
+    await reduceScatterRing(c, recvbuf, counts, displs, op);
+    await allgathervRing(c, recvbuf, counts, displs);
+    return;
+  }
+  await recursiveDoubling(c, recvbuf, op);
+}
+
+async function recursiveDoubling(c: Coll, acc: TypedArray, op: Op): Promise<void> {
+  const { rank, size } = c;
+  let pof2 = 1;
+  while (pof2 * 2 <= size) pof2 *= 2;
+  const rem = size - pof2;
+  const tmp = alloc(acc, acc.length);
+  let newrank: number;
+  if (rank < 2 * rem) {
+    if (rank % 2 === 0) {
+      await c.isend(acc, rank + 1).wait();
+      newrank = -1;
+    } else {
+      await c.irecv(tmp, rank - 1).wait();
+      op.apply(tmp, acc); // rank - 1 comes first
+      newrank = rank >> 1;
+    }
+  } else {
+    newrank = rank - rem;
+  }
+  if (newrank >= 0) {
+    for (let mask = 1; mask < pof2; mask <<= 1) {
+      const newdst = newrank ^ mask;
+      const dst = newdst < rem ? newdst * 2 + 1 : newdst + rem;
+      const r = c.irecv(tmp, dst);
+      const s = c.isend(acc, dst);
+      await r.wait();
+      await s.wait();
+      if (newdst < newrank) op.apply(tmp, acc);
+      else {
+        op.apply(acc, tmp);
+        copyInto(acc, tmp);
+      }
+    }
+  }
+  if (rank < 2 * rem) {
+    if (rank % 2 === 1) await c.isend(acc, rank - 1).wait();
+    else await c.irecv(acc, rank + 1).wait();
+  }
+}

@@ -1,0 +1,32 @@
+// Inclusive and exclusive prefix reductions by recursive doubling (log p
+// exchanges): each rank keeps the reduction of its partner group so far
+// and folds in what lower ranks send, in rank order.
+import type { Op, TypedArray } from '../ops.js';
+import { alloc, copyOf, type Coll, copyInto } from './util.js';
+
+export async function scan(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op: Op, exclusive: boolean): Promise<void> {
+  const { rank, size } = c;
+  const partial = copyOf(sendbuf);
+  const tmp = alloc(sendbuf, sendbuf.length);
+  if (!exclusive) copyInto(recvbuf, sendbuf);
+  let have = false;
+  for (let mask = 1; mask < size; mask <<= 1) {
+    const dst = rank ^ mask;
+    if (dst >= size) continue;
+    const r = c.irecv(tmp, dst);
+    const s = c.isend(partial, dst);
+    await r.wait();
+    await s.wait();
+    if (rank > dst) {
+      // tmp holds lower ranks: they come first.
+      op.apply(tmp, partial);
+      if (exclusive && !have) copyInto(recvbuf, tmp);
+      else op.apply(tmp, recvbuf);
+      have = true;
+    } else {
+      // tmp holds higher ranks: partial = partial op tmp.
+      op.apply(partial, tmp);
+      copyInto(partial, tmp);
+    }
+  }
+}

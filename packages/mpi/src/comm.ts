@@ -1,0 +1,499 @@
+// Communicators (MPI_Comm) with mpi4py's two flavours of every call:
+// lower-case methods move any structured-cloneable value (v8 serialization,
+// the structured clone algorithm), capitalised methods move typed arrays
+// in place (no serialization; a single copy or none on the rendezvous
+// path). Everything that may wait returns a Promise.
+import { deserialize, serialize } from 'node:v8';
+import { ResourceClosedError } from '@ibal/hca';
+import { allgatherv } from './coll/allgather.js';
+import { allreduce } from './coll/allreduce.js';
+import { alltoallv } from './coll/alltoall.js';
+import { barrier } from './coll/barrier.js';
+import { bcast } from './coll/bcast.js';
+import { gatherv } from './coll/gather.js';
+import { reduce } from './coll/reduce.js';
+import { reduceScatter } from './coll/reduce-scatter.js';
+import { scan } from './coll/scan.js';
+import { scatterv } from './coll/scatter.js';
+import type { Coll } from './coll/util.js';
+import { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
+import { bytesOf, checkBuffer, checkCounts, checkRank, checkTag, prefix } from './datatype.js';
+import { InvalidArgumentError } from './errors.js';
+import { MAX, SUM, type Op, type TypedArray } from './ops.js';
+import { MsgFlag } from './protocol/header.js';
+import { Request, completedRequest, promiseRequest } from './request.js';
+import { Status } from './status.js';
+import type { World } from './world.js';
+
+/** MPI_IN_PLACE for Allreduce, Reduce (at the root), Scan and Exscan. */
+export const IN_PLACE: unique symbol = Symbol('MPI_IN_PLACE');
+export type SendBuf = TypedArray | typeof IN_PLACE;
+
+export class Comm {
+  /** This process's rank in the communicator. */
+  readonly rank: number;
+  /** Number of ranks. */
+  readonly size: number;
+  /** World ranks of the members, by communicator rank. */
+  readonly group: readonly number[];
+  /** Context id of point-to-point traffic; collectives use the next one. */
+  readonly context: number;
+  readonly #world: World;
+  #collSeq = 0;
+  #freed = false;
+
+  /** @internal */
+  constructor(world: World, context: number, group: readonly number[]) {
+    this.#world = world;
+    this.context = context;
+    this.group = group;
+    this.size = group.length;
+    this.rank = group.indexOf(world.rank);
+  }
+
+  getRank(): number {
+    return this.rank;
+  }
+
+  getSize(): number {
+    return this.size;
+  }
+
+  #check(): void {
+    if (this.#freed) throw new ResourceClosedError('communicator');
+    this.#world.check();
+  }
+
+  // ---- point to point, typed arrays ---------------------------------------
+
+  #isendBytes(ctx: number, dest: number, tag: number, data: Uint8Array, flags: number): Request<Status> {
+    const engine = this.#world.engine;
+    const req = new Request<Status>(engine);
+    engine.isend(req as Request<unknown>, ctx, this.group[dest]!, this.rank, tag, data, flags);
+    return req;
+  }
+
+  #irecvBytes(ctx: number, source: number, tag: number, buf: Uint8Array | undefined, elementBytes: number): Request<unknown> {
+    const engine = this.#world.engine;
+    const req = new Request<unknown>(engine);
+    req.status.elementBytes = elementBytes;
+    engine.irecv(req, ctx, source, tag, buf);
+    return req;
+  }
+
+  #p2pArgs(peer: number, tag: number, recv: boolean): void {
+    this.#check();
+    checkRank(peer, this.size, recv ? 'source' : 'dest', recv ? [ANY_SOURCE, PROC_NULL] : [PROC_NULL]);
+    checkTag(tag, 'tag', recv, TAG_UB);
+  }
+
+  /** MPI_Isend of a typed array. */
+  Isend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
+    checkBuffer(buf, 'Isend buffer');
+    this.#p2pArgs(dest, tag, false);
+    if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
+    return this.#isendBytes(this.context, dest, tag, bytesOf(buf), 0);
+  }
+
+  /** MPI_Irecv into a typed array; wait() gives the Status. */
+  Irecv(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<Status> {
+    checkBuffer(buf, 'Irecv buffer');
+    this.#p2pArgs(source, tag, true);
+    if (source === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, ANY_TAG, 0));
+    return this.#irecvBytes(this.context, source, tag, bytesOf(buf), buf.BYTES_PER_ELEMENT) as Request<Status>;
+  }
+
+  /** MPI_Send: resolves when `buf` may be reused. */
+  Send(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+    return this.Isend(buf, dest, tag).wait();
+  }
+
+  /** MPI_Recv: resolves with the Status once the message is in `buf`. */
+  Recv(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
+    return this.Irecv(buf, source, tag).wait();
+  }
+
+  /** MPI_Sendrecv. */
+  async Sendrecv(sendbuf: TypedArray, dest: number, sendtag: number, recvbuf: TypedArray, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
+    const r = this.Irecv(recvbuf, source, recvtag);
+    const s = this.Isend(sendbuf, dest, sendtag);
+    const st = await r.wait();
+    await s.wait();
+    return st;
+  }
+
+  // ---- point to point, objects ------------------------------------------
+
+  /** Sends any structured-cloneable value (mpi4py's comm.isend). */
+  isend(obj: unknown, dest: number, tag = 0): Request<Status> {
+    this.#p2pArgs(dest, tag, false);
+    if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
+    return this.#isendBytes(this.context, dest, tag, serialize(obj), MsgFlag.OBJECT);
+  }
+
+  /** Receives a value; wait() gives it (status on the request). */
+  irecv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<T> {
+    this.#p2pArgs(source, tag, true);
+    if (source === PROC_NULL) return completedRequest(this.#world.engine, undefined as T);
+    return this.#irecvBytes(this.context, source, tag, undefined, 1) as Request<T>;
+  }
+
+  send(obj: unknown, dest: number, tag = 0): Promise<Status> {
+    return this.isend(obj, dest, tag).wait();
+  }
+
+  /** Resolves with the value; pass a Status to learn its source, tag and size. */
+  async recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, status?: Status): Promise<T> {
+    const req = this.irecv<T>(source, tag);
+    const v = await req.wait();
+    if (status) Object.assign(status, req.status);
+    return v;
+  }
+
+  async sendrecv<T = unknown>(sendobj: unknown, dest: number, sendtag = 0, source: number = ANY_SOURCE, recvtag: number = ANY_TAG, status?: Status): Promise<T> {
+    const r = this.irecv<T>(source, recvtag);
+    const s = this.isend(sendobj, dest, sendtag);
+    const v = await r.wait();
+    await s.wait();
+    if (status) Object.assign(status, r.status);
+    return v;
+  }
+
+  /** MPI_Iprobe: the envelope of a matching message that has arrived, or undefined. */
+  iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | undefined {
+    this.#p2pArgs(source, tag, true);
+    if (source === PROC_NULL) return new Status(PROC_NULL, ANY_TAG, 0);
+    const engine = this.#world.engine;
+    engine.progress();
+    const u = engine.peek(this.context, source, tag);
+    return u ? new Status(u.source, u.tag, u.length) : undefined;
+  }
+
+  /** MPI_Probe: waits for a matching message without receiving it. */
+  async probe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
+    let st = this.iprobe(source, tag);
+    if (!st) await this.#world.engine.until(() => (st = this.iprobe(source, tag)) !== undefined);
+    return st!;
+  }
+
+  Iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | undefined {
+    return this.iprobe(source, tag);
+  }
+
+  Probe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
+    return this.probe(source, tag);
+  }
+
+  // ---- collectives, typed arrays ------------------------------------------
+
+  #nextCollTag(): number {
+    this.#check();
+    return this.#collSeq++ & TAG_UB;
+  }
+
+  #coll(): Coll {
+    const tag = this.#nextCollTag();
+    const ctx = this.context + 1;
+    return {
+      rank: this.rank,
+      size: this.size,
+      large: this.#world.config.collLarge,
+      isend: (buf, dest) => this.#isendBytes(ctx, dest, tag, bytesOf(buf), 0),
+      irecv: (buf, source) => this.#irecvBytes(ctx, source, tag, bytesOf(buf), buf.BYTES_PER_ELEMENT) as Request<Status>,
+    };
+  }
+
+  #root(root: number): void {
+    checkRank(root, this.size, 'root');
+  }
+
+  Barrier(): Promise<void> {
+    return barrier(this.#coll());
+  }
+
+  Bcast(buf: TypedArray, root = 0): Promise<void> {
+    checkBuffer(buf, 'Bcast buffer');
+    this.#root(root);
+    return bcast(this.#coll(), buf, root);
+  }
+
+  Reduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Promise<void> {
+    this.#root(root);
+    const send = sendbuf === IN_PLACE ? checkBuffer(recvbuf, 'Reduce recvbuf (IN_PLACE)') : checkBuffer(sendbuf, 'Reduce sendbuf');
+    op.check(send);
+    if (this.rank === root) {
+      checkBuffer(recvbuf, 'Reduce recvbuf');
+      if (recvbuf!.length < send.length) throw new InvalidArgumentError(`Reduce: recvbuf has ${recvbuf!.length} elements, sendbuf ${send.length}`);
+    }
+    return reduce(this.#coll(), sendbuf === IN_PLACE ? send.slice() : send, this.rank === root ? recvbuf!.subarray(0, send.length) : undefined, op, root);
+  }
+
+  Allreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+    checkBuffer(recvbuf, 'Allreduce recvbuf');
+    const send = sendbuf === IN_PLACE ? recvbuf : checkBuffer(sendbuf, 'Allreduce sendbuf');
+    op.check(send);
+    if (recvbuf.length < send.length) throw new InvalidArgumentError(`Allreduce: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
+    return allreduce(this.#coll(), send, recvbuf.subarray(0, send.length), op);
+  }
+
+  Gather(sendbuf: TypedArray, recvbuf: TypedArray | undefined, root = 0): Promise<void> {
+    checkBuffer(sendbuf, 'Gather sendbuf');
+    this.#root(root);
+    const n = sendbuf.length;
+    const counts = new Array<number>(this.size).fill(n);
+    if (this.rank === root && (checkBuffer(recvbuf, 'Gather recvbuf').length < n * this.size)) {
+      throw new InvalidArgumentError(`Gather: recvbuf needs ${n * this.size} elements`);
+    }
+    return gatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts), root);
+  }
+
+  Gatherv(sendbuf: TypedArray, recvbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
+    checkBuffer(sendbuf, 'Gatherv sendbuf');
+    this.#root(root);
+    if (this.rank === root) {
+      checkBuffer(recvbuf, 'Gatherv recvbuf');
+      checkCounts(counts, displs ?? prefix(counts ?? []), this.size, 'Gatherv', recvbuf!.length);
+      if (sendbuf.length < counts![root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
+    }
+    return gatherv(this.#coll(), sendbuf, recvbuf, counts, displs ?? (counts ? prefix(counts) : undefined), root);
+  }
+
+  Scatter(sendbuf: TypedArray | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
+    checkBuffer(recvbuf, 'Scatter recvbuf');
+    this.#root(root);
+    const n = recvbuf.length;
+    const counts = new Array<number>(this.size).fill(n);
+    if (this.rank === root && checkBuffer(sendbuf, 'Scatter sendbuf').length < n * this.size) {
+      throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
+    }
+    return scatterv(this.#coll(), sendbuf, counts, prefix(counts), recvbuf, root);
+  }
+
+  Scatterv(sendbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
+    checkBuffer(recvbuf, 'Scatterv recvbuf');
+    this.#root(root);
+    if (this.rank === root) {
+      checkBuffer(sendbuf, 'Scatterv sendbuf');
+      checkCounts(counts, displs ?? prefix(counts ?? []), this.size, 'Scatterv', sendbuf!.length);
+    }
+    return scatterv(this.#coll(), sendbuf, counts, displs ?? (counts ? prefix(counts) : undefined), recvbuf, root);
+  }
+
+  Allgather(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
+    checkBuffer(sendbuf, 'Allgather sendbuf');
+    checkBuffer(recvbuf, 'Allgather recvbuf');
+    const n = sendbuf.length;
+    if (recvbuf.length < n * this.size) throw new InvalidArgumentError(`Allgather: recvbuf needs ${n * this.size} elements`);
+    const counts = new Array<number>(this.size).fill(n);
+    return allgatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts));
+  }
+
+  Allgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Promise<void> {
+    checkBuffer(sendbuf, 'Allgatherv sendbuf');
+    checkBuffer(recvbuf, 'Allgatherv recvbuf');
+    const d = displs ?? prefix(counts ?? []);
+    checkCounts(counts, d, this.size, 'Allgatherv', recvbuf.length);
+    return allgatherv(this.#coll(), sendbuf, recvbuf, counts, d);
+  }
+
+  Alltoall(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
+    checkBuffer(sendbuf, 'Alltoall sendbuf');
+    checkBuffer(recvbuf, 'Alltoall recvbuf');
+    if (sendbuf.length % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${sendbuf.length} is not a multiple of ${this.size}`);
+    const n = sendbuf.length / this.size;
+    if (recvbuf.length < sendbuf.length) throw new InvalidArgumentError(`Alltoall: recvbuf needs ${sendbuf.length} elements`);
+    const counts = new Array<number>(this.size).fill(n);
+    const displs = prefix(counts);
+    return alltoallv(this.#coll(), sendbuf, counts, displs, recvbuf, counts, displs);
+  }
+
+  Alltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Promise<void> {
+    checkBuffer(sendbuf, 'Alltoallv sendbuf');
+    checkBuffer(recvbuf, 'Alltoallv recvbuf');
+    const sd = sdispls ?? prefix(scounts ?? []);
+    const rd = rdispls ?? prefix(rcounts ?? []);
+    checkCounts(scounts, sd, this.size, 'Alltoallv (send)', sendbuf.length);
+    checkCounts(rcounts, rd, this.size, 'Alltoallv (receive)', recvbuf.length);
+    return alltoallv(this.#coll(), sendbuf, scounts, sd, recvbuf, rcounts, rd);
+  }
+
+  Scan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+    checkBuffer(recvbuf, 'Scan recvbuf');
+    const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Scan sendbuf');
+    op.check(send);
+    return scan(this.#coll(), send, recvbuf.subarray(0, send.length), op, false);
+  }
+
+  /** MPI_Exscan; rank 0's recvbuf is left as it was. */
+  Exscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+    checkBuffer(recvbuf, 'Exscan recvbuf');
+    const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Exscan sendbuf');
+    op.check(send);
+    return scan(this.#coll(), send, recvbuf.subarray(0, send.length), op, true);
+  }
+
+  /** MPI_Reduce_scatter: block i (counts[i] elements) of the reduction goes to rank i. */
+  ReduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Promise<void> {
+    checkBuffer(sendbuf, 'ReduceScatter sendbuf');
+    checkBuffer(recvbuf, 'ReduceScatter recvbuf');
+    checkCounts(counts, undefined, this.size, 'ReduceScatter');
+    const total = counts.reduce((a, b) => a + b, 0);
+    if (sendbuf.length < total) throw new InvalidArgumentError(`ReduceScatter: sendbuf needs ${total} elements`);
+    if (recvbuf.length < counts[this.rank]!) throw new InvalidArgumentError(`ReduceScatter: recvbuf needs ${counts[this.rank]} elements`);
+    op.check(sendbuf);
+    if (counts.some((n) => n % op.unit !== 0)) throw new InvalidArgumentError(`ReduceScatter: ${op.name} needs counts in whole groups of ${op.unit} elements`);
+    return reduceScatter(this.#coll(), sendbuf, recvbuf, counts, op);
+  }
+
+  /** MPI_Ibarrier. */
+  Ibarrier(): Request<void> {
+    return promiseRequest(this.#world.engine, this.Barrier());
+  }
+
+  /** MPI_Ibcast. */
+  Ibcast(buf: TypedArray, root = 0): Request<void> {
+    return promiseRequest(this.#world.engine, this.Bcast(buf, root));
+  }
+
+  /** MPI_Iallreduce. */
+  Iallreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+    return promiseRequest(this.#world.engine, this.Allreduce(sendbuf, recvbuf, op));
+  }
+
+  // ---- collectives, objects ---------------------------------------------
+
+  barrier(): Promise<void> {
+    return this.Barrier();
+  }
+
+  /** Broadcasts any structured-cloneable value from root; resolves with it everywhere. */
+  async bcast<T>(obj: T, root = 0): Promise<T> {
+    this.#root(root);
+    const c = this.#coll();
+    const len = new Float64Array(1);
+    let data: Uint8Array | undefined;
+    if (this.rank === root) {
+      data = serialize(obj);
+      len[0] = data.length;
+    }
+    await bcast(c, len, root);
+    const c2 = this.#coll();
+    data ??= new Uint8Array(len[0]!);
+    await bcast(c2, data, root);
+    return this.rank === root ? obj : (deserialize(data) as T);
+  }
+
+  /** Gathers one value per rank at root (an array there, undefined elsewhere). */
+  async gather<T>(obj: T, root = 0): Promise<T[] | undefined> {
+    this.#root(root);
+    const ctx = this.context + 1;
+    const tag = this.#nextCollTag();
+    if (this.rank !== root) {
+      await this.#isendBytes(ctx, root, tag, serialize(obj), MsgFlag.OBJECT).wait();
+      return undefined;
+    }
+    const reqs = this.group.map((_, i) => (i === root ? undefined : this.#irecvBytes(ctx, i, tag, undefined, 1)));
+    const out: T[] = [];
+    for (let i = 0; i < this.size; i++) out.push(i === root ? obj : ((await reqs[i]!.wait()) as T));
+    return out;
+  }
+
+  /** Every rank gets every rank's value. */
+  async allgather<T>(obj: T): Promise<T[]> {
+    const all = await this.gather(obj, 0);
+    return this.bcast(all as T[], 0);
+  }
+
+  /** Rank i gets element i of root's array. */
+  async scatter<T>(objs: T[] | undefined, root = 0): Promise<T> {
+    this.#root(root);
+    const ctx = this.context + 1;
+    const tag = this.#nextCollTag();
+    if (this.rank !== root) return (await this.#irecvBytes(ctx, root, tag, undefined, 1).wait()) as T;
+    if (!Array.isArray(objs) || objs.length !== this.size) throw new InvalidArgumentError(`scatter: root needs an array of ${this.size} values`);
+    const reqs = objs.map((o, i) => (i === root ? undefined : this.#isendBytes(ctx, i, tag, serialize(o), MsgFlag.OBJECT)));
+    for (const r of reqs) if (r) await r.wait();
+    return objs[root]!;
+  }
+
+  /** Rank j gets element j of every rank's array, in rank order. */
+  async alltoall<T>(objs: T[]): Promise<T[]> {
+    if (!Array.isArray(objs) || objs.length !== this.size) throw new InvalidArgumentError(`alltoall needs an array of ${this.size} values`);
+    const ctx = this.context + 1;
+    const tag = this.#nextCollTag();
+    const recvs = this.group.map((_, i) => (i === this.rank ? undefined : this.#irecvBytes(ctx, i, tag, undefined, 1)));
+    const sends = objs.map((o, i) => (i === this.rank ? undefined : this.#isendBytes(ctx, i, tag, serialize(o), MsgFlag.OBJECT)));
+    const out: T[] = [];
+    for (let i = 0; i < this.size; i++) out.push(i === this.rank ? objs[i]! : ((await recvs[i]!.wait()) as T));
+    for (const s of sends) if (s) await s.wait();
+    return out;
+  }
+
+  /** Reduces numbers (or arrays of numbers) with a built-in or user Op, at root. */
+  async reduce(value: number | number[], op: Op = SUM, root = 0): Promise<number | number[] | undefined> {
+    const arr = Float64Array.from(Array.isArray(value) ? value : [value]);
+    const out = this.rank === root ? new Float64Array(arr.length) : undefined;
+    await this.Reduce(arr, out, op, root);
+    if (!out) return undefined;
+    return Array.isArray(value) ? Array.from(out) : out[0]!;
+  }
+
+  /** Reduces numbers (or arrays of numbers) everywhere. */
+  async allreduce(value: number | number[], op: Op = SUM): Promise<number | number[]> {
+    const arr = Float64Array.from(Array.isArray(value) ? value : [value]);
+    const out = new Float64Array(arr.length);
+    await this.Allreduce(arr, out, op);
+    return Array.isArray(value) ? Array.from(out) : out[0]!;
+  }
+
+  // ---- communicator management --------------------------------------------
+
+  /** MPI_Comm_dup: same group, new context (its messages never match this one's). */
+  async dup(): Promise<Comm> {
+    const ctx = await this.#agreeContext();
+    return new Comm(this.#world, ctx, this.group);
+  }
+
+  /**
+   * MPI_Comm_split: ranks with the same color form a communicator, ordered
+   * by key then by rank here; color UNDEFINED gets undefined.
+   */
+  async split(color: number, key = 0): Promise<Comm | undefined> {
+    if (!Number.isInteger(color) || (color < 0 && color !== UNDEFINED)) throw new InvalidArgumentError(`split: color must be a non-negative integer or UNDEFINED, got ${color}`);
+    if (!Number.isInteger(key)) throw new InvalidArgumentError(`split: key must be an integer, got ${key}`);
+    const mine = Int32Array.of(color, key);
+    const all = new Int32Array(2 * this.size);
+    await this.Allgather(mine, all);
+    const ctx = await this.#agreeContext();
+    if (color === UNDEFINED) return undefined;
+    const members: { rank: number; key: number }[] = [];
+    for (let r = 0; r < this.size; r++) if (all[2 * r] === color) members.push({ rank: r, key: all[2 * r + 1]! });
+    members.sort((a, b) => a.key - b.key || a.rank - b.rank);
+    return new Comm(this.#world, ctx, members.map((m) => this.group[m.rank]!));
+  }
+
+  // Every member proposes its next free context id; the largest wins, and
+  // every member moves past it, so the new id is unused by all of them.
+  async #agreeContext(): Promise<number> {
+    const proposal = Int32Array.of(this.#world.nextContext);
+    const agreed = new Int32Array(1);
+    await this.Allreduce(proposal, agreed, MAX);
+    this.#world.nextContext = agreed[0]! + 2;
+    return agreed[0]!;
+  }
+
+  /** MPI_Comm_free: further use throws ResourceClosedError. */
+  free(): void {
+    if (this.context === 0) throw new InvalidArgumentError('COMM_WORLD cannot be freed');
+    this.#freed = true;
+  }
+
+  get freed(): boolean {
+    return this.#freed;
+  }
+
+  /** MPI_Abort: ends the whole job with `errorCode`; never returns normally. */
+  abort(errorCode = 1, reason?: string): Promise<never> {
+    return this.#world.abort(errorCode, reason);
+  }
+}

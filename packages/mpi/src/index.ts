@@ -1,0 +1,15 @@
+// @ibal/mpi: MPI's semantics with mpi4py's ergonomics, over shared memory
+// between local ranks and verbs RC (the soft RoCEv2 HCA or a native one)
+// between hosts.
+
+export { init, finalize, abort, commWorld, initialized, finalized, wtime, worldInfo } from './init.js';
+export { Comm, IN_PLACE, type SendBuf } from './comm.js';
+export { Request } from './request.js';
+export { Status } from './status.js';
+export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB } from './constants.js';
+export { Op, SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, type OpFunction, type TypedArray } from './ops.js';
+export { JobAbortedError, TruncateError, BootstrapError, NotInitializedError, TransportError } from './errors.js';
+export { RendezvousServer, type RendezvousServerOptions, type AbortInfo } from './bootstrap/server.js';
+export { detectLaunch, derivedPort, type LaunchInfo, type LauncherKind } from './bootstrap/launcher.js';
+export { readConfig, type MpiConfig } from './config.js';
+export { IbalError, InvalidArgumentError, ResourceClosedError } from '@ibal/hca';

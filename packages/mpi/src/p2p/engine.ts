@@ -1,0 +1,308 @@
+// The matching and progress engine (a "PML" in Open MPI's terms): turns
+// sends and receives into transport messages, matches arrivals against
+// posted receives, runs the eager and rendezvous protocols, and waits.
+//
+// Waiting: a wait first polls; when only shared-memory peers are involved
+// and it is the only waiter, it blocks this thread on the rank's doorbell
+// (spinning briefly, then a futex sleep) for up to MPILITE_SYNC_WAIT_US, which
+// is what gets latency near C's. Otherwise, and after that budget, it
+// yields to the event loop until a transport, the bootstrap or a timer kicks
+// it, so sockets, the soft HCA and timers keep running and nothing spins.
+import { deserialize } from 'node:v8';
+import { TruncateError } from '../errors.js';
+import { HDR_WORDS, MsgFlag, MsgType, W_ADDR_HI, W_ADDR_LO, W_CTX, W_ID, W_KEY, W_LEN, W_SRC, W_TAG, W_TYPE } from '../protocol/header.js';
+import type { Progress, Request } from '../request.js';
+import type { Endpoint, Transport } from '../transport/transport.js';
+import { MatchQueues, type PostedRecv, type Unexpected } from './match.js';
+
+interface PendingSend {
+  req: Request<unknown>;
+  release: () => void;
+  /** Keeps the exposed bytes alive until FIN. */
+  data: Uint8Array;
+}
+
+const IDLE_TICK_MS = 50;
+
+export class Engine implements Progress {
+  readonly worldRank: number;
+  readonly endpoints: Endpoint[] = [];
+  readonly transports: Transport[] = [];
+  failure: Error | undefined;
+  /** True when a wait may block the thread (every peer is local shared memory). */
+  syncOk = false;
+  syncWaitUs = 20_000;
+  readonly #queues = new Map<number, MatchQueues>();
+  readonly #sends = new Map<number, PendingSend>();
+  readonly #hdr = new Int32Array(HDR_WORDS);
+  #nextId = 1;
+  #waiting = 0;
+  #idle: Promise<void> | undefined;
+  #idleResolve: (() => void) | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  #syncTransport: Transport | undefined;
+
+  constructor(worldRank: number) {
+    this.worldRank = worldRank;
+  }
+
+  /** Where transports deliver arrivals. */
+  readonly sink = (peer: number, words: Int32Array, w: number, bytes: Uint8Array, p: number): void => {
+    const type = words[w + W_TYPE]! & 0xff;
+    if (type === MsgType.FIN) {
+      const id = words[w + W_ID]!;
+      const s = this.#sends.get(id);
+      if (!s) return;
+      this.#sends.delete(id);
+      s.release();
+      s.req.complete(s.req.status);
+      return;
+    }
+    if (type !== MsgType.EAGER && type !== MsgType.RTS) return;
+    const flags = (words[w + W_TYPE]! >>> 8) & 0xff;
+    const ctx = words[w + W_CTX]!;
+    const source = words[w + W_SRC]!;
+    const tag = words[w + W_TAG]!;
+    const length = words[w + W_LEN]! >>> 0;
+    const q = this.#queue(ctx);
+    const posted = q.takePosted(source, tag);
+    if (type === MsgType.EAGER) {
+      if (posted) this.#fill(posted, source, tag, flags, bytes.subarray(p, p + length));
+      else q.unexpected.push(unexpected(source, tag, peer, type, flags, length, bytes.slice(p, p + length), 0, 0, 0, 0));
+      return;
+    }
+    const id = words[w + W_ID]!;
+    const lo = words[w + W_ADDR_LO]!;
+    const hi = words[w + W_ADDR_HI]!;
+    const key = words[w + W_KEY]!;
+    if (posted) this.#pull(posted, peer, source, tag, flags, length, id, lo, hi, key);
+    else q.unexpected.push(unexpected(source, tag, peer, type, flags, length, undefined, id, lo, hi, key));
+  };
+
+  setSyncTransport(t: Transport | undefined): void {
+    this.#syncTransport = t;
+  }
+
+  #queue(ctx: number): MatchQueues {
+    let q = this.#queues.get(ctx);
+    if (!q) this.#queues.set(ctx, (q = new MatchQueues()));
+    return q;
+  }
+
+  /** Starts a send of `data` (bytes of a typed array, or a serialized object with OBJECT). */
+  isend(req: Request<unknown>, ctx: number, dest: number, source: number, tag: number, data: Uint8Array, flags: number): void {
+    this.#check();
+    const ep = this.endpoints[dest]!;
+    const h = this.#hdr;
+    h[W_CTX] = ctx;
+    h[W_SRC] = source;
+    h[W_TAG] = tag;
+    h[W_LEN] = data.length;
+    req.status.source = source;
+    req.status.tag = tag;
+    req.status.byteCount = data.length;
+    if (data.length <= ep.eagerLimit) {
+      h[W_TYPE] = MsgType.EAGER | (flags << 8);
+      h[W_ID] = 0;
+      ep.send(h, data);
+      req.complete(req.status);
+      return;
+    }
+    const id = this.#nextId++;
+    if (this.#nextId > 0x7fffffff) this.#nextId = 1;
+    h[W_TYPE] = MsgType.RTS | (flags << 8);
+    h[W_ID] = id;
+    const release = ep.expose(data, h);
+    this.#sends.set(id, { req, release, data });
+    ep.send(h, undefined);
+  }
+
+  /** Posts a receive into `buf` (or an object receive when undefined). */
+  irecv(req: Request<unknown>, ctx: number, source: number, tag: number, buf: Uint8Array | undefined): void {
+    this.#check();
+    const q = this.#queue(ctx);
+    const i = q.findUnexpected(source, tag);
+    const posted: PostedRecv = { source, tag, buf, req };
+    if (i >= 0) {
+      const u = q.takeUnexpected(i);
+      if (u.type === MsgType.EAGER) this.#fill(posted, u.source, u.tag, u.flags, u.data!);
+      else this.#pull(posted, u.peer, u.source, u.tag, u.flags, u.length, u.id, u.addrLo, u.addrHi, u.key);
+      return;
+    }
+    q.posted.push(posted);
+    req.cancelHook = () => {
+      const k = q.posted.indexOf(posted);
+      if (k < 0) return false;
+      q.posted.splice(k, 1);
+      return true;
+    };
+  }
+
+  /** MPI_Iprobe against what has arrived: the matching message's envelope, without receiving it. */
+  peek(ctx: number, source: number, tag: number): Unexpected | undefined {
+    const q = this.#queues.get(ctx);
+    if (!q) return undefined;
+    const i = q.findUnexpected(source, tag);
+    return i >= 0 ? q.unexpected[i] : undefined;
+  }
+
+  #fill(posted: PostedRecv, source: number, tag: number, flags: number, data: Uint8Array): void {
+    const { req, buf } = posted;
+    req.status.source = source;
+    req.status.tag = tag;
+    req.status.byteCount = data.length;
+    if (!buf) {
+      let value: unknown;
+      try {
+        value = flags & MsgFlag.OBJECT ? deserialize(data) : data.slice();
+      } catch (err) {
+        req.complete(undefined, err as Error);
+        return;
+      }
+      req.complete(value);
+      return;
+    }
+    if (data.length > buf.length) {
+      req.complete(undefined, new TruncateError(data.length, buf.length, source, tag));
+      return;
+    }
+    buf.set(data);
+    req.complete(req.status);
+  }
+
+  #pull(posted: PostedRecv, peer: number, source: number, tag: number, flags: number, length: number, id: number, lo: number, hi: number, key: number): void {
+    const { req, buf } = posted;
+    req.status.source = source;
+    req.status.tag = tag;
+    req.status.byteCount = length;
+    const ep = this.endpoints[peer]!;
+    const fin = (): void => {
+      const h = this.#hdr;
+      h.fill(0);
+      h[W_TYPE] = MsgType.FIN;
+      h[W_ID] = id;
+      ep.send(h, undefined);
+    };
+    if (buf && length > buf.length) {
+      fin();
+      req.complete(undefined, new TruncateError(length, buf.length, source, tag));
+      return;
+    }
+    const dst = buf ? buf.subarray(0, length) : new Uint8Array(length);
+    ep.fetch(dst, lo, hi, key, (err) => {
+      if (err) {
+        this.fail(err);
+        req.complete(undefined, err);
+        return;
+      }
+      fin();
+      if (buf) {
+        req.complete(req.status);
+        return;
+      }
+      try {
+        req.complete(flags & MsgFlag.OBJECT ? deserialize(dst) : dst);
+      } catch (e) {
+        req.complete(undefined, e as Error);
+      }
+    });
+  }
+
+  progress(): number {
+    let n = 0;
+    for (const t of this.transports) n += t.progress();
+    if (n > 0 && this.#waiting > 1) this.kick();
+    return n;
+  }
+
+  /** Ends every wait with `err` (the job aborted). */
+  fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    this.kick();
+  }
+
+  #check(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  kick(): void {
+    const r = this.#idleResolve;
+    if (!r) return;
+    this.#idleResolve = undefined;
+    this.#idle = undefined;
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    for (const t of this.transports) t.disarm();
+    r();
+  }
+
+  #sleep(): Promise<void> {
+    if (this.#idle) return this.#idle;
+    this.#idle = new Promise<void>((resolve) => (this.#idleResolve = resolve));
+    const kick = (): void => this.kick();
+    this.#idleTimer = setTimeout(kick, IDLE_TICK_MS);
+    for (const t of this.transports) t.armWake(kick);
+    return this.#idle;
+  }
+
+  async until(done: () => boolean): Promise<void> {
+    this.#check();
+    this.progress();
+    if (done()) return;
+    this.#waiting++;
+    try {
+      // Let a caller that starts several operations at once (Promise.all)
+      // post them all before this one may block the thread.
+      await undefined;
+      let syncSince = -1;
+      for (;;) {
+        this.#check();
+        this.progress();
+        if (done()) return;
+        const sync = this.#syncTransport;
+        if (sync && this.syncOk && this.#waiting === 1 && this.syncWaitUs > 0) {
+          const now = performance.now();
+          if (syncSince < 0) syncSince = now;
+          if ((now - syncSince) * 1000 < this.syncWaitUs) {
+            sync.waitSync!(1);
+            continue;
+          }
+          syncSince = -1;
+        }
+        await this.#sleep();
+      }
+    } finally {
+      this.#waiting--;
+    }
+  }
+
+  /** Requests still open (rendezvous sends awaiting FIN). */
+  get pendingSends(): number {
+    return this.#sends.size;
+  }
+
+  close(): void {
+    if (this.#idleTimer) clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    const r = this.#idleResolve;
+    this.#idleResolve = undefined;
+    this.#idle = undefined;
+    r?.();
+  }
+}
+
+function unexpected(
+  source: number,
+  tag: number,
+  peer: number,
+  type: number,
+  flags: number,
+  length: number,
+  data: Uint8Array | undefined,
+  id: number,
+  addrLo: number,
+  addrHi: number,
+  key: number,
+): Unexpected {
+  return { source, tag, peer, type, flags, length, data, id, addrLo, addrHi, key };
+}

@@ -1,0 +1,118 @@
+// MPI_Request: a handle on a nonblocking operation. `wait()` resolves with
+// the Status (typed-array operations), the received object (object
+// receives) or nothing (nonblocking collectives).
+import { Status } from './status.js';
+
+/** What a request needs from the progress engine. */
+export interface Progress {
+  progress(): number;
+  until(done: () => boolean): Promise<void>;
+  /** Wakes waiters to re-check their conditions. */
+  kick(): void;
+}
+
+export class Request<T = Status> {
+  done = false;
+  error: Error | undefined;
+  readonly status: Status = new Status();
+  value: T | undefined;
+  /** @internal */
+  protected readonly engine: Progress;
+  /** @internal set by the engine for receives not yet matched */
+  cancelHook: (() => boolean) | undefined;
+
+  constructor(engine: Progress) {
+    this.engine = engine;
+  }
+
+  /** @internal */
+  complete(value: T | undefined, error?: Error): void {
+    if (this.done) return;
+    this.value = value;
+    this.error = error;
+    this.done = true;
+    this.cancelHook = undefined;
+  }
+
+  /** MPI_Wait: resolves when the operation completes; rejects with its error. */
+  async wait(): Promise<T> {
+    if (!this.done) await this.engine.until(() => this.done);
+    if (this.error) throw this.error;
+    return this.value as T;
+  }
+
+  /** MPI_Test: makes progress, then says whether the operation completed (throws its error). */
+  test(): boolean {
+    if (!this.done) this.engine.progress();
+    if (this.done && this.error) throw this.error;
+    return this.done;
+  }
+
+  /**
+   * MPI_Cancel: a receive that has not matched yet completes at once with
+   * status.cancelled; anything else (sends, matched receives) is left to
+   * complete normally and false is returned.
+   */
+  cancel(): boolean {
+    if (this.done || !this.cancelHook) return false;
+    if (!this.cancelHook()) return false;
+    this.status.cancelled = true;
+    this.complete(undefined);
+    return true;
+  }
+
+  /** MPI_Waitall: every request's result, in order; rejects with the first error. */
+  static async waitAll<R extends readonly Request<unknown>[]>(requests: R): Promise<{ [K in keyof R]: R[K] extends Request<infer U> ? U : never }> {
+    const first = requests[0];
+    if (first && requests.some((r) => !r.done)) await first.engine.until(() => requests.every((r) => r.done));
+    const out: unknown[] = [];
+    for (const r of requests) {
+      if (r.error) throw r.error;
+      out.push(r.value);
+    }
+    return out as { [K in keyof R]: R[K] extends Request<infer U> ? U : never };
+  }
+
+  /** MPI_Waitany: the index of a request that completed (the lowest such); -1 for an empty list. */
+  static async waitAny(requests: readonly Request<unknown>[]): Promise<number> {
+    const first = requests[0];
+    if (!first) return -1;
+    const pick = (): number => requests.findIndex((r) => r.done);
+    if (pick() < 0) first.engine.progress();
+    if (pick() < 0) await first.engine.until(() => pick() >= 0);
+    const i = pick();
+    const err = requests[i]!.error;
+    if (err) throw err;
+    return i;
+  }
+
+  /** MPI_Testall: true when every request completed. */
+  static testAll(requests: readonly Request<unknown>[]): boolean {
+    const first = requests[0];
+    if (first && requests.some((r) => !r.done)) first.engine.progress();
+    return requests.every((r) => r.test());
+  }
+}
+
+/** A request already complete (sends to PROC_NULL, eager sends). */
+export function completedRequest<T>(engine: Progress, value: T): Request<T> {
+  const r = new Request<T>(engine);
+  r.complete(value);
+  return r;
+}
+
+/** A request that completes with a promise: nonblocking collectives. */
+export function promiseRequest<T>(engine: Progress, p: Promise<T>): Request<T> {
+  const r = new Request<T>(engine);
+  p.then(
+    (v) => {
+      r.complete(v);
+      engine.kick();
+    },
+    (e: unknown) => {
+      r.complete(undefined, e instanceof Error ? e : new Error(String(e)));
+      engine.kick();
+    },
+  );
+  return r;
+}

@@ -1,0 +1,260 @@
+// The world: this process's place in the job, the bootstrap connection, the
+// transports to every peer and the progress engine they feed.
+//
+// Wire-up takes three fences on the rendezvous:
+//   1. every rank publishes its host key (boot id + network namespace), pid
+//      and the address it reached the rendezvous from; ranks with equal
+//      host keys can share memory;
+//   2. every rank publishes its transport cards: its shared-memory segment
+//      name, and for verbs its GID, UDP port and the QP number it made for
+//      each remote peer;
+//   3. after mapping the peers' segments and moving every QP to RTS.
+import fs from 'node:fs';
+import os from 'node:os';
+import { sameHostKey, sysStatus } from '@ibal/hca';
+import { BootstrapClient } from './bootstrap/client.js';
+import { detectLaunch, type LaunchInfo } from './bootstrap/launcher.js';
+import { RendezvousServer, type AbortInfo } from './bootstrap/server.js';
+import { Comm } from './comm.js';
+import { readConfig, type MpiConfig } from './config.js';
+import { BootstrapError, JobAbortedError, NotInitializedError } from './errors.js';
+import { Engine } from './p2p/engine.js';
+import { SelfTransport } from './transport/self.js';
+import { ShmTransport, type ShmCard } from './transport/shm.js';
+import type { Transport } from './transport/transport.js';
+import { VerbsTransport, type VerbsCard } from './transport/verbs.js';
+
+/** How long a rank lingers after the job aborted before it exits by itself. */
+const ABORT_GRACE_MS = 2000;
+
+interface HostCard {
+  host: string;
+  pid: number;
+  addr: string;
+  hostname: string;
+}
+
+export class World {
+  readonly launch: LaunchInfo;
+  readonly rank: number;
+  readonly size: number;
+  readonly config: MpiConfig;
+  readonly engine: Engine;
+  /** Transport used to reach each world rank ('self', 'shm' or 'verbs'). */
+  readonly transportOf: string[] = [];
+  nextContext = 2;
+  commWorld!: Comm;
+  #client!: BootstrapClient;
+  #server: RendezvousServer | undefined;
+  #transports: Transport[] = [];
+  #finalized = false;
+  #abortTimer: NodeJS.Timeout | undefined;
+
+  private constructor(launch: LaunchInfo, config: MpiConfig) {
+    this.launch = launch;
+    this.rank = launch.rank;
+    this.size = launch.size;
+    this.config = config;
+    this.engine = new Engine(launch.rank);
+  }
+
+  static async create(): Promise<World> {
+    const w = new World(detectLaunch(), readConfig());
+    await w.#wireUp();
+    return w;
+  }
+
+  check(): void {
+    if (this.#finalized) throw new NotInitializedError('MPI has been finalized');
+    if (this.engine.failure) throw this.engine.failure;
+  }
+
+  async #serve(): Promise<{ host: string; port: number }> {
+    const l = this.launch;
+    const make = (port: number): RendezvousServer => new RendezvousServer({ size: l.size, jobId: l.jobId, host: l.listenHost, port });
+    let server = make(l.rendezvous?.port ?? 0);
+    let bound: { host: string; port: number };
+    try {
+      bound = await server.listen();
+    } catch {
+      server = make(0);
+      bound = await server.listen();
+    }
+    this.#server = server;
+    if (l.addressFile) {
+      const tmp = `${l.addressFile}.${process.pid}`;
+      fs.writeFileSync(tmp, JSON.stringify({ port: bound.port, jobId: l.jobId }));
+      fs.renameSync(tmp, l.addressFile);
+    }
+    return bound;
+  }
+
+  #addresses(): { host: string; port: number }[] {
+    const l = this.launch;
+    const out: { host: string; port: number }[] = [];
+    if (l.addressFile) {
+      try {
+        const f = JSON.parse(fs.readFileSync(l.addressFile, 'utf8')) as { port: number; jobId: string };
+        if (f.jobId === l.jobId) out.push({ host: l.rendezvous!.host, port: f.port });
+      } catch {
+        /* not written yet */
+      }
+    }
+    if (l.rendezvous) out.push(l.rendezvous);
+    return out;
+  }
+
+  async #wireUp(): Promise<void> {
+    const l = this.launch;
+    const timeoutMs = this.config.bootstrapTimeoutS * 1000;
+    let served: { host: string; port: number } | undefined;
+    if (l.serve) served = await this.#serve();
+    this.#client = await BootstrapClient.connect({
+      rank: l.rank,
+      jobId: l.jobId,
+      addresses: () => (served && l.launcher === 'singleton' ? [served] : served ? [{ host: '127.0.0.1', port: served.port }] : this.#addresses()),
+      timeoutMs,
+    });
+    this.#client.onAbort((info) => this.#aborted(info));
+
+    const addr = this.#client.localAddress.replace(/^::ffff:/, '');
+    const me: HostCard = { host: sameHostKey() ?? `${os.hostname()}/${process.pid}`, pid: process.pid, addr, hostname: os.hostname() };
+    this.#client.put(`host.${l.rank}`, JSON.stringify(me));
+    const kv1 = await this.#client.fence(timeoutMs);
+    const hosts = new Map<number, HostCard>();
+    for (let r = 0; r < l.size; r++) {
+      const v = kv1[`host.${r}`];
+      if (!v) throw new BootstrapError(`rank ${r} published no host card`);
+      hosts.set(r, JSON.parse(v) as HostCard);
+    }
+    const local: number[] = [];
+    for (let r = 0; r < l.size; r++) if (hosts.get(r)!.host === me.host) local.push(r);
+
+    const want = this.config.transports;
+    const st = sysStatus();
+    const shmOk = want.includes('shm') && local.length > 1 && st.shm.on && st.futex.on && st.vm.on;
+    const shmPeers = new Set(shmOk ? local.filter((r) => r !== l.rank) : []);
+    const verbsPeers: number[] = [];
+    for (let r = 0; r < l.size; r++) if (r !== l.rank && !shmPeers.has(r)) verbsPeers.push(r);
+    if (verbsPeers.length > 0 && !want.includes('verbs')) {
+      throw new BootstrapError(`rank ${l.rank}: ranks ${verbsPeers.join(',')} need the verbs transport, but MPILITE_TRANSPORTS=${want.join(',')}`);
+    }
+
+    const self = new SelfTransport(l.rank, this.engine.sink);
+    this.#transports.push(self);
+    this.engine.endpoints[l.rank] = self;
+    this.transportOf[l.rank] = 'self';
+    let shm: ShmTransport | undefined;
+    let verbs: VerbsTransport | undefined;
+    const card: { shm?: ShmCard; verbs?: VerbsCard } = {};
+    if (shmOk) {
+      shm = new ShmTransport(local, l.rank, this.config.shmRingBytes, this.config.shmEagerLimit, this.engine.sink, this.config.spinNs);
+      this.#transports.push(shm);
+      card.shm = shm.card();
+    }
+    if (verbsPeers.length > 0) {
+      verbs = new VerbsTransport({
+        address: addr,
+        eagerLimit: this.config.verbsEagerLimit,
+        credits: this.config.verbsCredits,
+        sink: this.engine.sink,
+        onFatal: (err) => {
+          this.engine.fail(err);
+          this.#client.abort(1, err.message);
+        },
+      });
+      this.#transports.push(verbs);
+      card.verbs = await verbs.open(verbsPeers);
+    }
+    this.#client.put(`xport.${l.rank}`, JSON.stringify(card));
+    const kv2 = await this.#client.fence(timeoutMs);
+    const cards = new Map<number, { shm?: ShmCard; verbs?: VerbsCard }>();
+    for (let r = 0; r < l.size; r++) cards.set(r, JSON.parse(kv2[`xport.${r}`] ?? '{}') as { shm?: ShmCard; verbs?: VerbsCard });
+    if (shm) {
+      const shmCards = new Map<number, ShmCard>();
+      for (const r of local) if (r !== l.rank) shmCards.set(r, cards.get(r)!.shm!);
+      shm.connect(local, l.rank, shmCards);
+      for (const ep of shm.endpoints) {
+        this.engine.endpoints[ep.peer] = ep;
+        this.transportOf[ep.peer] = 'shm';
+      }
+    }
+    if (verbs) {
+      const vc = new Map<number, VerbsCard>();
+      for (const r of verbsPeers) vc.set(r, cards.get(r)!.verbs!);
+      verbs.connect(l.rank, vc);
+      for (const ep of verbs.endpoints) {
+        this.engine.endpoints[ep.peer] = ep;
+        this.transportOf[ep.peer] = 'verbs';
+      }
+    }
+    await this.#client.fence(timeoutMs);
+    shm?.unlink();
+    for (const t of this.#transports) this.engine.transports.push(t);
+    this.engine.setSyncTransport(shm);
+    this.engine.syncOk = shm !== undefined && verbs === undefined;
+    this.engine.syncWaitUs = this.config.syncWaitUs;
+    const group: number[] = [];
+    for (let r = 0; r < l.size; r++) group.push(r);
+    this.commWorld = new Comm(this, 0, group);
+  }
+
+  #aborted(info: AbortInfo): void {
+    const err = new JobAbortedError(info.rank, info.reason, info.errorCode);
+    this.engine.fail(err);
+    if (this.#finalized || this.#abortTimer) return;
+    // The job is over: a rank that does not exit by itself soon is made to.
+    this.#abortTimer = setTimeout(() => {
+      process.stderr.write(`mpilite: rank ${this.rank}: ${err.message}; exiting\n`);
+      process.exit(info.errorCode || 1);
+    }, ABORT_GRACE_MS);
+  }
+
+  /** MPI_Abort: tells every rank, then exits with `errorCode`. */
+  async abort(errorCode = 1, reason?: string): Promise<never> {
+    const why = reason ?? `called abort(${errorCode})`;
+    this.#client.abort(errorCode, why);
+    this.engine.fail(new JobAbortedError(this.rank, why, errorCode));
+    await new Promise((r) => setTimeout(r, 50));
+    process.exit(errorCode);
+  }
+
+  /** MPI_Finalize: waits for every rank, then releases every resource. */
+  async finalize(): Promise<void> {
+    if (this.#finalized) return;
+    const timeoutMs = this.config.bootstrapTimeoutS * 1000;
+    const failed = this.engine.failure;
+    if (!failed) {
+      // Outstanding rendezvous sends still own user buffers: let them finish.
+      if (this.engine.pendingSends > 0) await this.engine.until(() => this.engine.pendingSends === 0);
+      await this.#client.fence(timeoutMs);
+    }
+    this.#finalized = true;
+    await this.#client.finish();
+    this.engine.close();
+    for (const t of this.#transports.reverse()) await t.close();
+    if (this.#server) {
+      const server = this.#server;
+      if (!failed) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          server.once('done', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          server.once('abort', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      await server.close();
+      if (this.launch.addressFile) fs.rmSync(this.launch.addressFile, { force: true });
+    }
+    if (this.#abortTimer) clearTimeout(this.#abortTimer);
+  }
+
+  get finalized(): boolean {
+    return this.#finalized;
+  }
+}

@@ -1,0 +1,40 @@
+// A rank that dies or calls abort ends the job: every other rank gets
+// JobAbortedError naming it and exits, well within the bound.
+import { describe, expect, it } from 'vitest';
+import { runJob } from './helpers.js';
+
+describe('failure', () => {
+  it('a rank killed mid-run: the others exit non-zero within 10 s, naming it', async () => {
+    let ready = 0;
+    let killedAt = 0;
+    let children: import('node:child_process').ChildProcess[] = [];
+    const r = await runJob(3, 'spin.mjs', [], {
+      timeoutMs: 30_000,
+      onStart: (c) => (children = c),
+      onOutput: (_rank, text) => {
+        if (text.includes('ready') && ++ready === 3) {
+          killedAt = Date.now();
+          process.kill(children[1]!.pid!, 'SIGKILL');
+        }
+      },
+    });
+    expect(killedAt).toBeGreaterThan(0);
+    expect(r.signals[1]).toBe('SIGKILL');
+    for (const rank of [0, 2]) {
+      expect(r.codes[rank]).not.toBe(0);
+      expect(r.stderr[rank]).toMatch(/job aborted: rank 1 /);
+    }
+    expect(r.abort?.rank).toBe(1);
+    expect(Date.now() - killedAt).toBeLessThan(10_000);
+  });
+
+  it('abort(code) from one rank ends every rank with that code', async () => {
+    const r = await runJob(3, 'abort.mjs', ['2', '3'], { timeoutMs: 30_000 });
+    expect(r.codes[2]).toBe(3);
+    expect(r.abort).toMatchObject({ rank: 2, errorCode: 3 });
+    for (const rank of [0, 1]) {
+      expect(r.codes[rank]).not.toBe(0);
+      expect(r.stderr[rank]).toMatch(/rank 2 the test asked for it/);
+    }
+  });
+});
