@@ -1,0 +1,177 @@
+// pnpm bench (MPI part): mpilite against Open MPI, in the same run, on this host.
+//  - Open MPI: an OSU-style C program (below), compiled here with Debian's
+//    mpicc into a temp dir and run with its mpirun (shared memory between
+//    local ranks, as Open MPI chooses by default);
+//  - mpilite: `mpilite bench <test> --json`, the same measurements from
+//    TypeScript through @ibal/mpi.
+// Measured: 8 B ping-pong latency (2 ranks), 1 MiB window bandwidth (2 ranks),
+// 1 MiB (131072 doubles) allreduce (4 ranks). Each is run BENCH_REPS times
+// (default 3); medians are reported against the aims of issue 5:
+// latency within 10x of Open MPI, bandwidth >= 50% of it, allreduce within 3x.
+// Writes bench-results/mpi.json and mpi.md.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { median } from './bench/stats.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const outDir = path.join(root, 'bench-results');
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+const MPILITE = path.join(root, 'apps', 'mpi-lite', 'dist', 'cli.js');
+const TIMEOUT = 180_000;
+
+// OSU-style micro-benchmarks: latency (ping-pong, half round trip), bw
+// (a window of 64 nonblocking sends, then a 4-byte ack), allreduce of doubles.
+// Prints one JSON object: {"test":..., "size":..., "value":..., "unit":...}.
+const C_SOURCE = String.raw`
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WINDOW 64
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  int rank, size;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (argc < 4) { if (!rank) fprintf(stderr, "usage: osu test size iters\n"); MPI_Abort(MPI_COMM_WORLD, 2); }
+  const char *test = argv[1];
+  long bytes = atol(argv[2]);
+  int iters = atoi(argv[3]);
+  int warmup = iters / 10 + 1;
+  char *a = malloc(bytes > 0 ? bytes : 1), *b = malloc(bytes > 0 ? bytes : 1);
+  memset(a, 1, bytes); memset(b, 0, bytes);
+  double value = 0; const char *unit = "";
+  if (!strcmp(test, "latency")) {
+    double t0 = 0;
+    for (int i = 0; i < iters + warmup; i++) {
+      if (i == warmup) { MPI_Barrier(MPI_COMM_WORLD); t0 = MPI_Wtime(); }
+      if (rank == 0) { MPI_Send(a, bytes, MPI_CHAR, 1, 1, MPI_COMM_WORLD); MPI_Recv(b, bytes, MPI_CHAR, 1, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE); }
+      else if (rank == 1) { MPI_Recv(b, bytes, MPI_CHAR, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE); MPI_Send(a, bytes, MPI_CHAR, 0, 1, MPI_COMM_WORLD); }
+    }
+    value = (MPI_Wtime() - t0) * 1e6 / (2.0 * iters); unit = "us";
+  } else if (!strcmp(test, "bw")) {
+    MPI_Request req[WINDOW]; char ack[4];
+    double t0 = 0;
+    for (int i = 0; i < iters + warmup; i++) {
+      if (i == warmup) { MPI_Barrier(MPI_COMM_WORLD); t0 = MPI_Wtime(); }
+      if (rank == 0) {
+        for (int w = 0; w < WINDOW; w++) MPI_Isend(a, bytes, MPI_CHAR, 1, 100, MPI_COMM_WORLD, &req[w]);
+        MPI_Waitall(WINDOW, req, MPI_STATUSES_IGNORE);
+        MPI_Recv(ack, 4, MPI_CHAR, 1, 101, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      } else if (rank == 1) {
+        for (int w = 0; w < WINDOW; w++) MPI_Irecv(b, bytes, MPI_CHAR, 0, 100, MPI_COMM_WORLD, &req[w]);
+        MPI_Waitall(WINDOW, req, MPI_STATUSES_IGNORE);
+        MPI_Send(ack, 4, MPI_CHAR, 0, 101, MPI_COMM_WORLD);
+      }
+    }
+    value = (double)bytes * WINDOW * iters / (MPI_Wtime() - t0) / (1 << 20); unit = "MB/s";
+  } else if (!strcmp(test, "allreduce")) {
+    long n = bytes / 8;
+    double *x = malloc(n * 8 + 8), *y = malloc(n * 8 + 8);
+    for (long i = 0; i < n; i++) x[i] = rank + i;
+    double t0 = 0;
+    for (int i = 0; i < iters + warmup; i++) {
+      if (i == warmup) { MPI_Barrier(MPI_COMM_WORLD); t0 = MPI_Wtime(); }
+      MPI_Allreduce(x, y, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    }
+    double local = (MPI_Wtime() - t0) * 1e6 / iters, worst = 0;
+    MPI_Reduce(&local, &worst, 1, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
+    value = worst; unit = "us";
+  } else { if (!rank) fprintf(stderr, "unknown test %s\n", test); MPI_Abort(MPI_COMM_WORLD, 2); }
+  if (rank == 0) printf("{\"test\":\"%s\",\"size\":%ld,\"value\":%.3f,\"unit\":\"%s\"}\n", test, bytes, value, unit);
+  MPI_Finalize();
+  return 0;
+}
+`;
+
+const CASES = [
+  { key: 'latency_8B', test: 'latency', n: 2, size: 8, cIters: 20000, liteIters: 2000, aim: (lite, ompi) => lite <= 10 * ompi, aimText: 'mpilite <= 10x Open MPI' },
+  { key: 'bw_1MiB', test: 'bw', n: 2, size: 1 << 20, cIters: 20, liteIters: 3, aim: (lite, ompi) => lite >= 0.5 * ompi, aimText: 'mpilite >= 50% of Open MPI' },
+  { key: 'allreduce_1MiB', test: 'allreduce', n: 4, size: 1 << 20, cIters: 50, liteIters: 5, aim: (lite, ompi) => lite <= 3 * ompi, aimText: 'mpilite <= 3x Open MPI' },
+];
+
+const results = { meta: { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', reps: REPS }, cases: {}, errors: [] };
+
+function lastJson(text) {
+  const lines = text.split('\n').map((l) => l.replace(/^\[\d+\] /, '').trim()).filter((l) => l.startsWith('{'));
+  for (let i = lines.length - 1; i >= 0; i--) {
+    try {
+      return JSON.parse(lines[i]);
+    } catch {
+      /* not the result line */
+    }
+  }
+  return undefined;
+}
+
+let bin;
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ibal-bench-mpi-'));
+try {
+  const src = path.join(dir, 'osu.c');
+  fs.writeFileSync(src, C_SOURCE);
+  bin = path.join(dir, 'osu');
+  const r = spawnSync('mpicc', ['-O2', '-o', bin, src], { encoding: 'utf8', timeout: 120_000 });
+  if (r.status !== 0) {
+    results.errors.push(`mpicc failed: ${r.error?.message ?? r.stderr.trim().split('\n')[0]}`);
+    bin = undefined;
+  }
+
+  for (const c of CASES) {
+    const ompi = [];
+    const lite = [];
+    for (let rep = 0; rep < REPS; rep++) {
+      if (bin) {
+        const r = spawnSync('mpirun', ['--allow-run-as-root', '--oversubscribe', '-n', String(c.n), bin, c.test, String(c.size), String(c.cIters)], { encoding: 'utf8', timeout: TIMEOUT });
+        const j = lastJson(r.stdout ?? '');
+        if (j) ompi.push(j.value);
+        else results.errors.push(`Open MPI ${c.key}: ${r.error?.message ?? (r.stderr || r.stdout || '').trim().split('\n').slice(-1)[0]}`);
+      }
+      const r = spawnSync(process.execPath, [MPILITE, 'bench', c.test, '-n', String(c.n), '--sizes', String(c.size), '--iters', String(c.liteIters), '--json'], { encoding: 'utf8', timeout: TIMEOUT });
+      const j = lastJson(r.stdout ?? '');
+      const v = j?.results?.[0]?.value;
+      if (typeof v === 'number') lite.push(v);
+      else results.errors.push(`mpilite ${c.key}: ${r.error?.message ?? (r.stderr || r.stdout || '').trim().split('\n').slice(-1)[0]}`);
+    }
+    const mo = median(ompi);
+    const ml = median(lite);
+    const ratio = mo && ml ? (c.test === 'bw' ? ml / mo : ml / mo) : null;
+    results.cases[c.key] = {
+      test: c.test,
+      ranks: c.n,
+      size: c.size,
+      unit: c.test === 'bw' ? 'MB/s' : 'us',
+      openmpi: { median: mo, samples: ompi },
+      mpilite: { median: ml, samples: lite },
+      ratio,
+      aim: c.aimText,
+      aimMet: mo !== null && ml !== null ? c.aim(ml, mo) : null,
+    };
+  }
+} finally {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+fs.mkdirSync(outDir, { recursive: true });
+fs.writeFileSync(path.join(outDir, 'mpi.json'), JSON.stringify(results, null, 2) + '\n');
+const f = (v, d = 2) => (v === null || v === undefined ? 'n/a' : v.toFixed(d));
+const md = [
+  `# MPI bench (${results.meta.date})`,
+  '',
+  `One host, Node ${results.meta.node}, ${results.meta.cpus} CPUs (${results.meta.cpuModel}); medians of ${REPS} runs.`,
+  'Open MPI: an OSU-style C program built with mpicc, run with `mpirun --oversubscribe`. mpilite: `mpilite bench <test> --json`.',
+  'Latency is half a round trip; bandwidth is a window of 64 nonblocking sends (MB = 2^20 bytes); allreduce is the slowest rank\'s mean.',
+  '',
+  '| case | ranks | Open MPI | mpilite | ratio (mpilite/Open MPI) | aim | met |',
+  '|---|---|---|---|---|---|---|',
+  ...Object.entries(results.cases).map(([k, c]) => `| ${k} | ${c.ranks} | ${f(c.openmpi.median)} ${c.unit} | ${f(c.mpilite.median)} ${c.unit} | ${f(c.ratio, 3)} | ${c.aim} | ${c.aimMet === null ? 'n/a' : c.aimMet ? 'yes' : 'no'} |`),
+  '',
+  ...(results.errors.length ? ['## Errors', '', ...results.errors.map((e) => `- ${e}`), ''] : []),
+].join('\n');
+fs.writeFileSync(path.join(outDir, 'mpi.md'), md);
+process.stdout.write(md + '\n');
