@@ -47,7 +47,9 @@ const UDP_SECONDS = 2;
 
 const timeLeft = () => BUDGET_MS - (Date.now() - started);
 let seq = 0;
-const device = (role) => ({ IBAL_SOFT_DEVICES: `bench${role}${process.pid}x${seq++}=127.0.0.1:0` });
+// This bench is about the UDP wire (the same-host shared-memory path is
+// measured by bench-shm.mjs), so the soft HCA is kept off shared memory.
+const device = (role) => ({ IBAL_SOFT_DEVICES: `bench${role}${process.pid}x${seq++}=127.0.0.1:0`, IBAL_SOFT_SHM: '0' });
 
 /**
  * One `ibal perf` server/client pair; returns the client's JSON document.
