@@ -1,0 +1,150 @@
+// The CM between two soft devices of one process: the event API and the
+// promise API, private data both ways, rejects, SIDR.
+import { afterEach, describe, expect, it } from 'vitest';
+import { WrOpcode, SendFlags, regMr, Access } from '@ibal/verbs';
+import {
+  CmEventType,
+  ConnectionRejectedError,
+  PortSpace,
+  RejReason,
+  SidrError,
+  cmResources,
+  connect,
+  createEventChannel,
+  createId,
+  listen,
+} from '../src/index.js';
+import { FAST, device, until } from './helpers.js';
+
+const cleanup: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+async function pair() {
+  const a = device();
+  const b = device();
+  cleanup.push(() => a.remove(), () => b.remove());
+  return [a, b] as const;
+}
+
+describe('CM in one process', () => {
+  it('event API: resolve, route, connect, accept, ESTABLISHED both sides, disconnect, TIMEWAIT_EXIT', async () => {
+    const [a, b] = await pair();
+    const sch = createEventChannel();
+    const lid = createId(sch, { ...FAST, device: a.name });
+    await lid.bindAddr({ address: '127.0.0.1', port: 0 });
+    lid.listen(4);
+    const laddr = lid.localAddr!;
+    const cch = createEventChannel();
+    const cid = createId(cch, { ...FAST, device: b.name });
+    cid.resolveAddr({ address: '127.0.0.1', port: laddr.port, udpPort: laddr.udpPort });
+    let ev = await cch.getCmEvent({ timeoutMs: 5000 });
+    expect(ev.eventName).toBe('ADDR_RESOLVED');
+    cid.resolveRoute();
+    ev = await cch.getCmEvent({ timeoutMs: 5000 });
+    expect(ev.eventName).toBe('ROUTE_RESOLVED');
+    cid.createQp();
+    cid.connect({ privateData: new TextEncoder().encode('hello from the client') });
+    const req = await sch.getCmEvent({ timeoutMs: 5000 });
+    expect(req.event).toBe(CmEventType.CONNECT_REQUEST);
+    expect(req.listenId).toBe(lid);
+    expect(new TextDecoder().decode(req.conn!.privateData.subarray(0, 21))).toBe('hello from the client');
+    expect(req.conn!.privateData.length).toBe(56);
+    const sid = req.id;
+    sid.createQp();
+    sid.accept({ privateData: new TextEncoder().encode('welcome') });
+    const est = await cch.getCmEvent({ timeoutMs: 5000 });
+    expect(est.eventName).toBe('ESTABLISHED');
+    expect(new TextDecoder().decode(est.conn!.privateData.subarray(0, 7))).toBe('welcome');
+    const est2 = await sch.getCmEvent({ timeoutMs: 5000 });
+    expect(est2.eventName).toBe('ESTABLISHED');
+    expect(est2.id).toBe(sid);
+    expect(cid.localAddr!.udpPort).toBe(b.port);
+    expect(sid.peerAddr).toEqual({ address: '127.0.0.1', port: cid.localAddr!.port, udpPort: b.port });
+
+    // Data over the CM-driven QPs.
+    const mr = regMr(sid.pd!, 4096, Access.LOCAL_WRITE);
+    const cmr = regMr(cid.pd!, 4096, Access.LOCAL_WRITE);
+    cmr.buf.set([1, 2, 3, 4], 0);
+    sid.qp!.postRecv({ wrId: 1, sgList: [mr.sge(0, 4096)] });
+    cid.qp!.postSend({ wrId: 2, opcode: WrOpcode.SEND, sendFlags: SendFlags.SIGNALED, sgList: [cmr.sge(0, 4)] });
+    const wc = await sid.recvCq!.next({ throwOnError: true });
+    expect(wc.byteLen).toBe(4);
+    expect([...mr.buf.subarray(0, 4)]).toEqual([1, 2, 3, 4]);
+    await cid.sendCq!.next({ throwOnError: true });
+
+    cid.disconnect();
+    const d1 = await sch.getCmEvent({ timeoutMs: 5000 });
+    expect(d1.eventName).toBe('DISCONNECTED');
+    sid.disconnect();
+    const d2 = await cch.getCmEvent({ timeoutMs: 5000 });
+    expect(d2.eventName).toBe('DISCONNECTED');
+    expect((await cch.getCmEvent({ timeoutMs: 5000 })).eventName).toBe('TIMEWAIT_EXIT');
+    expect((await sch.getCmEvent({ timeoutMs: 5000 })).eventName).toBe('TIMEWAIT_EXIT');
+    mr.dereg();
+    cmr.dereg();
+    for (const id of [cid, sid, lid]) {
+      id.destroyQp();
+      id.destroy();
+    }
+    sch.destroy();
+    cch.destroy();
+    expect(cmResources()).toEqual({ devices: 0, ids: 0, timers: 0, connections: 0, listeners: 0 });
+  });
+
+  it('promise API: connect/listen with private data both ways, then close', async () => {
+    const [a, b] = await pair();
+    const l = await listen({ address: '127.0.0.1', port: 0 }, { ...FAST, device: a.name });
+    const server = (async () => {
+      for await (const req of l) {
+        expect(new TextDecoder().decode(req.privateData.subarray(0, 4))).toBe('ping');
+        return req.accept({ privateData: new TextEncoder().encode('pong') });
+      }
+      throw new Error('listener ended');
+    })();
+    const c = await connect({ ...l.address }, { ...FAST, device: b.name, privateData: new TextEncoder().encode('ping') });
+    expect(new TextDecoder().decode(c.privateData.subarray(0, 4))).toBe('pong');
+    const s = await server;
+    await Promise.all([c.close(), s.disconnected.then(() => s.close())]);
+    await l.close();
+    await until(() => cmResources().devices === 0, 5000, 'devices released');
+    expect(cmResources()).toEqual({ devices: 0, ids: 0, timers: 0, connections: 0, listeners: 0 });
+  });
+
+  it('reject with private data and a reason; no listener is REJ INVALID_SERVICE_ID', async () => {
+    const [a] = await pair();
+    const l = await listen({ address: '127.0.0.1', port: 0 }, { ...FAST, device: a.name });
+    void (async () => {
+      for await (const req of l) req.reject(new TextEncoder().encode('go away'), RejReason.NO_RESOURCES);
+    })();
+    const err = (await connect(l.address, FAST).catch((e: unknown) => e)) as ConnectionRejectedError;
+    expect(err).toBeInstanceOf(ConnectionRejectedError);
+    expect(err.reasonName).toBe('NO_RESOURCES');
+    expect(new TextDecoder().decode(err.privateData!.subarray(0, 7))).toBe('go away');
+    const nobody = (await connect({ ...l.address, port: l.address.port + 1 }, FAST).catch((e: unknown) => e)) as ConnectionRejectedError;
+    expect(nobody).toBeInstanceOf(ConnectionRejectedError);
+    expect(nobody.reason).toBe(RejReason.INVALID_SERVICE_ID);
+    await l.close();
+  });
+
+  it('UDP port space: SIDR learns the QPN and Q_Key; unknown service is SIDR_UNSUPPORTED', async () => {
+    const [a] = await pair();
+    const l = await listen({ address: '127.0.0.1', port: 0 }, { ...FAST, device: a.name, portSpace: PortSpace.UDP });
+    const served = (async () => {
+      for await (const req of l) return req.accept({ privateData: new TextEncoder().encode('ud ok') });
+      throw new Error('no request');
+    })();
+    const c = await connect(l.address, { ...FAST, portSpace: PortSpace.UDP });
+    const s = await served;
+    expect(c.ud!.qpNum).toBe(s.qp.qpNum);
+    expect(c.ud!.qkey).toBe(0x01234567);
+    expect(new TextDecoder().decode(c.privateData.subarray(0, 5))).toBe('ud ok');
+    const bad = await connect({ ...l.address, port: l.address.port + 1 }, { ...FAST, portSpace: PortSpace.UDP }).catch((e: unknown) => e);
+    expect(bad).toBeInstanceOf(SidrError);
+    expect((bad as SidrError).statusName).toBe('SIDR_UNSUPPORTED');
+    await c.close();
+    await s.close();
+    await l.close();
+  });
+});

@@ -1,0 +1,3 @@
+import { tsupPreset } from '@ibal/tooling/tsup';
+
+export default tsupPreset();
