@@ -24,6 +24,12 @@ describe('point to point', () => {
     for (const out of r.stdout) expect(out).toContain('p2p ok');
   });
 
+  it("2 ranks over verbs RC with the soft HCA's own same-host path", async () => {
+    const r = await runJob(2, 'p2p-check.mjs', [], { env: { MPILITE_TRANSPORTS: 'verbs' } });
+    expectClean(r);
+    for (const out of r.stdout) expect(out).toContain('p2p ok');
+  });
+
   it('everything eager or everything rendezvous (thresholds from the environment)', async () => {
     const eager = await runJob(2, 'p2p-check.mjs', [], { env: { MPILITE_SHM_EAGER_LIMIT: '131000', MPILITE_SHM_RING_BYTES: String(1 << 20) } });
     expectClean(eager);

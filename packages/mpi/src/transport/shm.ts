@@ -248,9 +248,18 @@ export class ShmTransport implements Transport {
   // cancelling would race with the next arm (one waiter per doorbell).
   disarm(): void {}
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Let a pending asynchronous wait report back before its doorbell goes:
+    // a waiter thread's result must not arrive while the process exits.
+    const armed = this.#armed;
+    if (armed) {
+      this.#bell.cancel();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([armed, new Promise((r) => (timer = setTimeout(r, 200)))]);
+      clearTimeout(timer);
+    }
     for (const ep of this.endpoints) ep.close();
     for (const x of this.#in) x.ring.close('consumer');
     this.#bell.close();

@@ -24,6 +24,7 @@ import {
   wcStatusName,
   type CQ,
   type CompChannel,
+  type FaultOptions,
   type Context,
   type MR,
   type PD,
@@ -216,7 +217,9 @@ export class VerbsTransport implements Transport {
     const named = process.env.MPILITE_VERBS_DEVICE;
     if (named) this.#ctx = await openDevice(named);
     else {
-      this.#dev = addSoftDevice({ name: `mpilite${process.pid}`, address: this.#opts.address, port: 0 });
+      // MPILITE_SOFT_FAULTS: the soft HCA's seeded fault injection (JSON FaultOptions, e.g. {"drop":0.02}).
+      const faults = process.env.MPILITE_SOFT_FAULTS ? (JSON.parse(process.env.MPILITE_SOFT_FAULTS) as FaultOptions) : undefined;
+      this.#dev = addSoftDevice({ name: `mpilite${process.pid}`, address: this.#opts.address, port: 0, faults });
       this.#ctx = await openDevice(this.#dev.name);
     }
     this.#pd = this.#ctx.allocPd();
@@ -360,6 +363,12 @@ export class VerbsTransport implements Transport {
     }
     this.#pd.dealloc();
     this.#ctx.close();
-    this.#dev?.remove();
+    if (this.#dev) {
+      this.#dev.remove();
+      // The soft device's same-host rings end their waiter threads
+      // asynchronously; give their last reports a moment to arrive before
+      // this process may exit.
+      await new Promise((r) => setTimeout(r, 60));
+    }
   }
 }

@@ -1,0 +1,101 @@
+// mpilite: run MPI-lite jobs and benchmark them.
+//   mpilite run -n N [...] program args       (see run.ts)
+//   mpilite bench latency|bw|bibw|allreduce|bcast|alltoall [-n N] [--json]
+//   mpilite info                              (how a rank here would join: launcher, transports)
+import { fileURLToPath } from 'node:url';
+import { BENCH_KINDS, benchRank, defaultSizes, type BenchKind } from './bench-rank.js';
+import { UsageError, parseRunArgs, runHelp, runJob } from './run.js';
+
+const benchHelp = `usage: mpilite bench ${BENCH_KINDS.join('|')} [-n N] [--sizes a,b,...] [--iters K] [--json]
+
+Point-to-point benchmarks use ranks 0 and 1 (-n 2 by default); collectives
+use -n ranks (4 by default). Sizes are in bytes (collectives: of float64
+arrays). Printed in the manner of the OSU micro-benchmarks, or one JSON
+object with --json.`;
+
+const mainHelp = `usage: mpilite <command> [options]
+
+commands:
+  run     start a job: mpilite run -n 4 program.js args
+  bench   OSU-style benchmarks: mpilite bench latency -n 2
+  help    this text, or mpilite help <command>`;
+
+async function bench(argv: string[]): Promise<number> {
+  const kind = argv[0] as BenchKind;
+  if (!BENCH_KINDS.includes(kind)) throw new UsageError(`bench: expected one of ${BENCH_KINDS.join(', ')}`);
+  let np = kind === 'allreduce' || kind === 'bcast' || kind === 'alltoall' ? 4 : 2;
+  let sizes = defaultSizes(kind);
+  let iters = 1000;
+  let json = false;
+  const env: Record<string, string> = {};
+  for (let i = 1; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-n') np = Number(argv[++i]);
+    else if (a === '--sizes') sizes = (argv[++i] ?? '').split(',').map(Number);
+    else if (a === '--iters') iters = Number(argv[++i]);
+    else if (a === '--json') json = true;
+    else if (a === '-x') {
+      const [k, ...v] = (argv[++i] ?? '').split('=');
+      env[k!] = v.join('=');
+    } else throw new UsageError(`bench: unknown option ${a}`);
+  }
+  if (!Number.isInteger(np) || np < 1) throw new UsageError('-n must be a positive integer');
+  if (sizes.some((s) => !Number.isInteger(s) || s < 0)) throw new UsageError('--sizes must be non-negative integers');
+  if (!(iters > 0)) throw new UsageError('--iters must be positive');
+  const self = fileURLToPath(import.meta.url);
+  return runJob({
+    np,
+    program: self,
+    args: ['__bench-rank', kind, sizes.join(','), String(iters), json ? 'json' : 'text'],
+    tag: false,
+    env,
+    stdin: false,
+    onLine: (rank, stream, line) => {
+      if (rank === 0 || stream === 'stderr') (stream === 'stdout' ? process.stdout : process.stderr).write(`${line}\n`);
+    },
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'run':
+      if (rest[0] === '--help' || rest[0] === '-h') {
+        console.log(runHelp);
+        return 0;
+      }
+      return runJob(parseRunArgs(rest));
+    case 'bench':
+      if (rest[0] === '--help' || rest[0] === '-h' || rest.length === 0) {
+        console.log(benchHelp);
+        return rest.length === 0 ? 2 : 0;
+      }
+      return bench(rest);
+    case '__bench-rank':
+      await benchRank(rest[0] as BenchKind, rest[1]!.split(',').map(Number), Number(rest[2]), rest[3] === 'json');
+      return 0;
+    case 'help':
+    case '--help':
+    case '-h':
+    case undefined:
+      console.log(rest[0] === 'run' ? runHelp : rest[0] === 'bench' ? benchHelp : mainHelp);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command ${cmd}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`mpilite: ${err.message}\n${mainHelp}\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`mpilite: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

@@ -1,0 +1,105 @@
+// `mpilite run` as a user meets it: tagged output, stdin to rank 0, exit
+// codes, forwarded signals, a rank dying mid-run, and the examples.
+import { describe, expect, it } from 'vitest';
+import { example, fixture, mpilite } from './helpers.js';
+
+describe('mpilite run', () => {
+  it('tags every line with its rank', async () => {
+    const r = await mpilite(['run', '-n', '3', example('hello.mjs')]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const rank of [0, 1, 2]) expect(r.stdout).toMatch(new RegExp(`^\\[${rank}\\] hello from rank ${rank} of 3 \\(launched by mpilite`, 'm'));
+  });
+
+  it('gives stdin to rank 0', async () => {
+    const r = await mpilite(['run', '-n', '2', fixture('io.mjs'), 'stdin'], { stdin: 'to rank zero\n' });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('[0] stdin: to rank zero');
+  });
+
+  it("a rank's non-zero exit ends the job with its code, naming it", async () => {
+    const r = await mpilite(['run', '-n', '3', fixture('io.mjs'), 'exit', '1', '7'], { timeoutMs: 30_000 });
+    expect(r.code).toBe(7);
+    expect(r.stderr).toMatch(/mpilite: rank 1 \(pid \d+ on localhost\) exited with code 7; ending the job/);
+  });
+
+  it('a rank killed mid-run: the job ends non-zero within 10 s, naming it', async () => {
+    let killed = 0;
+    const r = await mpilite(['run', '-n', '3', fixture('spin.mjs')], {
+      timeoutMs: 30_000,
+      onStdout: (text) => {
+        const m = [...text.matchAll(/^\[(\d)\] ready pid (\d+)$/gm)];
+        if (m.length === 3 && !killed) {
+          killed = Date.now();
+          process.kill(Number(m.find((x) => x[1] === '2')![2]), 'SIGKILL');
+        }
+      },
+    });
+    expect(killed).toBeGreaterThan(0);
+    expect(Date.now() - killed).toBeLessThan(10_000);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/mpilite: rank 2 \(pid \d+ on localhost\) was killed by SIGKILL; ending the job/);
+  });
+
+  it('forwards SIGTERM to every rank', async () => {
+    let sent = false;
+    const r = await mpilite(['run', '-n', '2', fixture('io.mjs'), 'signal'], {
+      timeoutMs: 30_000,
+      onStdout: (text, pid) => {
+        if (!sent && (text.match(/waiting/g) ?? []).length === 2) {
+          sent = true;
+          process.kill(pid, 'SIGTERM');
+        }
+      },
+    });
+    expect(r.stdout).toContain('[0] rank 0 got SIGTERM');
+    expect(r.stdout).toContain('[1] rank 1 got SIGTERM');
+    expect(r.code).not.toBe(0);
+  });
+
+  it('rejects bad usage with exit 2', async () => {
+    expect((await mpilite(['run', '-n', '0', 'x.js'])).code).toBe(2);
+    expect((await mpilite(['run', '-n', '2'])).code).toBe(2);
+    expect((await mpilite(['frobnicate'])).code).toBe(2);
+  });
+});
+
+describe('examples', () => {
+  it('ring', async () => {
+    const r = await mpilite(['run', '-n', '4', example('ring.mjs'), '5']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('[0] ring: 5 laps over 4 ranks, token = 30 (expected 30)');
+  });
+
+  it('pi by integration', async () => {
+    const r = await mpilite(['run', '-n', '3', example('pi.mjs'), '1000000']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[0\] pi ≈ 3\.14159265\d+ /);
+  });
+
+  it('heat diffusion with halo exchange matches the serial computation exactly', async () => {
+    const r = await mpilite(['run', '-n', '4', example('heat.mjs'), '1000', '200']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('max |parallel - serial| = 0');
+  });
+
+  it('data-parallel training step with allreduce of gradients', async () => {
+    const r = await mpilite(['run', '-n', '3', example('train.mjs'), '150']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('weights identical on every rank: true');
+  });
+});
+
+describe('mpilite bench', () => {
+  it('latency and allreduce, as JSON', async () => {
+    const lat = await mpilite(['bench', 'latency', '--sizes', '8,70000', '--iters', '50', '--json']);
+    expect(lat.code, lat.stderr).toBe(0);
+    const j = JSON.parse(lat.stdout.trim().split('\n').pop()!) as { bench: string; ranks: number; unit: string; results: { size: number; value: number }[] };
+    expect(j).toMatchObject({ bench: 'latency', ranks: 2, unit: 'us' });
+    expect(j.results.map((x) => x.size)).toEqual([8, 70000]);
+    expect(j.results.every((x) => x.value > 0)).toBe(true);
+    const ar = await mpilite(['bench', 'allreduce', '-n', '3', '--sizes', '8,131072', '--iters', '20']);
+    expect(ar.code, ar.stderr).toBe(0);
+    expect(ar.stdout).toContain('# MPI-lite Allreduce Latency Test (OSU style), 3 ranks');
+    expect(ar.stdout).toMatch(/^131072\s+\d+\.\d+$/m);
+  });
+});
