@@ -16,7 +16,10 @@
 // noticed (its pid stops existing, or it marked the ring closed): its rings
 // are dropped and traffic to it falls back to UDP, where the transport's
 // timers turn the silence into RETRY_EXC_ERR as for any lost peer.
+import { isIPv6 } from 'node:net';
 import os from 'node:os';
+import { ipv6Text } from '../sys/mmsg.js';
+import { ipToBytes } from './gid.js';
 import { ShmRing } from '../sys/ring.js';
 import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
 import { hostIdentity, sameHostKey } from '../sys/host.js';
@@ -30,7 +33,7 @@ const HELLO = 1;
 const SWITCH = 2;
 const BYE = 3;
 /** Ring bytes per direction: room for a burst of full-MTU packets. */
-const RING_CAPACITY = 8 << 20;
+const RING_CAPACITY = 4 << 20;
 const HELLO_RETRY_MS = 50;
 const HELLO_TRIES = 20;
 const LIVENESS_MS = 200;
@@ -70,6 +73,8 @@ interface HelloBody {
 
 /** What the wire lends the links. */
 export interface ShmWireHost {
+  readonly address: string;
+  readonly port: number;
   sendControl(msg: Buffer, peer: Peer): void;
   /** Sends a packet by UDP, bypassing the links (held packets whose negotiation failed). */
   sendUdp(buf: Buffer, peer: Peer): void;
@@ -139,6 +144,17 @@ export function shmPathWanted(): boolean {
 }
 
 let swept = false;
+/** Rings this process reads (one per local peer), and their ceiling: past it, peers stay on UDP. */
+let inboundRings = 0;
+const MAX_INBOUND_RINGS = 256;
+
+/**
+ * IBAL_SOFT_SHM=1: the links of this process's wires by "address|port".
+ * Between two wires of one process the negotiation is a function call, so
+ * it is over before the first packet: nothing is held, no retry is spent.
+ */
+const localLinks = new Map<string, ShmLinks>();
+const endpointKey = (address: string, port: number) => `${address}|${port}`;
 
 // Eight known bytes at a known address: a peer that reads them back with
 // process_vm_readv has shown the kernel lets it reach our memory.
@@ -181,10 +197,14 @@ export class ShmLinks {
     return new ShmLinks(host);
   }
 
+  private readonly self: string;
+
   private constructor(private readonly host: ShmWireHost) {
     this.key = sameHostKey()!;
     this.liveness = setInterval(() => this.checkPeers(), LIVENESS_MS);
     this.liveness.unref();
+    this.self = endpointKey(isIPv6(host.address) ? ipv6Text(ipToBytes(host.address)) : host.address, host.port);
+    if (this.strict) localLinks.set(this.self, this);
   }
 
   /** A new peer of the wire: if it may be on this host, offer it a ring. */
@@ -192,9 +212,12 @@ export class ShmLinks {
     if (this.closed || !isLocalAddress(peer.address)) return;
     const link = this.link(peer);
     if (link.in) return;
+    // A bound on what this process maps for its readers, whatever happens.
+    if (inboundRings >= MAX_INBOUND_RINGS) return;
     try {
       link.inSeg = ShmSegment.create(ShmRing.bytesFor(RING_CAPACITY));
       link.in = ShmRing.create(link.inSeg.buffer, 0, RING_CAPACITY);
+      inboundRings++;
     } catch {
       link.inSeg?.close();
       link.inSeg = link.in = undefined;
@@ -276,6 +299,11 @@ export class ShmLinks {
     } catch {
       return;
     }
+    this.onControlBody(kind!, body, peer);
+  }
+
+  private onControlBody(kind: number, body: HelloBody, peer: Peer): void {
+    if (this.closed) return;
     if (kind === HELLO) this.onHello(peer, body);
     else if (kind === SWITCH) this.onSwitch(peer, body);
     else if (kind === BYE) {
@@ -345,6 +373,7 @@ export class ShmLinks {
       link.in?.close('consumer');
       link.inSeg.close();
       link.in = link.inSeg = undefined;
+      inboundRings--;
       link.helloTimer = undefined;
       return;
     }
@@ -356,6 +385,11 @@ export class ShmLinks {
   }
 
   private control(peer: Peer, kind: number, body: object): void {
+    const local = this.strict ? localLinks.get(endpointKey(peer.address, peer.port)) : undefined;
+    if (local && !local.closed) {
+      local.onControlBody(kind, body as HelloBody, local.host.peer(this.self.slice(0, this.self.lastIndexOf('|')), this.host.port));
+      return;
+    }
     const json = Buffer.from(JSON.stringify(body), 'utf8');
     const msg = Buffer.allocUnsafe(MAGIC.length + 1 + json.length);
     MAGIC.copy(msg, 0);
@@ -504,6 +538,7 @@ export class ShmLinks {
     link.out?.close('producer');
     link.in?.close('consumer');
     link.outSeg?.close();
+    if (link.inSeg) inboundRings--;
     link.inSeg?.close();
     link.out = link.in = undefined;
     link.outSeg = link.inSeg = undefined;
@@ -530,6 +565,7 @@ export class ShmLinks {
       this.teardown(link);
     }
     this.closed = true;
+    if (localLinks.get(this.self) === this) localLinks.delete(this.self);
     clearInterval(this.liveness);
     this.links.clear();
   }

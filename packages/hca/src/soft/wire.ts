@@ -233,16 +233,19 @@ export class UdpWire implements ShmWireHost {
       // negotiated with one spelling must carry the other's packets too.
       const canonical = family === 6 ? ipv6Text(bytes) : address;
       p = canonical === address ? undefined : this.peers.get(canonical)?.get(port);
+      let fresh = false;
       if (!p) {
         p = new Peer(canonical, port, family, bytes, this);
+        fresh = true;
         if (canonical !== address) {
           let c = this.peers.get(canonical);
           if (!c) this.peers.set(canonical, (c = new Map()));
           c.set(port, p);
         }
-        this.shm?.offer(p);
       }
+      // Known before the offer: negotiating may look the peer up again.
       byPort.set(port, p);
+      if (fresh) this.shm?.offer(p);
     }
     return p;
   }

@@ -51,6 +51,15 @@ Napi::Value ShmMap(const Napi::CallbackInfo& info) {
       shm_unlink(name.c_str());
       throw ErrnoError(env, err, "ftruncate " + name);
     }
+    // Reserve the pages now: on a small /dev/shm (a container's 64 MiB) an
+    // unreserved page would fail later as SIGBUS on first touch, killing
+    // the process; here it fails as ENOSPC and the caller falls back.
+    int ferr = posix_fallocate(fd, 0, static_cast<off_t>(len));
+    if (ferr != 0 && ferr != EOPNOTSUPP && ferr != EINVAL) {
+      close(fd);
+      shm_unlink(name.c_str());
+      throw ErrnoError(env, ferr, "posix_fallocate " + name);
+    }
   } else {
     struct stat st;
     if (fstat(fd, &st) != 0) {
