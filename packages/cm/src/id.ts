@@ -158,6 +158,8 @@ export class CmId {
   #dreqTid = 0n;
   #localPsn = 0;
   #timer: NodeJS.Timeout | undefined;
+  #retry: { ms: number; left: number } | undefined;
+  #retryTick: (() => void) | undefined;
   #tables = false;
   #lingering = false;
   #disconnectReported = false;
@@ -451,29 +453,35 @@ export class CmId {
     const dev = this.#dev!;
     this.#cancelTimer();
     dev.send(mad, this.#dest!);
-    let left = retries;
+    const r = { ms, left: retries };
+    this.#retry = r;
     const tick = (): void => {
       this.#timer = undefined;
-      if (left-- > 0) {
+      if (r.left-- > 0) {
         dev.counters.retransmits++;
         dev.send(mad, this.#dest!);
-        this.#timer = dev.timers.start(ms, tick);
+        this.#timer = dev.timers.start(r.ms, tick);
       } else {
         dev.counters.timeouts++;
         giveUp();
       }
     };
+    this.#retryTick = tick;
     this.#timer = dev.timers.start(ms, tick);
   }
 
-  #waitThen(ms: number, giveUp: () => void): void {
-    const dev = this.#dev!;
+  /**
+   * An MRA: the peer needs `ms` more. As the kernel's MAD layer does, the
+   * outstanding message keeps its remaining retries but waits this long
+   * between them.
+   */
+  #stretchRetry(ms: number): void {
+    const r = this.#retry;
+    const tick = this.#retryTick;
+    if (!r || !tick || this.#timer === undefined) return;
     this.#cancelTimer();
-    this.#timer = dev.timers.start(ms, () => {
-      this.#timer = undefined;
-      dev.counters.timeouts++;
-      giveUp();
-    });
+    r.ms = Math.max(r.ms, ms);
+    this.#timer = this.#dev!.timers.start(r.ms, tick);
   }
 
   // ---- tables -----------------------------------------------------------
@@ -941,16 +949,12 @@ export class CmId {
     const wait = ibaTimeMs(mra.serviceTimeout) + respMs(0);
     if (mra.messageMraed === MsgRejected.REQ && this.cmState === CmState.REQ_SENT) {
       this.cmState = CmState.MRA_REQ_RCVD;
-      this.#waitThen(wait, () => {
-        this.#forgetConnection();
-        this.state = RdmaCmState.ROUTE_RESOLVED;
-        this.#emit(CmEventType.UNREACHABLE, { status: ETIMEDOUT, reason: 'TIMEOUT' });
-      });
+      this.#stretchRetry(wait);
       return;
     }
     if (mra.messageMraed === MsgRejected.REP && this.cmState === CmState.REP_SENT) {
       this.cmState = CmState.MRA_REP_RCVD;
-      this.#waitThen(wait, () => this.#repTimedOut());
+      this.#stretchRetry(wait);
       return;
     }
     if (this.cmState !== CmState.MRA_REQ_RCVD && this.cmState !== CmState.MRA_REP_RCVD) this.#dev!.counters.rxBadState++;
