@@ -1,0 +1,163 @@
+// One side of an SDP-vs-TCP measurement, run by tooling/scripts/bench-sdp.mjs
+// (and by the cross-process tests) from the built package:
+//   node worker.mjs server <tcp|sdp> <echo|sink|http>        prints {"port","udpPort"}
+//   node worker.mjs client <tcp|sdp> <latency|throughput|http> <port> <udpPort> [count]
+// prints one JSON result line.
+
+import http from 'node:http';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { openDevice } from '@ibal/verbs';
+import * as sdp from '../dist/index.js';
+
+const [role, transport, kind, portArg, udpArg, countArg] = process.argv.slice(2);
+const HOST = '127.0.0.1';
+const udpPort = Number(udpArg || 0) || undefined;
+
+async function deviceUdpPort() {
+  const ctx = await openDevice();
+  const p = ctx.queryPort(1).udpPort;
+  ctx.close();
+  return p;
+}
+
+function connect(port) {
+  return transport === 'sdp' ? sdp.connect({ port, host: HOST, udpPort }) : net.connect({ port, host: HOST });
+}
+
+async function server() {
+  const onSocket = (s) => {
+    s.on('error', () => {});
+    if (kind === 'echo') s.pipe(s);
+    else if (kind === 'sink') {
+      let n = 0;
+      s.on('data', (d) => {
+        n += d.length;
+      });
+      s.on('end', () => s.end(JSON.stringify({ bytes: n })));
+    }
+  };
+  let port;
+  if (kind === 'http') {
+    const body = Buffer.alloc(64, 'x');
+    const hs = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(body));
+    });
+    hs.keepAliveTimeout = 60_000;
+    if (transport === 'sdp') {
+      const ss = sdp.createServer((s) => hs.emit('connection', s));
+      await new Promise((r) => ss.listen(0, HOST, r));
+      port = ss.address().port;
+    } else {
+      await new Promise((r) => hs.listen(0, HOST, r));
+      port = hs.address().port;
+    }
+  } else {
+    const srv = transport === 'sdp' ? sdp.createServer(onSocket) : net.createServer(onSocket);
+    await new Promise((r) => srv.listen(0, HOST, r));
+    port = srv.address().port;
+  }
+  const u = transport === 'sdp' ? await deviceUdpPort() : 0;
+  process.stdout.write(JSON.stringify({ port, udpPort: u }) + '\n');
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.resume();
+}
+
+function once(emitter, ev) {
+  return new Promise((resolve, reject) => {
+    emitter.once(ev, resolve);
+    emitter.once('error', reject);
+  });
+}
+
+async function latency(port, count) {
+  const s = connect(port);
+  await once(s, 'connect');
+  s.setNoDelay(true);
+  const msg = Buffer.alloc(64, 1);
+  let got = 0;
+  let resolveRound;
+  s.on('data', (d) => {
+    got += d.length;
+    if (got >= 64) {
+      got -= 64;
+      resolveRound();
+    }
+  });
+  const round = () =>
+    new Promise((r) => {
+      resolveRound = r;
+      s.write(msg);
+    });
+  for (let i = 0; i < Math.min(200, count); i++) await round();
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) await round();
+  const us = ((performance.now() - t0) * 1000) / count;
+  s.destroy();
+  return { rttUs: us };
+}
+
+async function throughput(port, count) {
+  const s = connect(port);
+  await once(s, 'connect');
+  const chunk = Buffer.alloc(1 << 20, 7);
+  const reply = [];
+  s.on('data', (d) => reply.push(d));
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    if (!s.write(chunk)) await once(s, 'drain');
+  }
+  s.end();
+  await once(s, 'end');
+  const ms = performance.now() - t0;
+  const { bytes } = JSON.parse(Buffer.concat(reply).toString());
+  if (bytes !== count << 20) throw new Error(`sink got ${bytes} bytes, sent ${count << 20}`);
+  s.destroy();
+  return { mibPerSec: count / (ms / 1000) };
+}
+
+async function httpBench(port, count) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  if (transport === 'sdp') agent.createConnection = (o, cb) => sdp.connect({ port: o.port, host: HOST, udpPort }, cb);
+  const get = () =>
+    new Promise((resolve, reject) => {
+      const req = http.get({ host: HOST, port, path: '/', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+    });
+  const conc = 8;
+  const run = async (n) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: conc }, async () => {
+        while (next++ < n) {
+          const code = await get();
+          if (code !== 200) throw new Error(`HTTP ${code}`);
+        }
+      }),
+    );
+  };
+  await run(200);
+  const t0 = performance.now();
+  await run(count);
+  const rps = count / ((performance.now() - t0) / 1000);
+  agent.destroy();
+  return { requestsPerSec: rps };
+}
+
+async function client() {
+  const port = Number(portArg);
+  const count = Number(countArg || 0);
+  let r;
+  if (kind === 'latency') r = await latency(port, count || 5000);
+  else if (kind === 'throughput') r = await throughput(port, count || 256);
+  else r = await httpBench(port, count || 3000);
+  process.stdout.write(JSON.stringify(r) + '\n');
+  process.exit(0);
+}
+
+if (role === 'server') await server();
+else await client();

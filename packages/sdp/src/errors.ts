@@ -1,0 +1,30 @@
+// Socket errors carry Node's own codes (ECONNREFUSED, ECONNRESET, EPIPE,
+// ETIMEDOUT...) so code written for net handles them unchanged; they are
+// IbalErrors too, so ibal callers can catch every ibal failure one way.
+
+import { IbalError } from '@ibal/hca';
+import os from 'node:os';
+
+/** A socket-level failure with a Node errno code, like the errors net raises. */
+export class SdpSocketError extends IbalError {
+  readonly errno: number;
+  readonly syscall: string;
+  readonly address: string | undefined;
+  readonly port: number | undefined;
+  constructor(code: string, syscall: string, message: string, where: { address?: string; port?: number } = {}, options?: { cause?: unknown }) {
+    const at = where.address !== undefined ? ` ${where.address}${where.port !== undefined ? `:${where.port}` : ''}` : '';
+    super(code, `${syscall} ${code}${at}${message ? ` (${message})` : ''}`, options);
+    const n = (os.constants.errno as Record<string, number>)[code];
+    this.errno = n === undefined ? 0 : -n;
+    this.syscall = syscall;
+    this.address = where.address;
+    this.port = where.port;
+  }
+}
+
+/** A peer broke the SDP protocol (a malformed BSDH, a message the state does not allow). */
+export class SdpProtocolError extends IbalError {
+  constructor(message: string) {
+    super('ERR_IBAL_SDP_PROTOCOL', message);
+  }
+}

@@ -1,0 +1,301 @@
+// Connection setup through @ibal/cm in SDP's port space (service ID
+// 0x0000000000010000 | port): the Hello rides in the REQ's private data, the
+// HelloAck in the REP's. Each link owns its QP, CQ, completion channel and
+// PD, and tears them down in the order verbs requires.
+
+import { CmEventType, PortSpace, createEventChannel, createId, type CmEvent, type CmId, type EventChannel } from '@ibal/cm';
+import type { CompChannel, CQ, PD } from '@ibal/verbs';
+import { SdpConnection, type ConnectionOptions, type ConnectionSink } from './connection.js';
+import { SdpSocketError } from './errors.js';
+import { decodeHello, decodeHelloAck, encodeHello, encodeHelloAck, type Hello } from './protocol/hello.js';
+
+/** RDMA READs in flight each way: the zero-copy path uses one at a time. */
+const RD_ATOMIC = 4;
+/** REJ reasons (IBTA 12.6.7.2) that mean "nobody here speaks SDP on that port". */
+const REJ_INVALID_SERVICE_ID = 8;
+
+type Handler = (e: CmEvent) => void;
+
+let channel: EventChannel | undefined;
+const handlers = new Map<CmId, Handler>();
+
+/** One event channel per process, as an rdma_cm application keeps one per thread. */
+function cmChannel(): EventChannel {
+  if (channel && !channel.closed) return channel;
+  const ch = createEventChannel();
+  channel = ch;
+  void (async () => {
+    for await (const e of ch) {
+      const h = e.event === CmEventType.CONNECT_REQUEST && e.listenId ? handlers.get(e.listenId) : handlers.get(e.id);
+      if (h) h(e);
+      else if (e.event === CmEventType.CONNECT_REQUEST) e.id.reject();
+    }
+  })();
+  return ch;
+}
+
+interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export class Link {
+  readonly conn: SdpConnection;
+  readonly local: Endpoint;
+  readonly remote: Endpoint;
+  /** Called when the CM reports DISCONNECTED (the peer's DREQ, or its QP failing). */
+  onDisconnected: (() => void) | undefined;
+  readonly #id: CmId;
+  readonly #pd: PD;
+  readonly #cq: CQ;
+  readonly #channel: CompChannel;
+  #down: Promise<void> | undefined;
+
+  constructor(id: CmId, conn: SdpConnection, res: { pd: PD; cq: CQ; channel: CompChannel }, local: Endpoint, remote: Endpoint) {
+    this.#id = id;
+    this.conn = conn;
+    this.#pd = res.pd;
+    this.#cq = res.cq;
+    this.#channel = res.channel;
+    this.local = local;
+    this.remote = remote;
+    handlers.set(id, (e) => {
+      if (e.event === CmEventType.DISCONNECTED || e.event === CmEventType.DEVICE_REMOVAL) this.onDisconnected?.();
+    });
+  }
+
+  setSink(sink: ConnectionSink): void {
+    this.conn.setSink(sink);
+  }
+
+  /** Releases everything; `abort` sends AbortConn first (a reset), otherwise the close was graceful. */
+  teardown(abort: boolean): Promise<void> {
+    this.#down ??= (async () => {
+      if (abort) await this.conn.abort();
+      else this.conn.close();
+      releaseResources(this.#id, this.conn, { pd: this.#pd, cq: this.#cq, channel: this.#channel });
+    })();
+    return this.#down;
+  }
+}
+
+function releaseResources(id: CmId, conn: SdpConnection | undefined, res: { pd?: PD; cq?: CQ; channel?: CompChannel }): void {
+  handlers.delete(id);
+  conn?.close();
+  try {
+    if (!id.destroyed && (id.state as number) !== 0) {
+      try {
+        id.disconnect();
+      } catch {
+        // Not connected (yet, or any more): nothing to disconnect.
+      }
+    }
+  } finally {
+    id.destroyQp();
+    conn?.releaseMemory();
+    if (res.cq && !res.cq.closed) res.cq.destroy();
+    if (res.channel && !res.channel.closed) res.channel.destroy();
+    if (res.pd && !res.pd.closed) res.pd.dealloc();
+    id.destroy();
+  }
+}
+
+function createResources(id: CmId, opts: ConnectionOptions): { pd: PD; cq: CQ; channel: CompChannel } {
+  const ctx = id.verbs!;
+  const pd = ctx.allocPd();
+  const channel = ctx.createCompChannel();
+  const depth = opts.txBufs + 2;
+  const cq = ctx.createCq(depth + opts.rxBufs + 2, { channel });
+  id.createQp(pd, { sendCq: cq, recvCq: cq, cap: { maxSendWr: depth, maxRecvWr: opts.rxBufs, maxSendSge: 1, maxRecvSge: 1 } });
+  return { pd, cq, channel };
+}
+
+function cmError(e: CmEvent | Error, where: Endpoint, syscall = 'connect'): SdpSocketError {
+  if (e instanceof Error) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_IBAL_CM_ADDR' || code === 'ERR_IBAL_NOT_FOUND') return new SdpSocketError('EHOSTUNREACH', syscall, e.message, where, { cause: e });
+    if (code === 'ERR_IBAL_CM_ADDR_IN_USE') return new SdpSocketError('EADDRINUSE', syscall === 'connect' ? 'bind' : syscall, e.message, where, { cause: e });
+    return new SdpSocketError('ECONNREFUSED', syscall, e.message, where, { cause: e });
+  }
+  switch (e.event) {
+    case CmEventType.REJECTED:
+      return new SdpSocketError('ECONNREFUSED', syscall, e.status === REJ_INVALID_SERVICE_ID ? 'no SDP listener on that port' : `rejected: ${e.reason ?? e.status}`, where);
+    case CmEventType.UNREACHABLE:
+      return new SdpSocketError('ETIMEDOUT', syscall, 'no answer from the peer CM', where);
+    case CmEventType.ADDR_ERROR:
+    case CmEventType.ROUTE_ERROR:
+      return new SdpSocketError('EHOSTUNREACH', syscall, e.reason ?? 'address resolution failed', where);
+    default:
+      return new SdpSocketError('ECONNRESET', syscall, `${e.eventName}${e.reason ? `: ${e.reason}` : ''}`, where);
+  }
+}
+
+export interface ConnectLinkOptions {
+  host: string;
+  port: number;
+  localAddress?: string;
+  udpPort?: number;
+  connectTimeout?: number;
+  /** Transparent mode gives up on a silent peer sooner, to fall back to TCP. */
+  fallbackToTcp?: boolean;
+}
+
+/** The active side: resolve, REQ with Hello, REP with HelloAck, RTU. */
+export async function connectLink(o: ConnectLinkOptions, sink: ConnectionSink, opts: ConnectionOptions): Promise<Link> {
+  const where = { address: o.host, port: o.port };
+  const timeoutMs = o.connectTimeout ?? (o.fallbackToTcp ? 2000 : 10_000);
+  const id = createId(cmChannel(), {
+    portSpace: PortSpace.SDP,
+    // A peer with no CM at all never answers: keep the REQ retries inside the connect timeout.
+    ...(o.fallbackToTcp ? { cmResponseTimeout: 16, maxCmRetries: 3 } : {}),
+  });
+  const events: CmEvent[] = [];
+  let wake: (() => void) | undefined;
+  handlers.set(id, (e) => {
+    events.push(e);
+    wake?.();
+  });
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const next = (): Promise<CmEvent> =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        if (timedOut) return reject(new SdpSocketError('ETIMEDOUT', 'connect', `no SDP connection within ${timeoutMs} ms`, where));
+        const e = events.shift();
+        if (e) {
+          wake = undefined;
+          resolve(e);
+        } else wake = check;
+      };
+      check();
+    });
+  timer = setTimeout(() => {
+    timedOut = true;
+    wake?.();
+  }, timeoutMs);
+  let res: { pd: PD; cq: CQ; channel: CompChannel } | undefined;
+  let conn: SdpConnection | undefined;
+  try {
+    await id.bindAddr({ address: o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0'), port: 0 });
+    id.resolveAddr({ address: o.host, port: o.port, ...(o.udpPort !== undefined ? { udpPort: o.udpPort } : {}) }, { timeoutMs });
+    let e = await next();
+    if (e.event !== CmEventType.ADDR_RESOLVED) throw cmError(e, where);
+    id.resolveRoute(timeoutMs);
+    e = await next();
+    if (e.event !== CmEventType.ROUTE_RESOLVED) throw cmError(e, where);
+    res = createResources(id, opts);
+    conn = new SdpConnection({ ...res, qp: id.qp! }, sink, opts);
+    const local = id.localAddr!;
+    const hello = encodeHello({
+      bufs: conn.postedReceives,
+      desRemRcvSz: opts.rxBufSize,
+      localRcvSz: opts.rxBufSize,
+      localPort: local.port,
+      srcAddress: local.address,
+      dstAddress: o.host,
+    });
+    id.connect({ privateData: hello, responderResources: RD_ATOMIC, initiatorDepth: RD_ATOMIC, retryCount: 7, rnrRetryCount: 7 });
+    e = await next();
+    if (e.event !== CmEventType.ESTABLISHED) throw cmError(e, where);
+    const ack = decodeHelloAck(e.conn!.privateData);
+    clearTimeout(timer);
+    timer = undefined;
+    const link = new Link(id, conn, res, { address: local.address, port: local.port }, { address: o.host, port: o.port });
+    conn.start({ bufs: ack.bsdh.bufs, rcvSz: ack.actRcvSz });
+    return link;
+  } catch (err) {
+    if (timer) clearTimeout(timer);
+    releaseResources(id, conn, res ?? {});
+    if (err instanceof SdpSocketError) throw err;
+    throw cmError(err as Error, where);
+  }
+}
+
+export interface ListenLinkOptions {
+  host?: string;
+  port: number;
+  backlog?: number;
+}
+
+export interface LinkListener {
+  readonly address: string;
+  readonly port: number;
+  close(): void;
+}
+
+/**
+ * The passive side: each REQ whose Hello parses and that `admit` allows gets
+ * a QP, a receive ring and a REP with HelloAck; `onLink` runs at ESTABLISHED.
+ */
+export async function listenLink(
+  o: ListenLinkOptions,
+  opts: ConnectionOptions,
+  admit: (hello: Hello) => boolean,
+  onLink: (link: Link) => void,
+  sink: () => ConnectionSink,
+  /** An admitted request that never reached ESTABLISHED. */
+  onDropped: () => void,
+): Promise<LinkListener> {
+  const id = createId(cmChannel(), { portSpace: PortSpace.SDP });
+  const host = o.host ?? '0.0.0.0';
+  try {
+    await id.bindAddr({ address: host, port: o.port });
+    id.listen(o.backlog ?? 511);
+  } catch (err) {
+    id.destroy();
+    throw cmError(err as Error, { address: host, port: o.port }, 'listen');
+  }
+  const bound = id.localAddr!;
+  handlers.set(id, (e) => {
+    if (e.event === CmEventType.CONNECT_REQUEST) onRequest(e);
+  });
+  const onRequest = (e: CmEvent): void => {
+    const child = e.id;
+    let hello: Hello;
+    try {
+      hello = decodeHello(e.conn!.privateData);
+    } catch {
+      child.reject();
+      return;
+    }
+    if (!admit(hello)) {
+      child.reject();
+      return;
+    }
+    let res: { pd: PD; cq: CQ; channel: CompChannel } | undefined;
+    let conn: SdpConnection | undefined;
+    try {
+      res = createResources(child, opts);
+      conn = new SdpConnection({ ...res, qp: child.qp! }, sink(), opts);
+      handlers.set(child, (ev) => {
+        if (ev.event === CmEventType.ESTABLISHED) {
+          const local = { address: hello.dstAddress, port: bound.port };
+          const link = new Link(child, conn!, res!, local, { address: hello.srcAddress, port: hello.localPort });
+          // The socket takes the sink before the first completion is polled.
+          onLink(link);
+          conn!.start({ bufs: hello.bsdh.bufs, rcvSz: hello.localRcvSz });
+        } else {
+          releaseResources(child, conn, res ?? {});
+          onDropped();
+        }
+      });
+      child.accept({
+        privateData: encodeHelloAck({ bufs: conn.postedReceives, actRcvSz: opts.rxBufSize, ipVersion: hello.ipVersion }),
+        responderResources: RD_ATOMIC,
+        initiatorDepth: RD_ATOMIC,
+        rnrRetryCount: 7,
+      });
+    } catch {
+      releaseResources(child, conn, res ?? {});
+      onDropped();
+    }
+  };
+  return {
+    address: host,
+    port: bound.port,
+    close() {
+      handlers.delete(id);
+      id.destroy();
+    },
+  };
+}

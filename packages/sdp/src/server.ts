@@ -1,0 +1,180 @@
+// SdpServer: net.Server's shape over an SDP listener in the CM.
+
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import type { ConnectionSink } from './connection.js';
+import { SdpSocketError } from './errors.js';
+import { listenLink, type Link, type LinkListener } from './link.js';
+import { resolveOptions, type SdpOptions } from './options.js';
+import { SdpSocket } from './socket.js';
+
+export interface SdpServerOptions extends SdpOptions {
+  allowHalfOpen?: boolean;
+  /** Passed to accepted sockets' setKeepAlive. */
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  noDelay?: boolean;
+}
+
+export interface SdpListenOptions {
+  port?: number;
+  host?: string;
+  backlog?: number;
+}
+
+type ConnectionListener = (socket: SdpSocket) => void;
+
+export class SdpServer extends EventEmitter {
+  /** Refuse connections beyond this many (the REQ gets a REJ, the client ECONNREFUSED). */
+  maxConnections: number | undefined;
+  readonly #opts: SdpServerOptions;
+  #listener: LinkListener | undefined;
+  #listening = false;
+  #starting = false;
+  readonly #sockets = new Set<SdpSocket>();
+  /** Accepted by the CM, not yet handed out: counted against maxConnections. */
+  #admitted = 0;
+  #closeWaiters: ((err?: Error) => void)[] = [];
+  #closing = false;
+
+  constructor(options?: SdpServerOptions | ConnectionListener, listener?: ConnectionListener) {
+    super();
+    if (typeof options === 'function') {
+      listener = options;
+      options = {};
+    }
+    this.#opts = options ?? {};
+    resolveOptions(this.#opts); // bad options throw here, not at the first connection
+    if (listener) this.on('connection', listener);
+  }
+
+  get listening(): boolean {
+    return this.#listening;
+  }
+
+  address(): { address: string; family: string; port: number } | null {
+    const l = this.#listener;
+    if (!l || !this.#listening) return null;
+    return { address: l.address, family: net.isIPv6(l.address) ? 'IPv6' : 'IPv4', port: l.port };
+  }
+
+  getConnections(cb: (err: Error | null, count: number) => void): this {
+    const n = this.#sockets.size;
+    process.nextTick(() => cb(null, n));
+    return this;
+  }
+
+  listen(port?: number, host?: string, backlog?: number, cb?: () => void): this;
+  listen(port?: number, host?: string, cb?: () => void): this;
+  listen(port?: number, cb?: () => void): this;
+  listen(options: SdpListenOptions, cb?: () => void): this;
+  listen(...args: unknown[]): this {
+    const cb = typeof args[args.length - 1] === 'function' ? (args.pop() as () => void) : undefined;
+    let o: SdpListenOptions;
+    if (typeof args[0] === 'object' && args[0] !== null) o = args[0] as SdpListenOptions;
+    else o = { port: args[0] as number | undefined, host: args[1] as string | undefined, backlog: args[2] as number | undefined };
+    const port = o.port === undefined || o.port === null ? 0 : Number(o.port);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port should be >= 0 and < 65536. Received ${String(o.port)}.`);
+    if (this.#listening || this.#starting) throw new SdpSocketError('ERR_SERVER_ALREADY_LISTEN', 'listen', 'listen method has been called more than once without closing.');
+    if (cb) this.once('listening', cb);
+    this.#starting = true;
+    const opts = resolveOptions(this.#opts);
+    const host = o.host === 'localhost' ? '127.0.0.1' : o.host;
+    listenLink(
+      { port, ...(host !== undefined ? { host } : {}), ...(o.backlog !== undefined ? { backlog: o.backlog } : {}) },
+      opts,
+      () => this.#admit(),
+      (link) => this.#onLink(link),
+      () => this.#placeholderSink(),
+      () => {
+        this.#admitted = Math.max(0, this.#admitted - 1);
+        this.#maybeClosed();
+      },
+    ).then(
+      (l) => {
+        this.#starting = false;
+        if (this.#closing) {
+          l.close();
+          return;
+        }
+        this.#listener = l;
+        this.#listening = true;
+        this.emit('listening');
+      },
+      (err: Error) => {
+        this.#starting = false;
+        this.emit('error', err);
+      },
+    );
+    return this;
+  }
+
+  /** Stops accepting; 'close' (and `cb`) come once every accepted socket has closed, as with net.Server. */
+  close(cb?: (err?: Error) => void): this {
+    if (!this.#listening && !this.#starting) {
+      const err = new SdpSocketError('ERR_SERVER_NOT_RUNNING', 'close', 'Server is not running.');
+      if (cb) process.nextTick(() => cb(err));
+      return this;
+    }
+    if (cb) this.#closeWaiters.push(cb);
+    this.#closing = true;
+    this.#listener?.close();
+    this.#listener = undefined;
+    this.#listening = false;
+    this.#maybeClosed();
+    return this;
+  }
+
+  ref(): this {
+    return this;
+  }
+
+  unref(): this {
+    return this;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#listening && !this.#starting) return;
+    await new Promise<void>((resolve) => this.close(() => resolve()));
+  }
+
+  #admit(): boolean {
+    if (this.#closing) return false;
+    const max = this.maxConnections;
+    if (max !== undefined && this.#sockets.size + this.#admitted >= max) return false;
+    this.#admitted++;
+    return true;
+  }
+
+  // Between accept and ESTABLISHED nothing can arrive (the engine is not started), so this only holds the place.
+  #placeholderSink(): ConnectionSink {
+    return { data: () => true, end: () => {}, failed: () => {}, finished: () => {} };
+  }
+
+  #onLink(link: Link): void {
+    // Admitted before close() (the REP was sent): the peer holds a connection, so it is served.
+    this.#admitted = Math.max(0, this.#admitted - 1);
+    const s = SdpSocket.accepted(link, { allowHalfOpen: this.#opts.allowHalfOpen ?? false });
+    if (this.#opts.keepAlive) s.setKeepAlive(true, this.#opts.keepAliveInitialDelay);
+    this.#sockets.add(s);
+    s.once('close', () => {
+      this.#sockets.delete(s);
+      this.#maybeClosed();
+    });
+    this.emit('connection', s);
+  }
+
+  #maybeClosed(): void {
+    if (!this.#closing || this.#sockets.size > 0 || this.#admitted > 0 || this.#listening) return;
+    this.#closing = false;
+    const waiters = this.#closeWaiters.splice(0);
+    process.nextTick(() => {
+      this.emit('close');
+      for (const w of waiters) w();
+    });
+  }
+}
+
+export function createServer(options?: SdpServerOptions | ConnectionListener, listener?: ConnectionListener): SdpServer {
+  return new SdpServer(options, listener);
+}

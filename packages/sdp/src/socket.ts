@@ -1,0 +1,362 @@
+// SdpSocket: a stream.Duplex with the parts of net.Socket that libraries
+// use, over an SDP connection (or, in transparent mode, over the TCP socket
+// it fell back to when the peer does not speak SDP).
+
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import { SdpConnection, type ConnectionSink } from './connection.js';
+import { SdpSocketError } from './errors.js';
+import { connectLink, type Link } from './link.js';
+import { resolveOptions, type SdpOptions } from './options.js';
+
+export interface SdpSocketOptions extends SdpOptions {
+  allowHalfOpen?: boolean;
+}
+
+export interface SdpConnectOptions extends SdpSocketOptions {
+  port: number;
+  host?: string;
+  localAddress?: string;
+  /** The UDP port of the soft device behind `host` (default 4791, RoCEv2's). */
+  udpPort?: number;
+  /** Milliseconds for address/route resolution and the CM handshake (default 10 s). */
+  connectTimeout?: number;
+  /** Transparent mode: connect over TCP instead when the peer does not speak SDP. */
+  fallbackToTcp?: boolean;
+  timeout?: number;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+}
+
+interface AddressInfo {
+  address: string;
+  family: string;
+  port: number;
+}
+
+const familyOf = (a: string): string => (net.isIPv6(a) ? 'IPv6' : 'IPv4');
+
+export class SdpSocket extends Duplex {
+  #conn: SdpConnection | undefined;
+  #link: Link | undefined;
+  #tcp: net.Socket | undefined;
+  #local: AddressInfo | undefined;
+  #remote: AddressInfo | undefined;
+  #connecting = false;
+  /** Writes and an end() that arrived before the connection did. */
+  #waiting: (() => void)[] = [];
+  #timeoutMs = 0;
+  #timeoutTimer: NodeJS.Timeout | undefined;
+  #keepAliveTimer: NodeJS.Timeout | undefined;
+  #finishedGracefully = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: SdpSocketOptions = {}) {
+    super({ allowHalfOpen: options.allowHalfOpen ?? false, emitClose: true, autoDestroy: true, decodeStrings: true });
+  }
+
+  /** @internal The server side: an accepted connection. */
+  static accepted(link: Link, opts: SdpSocketOptions): SdpSocket {
+    const s = new SdpSocket(opts);
+    s.#attach(link);
+    return s;
+  }
+
+  // ---- net.Socket surface ----------------------------------------------------
+
+  get connecting(): boolean {
+    return this.#connecting;
+  }
+
+  get pending(): boolean {
+    return this.#conn === undefined && this.#tcp === undefined;
+  }
+
+  get readyState(): string {
+    if (this.#connecting) return 'opening';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+
+  /** 'sdp' once connected over SDP, 'tcp' after a fallback, undefined before. */
+  get transport(): 'sdp' | 'tcp' | undefined {
+    return this.#tcp ? 'tcp' : this.#conn ? 'sdp' : undefined;
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.#tcp ? this.#tcp.remoteAddress : this.#remote?.address;
+  }
+  get remotePort(): number | undefined {
+    return this.#tcp ? this.#tcp.remotePort : this.#remote?.port;
+  }
+  get remoteFamily(): string | undefined {
+    return this.#tcp ? this.#tcp.remoteFamily : this.#remote?.family;
+  }
+  get localAddress(): string | undefined {
+    return this.#tcp ? this.#tcp.localAddress : this.#local?.address;
+  }
+  get localPort(): number | undefined {
+    return this.#tcp ? this.#tcp.localPort : this.#local?.port;
+  }
+  get localFamily(): string | undefined {
+    return this.#tcp ? this.#tcp.localFamily : this.#local?.family;
+  }
+
+  address(): AddressInfo | Record<string, never> {
+    if (this.#tcp) return this.#tcp.address() as AddressInfo;
+    return this.#local ? { ...this.#local } : {};
+  }
+
+  get bytesRead(): number {
+    return this.#tcp ? this.#tcp.bytesRead : (this.#conn?.bytesRead ?? 0);
+  }
+
+  get bytesWritten(): number {
+    return this.#tcp ? this.#tcp.bytesWritten : (this.#conn?.bytesWritten ?? 0);
+  }
+
+  get timeout(): number | undefined {
+    return this.#timeoutMs || undefined;
+  }
+
+  /** SDP sends every write at once (small queued writes share a message), so there is no Nagle delay to turn off. */
+  setNoDelay(noDelay = true): this {
+    this.#tcp?.setNoDelay(noDelay);
+    return this;
+  }
+
+  /** Sends an empty Data message after `initialDelay` ms of silence; a dead peer then fails the socket with ECONNRESET. */
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    if (this.#tcp) {
+      this.#tcp.setKeepAlive(enable, initialDelay);
+      return this;
+    }
+    if (this.#keepAliveTimer) clearInterval(this.#keepAliveTimer);
+    this.#keepAliveTimer = undefined;
+    if (!enable) return this;
+    const every = Math.max(initialDelay || 1000, 100);
+    this.#keepAliveTimer = setInterval(() => {
+      const c = this.#conn;
+      if (c && Date.now() - c.lastActivity >= every) c.probe();
+    }, every).unref();
+    return this;
+  }
+
+  /** Emits 'timeout' after `ms` of inactivity, as net.Socket does; 0 turns it off. */
+  setTimeout(ms: number, cb?: () => void): this {
+    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`The value of "msecs" is out of range. It must be a non-negative finite number. Received ${ms}`);
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
+    this.#timeoutMs = ms;
+    if (this.#timeoutTimer) clearTimeout(this.#timeoutTimer);
+    this.#timeoutTimer = undefined;
+    if (ms > 0) this.#armTimeout(ms);
+    return this;
+  }
+
+  ref(): this {
+    this.#tcp?.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.#tcp?.unref();
+    return this;
+  }
+
+  /** Closes gracefully if the connection was finished, else resets it (AbortConn), as net.Socket.resetAndDestroy. */
+  resetAndDestroy(): this {
+    return this.destroy(new SdpSocketError('ECONNRESET', 'write', 'reset by resetAndDestroy'));
+  }
+
+  connect(options: SdpConnectOptions, cb?: () => void): this;
+  connect(port: number, host?: string, cb?: () => void): this;
+  connect(a: SdpConnectOptions | number, b?: string | (() => void), c?: () => void): this {
+    const [opts, cb] = normalizeConnectArgs(a, b, c);
+    if (this.#connecting || this.#conn || this.#tcp) throw new SdpSocketError('EISCONN', 'connect', 'socket is already connected or connecting');
+    if (cb) this.once('connect', cb);
+    this.#connecting = true;
+    if (opts.timeout !== undefined) this.setTimeout(opts.timeout);
+    if (opts.keepAlive) this.setKeepAlive(true, opts.keepAliveInitialDelay);
+    void this.#establish(opts);
+    return this;
+  }
+
+  async #establish(opts: SdpConnectOptions): Promise<void> {
+    const host = opts.host ?? '127.0.0.1';
+    try {
+      const link = await connectLink({ ...opts, host }, this.#sinkFor(), resolveOptions(opts));
+      if (this.destroyed) {
+        void link.teardown(true);
+        return;
+      }
+      this.#attach(link);
+    } catch (err) {
+      if (this.destroyed) return;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (opts.fallbackToTcp && (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')) {
+        this.#fallback(opts, host);
+        return;
+      }
+      this.#connecting = false;
+      this.destroy(err as Error);
+      return;
+    }
+    this.#connecting = false;
+    this.emit('connect');
+    this.emit('ready');
+    this.#runWaiting();
+  }
+
+  /** As SMC-R does: same socket, TCP underneath. */
+  #fallback(opts: SdpConnectOptions, host: string): void {
+    const tcp = net.connect({ port: opts.port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    this.#tcp = tcp;
+    tcp.on('connect', () => {
+      this.#connecting = false;
+      this.emit('connect');
+      this.emit('ready');
+      this.#runWaiting();
+    });
+    tcp.on('data', (d: Buffer) => {
+      if (!this.push(d)) tcp.pause();
+    });
+    tcp.on('end', () => this.push(null));
+    tcp.on('error', (err) => this.destroy(err));
+    tcp.on('close', () => {
+      if (!this.destroyed && !this.readableEnded) this.destroy();
+    });
+    tcp.on('timeout', () => this.emit('timeout'));
+  }
+
+  #sinkFor(): ConnectionSink {
+    return {
+      data: (chunk) => this.push(chunk),
+      end: () => this.push(null),
+      failed: (err) => this.destroy(err),
+      finished: () => {
+        this.#finishedGracefully = true;
+      },
+    };
+  }
+
+  #attach(link: Link): void {
+    this.#link = link;
+    this.#conn = link.conn;
+    this.#local = { address: link.local.address, family: familyOf(link.local.address), port: link.local.port };
+    this.#remote = { address: link.remote.address, family: familyOf(link.remote.address), port: link.remote.port };
+    link.setSink(this.#sinkFor());
+    // The CM's DREQ without DisConn before it, or the peer's QP vanishing.
+    link.onDisconnected = () => {
+      if (!this.#finishedGracefully && !this.destroyed) this.destroy(new SdpSocketError('ECONNRESET', 'read', 'the peer disconnected without DisConn'));
+    };
+  }
+
+  #runWaiting(): void {
+    for (const f of this.#waiting.splice(0)) f();
+  }
+
+  // ---- stream internals --------------------------------------------------------
+
+  override _read(): void {
+    if (this.#tcp) this.#tcp.resume();
+    else this.#conn?.resume();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (this.#tcp && !this.#connecting) {
+      this.#tcp.write(chunk, cb);
+    } else if (this.#conn) {
+      this.#conn.write(chunk, cb);
+    } else {
+      this.#waiting.push(() => this._write(chunk, _enc, cb));
+    }
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    const sink = this.#tcp && !this.#connecting ? this.#tcp : this.#conn;
+    if (!sink) {
+      this.#waiting.push(() => this._writev(chunks, cb));
+      return;
+    }
+    for (let i = 0; i < chunks.length - 1; i++) sink.write(chunks[i]!.chunk);
+    sink.write(chunks[chunks.length - 1]!.chunk, cb);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    if (this.#tcp && !this.#connecting) {
+      this.#tcp.end(cb);
+    } else if (this.#conn) {
+      this.#conn.end(cb);
+    } else {
+      this.#waiting.push(() => this._final(cb));
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (this.#timeoutTimer) clearTimeout(this.#timeoutTimer);
+    if (this.#keepAliveTimer) clearInterval(this.#keepAliveTimer);
+    this.#timeoutTimer = this.#keepAliveTimer = undefined;
+    this.#connecting = false;
+    if (this.#tcp) {
+      this.#tcp.destroy();
+      cb(err);
+      return;
+    }
+    const link = this.#link;
+    if (!link) {
+      cb(err);
+      return;
+    }
+    const conn = link.conn;
+    // After both DisConns only our last sends may be in flight: let them land, then close without a reset.
+    this.#closing ??= (async () => {
+      const graceful = !err && (this.#finishedGracefully || (conn.disconnected && (await conn.settle(2000))));
+      await link.teardown(!graceful);
+    })();
+    this.#closing.then(
+      () => cb(err),
+      () => cb(err),
+    );
+  }
+
+  #armTimeout(ms: number): void {
+    const check = (): void => {
+      this.#timeoutTimer = undefined;
+      if (this.destroyed || this.#timeoutMs !== ms) return;
+      const last = this.#conn?.lastActivity ?? 0;
+      const idle = Date.now() - last;
+      if (this.#conn && idle < ms) {
+        this.#timeoutTimer = setTimeout(check, ms - idle).unref();
+        return;
+      }
+      this.emit('timeout');
+      if (!this.destroyed && this.#timeoutMs === ms) this.#timeoutTimer = setTimeout(check, ms).unref();
+    };
+    this.#timeoutTimer = setTimeout(check, ms).unref();
+  }
+}
+
+export function normalizeConnectArgs(a: SdpConnectOptions | number | string, b?: string | (() => void), c?: () => void): [SdpConnectOptions, (() => void) | undefined] {
+  if (typeof a === 'object' && a !== null) return [a, typeof b === 'function' ? b : c];
+  const port = Number(a);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`Port should be >= 0 and < 65536. Received ${String(a)}.`);
+  if (typeof b === 'function') return [{ port }, b];
+  return [{ port, ...(b !== undefined ? { host: b } : {}) }, c];
+}
+
+/** net.connect for SDP: returns the socket at once; 'connect' follows. */
+export function connect(options: SdpConnectOptions, cb?: () => void): SdpSocket;
+export function connect(port: number, host?: string, cb?: () => void): SdpSocket;
+export function connect(a: SdpConnectOptions | number, b?: string | (() => void), c?: () => void): SdpSocket {
+  const [opts, cb] = normalizeConnectArgs(a, b, c);
+  const s = new SdpSocket(opts);
+  return s.connect(opts, cb);
+}
+
+export const createConnection = connect;

@@ -1,0 +1,193 @@
+// Sockets and servers in one process, connected through @ibal/cm.
+
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SdpServer, SdpSocket, connect, createServer } from '../src/index.js';
+import { errorOf, once, sleep } from './helpers/wait.js';
+
+const open: (SdpSocket | SdpServer)[] = [];
+
+afterEach(async () => {
+  for (const x of open.splice(0).reverse()) {
+    if (x instanceof SdpSocket) x.destroy();
+    else if (x.listening) await new Promise((r) => x.close(() => r(undefined)));
+  }
+});
+
+async function listening(server: SdpServer): Promise<number> {
+  open.push(server);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server.address()!.port;
+}
+
+/** A server whose accepted sockets are handed out in order by next(). */
+async function serve(opts: { allowHalfOpen?: boolean } = {}) {
+  const queue: SdpSocket[] = [];
+  const waiting: ((s: SdpSocket) => void)[] = [];
+  const server = createServer(opts, (s) => {
+    track(s).on('error', () => {});
+    const w = waiting.shift();
+    if (w) w(s);
+    else queue.push(s);
+  });
+  const port = await listening(server);
+  const next = (): Promise<SdpSocket> => {
+    const s = queue.shift();
+    return s ? Promise.resolve(s) : new Promise((r) => waiting.push(r));
+  };
+  return { server, port, next };
+}
+
+function track<T extends SdpSocket>(s: T): T {
+  open.push(s);
+  return s;
+}
+
+function collect(s: SdpSocket): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  s.on('data', (d: Buffer) => parts.push(d));
+  return once(s, 'end').then(() => Buffer.concat(parts));
+}
+
+describe('SdpSocket and SdpServer', () => {
+  it('echoes, reports addresses and byte counts like net.Socket', async () => {
+    let accepted: SdpSocket | undefined;
+    const server = createServer((s) => {
+      accepted = track(s);
+      s.pipe(s);
+    });
+    const port = await listening(server);
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    expect(c.remoteAddress).toBe('127.0.0.1');
+    expect(c.remotePort).toBe(port);
+    expect(c.remoteFamily).toBe('IPv4');
+    expect(c.localPort).toBeGreaterThan(0);
+    expect(c.address()).toMatchObject({ address: '127.0.0.1', family: 'IPv4', port: c.localPort });
+    expect(c.transport).toBe('sdp');
+    const payload = randomBytes(300_000); // crosses the zero-copy threshold
+    const got = collect(c);
+    c.write(payload.subarray(0, 10));
+    c.end(payload.subarray(10));
+    expect((await got).equals(payload)).toBe(true);
+    expect(accepted!.remoteAddress).toBe('127.0.0.1');
+    expect(accepted!.remotePort).toBe(c.localPort);
+    expect(accepted!.localPort).toBe(port);
+    await once(c, 'close');
+    expect(c.bytesWritten).toBe(payload.length);
+    expect(c.bytesRead).toBe(payload.length);
+  });
+
+  it('half-closes in both directions with allowHalfOpen', async () => {
+    const { port, next } = await serve({ allowHalfOpen: true });
+    const c = track(connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
+    await once(c, 'connect');
+    const s = await next();
+    // Client → server closes first; the server still talks.
+    const atServer = collect(s);
+    c.end('client done');
+    expect((await atServer).toString()).toBe('client done');
+    expect(s.writable).toBe(true);
+    const atClient = collect(c);
+    s.write('server still ');
+    s.end('talking');
+    expect((await atClient).toString()).toBe('server still talking');
+    await Promise.all([once(c, 'close'), once(s, 'close')]);
+  });
+
+  it('half-closes server → client first', async () => {
+    const server = createServer({ allowHalfOpen: true }, (s) => {
+      track(s);
+      s.end('bye');
+      const parts: Buffer[] = [];
+      s.on('data', (d: Buffer) => parts.push(d));
+      s.on('end', () => server.emit('got', Buffer.concat(parts).toString()));
+    });
+    const port = await listening(server);
+    const c = track(connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
+    expect((await collect(c)).toString()).toBe('bye');
+    c.end('still here');
+    expect(await once(server, 'got')).toBe('still here');
+  });
+
+  it('refuses a port with no listener with ECONNREFUSED', async () => {
+    const server = createServer();
+    const port = await listening(server);
+    await new Promise((r) => server.close(r));
+    const c = track(connect(port, '127.0.0.1'));
+    const err = await errorOf(c);
+    expect(err.code).toBe('ECONNREFUSED');
+    expect(err.syscall).toBe('connect');
+    expect((err as NodeJS.ErrnoException & { port?: number }).port).toBe(port);
+  });
+
+  it('refuses connections beyond maxConnections', async () => {
+    const { server, port } = await serve();
+    server.maxConnections = 1;
+    const a = track(connect(port, '127.0.0.1'));
+    await once(a, 'connect');
+    const b = track(connect(port, '127.0.0.1'));
+    expect((await errorOf(b)).code).toBe('ECONNREFUSED');
+  });
+
+  it('server.close() waits for its sockets before close', async () => {
+    const { server, port, next } = await serve();
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    void next().then((s) => s.pipe(s));
+    let closed = false;
+    server.close(() => (closed = true));
+    await sleep(300);
+    expect(closed).toBe(false);
+    expect(server.listening).toBe(false);
+    // New connections are refused while the old one lives on.
+    const late = track(connect(port, '127.0.0.1'));
+    expect((await errorOf(late)).code).toBe('ECONNREFUSED');
+    c.write('still works');
+    expect((await once<Buffer>(c, 'data')).toString()).toBe('still works');
+    c.end();
+    await once(server, 'close');
+    expect(closed).toBe(true);
+  });
+
+  it("emits 'timeout' after idle time and resets the peer with ECONNRESET on destroy", async () => {
+    const { port, next } = await serve();
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    const s = await next();
+    c.setTimeout(150);
+    await once(c, 'timeout', 5000);
+    c.setTimeout(0);
+    const err = errorOf(s);
+    c.destroy();
+    expect((await err).code).toBe('ECONNRESET');
+  });
+
+  it('applies backpressure: write() returns false and drain follows when the reader resumes', async () => {
+    const { port, next } = await serve();
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    const s = await next();
+    s.pause();
+    const chunk = Buffer.alloc(8000, 1);
+    let sent = 0;
+    // Until the receiver's ring and readable buffer are full, credits keep coming back.
+    for (let round = 0; round < 100; round++) {
+      while (c.write(chunk)) sent += chunk.length;
+      sent += chunk.length;
+      await sleep(100);
+      if (c.writableLength > 0) break;
+    }
+    expect(c.writableLength).toBeGreaterThan(0);
+    // In flight: at most the receiver's ring (16 × 16 KiB) and its readable buffer.
+    expect(sent - c.writableLength).toBeLessThanOrEqual(16 * 16384 + s.readableHighWaterMark + chunk.length);
+    let received = 0;
+    s.on('data', (d: Buffer) => (received += d.length));
+    s.resume();
+    await once(c, 'drain');
+    c.end();
+    await once(s, 'end');
+    expect(received).toBe(sent);
+  });
+});

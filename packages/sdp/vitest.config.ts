@@ -1,0 +1,3 @@
+import { vitestPreset } from '@ibal/tooling/vitest';
+
+export default vitestPreset();
