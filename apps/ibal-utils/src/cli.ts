@@ -7,6 +7,8 @@ import { rcPingpong, rcPingpongHelp } from './commands/rc-pingpong.js';
 import { udPingpong, udPingpongHelp } from './commands/ud-pingpong.js';
 import { perf, perfHelp } from './commands/perf.js';
 import { demo, demoHelp } from './commands/demo.js';
+import { rping, rpingHelp } from './commands/rping.js';
+import { cmatose, cmatoseHelp } from './commands/cmatose.js';
 import { IbalError } from '@ibal/verbs';
 import { CliError, UsageError } from './lib/cli-error.js';
 
@@ -25,6 +27,8 @@ const commands: Record<string, Command> = {
   'ud-pingpong': { summary: 'UD SEND ping-pong between two processes (ibv_ud_pingpong)', help: udPingpongHelp, run: udPingpong },
   perf: { summary: 'bandwidth and latency of WRITE, READ, SEND, atomics (perftest)', help: perfHelp, run: perf },
   demo: { summary: 'rc-pingpong and perf write --bw between two local processes', help: demoHelp, run: demo },
+  rping: { summary: 'connect through the CM, RDMA READ/WRITE a pattern and verify it (rping)', help: rpingHelp, run: rping },
+  cmatose: { summary: 'many CM connections at once, SENDs both ways on each (ucmatose)', help: cmatoseHelp, run: cmatose },
 };
 
 function mainHelp(): string {
