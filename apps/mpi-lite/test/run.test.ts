@@ -89,6 +89,16 @@ describe('examples', () => {
   });
 });
 
+describe('the demo', () => {
+  it('ring, allreduce and pi in one 4-rank job', async () => {
+    const r = await mpilite(['run', '-n', '4', example('demo.mjs')], { timeoutMs: 90_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('token came back as 6 (expected 6)');
+    expect(r.stdout).toContain('every element = 10 (expected 10)');
+    expect(r.stdout).toMatch(/pi: +3\.1415926535[89]/);
+  }, 120_000);
+});
+
 describe('mpilite bench', () => {
   it('latency and allreduce, as JSON', async () => {
     const lat = await mpilite(['bench', 'latency', '--sizes', '8,70000', '--iters', '50', '--json']);

@@ -77,16 +77,10 @@ export class Op {
   }
 }
 
-function elementwise(name: string, f: (a: Num, b: Num) => Num, integerOnly = false): Op {
-  return Op.builtin(
-    name,
-    (i, io) => {
-      const a = i as unknown as Vec;
-      const b = io as unknown as Vec;
-      for (let k = 0; k < b.length; k++) b[k] = f(a[k]!, b[k]!);
-    },
-    integerOnly,
-  );
+// Each built-in has its own loop (no per-element call), so V8 compiles it
+// to a tight loop for the array type it meets.
+function elementwise(name: string, loop: (a: Vec, b: Vec, n: number) => void, integerOnly = false): Op {
+  return Op.builtin(name, (i, io) => loop(i as unknown as Vec, io as unknown as Vec, io.length), integerOnly);
 }
 
 const isBig = (v: TypedArray): boolean => v instanceof BigInt64Array || v instanceof BigUint64Array;
@@ -125,15 +119,41 @@ function loc(name: string, better: (a: Num, b: Num) => boolean): Op {
   );
 }
 
-export const SUM = elementwise('SUM', (a, b) => (a + b) as Num);
-export const PROD = elementwise('PROD', (a, b) => (a * b) as Num);
-export const MIN = elementwise('MIN', (a, b) => (a < b ? a : b));
-export const MAX = elementwise('MAX', (a, b) => (a > b ? a : b));
+export const SUM = elementwise('SUM', (a, b, n) => {
+  for (let k = 0; k < n; k++) b[k] = (a[k]! + b[k]!) as Num;
+});
+export const PROD = elementwise('PROD', (a, b, n) => {
+  for (let k = 0; k < n; k++) b[k] = (a[k]! * b[k]!) as Num;
+});
+export const MIN = elementwise('MIN', (a, b, n) => {
+  for (let k = 0; k < n; k++) if (a[k]! < b[k]!) b[k] = a[k]!;
+});
+export const MAX = elementwise('MAX', (a, b, n) => {
+  for (let k = 0; k < n; k++) if (a[k]! > b[k]!) b[k] = a[k]!;
+});
 export const LAND = logical('LAND', (a, b) => a && b);
 export const LOR = logical('LOR', (a, b) => a || b);
 export const LXOR = logical('LXOR', (a, b) => a !== b);
-export const BAND = elementwise('BAND', (a, b) => (a & b) as Num, true);
-export const BOR = elementwise('BOR', (a, b) => (a | b) as Num, true);
-export const BXOR = elementwise('BXOR', (a, b) => (a ^ b) as Num, true);
+export const BAND = elementwise(
+  'BAND',
+  (a, b, n) => {
+    for (let k = 0; k < n; k++) b[k] = (a[k]! & b[k]!) as Num;
+  },
+  true,
+);
+export const BOR = elementwise(
+  'BOR',
+  (a, b, n) => {
+    for (let k = 0; k < n; k++) b[k] = (a[k]! | b[k]!) as Num;
+  },
+  true,
+);
+export const BXOR = elementwise(
+  'BXOR',
+  (a, b, n) => {
+    for (let k = 0; k < n; k++) b[k] = (a[k]! ^ b[k]!) as Num;
+  },
+  true,
+);
 export const MAXLOC = loc('MAXLOC', (a, b) => a > b);
 export const MINLOC = loc('MINLOC', (a, b) => a < b);

@@ -6,7 +6,7 @@
 import type { Op, TypedArray } from '../ops.js';
 import { allgathervRing } from './allgather.js';
 import { reduceScatterRing } from './reduce-scatter.js';
-import { alloc, blocks, type Coll, copyInto } from './util.js';
+import { blocks, borrow, type Coll, copyInto } from './util.js';
 
 export async function allreduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op: Op): Promise<void> {
   const { size } = c;
@@ -26,7 +26,8 @@ async function recursiveDoubling(c: Coll, acc: TypedArray, op: Op): Promise<void
   let pof2 = 1;
   while (pof2 * 2 <= size) pof2 *= 2;
   const rem = size - pof2;
-  const tmp = alloc(acc, acc.length);
+  const scratch = borrow(acc, acc.length);
+  const tmp = scratch.buf;
   let newrank: number;
   if (rank < 2 * rem) {
     if (rank % 2 === 0) {
@@ -59,4 +60,5 @@ async function recursiveDoubling(c: Coll, acc: TypedArray, op: Op): Promise<void
     if (rank % 2 === 1) await c.isend(acc, rank - 1).wait();
     else await c.irecv(acc, rank + 1).wait();
   }
+  scratch.done();
 }

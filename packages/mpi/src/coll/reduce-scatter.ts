@@ -6,14 +6,15 @@
 import type { Op, TypedArray } from '../ops.js';
 import { reduce } from './reduce.js';
 import { scatterv } from './scatter.js';
-import { alloc, mod, part, type Coll, copyInto } from './util.js';
+import { alloc, borrow, mod, part, type Coll, copyInto } from './util.js';
 
 /** In place on `acc`: afterwards acc's block `rank` is the reduction of every rank's. */
 export async function reduceScatterRing(c: Coll, acc: TypedArray, counts: number[], displs: number[], op: Op): Promise<void> {
   const { rank, size } = c;
   let max = 0;
   for (const n of counts) max = Math.max(max, n);
-  const tmp = alloc(acc, max);
+  const scratch = borrow(acc, max);
+  const tmp = scratch.buf;
   const right = mod(rank + 1, size);
   const left = mod(rank - 1, size);
   for (let s = 0; s < size - 1; s++) {
@@ -26,6 +27,7 @@ export async function reduceScatterRing(c: Coll, acc: TypedArray, counts: number
     op.apply(t, part(acc, displs[inc]!, counts[inc]!));
     await w.wait();
   }
+  scratch.done();
 }
 
 export async function reduceScatter(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op): Promise<void> {

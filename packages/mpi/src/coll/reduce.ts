@@ -5,7 +5,7 @@
 // reduced blocks to the root (Rabenseifner's scheme with a ring).
 import type { Op, TypedArray } from '../ops.js';
 import { reduceScatterRing } from './reduce-scatter.js';
-import { alloc, blocks, copyOf, part, waitAll, type Coll, copyInto } from './util.js';
+import { blocks, borrow, copyOf, part, waitAll, type Coll, copyInto } from './util.js';
 
 export async function reduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray | undefined, op: Op, root: number): Promise<void> {
   const { rank, size } = c;
@@ -23,20 +23,28 @@ export async function reduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray |
     }
     return;
   }
-  const acc = await binomialToZero(c, sendbuf, op);
-  if (root === 0) {
-    if (rank === 0) copyInto(recvbuf!, acc);
-    return;
+  const s1 = borrow(sendbuf, sendbuf.length);
+  const s2 = borrow(sendbuf, sendbuf.length);
+  try {
+    const acc = await binomialToZero(c, sendbuf, op, s1.buf, s2.buf);
+    if (root === 0) {
+      if (rank === 0) copyInto(recvbuf!, acc);
+      return;
+    }
+    if (rank === 0) await c.isend(acc, root).wait();
+    else if (rank === root) await c.irecv(recvbuf!, 0).wait();
+  } finally {
+    s1.done();
+    s2.done();
   }
-  if (rank === 0) await c.isend(acc, root).wait();
-  else if (rank === root) await c.irecv(recvbuf!, 0).wait();
 }
 
-/** Rank 0 ends with x0 op x1 op ... op x(p-1); the others' results are partial. */
-async function binomialToZero(c: Coll, sendbuf: TypedArray, op: Op): Promise<TypedArray> {
+/** Rank 0 ends with x0 op x1 op ... op x(p-1) (in a or b); the others' results are partial. */
+async function binomialToZero(c: Coll, sendbuf: TypedArray, op: Op, a: TypedArray, b: TypedArray): Promise<TypedArray> {
   const { rank, size } = c;
-  let acc = copyOf(sendbuf);
-  let tmp = alloc(sendbuf, sendbuf.length);
+  let acc = a;
+  let tmp = b;
+  copyInto(acc, sendbuf);
   for (let mask = 1; mask < size; mask <<= 1) {
     if ((rank & mask) === 0) {
       const src = rank | mask;

@@ -2,12 +2,15 @@
 // exchanges): each rank keeps the reduction of its partner group so far
 // and folds in what lower ranks send, in rank order.
 import type { Op, TypedArray } from '../ops.js';
-import { alloc, copyOf, type Coll, copyInto } from './util.js';
+import { borrow, type Coll, copyInto } from './util.js';
 
 export async function scan(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op: Op, exclusive: boolean): Promise<void> {
   const { rank, size } = c;
-  const partial = copyOf(sendbuf);
-  const tmp = alloc(sendbuf, sendbuf.length);
+  const s1 = borrow(sendbuf, sendbuf.length);
+  const s2 = borrow(sendbuf, sendbuf.length);
+  const partial = s1.buf;
+  const tmp = s2.buf;
+  copyInto(partial, sendbuf);
   if (!exclusive) copyInto(recvbuf, sendbuf);
   let have = false;
   for (let mask = 1; mask < size; mask <<= 1) {
@@ -29,4 +32,6 @@ export async function scan(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op
       copyInto(partial, tmp);
     }
   }
+  s1.done();
+  s2.done();
 }
