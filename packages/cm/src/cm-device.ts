@@ -6,6 +6,7 @@
 // (and last connection in timewait), so an idle CM holds no socket.
 
 import { randomInt } from 'node:crypto';
+import net from 'node:net';
 import { NotFoundError, softProvider, type MadAddress, type SoftDevice } from '@ibal/hca';
 import { openDevice, registerMadAgent, type Context, type MadAgent } from '@ibal/verbs';
 import { ROCE_UDP_PORT, isWildcard, sameIp, ipVersion, type CmAddress } from './address.js';
@@ -401,7 +402,7 @@ function ipFromGid(gid: Uint8Array): string {
   if (mapped) return `${gid[12]}.${gid[13]}.${gid[14]}.${gid[15]}`;
   const parts: string[] = [];
   for (let i = 0; i < 16; i += 2) parts.push(((gid[i]! << 8) | gid[i + 1]!).toString(16));
-  return parts.join(':');
+  return new net.SocketAddress({ address: parts.join(':'), family: 'ipv6' }).address;
 }
 
 export { ipFromGid };

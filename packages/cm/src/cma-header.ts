@@ -4,6 +4,8 @@
 //   0: version (0x00)   1: IP version in bits 7:4   2: source port
 //   4: source address   20: destination address (IPv4 in the last 4 bytes)
 
+import net from 'node:net';
+
 export const CMA_HEADER_SIZE = 36;
 export const CMA_VERSION = 0x00;
 
@@ -41,7 +43,7 @@ function getAddr(b: Uint8Array, off: number, v: 4 | 6): string {
   if (v === 4) return `${b[off + 12]}.${b[off + 13]}.${b[off + 14]}.${b[off + 15]}`;
   const parts: string[] = [];
   for (let i = 0; i < 16; i += 2) parts.push(((b[off + i]! << 8) | b[off + i + 1]!).toString(16));
-  return parts.join(':');
+  return new net.SocketAddress({ address: parts.join(':'), family: 'ipv6' }).address;
 }
 
 export function writeCmaHeader(out: Uint8Array, h: Omit<CmaHeader, 'version'>): void {

@@ -2,6 +2,7 @@
 // promise API, private data both ways, rejects, SIDR.
 import { afterEach, describe, expect, it } from 'vitest';
 import { WrOpcode, SendFlags, regMr, Access } from '@ibal/verbs';
+import { InvalidArgumentError } from '@ibal/verbs';
 import {
   CmEventType,
   ConnectionRejectedError,
@@ -145,6 +146,44 @@ describe('CM in one process', () => {
     expect((bad as SidrError).statusName).toBe('SIDR_UNSUPPORTED');
     await c.close();
     await s.close();
+    await l.close();
+  });
+
+  it('SDP port space: no rdma_cm header, all 92 bytes of REQ private data are the user\'s; librdmacm\'s limits are enforced', async () => {
+    const [a, b] = await pair();
+    const l = await listen({ address: '127.0.0.1', port: 0 }, { ...FAST, device: a.name, portSpace: PortSpace.SDP });
+    const hello = new Uint8Array(92).map((_, i) => i + 1);
+    const served = (async () => {
+      for await (const req of l) {
+        expect([...req.privateData]).toEqual([...hello]);
+        return req.accept();
+      }
+      throw new Error('no request');
+    })();
+    const c = await connect(l.address, { ...FAST, device: b.name, portSpace: PortSpace.SDP, privateData: hello });
+    const s = await served;
+    await Promise.all([c.close(), s.disconnected.then(() => s.close())]);
+    await expect(connect(l.address, { ...FAST, device: b.name, portSpace: PortSpace.SDP, privateData: new Uint8Array(93) })).rejects.toThrow(InvalidArgumentError);
+    await expect(connect(l.address, { ...FAST, device: b.name, privateData: new Uint8Array(57) })).rejects.toThrow(/at most 56/);
+    await l.close();
+  });
+
+  it('IPv6: the rdma_cm header carries the 16-byte addresses', async () => {
+    const a = device('::1');
+    const b = device('::1');
+    cleanup.push(() => a.remove(), () => b.remove());
+    const l = await listen({ address: '::1', port: 0 }, { ...FAST, device: a.name });
+    const served = (async () => {
+      for await (const req of l) {
+        expect(req.peerAddr!.address).toBe('::1');
+        return req.accept();
+      }
+      throw new Error('no request');
+    })();
+    const c = await connect(l.address, { ...FAST, device: b.name });
+    const s = await served;
+    expect(s.peerAddr!.port).toBe(c.localAddr!.port);
+    await Promise.all([c.close(), s.disconnected.then(() => s.close())]);
     await l.close();
   });
 });
