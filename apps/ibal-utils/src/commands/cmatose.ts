@@ -22,7 +22,8 @@ export const cmatoseHelp = `Usage: ibal cmatose -s [-b addr] [-p port] [-c conne
   --dev NAME      the RDMA device to use
   --cm-timeout E  CM response timeout exponent, 4.096 us * 2^E (default 20, rdma_cm's)
   --cm-retries N  CM retransmissions before a connection is given up (default 15)
-  --ack-timeout E the QPs' local ACK timeout exponent (RDMA_OPTION_ID_ACK_TIMEOUT; default 14)
+  --ack-timeout E the QPs' local ACK timeout exponent (RDMA_OPTION_ID_ACK_TIMEOUT; default 18,
+                  about 1 s, so that many busy QPs on few cores do not take scheduling delay for loss)
   --timeout ms    bound on each connection's set-up, transfer and teardown (default 60000)`;
 
 interface Options {
@@ -75,7 +76,7 @@ function parse(args: string[]): Options | undefined {
     cm: {
       ...(values['cm-timeout'] !== undefined ? { cmResponseTimeout: intOption('--cm-timeout', values['cm-timeout'], 20, 8, 31) } : {}),
       ...(values['cm-retries'] !== undefined ? { maxCmRetries: intOption('--cm-retries', values['cm-retries'], 15, 0, 15) } : {}),
-      ...(values['ack-timeout'] !== undefined ? { ackTimeout: intOption('--ack-timeout', values['ack-timeout'], 14, 1, 31) } : {}),
+      ackTimeout: intOption('--ack-timeout', values['ack-timeout'], 18, 1, 31),
     },
   };
 }
