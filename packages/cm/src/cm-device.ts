@@ -72,6 +72,8 @@ export function gidKey(gid: Uint8Array, udpPort: number | undefined): string {
 const retired = newCounters();
 const active = new Map<string, CmDevice>();
 const opening = new Map<string, Promise<CmDevice>>();
+/** Contexts of released devices that could not close yet because the user still holds resources on them. */
+const stuck = new Set<Context>();
 
 export class CmDevice {
   readonly counters = newCounters();
@@ -165,7 +167,9 @@ export class CmDevice {
     try {
       this.ctx.close();
     } catch {
-      // The user still holds PDs/CQs on id.verbs: the context stays open for them (as librdmacm's device does).
+      // The user still holds PDs/CQs/QPs on id.verbs: the context stays open for them (as librdmacm's
+      // device does) and cmResources() keeps counting it until they are gone.
+      stuck.add(this.ctx);
     }
   }
 
@@ -447,6 +451,14 @@ export function cmCounters(): CmCounters {
 
 /** What the CM holds right now: for leak checks in tests and tools. */
 export function cmResources(): { devices: number; ids: number; timers: number; connections: number; listeners: number } {
+  for (const ctx of stuck) {
+    try {
+      ctx.close();
+      stuck.delete(ctx);
+    } catch {
+      // Still in use.
+    }
+  }
   let ids = 0;
   let timers = 0;
   let connections = 0;
@@ -457,7 +469,7 @@ export function cmResources(): { devices: number; ids: number; timers: number; c
     connections += d.byLocalId.size;
     listeners += d.listeners.size;
   }
-  return { devices: active.size, ids, timers, connections, listeners };
+  return { devices: active.size + stuck.size, ids, timers, connections, listeners };
 }
 
 export { SidrStatus };

@@ -245,6 +245,8 @@ describe('CM across two processes', () => {
       else expect(tally.ok ?? 0).toBeGreaterThan(N * 0.8);
       await until(() => cmResources().devices === 0, 20_000, 'client CM released');
       expectNothingHeld();
+      // The device's context is closed, so its socket is too.
+      expect(lastDevice!.port).toBeUndefined();
       // The server side: every accepted connection closed, only the listener left.
       let r: Record<string, unknown> = {};
       for (let tries = 0; tries < 200; tries++) {

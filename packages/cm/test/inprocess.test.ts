@@ -83,12 +83,12 @@ describe('CM in one process', () => {
     expect(d2.eventName).toBe('DISCONNECTED');
     expect((await cch.getCmEvent({ timeoutMs: 5000 })).eventName).toBe('TIMEWAIT_EXIT');
     expect((await sch.getCmEvent({ timeoutMs: 5000 })).eventName).toBe('TIMEWAIT_EXIT');
+    // A QP (or PD, CQ, MR) the user still holds keeps the device's context open, and it shows.
+    for (const id of [cid, sid, lid]) id.destroy();
+    expect(cmResources().devices).toBe(2);
     mr.dereg();
     cmr.dereg();
-    for (const id of [cid, sid, lid]) {
-      id.destroyQp();
-      id.destroy();
-    }
+    for (const id of [cid, sid, lid]) id.destroyQp();
     sch.destroy();
     cch.destroy();
     expect(cmResources()).toEqual({ devices: 0, ids: 0, timers: 0, connections: 0, listeners: 0 });
