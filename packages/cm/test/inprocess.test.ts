@@ -1,7 +1,7 @@
 // The CM between two soft devices of one process: the event API and the
 // promise API, private data both ways, rejects, SIDR.
 import { afterEach, describe, expect, it } from 'vitest';
-import { WrOpcode, SendFlags, regMr, Access } from '@ibal/verbs';
+import { WrOpcode, SendFlags, regMr, Access, createAh } from '@ibal/verbs';
 import { InvalidArgumentError } from '@ibal/verbs';
 import {
   CmEventType,
@@ -104,9 +104,17 @@ describe('CM in one process', () => {
       }
       throw new Error('listener ended');
     })();
-    const c = await connect({ ...l.address }, { ...FAST, device: b.name, privateData: new TextEncoder().encode('ping') });
+    const c = await connect({ ...l.address }, { ...FAST, device: b.name, privateData: new TextEncoder().encode('ping'), initiatorDepth: 2, responderResources: 3, rnrRetryCount: 5 });
     expect(new TextDecoder().decode(c.privateData.subarray(0, 4))).toBe('pong');
     const s = await server;
+    // The QPs were moved to RTS with what REQ and REP negotiated.
+    const ca = c.qp.queryQp();
+    const sa = s.qp.queryQp();
+    expect([ca.destQpNum, sa.destQpNum]).toEqual([s.qp.qpNum, c.qp.qpNum]);
+    expect([ca.sqPsn, ca.rqPsn]).toEqual([sa.rqPsn, sa.sqPsn]);
+    expect([ca.maxRdAtomic, ca.maxDestRdAtomic, sa.maxRdAtomic, sa.maxDestRdAtomic]).toEqual([2, 3, 3, 2]);
+    expect(sa.rnrRetry).toBe(5);
+    expect(ca.timeout).toBe(14);
     await Promise.all([c.close(), s.disconnected.then(() => s.close())]);
     await l.close();
     await until(() => cmResources().devices === 0, 5000, 'devices released');
@@ -141,6 +149,19 @@ describe('CM in one process', () => {
     expect(c.ud!.qpNum).toBe(s.qp.qpNum);
     expect(c.ud!.qkey).toBe(0x01234567);
     expect(new TextDecoder().decode(c.privateData.subarray(0, 5))).toBe('ud ok');
+    // What SIDR learned is enough to send: an AH from ahAttr, the QPN and the Q_Key.
+    const ah = createAh(c.pd, c.ud!.ahAttr);
+    const smr = regMr(s.pd, 4096, Access.LOCAL_WRITE);
+    const cmr = regMr(c.pd, 64, Access.LOCAL_WRITE);
+    cmr.buf.set(new TextEncoder().encode('datagram'));
+    s.qp.postRecv({ wrId: 1, sgList: [smr.sge(0, 4096)] });
+    c.qp.postSend({ wrId: 1, opcode: WrOpcode.SEND, sendFlags: SendFlags.SIGNALED, sgList: [cmr.sge(0, 8)], ud: { ah, remoteQpn: c.ud!.qpNum, remoteQkey: c.ud!.qkey } });
+    const wc = await s.recvCq.next({ throwOnError: true });
+    expect(new TextDecoder().decode(smr.buf.subarray(40, wc.byteLen))).toBe('datagram');
+    await c.sendCq.next({ throwOnError: true });
+    ah.destroy();
+    smr.dereg();
+    cmr.dereg();
     const bad = await connect({ ...l.address, port: l.address.port + 1 }, { ...FAST, portSpace: PortSpace.UDP }).catch((e: unknown) => e);
     expect(bad).toBeInstanceOf(SidrError);
     expect((bad as SidrError).statusName).toBe('SIDR_UNSUPPORTED');
