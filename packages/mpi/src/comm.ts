@@ -104,12 +104,12 @@ export class Comm {
   }
 
   /** MPI_Send: resolves when `buf` may be reused. */
-  Send(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+  async Send(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
     return this.Isend(buf, dest, tag).wait();
   }
 
   /** MPI_Recv: resolves with the Status once the message is in `buf`. */
-  Recv(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
+  async Recv(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
     return this.Irecv(buf, source, tag).wait();
   }
 
@@ -128,7 +128,7 @@ export class Comm {
   isend(obj: unknown, dest: number, tag = 0): Request<Status> {
     this.#p2pArgs(dest, tag, false);
     if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
-    return this.#isendBytes(this.context, dest, tag, serialize(obj), MsgFlag.OBJECT);
+    return this.#isendBytes(this.context, dest, tag, pack(obj), MsgFlag.OBJECT);
   }
 
   /** Receives a value; wait() gives it (status on the request). */
@@ -138,7 +138,7 @@ export class Comm {
     return this.#irecvBytes(this.context, source, tag, undefined, 1) as Request<T>;
   }
 
-  send(obj: unknown, dest: number, tag = 0): Promise<Status> {
+  async send(obj: unknown, dest: number, tag = 0): Promise<Status> {
     return this.isend(obj, dest, tag).wait();
   }
 
@@ -180,7 +180,7 @@ export class Comm {
     return this.iprobe(source, tag);
   }
 
-  Probe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
+  async Probe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
     return this.probe(source, tag);
   }
 
@@ -207,17 +207,17 @@ export class Comm {
     checkRank(root, this.size, 'root');
   }
 
-  Barrier(): Promise<void> {
+  async Barrier(): Promise<void> {
     return barrier(this.#coll());
   }
 
-  Bcast(buf: TypedArray, root = 0): Promise<void> {
+  async Bcast(buf: TypedArray, root = 0): Promise<void> {
     checkBuffer(buf, 'Bcast buffer');
     this.#root(root);
     return bcast(this.#coll(), buf, root);
   }
 
-  Reduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Promise<void> {
+  async Reduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Promise<void> {
     this.#root(root);
     const send = sendbuf === IN_PLACE ? checkBuffer(recvbuf, 'Reduce recvbuf (IN_PLACE)') : checkBuffer(sendbuf, 'Reduce sendbuf');
     op.check(send);
@@ -228,7 +228,7 @@ export class Comm {
     return reduce(this.#coll(), sendbuf === IN_PLACE ? send.slice() : send, this.rank === root ? recvbuf!.subarray(0, send.length) : undefined, op, root);
   }
 
-  Allreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+  async Allreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
     checkBuffer(recvbuf, 'Allreduce recvbuf');
     const send = sendbuf === IN_PLACE ? recvbuf : checkBuffer(sendbuf, 'Allreduce sendbuf');
     op.check(send);
@@ -236,7 +236,7 @@ export class Comm {
     return allreduce(this.#coll(), send, recvbuf.subarray(0, send.length), op);
   }
 
-  Gather(sendbuf: TypedArray, recvbuf: TypedArray | undefined, root = 0): Promise<void> {
+  async Gather(sendbuf: TypedArray, recvbuf: TypedArray | undefined, root = 0): Promise<void> {
     checkBuffer(sendbuf, 'Gather sendbuf');
     this.#root(root);
     const n = sendbuf.length;
@@ -247,7 +247,7 @@ export class Comm {
     return gatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts), root);
   }
 
-  Gatherv(sendbuf: TypedArray, recvbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
+  async Gatherv(sendbuf: TypedArray, recvbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
     checkBuffer(sendbuf, 'Gatherv sendbuf');
     this.#root(root);
     if (this.rank === root) {
@@ -258,7 +258,7 @@ export class Comm {
     return gatherv(this.#coll(), sendbuf, recvbuf, counts, displs ?? (counts ? prefix(counts) : undefined), root);
   }
 
-  Scatter(sendbuf: TypedArray | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
+  async Scatter(sendbuf: TypedArray | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
     checkBuffer(recvbuf, 'Scatter recvbuf');
     this.#root(root);
     const n = recvbuf.length;
@@ -269,7 +269,7 @@ export class Comm {
     return scatterv(this.#coll(), sendbuf, counts, prefix(counts), recvbuf, root);
   }
 
-  Scatterv(sendbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
+  async Scatterv(sendbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
     checkBuffer(recvbuf, 'Scatterv recvbuf');
     this.#root(root);
     if (this.rank === root) {
@@ -279,7 +279,7 @@ export class Comm {
     return scatterv(this.#coll(), sendbuf, counts, displs ?? (counts ? prefix(counts) : undefined), recvbuf, root);
   }
 
-  Allgather(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
+  async Allgather(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
     checkBuffer(sendbuf, 'Allgather sendbuf');
     checkBuffer(recvbuf, 'Allgather recvbuf');
     const n = sendbuf.length;
@@ -288,7 +288,7 @@ export class Comm {
     return allgatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts));
   }
 
-  Allgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Promise<void> {
+  async Allgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Promise<void> {
     checkBuffer(sendbuf, 'Allgatherv sendbuf');
     checkBuffer(recvbuf, 'Allgatherv recvbuf');
     const d = displs ?? prefix(counts ?? []);
@@ -296,7 +296,7 @@ export class Comm {
     return allgatherv(this.#coll(), sendbuf, recvbuf, counts, d);
   }
 
-  Alltoall(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
+  async Alltoall(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
     checkBuffer(sendbuf, 'Alltoall sendbuf');
     checkBuffer(recvbuf, 'Alltoall recvbuf');
     if (sendbuf.length % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${sendbuf.length} is not a multiple of ${this.size}`);
@@ -307,7 +307,7 @@ export class Comm {
     return alltoallv(this.#coll(), sendbuf, counts, displs, recvbuf, counts, displs);
   }
 
-  Alltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Promise<void> {
+  async Alltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Promise<void> {
     checkBuffer(sendbuf, 'Alltoallv sendbuf');
     checkBuffer(recvbuf, 'Alltoallv recvbuf');
     const sd = sdispls ?? prefix(scounts ?? []);
@@ -317,7 +317,7 @@ export class Comm {
     return alltoallv(this.#coll(), sendbuf, scounts, sd, recvbuf, rcounts, rd);
   }
 
-  Scan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+  async Scan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
     checkBuffer(recvbuf, 'Scan recvbuf');
     const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Scan sendbuf');
     op.check(send);
@@ -325,7 +325,7 @@ export class Comm {
   }
 
   /** MPI_Exscan; rank 0's recvbuf is left as it was. */
-  Exscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+  async Exscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
     checkBuffer(recvbuf, 'Exscan recvbuf');
     const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Exscan sendbuf');
     op.check(send);
@@ -333,7 +333,7 @@ export class Comm {
   }
 
   /** MPI_Reduce_scatter: block i (counts[i] elements) of the reduction goes to rank i. */
-  ReduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Promise<void> {
+  async ReduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Promise<void> {
     checkBuffer(sendbuf, 'ReduceScatter sendbuf');
     checkBuffer(recvbuf, 'ReduceScatter recvbuf');
     checkCounts(counts, undefined, this.size, 'ReduceScatter');
@@ -362,20 +362,16 @@ export class Comm {
 
   // ---- collectives, objects ---------------------------------------------
 
-  barrier(): Promise<void> {
+  async barrier(): Promise<void> {
     return this.Barrier();
   }
 
   /** Broadcasts any structured-cloneable value from root; resolves with it everywhere. */
   async bcast<T>(obj: T, root = 0): Promise<T> {
     this.#root(root);
+    let data: Uint8Array | undefined = this.rank === root ? pack(obj) : undefined;
     const c = this.#coll();
-    const len = new Float64Array(1);
-    let data: Uint8Array | undefined;
-    if (this.rank === root) {
-      data = serialize(obj);
-      len[0] = data.length;
-    }
+    const len = Float64Array.of(data?.length ?? 0);
     await bcast(c, len, root);
     const c2 = this.#coll();
     data ??= new Uint8Array(len[0]!);
@@ -389,7 +385,7 @@ export class Comm {
     const ctx = this.context + 1;
     const tag = this.#nextCollTag();
     if (this.rank !== root) {
-      await this.#isendBytes(ctx, root, tag, serialize(obj), MsgFlag.OBJECT).wait();
+      await this.#isendBytes(ctx, root, tag, pack(obj), MsgFlag.OBJECT).wait();
       return undefined;
     }
     const reqs = this.group.map((_, i) => (i === root ? undefined : this.#irecvBytes(ctx, i, tag, undefined, 1)));
@@ -411,7 +407,7 @@ export class Comm {
     const tag = this.#nextCollTag();
     if (this.rank !== root) return (await this.#irecvBytes(ctx, root, tag, undefined, 1).wait()) as T;
     if (!Array.isArray(objs) || objs.length !== this.size) throw new InvalidArgumentError(`scatter: root needs an array of ${this.size} values`);
-    const reqs = objs.map((o, i) => (i === root ? undefined : this.#isendBytes(ctx, i, tag, serialize(o), MsgFlag.OBJECT)));
+    const reqs = objs.map((o, i) => (i === root ? undefined : this.#isendBytes(ctx, i, tag, pack(o), MsgFlag.OBJECT)));
     for (const r of reqs) if (r) await r.wait();
     return objs[root]!;
   }
@@ -422,7 +418,7 @@ export class Comm {
     const ctx = this.context + 1;
     const tag = this.#nextCollTag();
     const recvs = this.group.map((_, i) => (i === this.rank ? undefined : this.#irecvBytes(ctx, i, tag, undefined, 1)));
-    const sends = objs.map((o, i) => (i === this.rank ? undefined : this.#isendBytes(ctx, i, tag, serialize(o), MsgFlag.OBJECT)));
+    const sends = objs.map((o, i) => (i === this.rank ? undefined : this.#isendBytes(ctx, i, tag, pack(o), MsgFlag.OBJECT)));
     const out: T[] = [];
     for (let i = 0; i < this.size; i++) out.push(i === this.rank ? objs[i]! : ((await recvs[i]!.wait()) as T));
     for (const s of sends) if (s) await s.wait();
@@ -495,5 +491,14 @@ export class Comm {
   /** MPI_Abort: ends the whole job with `errorCode`; never returns normally. */
   abort(errorCode = 1, reason?: string): Promise<never> {
     return this.#world.abort(errorCode, reason);
+  }
+}
+
+/** v8.serialize (the structured clone algorithm), with a typed error for values it cannot clone. */
+function pack(obj: unknown): Uint8Array {
+  try {
+    return serialize(obj);
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot send this value: ${(err as Error).message}`, { cause: err });
   }
 }

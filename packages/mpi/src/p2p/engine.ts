@@ -8,9 +8,9 @@
 // is what gets latency near C's. Otherwise, and after that budget, it
 // yields to the event loop until a transport, the bootstrap or a timer kicks
 // it, so sockets, the soft HCA and timers keep running and nothing spins.
-import { deserialize } from 'node:v8';
-import { TruncateError } from '../errors.js';
-import { HDR_WORDS, MsgFlag, MsgType, W_ADDR_HI, W_ADDR_LO, W_CTX, W_ID, W_KEY, W_LEN, W_SRC, W_TAG, W_TYPE } from '../protocol/header.js';
+import { deliverEager } from '../protocol/eager.js';
+import { HDR_WORDS, MsgType, W_ADDR_HI, W_ADDR_LO, W_CTX, W_ID, W_KEY, W_LEN, W_SRC, W_TAG, W_TYPE } from '../protocol/header.js';
+import { pullRendezvous } from '../protocol/rendezvous.js';
 import type { Progress, Request } from '../request.js';
 import type { Endpoint, Transport } from '../transport/transport.js';
 import { MatchQueues, type PostedRecv, type Unexpected } from './match.js';
@@ -147,65 +147,11 @@ export class Engine implements Progress {
   }
 
   #fill(posted: PostedRecv, source: number, tag: number, flags: number, data: Uint8Array): void {
-    const { req, buf } = posted;
-    req.status.source = source;
-    req.status.tag = tag;
-    req.status.byteCount = data.length;
-    if (!buf) {
-      let value: unknown;
-      try {
-        value = flags & MsgFlag.OBJECT ? deserialize(data) : data.slice();
-      } catch (err) {
-        req.complete(undefined, err as Error);
-        return;
-      }
-      req.complete(value);
-      return;
-    }
-    if (data.length > buf.length) {
-      req.complete(undefined, new TruncateError(data.length, buf.length, source, tag));
-      return;
-    }
-    buf.set(data);
-    req.complete(req.status);
+    deliverEager(posted, source, tag, flags, data);
   }
 
   #pull(posted: PostedRecv, peer: number, source: number, tag: number, flags: number, length: number, id: number, lo: number, hi: number, key: number): void {
-    const { req, buf } = posted;
-    req.status.source = source;
-    req.status.tag = tag;
-    req.status.byteCount = length;
-    const ep = this.endpoints[peer]!;
-    const fin = (): void => {
-      const h = this.#hdr;
-      h.fill(0);
-      h[W_TYPE] = MsgType.FIN;
-      h[W_ID] = id;
-      ep.send(h, undefined);
-    };
-    if (buf && length > buf.length) {
-      fin();
-      req.complete(undefined, new TruncateError(length, buf.length, source, tag));
-      return;
-    }
-    const dst = buf ? buf.subarray(0, length) : new Uint8Array(length);
-    ep.fetch(dst, lo, hi, key, (err) => {
-      if (err) {
-        this.fail(err);
-        req.complete(undefined, err);
-        return;
-      }
-      fin();
-      if (buf) {
-        req.complete(req.status);
-        return;
-      }
-      try {
-        req.complete(flags & MsgFlag.OBJECT ? deserialize(dst) : dst);
-      } catch (e) {
-        req.complete(undefined, e as Error);
-      }
-    });
+    pullRendezvous(posted, this.endpoints[peer]!, { source, tag, flags, length, id, lo, hi, key }, this.#hdr, (err) => this.fail(err));
   }
 
   progress(): number {

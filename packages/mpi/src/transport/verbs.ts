@@ -223,7 +223,7 @@ export class VerbsTransport implements Transport {
       this.#ctx = await openDevice(this.#dev.name);
     }
     this.#pd = this.#ctx.allocPd();
-    this.cache = new RegCache(this.#pd, 512 << 20);
+    this.cache = new RegCache(this.#pd, 64 << 20);
     this.#channel = this.#ctx.createCompChannel();
     const window = this.#opts.credits;
     const cqe = Math.min(this.#ctx.queryDevice().maxCqe, Math.max(256, peers.length * (window + SQ_DEPTH + EXTRA_SEND_SLOTS) + 16));

@@ -1,0 +1,32 @@
+// The receiving half of the eager protocol: the whole message came with its
+// header (from a ring slot or a bounce buffer, valid only now), so it is
+// copied straight into the posted receive's array, or deserialized for an
+// object receive.
+import { deserialize } from 'node:v8';
+import { TruncateError } from '../errors.js';
+import type { PostedRecv } from '../p2p/match.js';
+import { MsgFlag } from './header.js';
+
+export function deliverEager(posted: PostedRecv, source: number, tag: number, flags: number, data: Uint8Array): void {
+  const { req, buf } = posted;
+  req.status.source = source;
+  req.status.tag = tag;
+  req.status.byteCount = data.length;
+  if (!buf) {
+    let value: unknown;
+    try {
+      value = flags & MsgFlag.OBJECT ? deserialize(data) : data.slice();
+    } catch (err) {
+      req.complete(undefined, err as Error);
+      return;
+    }
+    req.complete(value);
+    return;
+  }
+  if (data.length > buf.length) {
+    req.complete(undefined, new TruncateError(data.length, buf.length, source, tag));
+    return;
+  }
+  buf.set(data);
+  req.complete(req.status);
+}
