@@ -100,7 +100,8 @@ export class Connection implements AsyncDisposable {
 
   /** rdma_disconnect, resolved once DISCONNECTED is reported (the peer's DREP, or the DREQ's retries running out). */
   async disconnect(): Promise<void> {
-    if (this.id.qpType !== 1 /* not RC: UD has no connection */ && this.ud) return;
+    // A UD "connection" is what SIDR learned; there is nothing to tear down.
+    if (this.ud) return;
     try {
       this.id.disconnect();
     } catch (err) {
