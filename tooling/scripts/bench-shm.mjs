@@ -17,6 +17,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { Child, freePort, killAll } from './bench/children.mjs';
 import { median } from './bench/stats.mjs';
@@ -127,17 +128,22 @@ async function ringLatency() {
     seg.unlink(); // both have it mapped: nothing is left behind if either dies
     const msg = new Uint8Array(8);
     const warm = Math.floor(LAT_ITERS / 10) + 100;
+    const rtt = new Float64Array(LAT_ITERS);
     let t0 = 0n;
     for (let i = 0; i < warm + LAT_ITERS; i++) {
       if (i === warm) t0 = process.hrtime.bigint();
+      const ts = performance.now();
       msg[0] = i;
       if (!tx.tryWrite(msg, i)) throw new Error('ring full');
       let len;
       while ((len = rx.peek()) < 0) waitOrThrow(rx.waitDataSync(10_000), 'echo');
       if (len !== 8 || rx.tag !== i) throw new Error(`echo ${i}: got tag ${rx.tag}`);
       rx.release();
+      if (i >= warm) rtt[i - warm] = performance.now() - ts;
     }
-    return Number(process.hrtime.bigint() - t0) / 1e3 / LAT_ITERS / 2;
+    const mean = Number(process.hrtime.bigint() - t0) / 1e3 / LAT_ITERS / 2;
+    rtt.sort();
+    return { mean, median: (rtt[LAT_ITERS >> 1] * 1000) / 2 };
   } finally {
     tx.close('producer');
     rx.close('consumer');
@@ -238,13 +244,21 @@ async function main() {
   if (!haveSys) results.errors.push(`ibal_sys unavailable: ${results.meta.sys.addon.reason ?? results.meta.sys.shm.reason}`);
   for (let rep = 0; rep < REPS; rep++) {
     if (floorBin) {
-      await attempt(`C ping-pong run ${rep}`, () => add('cPingPongUs', runFloor(['pingpong', String(LAT_ITERS * 5), String(SPIN_NS)]).halfRttUs));
+      await attempt(`C ping-pong run ${rep}`, () => {
+        const r = runFloor(['pingpong', String(LAT_ITERS * 5), String(SPIN_NS)]);
+        add('cPingPongUs', r.medianHalfRttUs);
+        add('cPingPongMeanUs', r.halfRttUs);
+      });
       await attempt(`C memcpy run ${rep}`, () => add('cMemcpyMiBps', runFloor(['memcpy', '4000']).MiBps));
     }
     add('nodeMemcpyMiBps', nodeMemcpy(2000));
     await attempt(`TCP run ${rep}`, async () => add('tcpPingPongUs', await tcpLatency()));
     if (haveSys) {
-      await attempt(`ring ping-pong run ${rep}`, async () => add('ringPingPongUs', await ringLatency()));
+      await attempt(`ring ping-pong run ${rep}`, async () => {
+        const r = await ringLatency();
+        add('ringPingPongUs', r.median);
+        add('ringPingPongMeanUs', r.mean);
+      });
       await attempt(`ring 1 MiB run ${rep}`, async () => add('ring1MiBMiBps', await ringBandwidth(MIB, 4 * MIB)));
       await attempt(`ring 64 KiB run ${rep}`, async () => add('ring64KiBMiBps', await ringBandwidth(64 << 10, 4 * MIB)));
       if (results.meta.sys.vm.on) await attempt(`vm run ${rep}`, async () => add('vmWrite1MiBMiBps', await vmBandwidth()));
@@ -278,7 +292,7 @@ async function main() {
     `# ibal shared-memory primitives (${results.meta.date})`,
     '',
     `Two processes on one host; Node ${results.meta.node}, ${results.meta.cpus} CPUs (${results.meta.cpuModel}); medians of ${REPS} runs.`,
-    `Latency: mean half round trip of an 8-byte ping-pong (${LAT_ITERS} round trips per run, C: ${LAT_ITERS * 5}); waits spin up to ${SPIN_NS / 1000} µs, then futex.`,
+    `Latency: median half round trip of an 8-byte ping-pong, as perftest's t_typical (${LAT_ITERS} round trips per run, C: ${LAT_ITERS * 5}; means in shm.json); waits spin up to ${SPIN_NS / 1000} µs, then futex.`,
     `Bandwidth: MiB/s moving ${BW_MIB} MiB; the ring copies in and out, process_vm_writev copies once.`,
     '',
     '| measurement | median |',

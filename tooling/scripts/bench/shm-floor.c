@@ -2,8 +2,9 @@
 //   shm-floor pingpong ITERS SPIN_NS  two processes (fork) sharing one
 //       MAP_SHARED page bounce an 8-byte message; each waits by spinning up
 //       to SPIN_NS then sleeping on a shared futex, the protocol of ibal's
-//       Doorbell (sequence word + sleeper count). Prints the mean half
-//       round trip in microseconds.
+//       Doorbell (sequence word + sleeper count). Prints the mean and the
+//       median half round trip in microseconds (the median, as perftest's
+//       t_typical, shrugs off the round trips a busy machine preempts).
 //   shm-floor memcpy ITERS  copies 1 MiB ITERS times; prints MiB/s.
 // Output: one JSON line.
 #define _GNU_SOURCE
@@ -53,6 +54,11 @@ static void wait_bell(struct bell *b, uint32_t seen, double spin_ns) {
   __atomic_sub_fetch(&b->waiters, 1, __ATOMIC_SEQ_CST);
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 static int pingpong(long iters, double spin_ns) {
   struct shared *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (s == MAP_FAILED) return 1;
@@ -71,8 +77,10 @@ static int pingpong(long iters, double spin_ns) {
   }
   uint32_t seen = 0;
   double t0 = 0;
+  double *rtt = malloc(sizeof(double) * iters);
   for (long i = 0; i < warm + iters; i++) {
     if (i == warm) t0 = now_ns();
+    double ts = now_ns();
     s->msg[0][0] = (uint64_t)i;
     ring(&s->ping);
     wait_bell(&s->pong, seen, spin_ns);
@@ -81,10 +89,13 @@ static int pingpong(long iters, double spin_ns) {
       fprintf(stderr, "lost message %ld\n", i);
       return 1;
     }
+    if (i >= warm) rtt[i - warm] = now_ns() - ts;
   }
   double us = (now_ns() - t0) / 1e3 / iters / 2;
   waitpid(pid, NULL, 0);
-  printf("{\"halfRttUs\":%.4f}\n", us);
+  qsort(rtt, iters, sizeof(double), cmp_double);
+  printf("{\"halfRttUs\":%.4f,\"medianHalfRttUs\":%.4f}\n", us, rtt[iters / 2] / 2e3);
+  free(rtt);
   return 0;
 }
 

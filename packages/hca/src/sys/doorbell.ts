@@ -93,10 +93,17 @@ export class Doorbell {
   waitSync(seen: number, timeoutMs: number): WaitOutcome {
     this.#check();
     let code: number;
+    const t0 = performance.now();
     try {
       code = this.#sys.futexWaitSync(this.buffer, this.byteOffset, seen >>> 0, this.#spinNs, timeoutMs < 0 ? -1 : timeoutMs, this.byteOffset + 4);
     } catch (err) {
       throw fromNative(err);
+    }
+    if (code === 4) {
+      // Woken after sleeping. Soon after the spin gave up: a longer spin
+      // would have caught it. Long after: the peer was idle, spin less.
+      const waitedNs = (performance.now() - t0) * 1e6;
+      code = waitedNs < 2 * this.#maxSpinNs ? 0 : 4;
     }
     if (code === 0) this.#spinNs = Math.min(this.#maxSpinNs, Math.max(MIN_SPIN_NS, this.#spinNs * 2));
     else if (code === 4) this.#spinNs = this.#spinNs >>> 1 < MIN_SPIN_NS ? 0 : this.#spinNs >>> 1;
