@@ -87,8 +87,9 @@ export class Doorbell {
   /**
    * Waits on this thread (blocking it): spins for an adaptive time, then
    * sleeps in the kernel. For latency loops in workers or dedicated
-   * processes. The spin budget grows while rings arrive during the spin and
-   * shrinks when they do not, so an idle peer costs little CPU.
+   * processes. The spin budget grows while rings arrive during (or soon
+   * after) the spin and shrinks when the peer stays idle long after it, so
+   * an idle peer costs little CPU.
    */
   waitSync(seen: number, timeoutMs: number): WaitOutcome {
     this.#check();
