@@ -67,7 +67,7 @@ export class Engine implements Progress {
     const q = this.#queue(ctx);
     const posted = q.takePosted(source, tag);
     if (type === MsgType.EAGER) {
-      if (posted) this.#fill(posted, source, tag, flags, bytes.subarray(p, p + length));
+      if (posted) deliverEager(posted, source, tag, flags, bytes, p, length);
       else q.unexpected.push(unexpected(source, tag, peer, type, flags, length, bytes.slice(p, p + length), 0, 0, 0, 0));
       return;
     }
@@ -125,7 +125,7 @@ export class Engine implements Progress {
     const posted: PostedRecv = { source, tag, buf, req };
     if (i >= 0) {
       const u = q.takeUnexpected(i);
-      if (u.type === MsgType.EAGER) this.#fill(posted, u.source, u.tag, u.flags, u.data!);
+      if (u.type === MsgType.EAGER) deliverEager(posted, u.source, u.tag, u.flags, u.data!, 0, u.length);
       else this.#pull(posted, u.peer, u.source, u.tag, u.flags, u.length, u.id, u.addrLo, u.addrHi, u.key);
       return;
     }
@@ -144,10 +144,6 @@ export class Engine implements Progress {
     if (!q) return undefined;
     const i = q.findUnexpected(source, tag);
     return i >= 0 ? q.unexpected[i] : undefined;
-  }
-
-  #fill(posted: PostedRecv, source: number, tag: number, flags: number, data: Uint8Array): void {
-    deliverEager(posted, source, tag, flags, data);
   }
 
   #pull(posted: PostedRecv, peer: number, source: number, tag: number, flags: number, length: number, id: number, lo: number, hi: number, key: number): void {
