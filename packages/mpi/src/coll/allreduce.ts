@@ -1,8 +1,10 @@
 // Allreduce. Small messages and non-commutative operations: recursive
 // doubling (log p exchanges of the whole vector), with the MPICH fold for a
 // size that is not a power of two: the first 2r ranks pair up and one of
-// each pair sits out. Large commutative messages: the ring (reduce-scatter
-// then allgather), which moves about 2n bytes per rank whatever p is.
+// each pair sits out. Large commutative messages: Rabenseifner's algorithm
+// when p is a power of two (reduce-scatter by recursive halving, allgather
+// by recursive doubling: 2 log p steps), otherwise the ring (reduce-scatter
+// then allgather, 2(p - 1) steps); both move about 2n bytes per rank.
 import type { Op, TypedArray } from '../ops.js';
 import { allgathervRing } from './allgather.js';
 import { reduceScatterRing } from './reduce-scatter.js';
@@ -14,6 +16,10 @@ export async function allreduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArra
   if (size === 1) return;
   if (op.commutative && recvbuf.byteLength >= c.large && recvbuf.length >= size) {
     const { counts, displs } = blocks(recvbuf.length, size, op.unit);
+    if ((size & (size - 1)) === 0) {
+      await rabenseifner(c, recvbuf, counts, displs, op);
+      return;
+    }
     await reduceScatterRing(c, recvbuf, counts, displs, op);
     await allgathervRing(c, recvbuf, counts, displs);
     return;
@@ -61,4 +67,40 @@ async function recursiveDoubling(c: Coll, acc: TypedArray, op: Op): Promise<void
     else await c.irecv(acc, rank + 1).wait();
   }
   scratch.done();
+}
+
+/** p a power of two; in place on acc. Rank r ends the halving owning block r. */
+async function rabenseifner(c: Coll, acc: TypedArray, counts: number[], displs: number[], op: Op): Promise<void> {
+  const { rank, size } = c;
+  const start = (b: number): number => (b < size ? displs[b]! : acc.length);
+  const span = (from: number, to: number): TypedArray => acc.subarray(start(from), start(to));
+  const scratch = borrow(acc, start(size / 2) - start(0) + (counts[0] ?? 0));
+  let lo = 0;
+  let hi = size;
+  for (let mask = size >> 1; mask >= 1; mask >>= 1) {
+    const partner = rank ^ mask;
+    const mid = lo + ((hi - lo) >> 1);
+    const [keepLo, keepHi, sendLo, sendHi] = (rank & mask) === 0 ? [lo, mid, mid, hi] : [mid, hi, lo, mid];
+    const keep = span(keepLo, keepHi);
+    const tmp = scratch.buf.subarray(0, keep.length);
+    const r = c.irecv(tmp, partner);
+    const w = c.isend(span(sendLo, sendHi), partner);
+    await r.wait();
+    op.apply(tmp, keep);
+    await w.wait();
+    lo = keepLo;
+    hi = keepHi;
+  }
+  scratch.done();
+  for (let mask = 1; mask < size; mask <<= 1) {
+    const partner = rank ^ mask;
+    // This rank holds blocks [lo, hi) (mask of them); the partner the adjacent ones.
+    const [pLo, pHi] = (rank & mask) === 0 ? [hi, hi + mask] : [lo - mask, lo];
+    const r = c.irecv(span(pLo, pHi), partner);
+    const w = c.isend(span(lo, hi), partner);
+    await r.wait();
+    await w.wait();
+    lo = Math.min(lo, pLo);
+    hi = Math.max(hi, pHi);
+  }
 }
