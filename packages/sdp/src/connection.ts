@@ -58,6 +58,14 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
 // wrIds: receives, sends (by slot) and RDMA READs live in separate ranges
 // so a completion names its kind whatever its status.
 const RECV_BASE = 0x10000;
+/**
+ * The message that only returns credits. OFED sent a Data message with no
+ * payload, which Wireshark's SDP dissector reports as malformed (it expects
+ * data after a Data BSDH). A BSDH-only SinkAvailCancel carries the same Bufs
+ * and MSeqAck and cancels nothing: this implementation never advertises a
+ * SinkAvail. Both are accepted as credit updates.
+ */
+const CREDIT_UPDATE = Mid.SinkAvailCancel;
 /** Packets shorter than this would look malformed to Wireshark's SDP dissector (BSDH + a 48-byte header). */
 const RUNT = 64;
 const READ_WR = 0x20000;
@@ -240,10 +248,10 @@ export class SdpConnection {
     this.#afterWork();
   }
 
-  /** Sends an empty Data message (a keepalive probe: a dead peer fails it with RETRY_EXC_ERR). */
+  /** Sends a credit update as a keepalive probe: a dead peer fails it with RETRY_EXC_ERR. */
   probe(): void {
     if (this.#closed || this.#sentDisConn) return;
-    if (this.#txMr && this.#credits >= 1 && this.#freeSlots() > 0) this.#sendControl(Mid.Data);
+    if (this.#txMr && this.#credits >= 1 && this.#freeSlots() > 0) this.#sendControl(CREDIT_UPDATE);
   }
 
   /**
@@ -377,8 +385,12 @@ export class SdpConnection {
     // we sent after the one it acknowledges will land in some of them.
     this.#credits = ((h.mseqAck - (this.#nextMseq - 1)) | 0) + h.bufs;
     switch (h.mid) {
+      case Mid.SinkAvailCancel:
+        // A credit update (see CREDIT_UPDATE); its BSDH was all there was to it.
+        this.#repost(slot);
+        break;
       case Mid.Data:
-        if (this.#recvDisConn) return this.#protocolError('Data after DisConn');
+        if (this.#recvDisConn && byteLen > BSDH_SIZE) return this.#protocolError('Data after DisConn');
         if (byteLen > BSDH_SIZE) this.#rx.push({ kind: 'data', slot, offset: base + BSDH_SIZE, length: byteLen - BSDH_SIZE });
         else this.#repost(slot);
         break;
@@ -627,7 +639,7 @@ export class SdpConnection {
     if (gain < 2) return;
     if (gain < this.#opts.rxBufs >> 1 && estimate > 2) return;
     if (this.#credits < 1 || this.#freeSlots() === 0) return;
-    this.#sendControl(Mid.Data);
+    this.#sendControl(CREDIT_UPDATE);
   }
 
   #maybeFinished(): void {

@@ -9,10 +9,20 @@ import { SdpConnection, type ConnectionOptions, type ConnectionSink } from './co
 import { SdpSocketError } from './errors.js';
 import { decodeHello, decodeHelloAck, encodeHello, encodeHelloAck, type Hello } from './protocol/hello.js';
 
+/**
+ * The QPs' local ACK timeout exponent (4.096 µs · 2^n): 17 is about half a
+ * second, as Linux rdma_cm derives it on RoCE (packet lifetime 16, plus
+ * one). A busy event loop serving hundreds of connections can stall longer
+ * than rdma_cm's InfiniBand default of 14 (67 ms) allows, times 7 retries.
+ */
+const ACK_TIMEOUT = 17;
+
 /** RDMA READs in flight each way: the zero-copy path uses one at a time. */
 const RD_ATOMIC = 4;
 /** REJ reasons (IBTA 12.6.7.2) that mean "nobody here speaks SDP on that port". */
 const REJ_INVALID_SERVICE_ID = 8;
+/** The passive CM still held a connection from our QPN (a process before us died); it has dropped it now. */
+const REJ_STALE_CONN = 10;
 
 type Handler = (e: CmEvent) => void;
 
@@ -119,6 +129,7 @@ function cmError(e: CmEvent | Error, where: Endpoint, syscall = 'connect'): SdpS
   }
   switch (e.event) {
     case CmEventType.REJECTED:
+      if (e.status === REJ_STALE_CONN) return Object.assign(new SdpSocketError('ECONNREFUSED', syscall, 'stale connection', where), { stale: true });
       return new SdpSocketError('ECONNREFUSED', syscall, e.status === REJ_INVALID_SERVICE_ID ? 'no SDP listener on that port' : `rejected: ${e.reason ?? e.status}`, where);
     case CmEventType.UNREACHABLE:
       return new SdpSocketError('ETIMEDOUT', syscall, 'no answer from the peer CM', where);
@@ -142,10 +153,23 @@ export interface ConnectLinkOptions {
 
 /** The active side: resolve, REQ with Hello, REP with HelloAck, RTU. */
 export async function connectLink(o: ConnectLinkOptions, sink: ConnectionSink, opts: ConnectionOptions): Promise<Link> {
+  // A STALE_CONN reject means the peer's CM remembered a dead process's
+  // connection from our address and QPN and has just released it: retry.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await connectOnce(o, sink, opts);
+    } catch (err) {
+      if (!(err as { stale?: boolean }).stale || attempt >= 2) throw err;
+    }
+  }
+}
+
+async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: ConnectionOptions): Promise<Link> {
   const where = { address: o.host, port: o.port };
   const timeoutMs = o.connectTimeout ?? (o.fallbackToTcp ? 2000 : 10_000);
   const id = createId(cmChannel(), {
     portSpace: PortSpace.SDP,
+    ackTimeout: ACK_TIMEOUT,
     // A peer with no CM at all never answers: keep the REQ retries inside the connect timeout.
     ...(o.fallbackToTcp ? { cmResponseTimeout: 16, maxCmRetries: 3 } : {}),
   });
@@ -236,7 +260,7 @@ export async function listenLink(
   /** An admitted request that never reached ESTABLISHED. */
   onDropped: () => void,
 ): Promise<LinkListener> {
-  const id = createId(cmChannel(), { portSpace: PortSpace.SDP });
+  const id = createId(cmChannel(), { portSpace: PortSpace.SDP, ackTimeout: ACK_TIMEOUT });
   const host = o.host ?? '0.0.0.0';
   try {
     await id.bindAddr({ address: host, port: o.port });

@@ -12,9 +12,13 @@ import { SdpServer } from './server.js';
 import { SdpSocket, normalizeConnectArgs, type SdpConnectOptions } from './socket.js';
 
 const rules: SdpRule[] = rulesFromEnv();
-const kSdp = Symbol('ibal.sdp.server');
+/** The SdpServer beside a net.Server: tests and tools wait for its 'listening' under this key. */
+const kSdp = Symbol.for('ibal.sdp.server');
 
 const origConnect = net.connect;
+/** host:port → until when it is known not to speak SDP. */
+const tcpOnly = new Map<string, number>();
+const TCP_ONLY_MS = 60_000;
 const origListen = net.Server.prototype.listen;
 const origClose = net.Server.prototype.close;
 
@@ -22,12 +26,21 @@ function sdpConnect(...args: unknown[]): net.Socket {
   const first = args[0];
   // Unix sockets and anything else with a path stay as they are.
   if (typeof first === 'string' && !/^\d+$/.test(first)) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
-  if (typeof first === 'object' && first !== null && (first as { path?: string }).path !== undefined) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
+  // (http's agent passes the request path along with host and port: only a path without a port is IPC.)
+  if (typeof first === 'object' && first !== null && (first as { port?: unknown }).port === undefined) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
   const [opts, cb] = normalizeConnectArgs(first as SdpConnectOptions | number, args[1] as string | (() => void), args[2] as () => void);
   const host = opts.host === undefined || opts.host === 'localhost' ? '127.0.0.1' : opts.host;
   if (!net.isIP(host) || !matchRule(rules, 'client', host, Number(opts.port))) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
+  const key = `${host}:${opts.port}`;
+  const until = tcpOnly.get(key);
+  if (until !== undefined && until > Date.now()) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
   const s = new SdpSocket({ allowHalfOpen: opts.allowHalfOpen ?? false });
   s.connect({ ...pickConnect(opts), host, fallbackToTcp: true }, cb);
+  // Remember peers that answered only over TCP, so the next connection does not wait for the CM again.
+  s.once('connect', () => {
+    if (s.transport === 'tcp') tcpOnly.set(key, Date.now() + TCP_ONLY_MS);
+    else tcpOnly.delete(key);
+  });
   return s as unknown as net.Socket;
 }
 
@@ -41,8 +54,8 @@ function pickConnect(o: SdpConnectOptions): SdpConnectOptions {
 
 function patchedListen(this: net.Server, ...args: unknown[]): net.Server {
   const server = this as net.Server & { [kSdp]?: SdpServer };
-  origListen.apply(server, args as Parameters<typeof origListen>);
-  server.once('listening', () => {
+  // Ahead of the caller's own 'listening' callback, so the SDP server exists when that runs.
+  server.prependOnceListener('listening', () => {
     const a = server.address();
     if (!a || typeof a === 'string') return;
     const any = a.address === '0.0.0.0' || a.address === '::';
@@ -54,6 +67,7 @@ function patchedListen(this: net.Server, ...args: unknown[]): net.Server {
     sdp.on('error', (err: Error) => process.emitWarning(`@ibal/sdp: no SDP listener on port ${a.port}: ${err.message}`));
     sdp.listen({ port: a.port, host: a.address === '::' ? '0.0.0.0' : a.address });
   });
+  origListen.apply(server, args as Parameters<typeof origListen>);
   return server;
 }
 

@@ -200,6 +200,7 @@ export class SdpSocket extends Duplex {
       if (this.destroyed) return;
       const code = (err as NodeJS.ErrnoException).code;
       if (opts.fallbackToTcp && (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')) {
+        if (process.env.IBAL_SDP_DEBUG) process.stderr.write(`@ibal/sdp: ${host}:${opts.port} over TCP: ${(err as Error).message}\n`);
         this.#fallback(opts, host);
         return;
       }
@@ -215,7 +216,8 @@ export class SdpSocket extends Duplex {
 
   /** As SMC-R does: same socket, TCP underneath. */
   #fallback(opts: SdpConnectOptions, host: string): void {
-    const tcp = net.connect({ port: opts.port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    // A bare net.Socket: transparent mode patches net.connect itself.
+    const tcp = new net.Socket().connect({ port: opts.port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
     this.#tcp = tcp;
     tcp.on('connect', () => {
       this.#connecting = false;

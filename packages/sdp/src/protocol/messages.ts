@@ -1,7 +1,9 @@
 // The SDP messages that follow the BSDH over the QP, written straight into
 // registered send buffers (no allocation on the data path).
 //
-// Data         BSDH, then the payload (none: a credit update)
+// Data         BSDH, then the payload (none: a credit update, as OFED sent them)
+// SinkAvailCancel BSDH only; with no SinkAvail outstanding it cancels nothing,
+//              and this implementation sends it as its credit update
 // DisConn      BSDH only: the sender will send no more data (half-close)
 // AbortConn    BSDH only: the connection is reset
 // SrcAvail     BSDH, SrcAH { Len u32, RKey u32, VAddr u64 }, then the first

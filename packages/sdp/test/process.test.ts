@@ -1,0 +1,152 @@
+// Across processes, as the issue asks: each peer runs the built package.
+
+import { createHash } from 'node:crypto';
+
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connect, type SdpSocket } from '../src/index.js';
+import { Peer, fixtures, privateLoopback, registerHook } from './helpers/child.js';
+import { errorOf, once, sleep } from './helpers/wait.js';
+
+const peers: Peer[] = [];
+const sockets: SdpSocket[] = [];
+
+afterAll(() => {
+  for (const s of sockets) s.destroy();
+  for (const p of peers) p.kill();
+});
+
+function peer(args: string[], env: Record<string, string> = {}): Peer {
+  const p = new Peer(args, env);
+  peers.push(p);
+  return p;
+}
+
+async function sdpPeer(mode: string, env: Record<string, string> = {}) {
+  const p = peer([`${fixtures}/sdp-peer.mjs`, mode], env);
+  const m = await p.message<{ port: number; udpPort: number }>('port');
+  return { p, port: m.port, udpPort: m.udpPort };
+}
+
+describe('transparent mode: Node http, unchanged, over SDP', () => {
+  it('exchanges 1,000 requests and a WebSocket-style upgrade over SDP', async () => {
+    const host = privateLoopback();
+    const rules = { IBAL_SDP_RULES: `${host}:*` };
+    const server = peer(['--import', registerHook, `${fixtures}/http-server.mjs`, host], { ...rules, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
+    const { port, sdp } = await server.message<{ port: number; sdp: boolean }>('port');
+    expect(sdp).toBe(true);
+    const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '1000'], rules);
+    const r = await client.message<{ ok: number; transports: Record<string, number>; upgrade: { status: number; echoed: string; transport: string } }>('ok', 180_000);
+    expect(r.ok).toBe(1000);
+    expect(r.transports).toEqual({ sdp: 1000 });
+    expect(r.upgrade).toEqual({ status: 101, echoed: 'frame-1frame-2', transport: 'sdp' });
+  }, 240_000);
+
+  it('falls back to TCP when the peer does not speak SDP', async () => {
+    const host = privateLoopback();
+    // A plain TCP server: no register hook, no RDMA device at that address.
+    const server = peer([`${fixtures}/http-server.mjs`, host]);
+    const { port } = await server.message<{ port: number }>('port');
+    const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '20'], { IBAL_SDP_RULES: '*:*' });
+    const r = await client.message<{ ok: number; transports: Record<string, number>; upgrade: { transport: string } }>('ok', 120_000);
+    expect(r.ok).toBe(20);
+    expect(r.transports).toEqual({ tcp: 20 });
+    expect(r.upgrade.transport).toBe('tcp');
+  }, 180_000);
+});
+
+describe('SDP sockets across processes', () => {
+  it('pipes 1 GiB with backpressure and it arrives hash-identical', async () => {
+    const { port, udpPort } = await sdpPeer('hash');
+    const c = connect({ port, host: '127.0.0.1', udpPort, allowHalfOpen: true });
+    sockets.push(c);
+    await once(c, 'connect');
+    const block = createHash('sha512').update('ibal').digest();
+    const chunk = Buffer.alloc(1 << 20);
+    for (let i = 0; i < chunk.length; i += block.length) block.copy(chunk, i);
+    const total = 1024;
+    const h = createHash('sha256');
+    const reply: Buffer[] = [];
+    c.on('data', (d: Buffer) => reply.push(d));
+    const t0 = Date.now();
+    await pipeline(
+      Readable.from(
+        (function* () {
+          for (let i = 0; i < total; i++) {
+            // Vary every MiB so a dropped or repeated chunk changes the hash.
+            const b = Buffer.from(chunk);
+            b.writeUInt32BE(i, 0);
+            b.writeUInt32BE(i, b.length - 4);
+            h.update(b);
+            yield b;
+          }
+        })(),
+      ),
+      c,
+      { end: true },
+    );
+    await once(c, 'end', 240_000);
+    const r = JSON.parse(Buffer.concat(reply).toString()) as { bytes: number; sha256: string };
+    console.log(`1 GiB over SDP in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    expect(r.bytes).toBe(total << 20);
+    expect(r.sha256).toBe(h.digest('hex'));
+  }, 300_000);
+
+  it('reports ECONNRESET when the peer process dies', async () => {
+    const { p, port, udpPort } = await sdpPeer('echo');
+    const c = connect({ port, host: '127.0.0.1', udpPort });
+    sockets.push(c);
+    await once(c, 'connect');
+    c.write('ping');
+    expect((await once<Buffer>(c, 'data')).toString()).toBe('ping');
+    const err = errorOf(c, 60_000);
+    p.kill();
+    await p.exited();
+    // The next write finds no one: the HCA's retries run out (RETRY_EXC_ERR).
+    const writer = setInterval(() => {
+      if (c.writable) c.write('anyone?');
+    }, 50);
+    try {
+      expect((await err).code).toBe('ECONNRESET');
+    } finally {
+      clearInterval(writer);
+    }
+  }, 90_000);
+
+  it('notices a dead idle peer through keepalive', async () => {
+    const { p, port, udpPort } = await sdpPeer('echo');
+    const c = connect({ port, host: '127.0.0.1', udpPort, keepAlive: true, keepAliveInitialDelay: 200 });
+    sockets.push(c);
+    await once(c, 'connect');
+    const err = errorOf(c, 60_000);
+    p.kill();
+    expect((await err).code).toBe('ECONNRESET');
+  }, 90_000);
+
+  it('serves 500 concurrent sockets', async () => {
+    const small = { IBAL_SDP_RX_BUFS: '4', IBAL_SDP_RX_BUF_SIZE: '4096', IBAL_SDP_TX_BUFS: '4' };
+    const { port, udpPort } = await sdpPeer('echo', small);
+    const opts = { port, host: '127.0.0.1', udpPort, rxBufs: 4, rxBufSize: 4096, txBufs: 4, connectTimeout: 120_000 };
+    const all = Array.from({ length: 500 }, () => {
+      const s = connect(opts);
+      sockets.push(s);
+      return s;
+    });
+    await Promise.all(all.map((s) => once(s, 'connect', 120_000)));
+    const echoes = all.map(async (s, i) => {
+      const want = `socket ${i}`;
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString()));
+      s.write(want);
+      for (let t = 0; t < 2400 && got.length < want.length; t++) await sleep(50);
+      return got === want;
+    });
+    const ok = await Promise.all(echoes);
+    const failed = all.map((s, i) => (ok[i] ? undefined : `${i}: destroyed=${s.destroyed} err=${(s as unknown as { errored?: Error }).errored?.message ?? ''}`)).filter(Boolean);
+    expect(failed).toEqual([]);
+    for (const s of all) s.end();
+    await Promise.all(all.map((s) => once(s, 'close', 120_000)));
+  }, 300_000);
+});
+
