@@ -123,6 +123,9 @@ export class SdpConnection {
   // Send slots complete in order (RC), so a head/tail pair tracks them.
   #txHead = 0;
   #txTail = 0;
+  /** txHead when each slot was posted: a completion frees every slot up to its own (RC completes in order). */
+  #slotSeq: number[] = [];
+  #unsignaled = 0;
   readonly #tx: TxChunk[] = [];
   #zcTx: ZcopyTx | undefined;
   #zcRx: ZcopyRx | undefined;
@@ -336,7 +339,7 @@ export class SdpConnection {
         }
         if (wc.wrId >= READ_WR) this.#readDone();
         else if (wc.wrId >= RECV_BASE) this.#received(wc.wrId - RECV_BASE, wc.byteLen);
-        else this.#txTail++;
+        else this.#txTail = this.#slotSeq[wc.wrId]! + 1;
       }
       if (this.#closed) break;
     }
@@ -656,7 +659,8 @@ export class SdpConnection {
   #sendControl(mid: number): number {
     const slot = this.#takeSlot();
     writeBsdh(this.#txMr.buf, slot * this.#txSize, mid, 0, this.#rxPosted, BSDH_SIZE, this.#mseq(), this.#lastRecvMseq);
-    this.#post(slot, BSDH_SIZE);
+    // DisConn and AbortConn are waited on: they must complete on their own.
+    this.#post(slot, BSDH_SIZE, mid === Mid.DisConn || mid === Mid.AbortConn);
     return this.#txHead;
   }
 
@@ -671,12 +675,24 @@ export class SdpConnection {
     return m;
   }
 
-  #post(slot: number, length: number): void {
+  #post(slot: number, length: number, signal = false): void {
     const wr = this.#sendWrs[slot]!;
     wr.sgList[0]!.length = length;
     this.#advBufs = this.#rxPosted;
     this.#advMseqAck = this.#lastRecvMseq;
+    this.#slotSeq[slot] = this.#txHead;
     this.#txHead++;
+    // Every send signaled would make the HCA ask for an ACK per message. Half
+    // the ring may go unsignaled; once fewer slots than that are free, every
+    // send is signaled, so the slots in use always end with one that completes.
+    const every = this.#opts.txBufs >> 1;
+    if (signal || this.#unsignaled + 1 >= every || this.#freeSlots() < every) {
+      wr.sendFlags = SendFlags.SIGNALED;
+      this.#unsignaled = 0;
+    } else {
+      wr.sendFlags = 0;
+      this.#unsignaled++;
+    }
     this.lastActivity = Date.now();
     try {
       this.#res.qp.postSend(wr);

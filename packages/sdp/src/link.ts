@@ -26,6 +26,19 @@ const REJ_STALE_CONN = 10;
 
 type Handler = (e: CmEvent) => void;
 
+/**
+ * SDP listeners of this process, by port: the UDP port of the device each
+ * listens on. A soft device's UDP port is only RoCEv2's 4791 when it got it
+ * first, so a connection to a listener in this same process must be told
+ * the port its device actually has.
+ */
+const localListeners = new Map<number, { address: string; udpPort: number | undefined }[]>();
+
+function localUdpPort(host: string, port: number): number | undefined {
+  const l = localListeners.get(port)?.find((x) => x.address === host || x.address === '0.0.0.0' || x.address === '::');
+  return l?.udpPort;
+}
+
 let channel: EventChannel | undefined;
 const handlers = new Map<CmId, Handler>();
 
@@ -201,7 +214,8 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
   let conn: SdpConnection | undefined;
   try {
     await id.bindAddr({ address: o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0'), port: 0 });
-    id.resolveAddr({ address: o.host, port: o.port, ...(o.udpPort !== undefined ? { udpPort: o.udpPort } : {}) }, { timeoutMs });
+    const udpPort = o.udpPort ?? localUdpPort(o.host, o.port);
+    id.resolveAddr({ address: o.host, port: o.port, ...(udpPort !== undefined ? { udpPort } : {}) }, { timeoutMs });
     let e = await next();
     if (e.event !== CmEventType.ADDR_RESOLVED) throw cmError(e, where);
     id.resolveRoute(timeoutMs);
@@ -270,6 +284,10 @@ export async function listenLink(
     throw cmError(err as Error, { address: host, port: o.port }, 'listen');
   }
   const bound = id.localAddr!;
+  const entry = { address: host, udpPort: bound.udpPort };
+  const list = localListeners.get(bound.port) ?? [];
+  list.push(entry);
+  localListeners.set(bound.port, list);
   handlers.set(id, (e) => {
     if (e.event === CmEventType.CONNECT_REQUEST) onRequest(e);
   });
@@ -319,6 +337,11 @@ export async function listenLink(
     port: bound.port,
     close() {
       handlers.delete(id);
+      const l = localListeners.get(bound.port);
+      if (l) {
+        l.splice(l.indexOf(entry) >>> 0, 1);
+        if (l.length === 0) localListeners.delete(bound.port);
+      }
       id.destroy();
     },
   };
