@@ -16,13 +16,17 @@ export interface BenchResult {
 
 const WINDOW = 64;
 
-function itersFor(size: number, base: number): { iters: number; warmup: number } {
-  if (size > 65536) return { iters: Math.max(10, Math.floor(base / 10)), warmup: 5 };
-  return { iters: base, warmup: Math.max(10, Math.floor(base / 10)) };
+// Timed iterations: --iters when given (0 here means "not given"), else
+// OSU-like defaults by kind and size; warm-up is a tenth of them (at least 2).
+const DEFAULT_ITERS: Record<'p2p' | 'bw' | 'coll', [small: number, large: number]> = { p2p: [10000, 100], bw: [100, 20], coll: [1000, 50] };
+
+function itersFor(size: number, given: number, kind: 'p2p' | 'bw' | 'coll'): { iters: number; warmup: number } {
+  const iters = given > 0 ? given : DEFAULT_ITERS[kind][size > 65536 ? 1 : 0];
+  return { iters, warmup: Math.max(2, Math.floor(iters / 10)) };
 }
 
 async function latency(comm: Comm, size: number, base: number): Promise<number> {
-  const { iters, warmup } = itersFor(size, base);
+  const { iters, warmup } = itersFor(size, base, 'p2p');
   const buf = new Uint8Array(size);
   let t0 = 0;
   for (let i = 0; i < iters + warmup; i++) {
@@ -39,9 +43,10 @@ async function latency(comm: Comm, size: number, base: number): Promise<number> 
 }
 
 async function bandwidth(comm: Comm, size: number, base: number, bidirectional: boolean): Promise<number> {
-  const { iters, warmup } = itersFor(size, Math.max(10, Math.floor(base / 50)));
-  const bufs = Array.from({ length: WINDOW }, () => new Uint8Array(size));
-  const rbufs = Array.from({ length: WINDOW }, () => new Uint8Array(size));
+  const { iters, warmup } = itersFor(size, base, 'bw');
+  // One send and one receive buffer for the whole window, as osu_bw does.
+  const sbuf = new Uint8Array(size);
+  const rbuf = new Uint8Array(size);
   const ack = new Uint8Array(4);
   let t0 = 0;
   for (let i = 0; i < iters + warmup; i++) {
@@ -49,8 +54,8 @@ async function bandwidth(comm: Comm, size: number, base: number, bidirectional: 
     if (comm.rank > 1) continue;
     const peer = 1 - comm.rank;
     const reqs = [];
-    if (comm.rank === 0 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Isend(bufs[w]!, peer, 100 + w));
-    if (comm.rank === 1 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Irecv(rbufs[w]!, peer, 100 + w));
+    if (comm.rank === 0 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Isend(sbuf, peer, 100 + w));
+    if (comm.rank === 1 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Irecv(rbuf, peer, 100 + w));
     for (const r of reqs) await r.wait();
     if (comm.rank === 0) await comm.Recv(ack, 1, 2);
     else await comm.Send(ack, 0, 2);
@@ -60,7 +65,7 @@ async function bandwidth(comm: Comm, size: number, base: number, bidirectional: 
 }
 
 async function collective(comm: Comm, kind: BenchKind, size: number, base: number): Promise<number> {
-  const { iters, warmup } = itersFor(size, Math.max(10, Math.floor(base / 10)));
+  const { iters, warmup } = itersFor(size, base, 'coll');
   const n = Math.max(1, Math.floor(size / 8));
   const a = new Float64Array(kind === 'alltoall' ? n * comm.size : n).fill(comm.rank + 1);
   const b = new Float64Array(a.length);

@@ -223,11 +223,15 @@ export class World {
   async finalize(): Promise<void> {
     if (this.#finalized) return;
     const timeoutMs = this.config.bootstrapTimeoutS * 1000;
-    const failed = this.engine.failure;
+    let failed: Error | undefined = this.engine.failure;
     if (!failed) {
-      // Outstanding rendezvous sends still own user buffers: let them finish.
-      if (this.engine.pendingSends > 0) await this.engine.until(() => this.engine.pendingSends === 0);
-      await this.#client.fence(timeoutMs);
+      try {
+        // Outstanding rendezvous sends still own user buffers: let them finish.
+        if (this.engine.pendingSends > 0) await this.engine.until(() => this.engine.pendingSends === 0);
+        await this.#client.fence(timeoutMs);
+      } catch (err) {
+        failed = err as Error;
+      }
     }
     this.#finalized = true;
     await this.#client.finish();
@@ -251,6 +255,8 @@ export class World {
       await server.close();
       if (this.launch.addressFile) fs.rmSync(this.launch.addressFile, { force: true });
     }
+    // After an abort the exit watchdog stays: the job is over either way.
+    if (failed) throw failed;
     if (this.#abortTimer) clearTimeout(this.#abortTimer);
   }
 

@@ -96,3 +96,15 @@ describe('launcher detection', () => {
     expect(() => detectLaunch({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2' })).toThrow(RangeError);
   });
 });
+
+describe('fences and failures', () => {
+  it('a pending fence rejects with JobAbortedError when a rank dies', async () => {
+    const server = new RendezvousServer({ size: 3, jobId: 'f' });
+    const { port } = await server.listen();
+    cleanup.push(() => server.close());
+    const cs = await Promise.all([0, 1, 2].map((r) => join(r, port, 'f')));
+    const pending = cs[0]!.fence(10_000);
+    cs[2]!.destroy();
+    await expect(pending).rejects.toMatchObject({ code: 'ERR_MPI_ABORTED', rank: 2 });
+  });
+});

@@ -1,7 +1,7 @@
 // A rank's side of the rendezvous: connect (retrying while the server comes
 // up), publish keys, fence, and hear about the job's failure.
 import net from 'node:net';
-import { BootstrapError } from '../errors.js';
+import { BootstrapError, JobAbortedError } from '../errors.js';
 import { readLines, writeLine, type Message } from './lines.js';
 import type { AbortInfo } from './server.js';
 
@@ -16,7 +16,7 @@ export interface ConnectOptions {
 export class BootstrapClient {
   readonly rank: number;
   readonly #socket: net.Socket;
-  readonly #waiting = new Map<string, (kv: Record<string, string>) => void>();
+  readonly #waiting = new Map<string, { resolve: (kv: Record<string, string>) => void; reject: (err: Error) => void }>();
   #fenceSeq = 0;
   #finResolve: (() => void) | undefined;
   #finished = false;
@@ -75,9 +75,15 @@ export class BootstrapClient {
         this.#waiting.delete(id);
         reject(new BootstrapError(`rank ${this.rank}: fence ${id} not reached by every rank within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.#waiting.set(id, (kv) => {
-        clearTimeout(timer);
-        resolve(kv);
+      this.#waiting.set(id, {
+        resolve: (kv) => {
+          clearTimeout(timer);
+          resolve(kv);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
       });
       writeLine(this.#socket, { op: 'fence', id });
     });
@@ -114,9 +120,9 @@ export class BootstrapClient {
 
   #handle(m: Message): void {
     if (m.op === 'fence') {
-      const cb = this.#waiting.get(String(m.id));
+      const w = this.#waiting.get(String(m.id));
       this.#waiting.delete(String(m.id));
-      cb?.(m.kv as Record<string, string>);
+      w?.resolve(m.kv as Record<string, string>);
     } else if (m.op === 'abort') {
       this.#raise({ rank: Number(m.rank), reason: String(m.reason), errorCode: Number(m.errorCode) || 1 });
     } else if (m.op === 'fin') {
@@ -127,6 +133,9 @@ export class BootstrapClient {
   #raise(info: AbortInfo): void {
     if (this.#abortInfo) return;
     this.#abortInfo = info;
+    // A fence can never complete once a rank is gone.
+    for (const w of this.#waiting.values()) w.reject(new JobAbortedError(info.rank, info.reason, info.errorCode));
+    this.#waiting.clear();
     this.#onAbort?.(info);
   }
 }

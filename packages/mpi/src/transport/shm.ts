@@ -15,6 +15,7 @@ import type { Endpoint, Sink, Transport } from './transport.js';
 
 const LINE = 64;
 const BATCH = 64;
+const MIN_SPIN_NS = 2000;
 
 interface Queued {
   header: Int32Array;
@@ -141,6 +142,8 @@ export class ShmTransport implements Transport {
   readonly #bell: Doorbell;
   readonly #in: { peer: number; ring: ShmRing; words: Int32Array; full: Int32Array; ep?: ShmEndpoint }[] = [];
   #start = 0;
+  readonly #maxSpinNs: number;
+  #spinNs: number;
   #armed: Promise<unknown> | undefined;
   #closed = false;
 
@@ -150,7 +153,10 @@ export class ShmTransport implements Transport {
     this.#eagerLimit = eagerLimit;
     this.#sink = sink;
     this.segment = ShmSegment.create(slotOffset(localRanks.length, ringBytes));
-    this.#bell = new Doorbell(this.segment.buffer, 0, { maxSpinNs: spinNs });
+    // This transport spins itself (waitSync below); the doorbell only sleeps.
+    this.#bell = new Doorbell(this.segment.buffer, 0, { maxSpinNs: 0 });
+    this.#maxSpinNs = spinNs;
+    this.#spinNs = spinNs;
     localRanks.forEach((peer, j) => {
       if (peer === myRank) return;
       const at = slotOffset(j, ringBytes);
@@ -220,10 +226,35 @@ export class ShmTransport implements Transport {
     return false;
   }
 
+  /**
+   * Spins on the doorbell word for up to the current budget, then sleeps on
+   * the futex. The budget adapts (as Open MPI's progress loop does not, but
+   * two cores shared by several ranks need): it doubles, up to the
+   * ceiling, when a sleep ends soon enough that a longer spin would have
+   * caught the ring, and halves when a sleep is long; it never reaches 0,
+   * so a burst of traffic after a quiet spell is caught again.
+   */
   waitSync(timeoutMs: number): void {
     const seen = this.#bell.seq();
     if (this.#pendingWork()) return;
-    this.#bell.waitSync(seen, timeoutMs);
+    const budgetMs = this.#spinNs / 1e6;
+    if (budgetMs > 0) {
+      const t0 = performance.now();
+      for (let i = 1; ; i++) {
+        if (this.#bell.seq() !== seen) {
+          return;
+        }
+        if ((i & 63) === 0 && performance.now() - t0 >= budgetMs) break;
+      }
+    }
+    const t1 = performance.now();
+    if (this.#bell.waitSync(seen, timeoutMs) === 'timed-out') {
+      this.#spinNs = Math.max(MIN_SPIN_NS, this.#spinNs >>> 1);
+      return;
+    }
+    const sleptNs = (performance.now() - t1) * 1e6;
+    if (sleptNs < 4 * this.#maxSpinNs) this.#spinNs = Math.min(this.#maxSpinNs, Math.max(MIN_SPIN_NS, this.#spinNs * 2));
+    else this.#spinNs = Math.max(MIN_SPIN_NS, this.#spinNs >>> 1);
   }
 
   armWake(kick: () => void): void {
