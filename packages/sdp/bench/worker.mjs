@@ -66,8 +66,16 @@ async function server() {
 
 function once(emitter, ev) {
   return new Promise((resolve, reject) => {
-    emitter.once(ev, resolve);
-    emitter.once('error', reject);
+    const onEv = (v) => {
+      emitter.off('error', onErr);
+      resolve(v);
+    };
+    const onErr = (err) => {
+      emitter.off(ev, onEv);
+      reject(err);
+    };
+    emitter.once(ev, onEv);
+    emitter.once('error', onErr);
   });
 }
 
