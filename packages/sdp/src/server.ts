@@ -36,6 +36,7 @@ export class SdpServer extends EventEmitter {
   #admitted = 0;
   #closeWaiters: ((err?: Error) => void)[] = [];
   #closing = false;
+  #abandoned = false;
 
   constructor(options?: SdpServerOptions | ConnectionListener, listener?: ConnectionListener) {
     super();
@@ -93,7 +94,9 @@ export class SdpServer extends EventEmitter {
     ).then(
       (l) => {
         this.#starting = false;
-        if (this.#closing) {
+        if (this.#abandoned) {
+          // close() came while the listener was being set up.
+          this.#abandoned = false;
           l.close();
           return;
         }
@@ -103,6 +106,10 @@ export class SdpServer extends EventEmitter {
       },
       (err: Error) => {
         this.#starting = false;
+        if (this.#abandoned) {
+          this.#abandoned = false;
+          return;
+        }
         this.emit('error', err);
       },
     );
@@ -117,6 +124,7 @@ export class SdpServer extends EventEmitter {
       return this;
     }
     if (cb) this.#closeWaiters.push(cb);
+    if (this.#starting) this.#abandoned = true;
     this.#closing = true;
     this.#listener?.close();
     this.#listener = undefined;

@@ -191,3 +191,18 @@ describe('SdpSocket and SdpServer', () => {
     expect(received).toBe(sent);
   });
 });
+
+describe('SdpServer lifecycle', () => {
+  it('close() during listen() leaves nothing listening', async () => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    let listened = false;
+    server.on('listening', () => (listened = true));
+    await closed;
+    await sleep(200);
+    expect(listened).toBe(false);
+    expect(server.listening).toBe(false);
+    expect(server.address()).toBeNull();
+  });
+});
