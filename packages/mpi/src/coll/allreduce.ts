@@ -8,7 +8,7 @@
 import type { Op, TypedArray } from '../ops.js';
 import { allgathervRing } from './allgather.js';
 import { reduceScatterRing } from './reduce-scatter.js';
-import { blocks, borrow, type Coll, copyInto } from './util.js';
+import { blocks, borrow, waitAll, type Coll, copyInto } from './util.js';
 
 export async function allreduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op: Op): Promise<void> {
   const { size } = c;
@@ -69,38 +69,47 @@ async function recursiveDoubling(c: Coll, acc: TypedArray, op: Op): Promise<void
   scratch.done();
 }
 
-/** p a power of two; in place on acc. Rank r ends the halving owning block r. */
+/**
+ * p a power of two; in place on acc. Rank r ends the halving owning block
+ * r. A send's completion is waited for only before its bytes could change
+ * (the allgather overwrites what the halving sent away), so a partner's
+ * late FIN is never on the critical path.
+ */
 async function rabenseifner(c: Coll, acc: TypedArray, counts: number[], displs: number[], op: Op): Promise<void> {
   const { rank, size } = c;
   const start = (b: number): number => (b < size ? displs[b]! : acc.length);
   const span = (from: number, to: number): TypedArray => acc.subarray(start(from), start(to));
   const scratch = borrow(acc, start(size / 2) - start(0) + (counts[0] ?? 0));
+  const sends = [];
   let lo = 0;
   let hi = size;
-  for (let mask = size >> 1; mask >= 1; mask >>= 1) {
-    const partner = rank ^ mask;
-    const mid = lo + ((hi - lo) >> 1);
-    const [keepLo, keepHi, sendLo, sendHi] = (rank & mask) === 0 ? [lo, mid, mid, hi] : [mid, hi, lo, mid];
-    const keep = span(keepLo, keepHi);
-    const tmp = scratch.buf.subarray(0, keep.length);
-    const r = c.irecv(tmp, partner);
-    const w = c.isend(span(sendLo, sendHi), partner);
-    await r.wait();
-    op.apply(tmp, keep);
-    await w.wait();
-    lo = keepLo;
-    hi = keepHi;
+  try {
+    for (let mask = size >> 1; mask >= 1; mask >>= 1) {
+      const partner = rank ^ mask;
+      const mid = lo + ((hi - lo) >> 1);
+      const [keepLo, keepHi, sendLo, sendHi] = (rank & mask) === 0 ? [lo, mid, mid, hi] : [mid, hi, lo, mid];
+      const keep = span(keepLo, keepHi);
+      const tmp = scratch.buf.subarray(0, keep.length);
+      const r = c.irecv(tmp, partner);
+      sends.push(c.isend(span(sendLo, sendHi), partner));
+      await r.wait();
+      op.apply(tmp, keep);
+      lo = keepLo;
+      hi = keepHi;
+    }
+    await waitAll(sends.splice(0));
+  } finally {
+    scratch.done();
   }
-  scratch.done();
   for (let mask = 1; mask < size; mask <<= 1) {
     const partner = rank ^ mask;
     // This rank holds blocks [lo, hi) (mask of them); the partner the adjacent ones.
     const [pLo, pHi] = (rank & mask) === 0 ? [hi, hi + mask] : [lo - mask, lo];
     const r = c.irecv(span(pLo, pHi), partner);
-    const w = c.isend(span(lo, hi), partner);
+    sends.push(c.isend(span(lo, hi), partner));
     await r.wait();
-    await w.wait();
     lo = Math.min(lo, pLo);
     hi = Math.max(hi, pHi);
   }
+  await waitAll(sends);
 }

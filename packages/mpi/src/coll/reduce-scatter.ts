@@ -6,7 +6,7 @@
 import type { Op, TypedArray } from '../ops.js';
 import { reduce } from './reduce.js';
 import { scatterv } from './scatter.js';
-import { alloc, borrow, mod, part, type Coll, copyInto } from './util.js';
+import { alloc, borrow, mod, part, waitAll, type Coll, copyInto } from './util.js';
 
 /** In place on `acc`: afterwards acc's block `rank` is the reduction of every rank's. */
 export async function reduceScatterRing(c: Coll, acc: TypedArray, counts: number[], displs: number[], op: Op): Promise<void> {
@@ -17,17 +17,23 @@ export async function reduceScatterRing(c: Coll, acc: TypedArray, counts: number
   const tmp = scratch.buf;
   const right = mod(rank + 1, size);
   const left = mod(rank - 1, size);
-  for (let s = 0; s < size - 1; s++) {
-    const out = mod(rank - s - 1, size);
-    const inc = mod(rank - s - 2, size);
-    const t = part(tmp, 0, counts[inc]!);
-    const r = c.irecv(t, left);
-    const w = c.isend(part(acc, displs[out]!, counts[out]!), right);
-    await r.wait();
-    op.apply(t, part(acc, displs[inc]!, counts[inc]!));
-    await w.wait();
+  // A block is never written after it was sent, so the sends' completions
+  // are collected at the end, off the critical path.
+  const sends = [];
+  try {
+    for (let s = 0; s < size - 1; s++) {
+      const out = mod(rank - s - 1, size);
+      const inc = mod(rank - s - 2, size);
+      const t = part(tmp, 0, counts[inc]!);
+      const r = c.irecv(t, left);
+      sends.push(c.isend(part(acc, displs[out]!, counts[out]!), right));
+      await r.wait();
+      op.apply(t, part(acc, displs[inc]!, counts[inc]!));
+    }
+    await waitAll(sends);
+  } finally {
+    scratch.done();
   }
-  scratch.done();
 }
 
 export async function reduceScatter(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op): Promise<void> {
