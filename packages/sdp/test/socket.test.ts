@@ -206,3 +206,15 @@ describe('SdpServer lifecycle', () => {
     expect(server.address()).toBeNull();
   });
 });
+
+describe('connect errors', () => {
+  it('times out with ETIMEDOUT when no CM answers', async () => {
+    // An address with no RDMA device behind it: the REQ goes unanswered.
+    const host = `127.0.${1 + Math.floor(Math.random() * 254)}.${2 + Math.floor(Math.random() * 250)}`;
+    const c = track(connect({ port: 9, host, connectTimeout: 1500 }));
+    const err = await errorOf(c, 20_000);
+    expect(err.code).toBe('ETIMEDOUT');
+    expect(err.syscall).toBe('connect');
+    expect(c.destroyed).toBe(true);
+  });
+});
