@@ -30,6 +30,12 @@ describe('point to point', () => {
     for (const out of r.stdout) expect(out).toContain('p2p ok');
   });
 
+  it('without the native addon (IBAL_SYS=0) local ranks fall back to verbs', async () => {
+    const r = await runJob(2, 'whoami.mjs', [], { env: { IBAL_SYS: '0' } });
+    expectClean(r);
+    expect(JSON.parse(r.stdout[0]!).transports).toEqual(['self', 'verbs']);
+  });
+
   it('everything eager or everything rendezvous (thresholds from the environment)', async () => {
     const eager = await runJob(2, 'p2p-check.mjs', [], { env: { MPILITE_SHM_EAGER_LIMIT: '131000', MPILITE_SHM_RING_BYTES: String(1 << 20) } });
     expectClean(eager);
