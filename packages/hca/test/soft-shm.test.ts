@@ -55,7 +55,10 @@ describe.skipIf(skip)('soft HCA same-host fast path', () => {
       expect(w.shm!.counters.txShm).toBe(w.counters.txPackets);
       expect(w.shm!.counters.rxShm).toBe(w.counters.rxPackets);
     }
-    expect(a.dev.wire.counters.txPackets).toBeGreaterThan(n + 300_000 / 4096);
+    // Each 8000-byte SEND is two packets at MTU 4096; the WRITE and READ add
+    // more, as packets or (when the single-copy path is reachable) as one
+    // by-reference request each.
+    expect(a.dev.wire.counters.txPackets).toBeGreaterThanOrEqual(2 * n + 1);
     // Both sides mapped both rings, so their names are gone already.
     expect(shmFiles(process.pid)).toEqual([]);
   });
