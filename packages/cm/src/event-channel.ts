@@ -2,28 +2,11 @@
 // taken with getCmEvent() (rdma_get_cm_event) or by async iteration;
 // ackCmEvent is kept for line-by-line ports of C code and costs nothing.
 
-import { InvalidArgumentError, ResourceBusyError, ResourceClosedError } from '@ibal/hca';
+import { InvalidArgumentError, RdmaCmEventType, ResourceBusyError, ResourceClosedError } from '@ibal/hca';
 import type { CmId } from './id.js';
 
-/** enum rdma_cm_event_type, same numbering. */
-export const CmEventType = {
-  ADDR_RESOLVED: 0,
-  ADDR_ERROR: 1,
-  ROUTE_RESOLVED: 2,
-  ROUTE_ERROR: 3,
-  CONNECT_REQUEST: 4,
-  CONNECT_RESPONSE: 5,
-  CONNECT_ERROR: 6,
-  UNREACHABLE: 7,
-  REJECTED: 8,
-  ESTABLISHED: 9,
-  DISCONNECTED: 10,
-  DEVICE_REMOVAL: 11,
-  MULTICAST_JOIN: 12,
-  MULTICAST_ERROR: 13,
-  ADDR_CHANGE: 14,
-  TIMEWAIT_EXIT: 15,
-} as const;
+/** enum rdma_cm_event_type: the one table the native librdmacm binding also uses. */
+export const CmEventType = RdmaCmEventType;
 export type CmEventType = (typeof CmEventType)[keyof typeof CmEventType];
 
 const eventNames = Object.keys(CmEventType);
