@@ -38,15 +38,73 @@ try {
 const dirs = fs.existsSync(nativeRoot)
   ? fs.readdirSync(nativeRoot).filter((d) => fs.existsSync(path.join(nativeRoot, d, 'binding.gyp')))
   : [];
+/** Newest modification time under `p` (a file or a directory tree). */
+function newest(p) {
+  const st = fs.statSync(p);
+  if (!st.isDirectory()) return st.mtimeMs;
+  let m = 0;
+  for (const e of fs.readdirSync(p)) m = Math.max(m, newest(path.join(p, e)));
+  return m;
+}
+
+/** The built addon is newer than its sources and binding.gyp: nothing to do. */
+function upToDate(dir) {
+  const release = path.join(dir, 'build', 'Release');
+  const built = fs.existsSync(release) ? fs.readdirSync(release).filter((f) => f.endsWith('.node')) : [];
+  if (built.length === 0 || fs.existsSync(path.join(dir, 'build', 'ibal-build-error.txt'))) return false;
+  const out = Math.min(...built.map((f) => fs.statSync(path.join(release, f)).mtimeMs));
+  return out > Math.max(newest(path.join(dir, 'src')), newest(path.join(dir, 'binding.gyp')));
+}
+
+const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/**
+ * node-gyp rebuild starts by deleting build/: two builds of one addon at once
+ * (turbo runs packages in parallel, people run builds in two shells) would
+ * delete each other's output. A lock directory serialises them; a lock older
+ * than the build timeout is a crashed build's and is taken over.
+ */
+function withLock(dir, fn) {
+  const lock = path.join(dir, '.build-lock');
+  for (let waited = 0; ; waited += 200) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch (err) {
+      if (err.code !== 'EEXIST') throw err;
+      let age = 0;
+      try {
+        age = Date.now() - fs.statSync(lock).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (age > 330_000 || waited > 330_000) {
+        fs.rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
+      sleep(200);
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
+
 let failed = 0;
 for (const name of dirs) {
   const dir = path.join(nativeRoot, name);
   const errFile = path.join(dir, 'build', 'ibal-build-error.txt');
+  if (process.env.IBAL_NATIVE_REBUILD !== '1' && withLock(dir, () => upToDate(dir))) {
+    console.log(`native/${name}: up to date`);
+    continue;
+  }
   const args = [gyp, 'rebuild', '--release', '-j', '2'];
   const nd = nodeDir();
   if (nd) args.push(`--nodedir=${nd}`);
   const r = gyp
-    ? spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: 300_000 })
+    ? withLock(dir, () => (upToDate(dir) ? { status: 0, stdout: '', stderr: '' } : spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: 300_000 })))
     : { status: 1, stdout: '', stderr: 'node-gyp is not installed' };
   fs.mkdirSync(path.dirname(errFile), { recursive: true });
   if (r.status === 0) {

@@ -233,6 +233,12 @@ export interface HcaContext {
   close(): void;
 }
 
+  /**
+   * Optional manual progress, for providers with no engine of their own
+   * (the soft HCA): moves whatever has arrived now and returns how many
+   * packets it handled. Hardware progresses by itself and leaves it out.
+   */
+  progress?(): number;
 /** Where a MAD came from or goes to (ib_mad_addr / ib_user_mad_hdr's address part). */
 export interface MadAddress {
   /** The remote port's GID; for RoCEv2 an IPv4-mapped or IPv6 address. */
@@ -274,6 +280,13 @@ export interface HcaPd {
   createQp(init: QpInitAttr): HcaQp;
   createSrq(attr: SrqAttr): HcaSrq;
   createAh(attr: AhAttr): HcaAh;
+  /**
+   * Optional: zeroed memory of `length` bytes that this provider moves
+   * fastest, for regMr(pd, length). The native binding owns memory it can
+   * pin without a copy; the soft HCA puts large regions in shared memory
+   * that a same-host peer maps.
+   */
+  allocBuffer?(length: number): Uint8Array;
   dealloc(): void;
 }
 

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
+import { sharedRegionOf } from '../src/soft/mr-memory.js';
 import { vmCounters } from '../src/soft/vm-path.js';
 import { sysStatus } from '../src/sys/status.js';
 import { close, completions, pair, type Side } from './helpers/pair.js';
@@ -24,8 +25,8 @@ afterEach(() => {
   sides = [];
 });
 
-async function linked(): Promise<[Side, Side]> {
-  const [a, b] = await pair({ size: 8 << 20 });
+async function linked(providerMemory = false): Promise<[Side, Side]> {
+  const [a, b] = await pair({ size: 8 << 20, providerMemory });
   sides.push(a, b);
   // A small SEND both ways completes the negotiation before the timed part.
   b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
@@ -96,5 +97,53 @@ describe.skipIf(skip)('soft HCA single-copy RDMA between local processes', () =>
     expect(wcStatusName(w!.status)).toBe('SUCCESS');
     expect(vmCounters.pulls).toBe(before.pulls);
     expect(Buffer.compare(b.mr.buf.subarray(0, 60_000), a.mr.buf.subarray(0, 60_000))).toBe(0);
+  });
+
+  it('memory the provider allocated is mapped by the peer and copied with memcpy, not process_vm', async () => {
+    const [a, b] = await linked(true);
+    expect(sharedRegionOf(a.mr.buf)).toBeDefined();
+    expect(sharedRegionOf(b.mr.buf)).toBeDefined();
+    const before = { ...vmCounters };
+    b.qp.postRecv([{ wrId: 8, sgList: [] }]);
+    a.qp.postSend([
+      { wrId: 40, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + 8, rkey: b.mr.rkey } },
+      {
+        wrId: 41,
+        opcode: WrOpcode.RDMA_WRITE_WITH_IMM,
+        immData: 5,
+        sendFlags: SIG,
+        sgList: [
+          { addr: a.mr.addr + (2 << 20) + 3, length: 70_001, lkey: a.mr.lkey },
+          { addr: a.mr.addr + (4 << 20), length: 65_536, lkey: a.mr.lkey },
+        ],
+        rdma: { remoteAddr: b.mr.addr + (3 << 20), rkey: b.mr.rkey },
+      },
+      { wrId: 42, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + (6 << 20) + 5, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + 8, rkey: b.mr.rkey } },
+    ]);
+    const wa = await completions(a, 3, 20_000);
+    const wb = await completions(b, 1, 20_000);
+    expect([...wa, ...wb].map((w) => wcStatusName(w.status))).toEqual(['SUCCESS', 'SUCCESS', 'SUCCESS', 'SUCCESS']);
+    const A = Buffer.from(a.mr.buf.buffer, a.mr.buf.byteOffset, a.mr.buf.length);
+    const B = Buffer.from(b.mr.buf.buffer, b.mr.buf.byteOffset, b.mr.buf.length);
+    expect(B.subarray(8, 8 + (1 << 20)).equals(A.subarray(0, 1 << 20))).toBe(true);
+    expect(B.subarray(3 << 20, (3 << 20) + 70_001).equals(A.subarray((2 << 20) + 3, (2 << 20) + 3 + 70_001))).toBe(true);
+    expect(B.subarray((3 << 20) + 70_001, (3 << 20) + 70_001 + 65_536).equals(A.subarray(4 << 20, (4 << 20) + 65_536))).toBe(true);
+    expect(A.subarray((6 << 20) + 5, (6 << 20) + 5 + (1 << 20)).equals(A.subarray(0, 1 << 20))).toBe(true);
+    // Every range of the WRITEs and the READ's went through the mapping.
+    expect(vmCounters.mapped - before.mapped).toBeGreaterThanOrEqual(4);
+    expect(vmCounters.pulls - before.pulls).toBe(2);
+  });
+
+  it('the checks hold for mapped memory too: a READ past the region is REM_ACCESS_ERR and writes nothing', async () => {
+    const [a, b] = await linked(true);
+    const before = { ...vmCounters };
+    a.mr.buf.fill(0x5a, 0, 1 << 20);
+    a.qp.postSend([
+      { wrId: 50, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + b.mr.buf.length - 4096, rkey: b.mr.rkey } },
+    ]);
+    const [w] = await completions(a, 1, 20_000);
+    expect(wcStatusName(w!.status)).toBe('REM_ACCESS_ERR');
+    expect(a.mr.buf.subarray(0, 1 << 20).every((x) => x === 0x5a)).toBe(true);
+    expect(vmCounters.mapped).toBe(before.mapped);
   });
 });

@@ -75,6 +75,18 @@ export class Context extends Resource {
     return new CompChannel(this);
   }
 
+  /**
+   * ibal extension: manual progress. The soft HCA runs on this thread, so
+   * memory that a peer RDMA-WRITEs changes only when something drives it:
+   * cq.poll() does when the CQ is empty, and this does for loops that watch
+   * memory instead (perftest's WRITE latency test). Returns the packets
+   * handled; 0 on hardware, which progresses by itself.
+   */
+  progress(): number {
+    if (this.closed) this.assertOpen();
+    return this[kHandle].progress?.() ?? 0;
+  }
+
   /** ibv_create_cq: `cqe` is the minimum number of entries; the provider may round up (see cq.cqe). */
   createCq(cqe: number, options: CreateCqOptions = {}): CQ {
     return CQ.create(this, cqe, options);

@@ -110,8 +110,13 @@ export function checkMrAccess(access: number): void {
 export function regMr(pd: PD, memory: MrMemory | number, access: number): MR {
   pd.assertOpen();
   checkMrAccess(access);
-  const buf = toBytes(memory);
   const max = pd.context[kLimits].maxMrSize;
+  if (typeof memory === 'number' && Number.isSafeInteger(memory) && memory > max) {
+    throw new CapacityError(`regMr: ${memory} bytes exceed the device's maxMrSize ${max}`);
+  }
+  // Given a length, the provider allocates: the memory it moves fastest.
+  const allocate = pd[kHandle].allocBuffer;
+  const buf = typeof memory === 'number' && allocate && Number.isSafeInteger(memory) && memory >= 0 ? allocate.call(pd[kHandle], memory) : toBytes(memory);
   if (buf.byteLength > max) throw new CapacityError(`regMr: ${buf.byteLength} bytes exceed the device's maxMrSize ${max}`);
   return new MR(pd, pd[kHandle].regMr(buf, access));
 }

@@ -35,6 +35,12 @@ export class NativePd implements HcaPd {
     readonly id: number,
   ) {}
 
+  /** Binding-owned zeroed memory, which regMr then registers in place (no copy). */
+  allocBuffer(length: number): Uint8Array {
+    this.check();
+    return new Uint8Array(this.ctx.addon.allocBuffer(length));
+  }
+
   /**
    * Registers binding-owned memory. `buf` from nativeAllocBuffer (or an MR's
    * buf) is registered in place; any other bytes are copied into fresh

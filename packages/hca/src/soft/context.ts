@@ -20,6 +20,7 @@ import { SoftCq } from './cq.js';
 import { registerSoftMadAgent } from './gsi.js';
 import type { SoftDevice } from './device.js';
 import type { PdRef, SoftMr } from './mr.js';
+import { allocRegionMemory } from './mr-memory.js';
 import { MAX_INLINE, MAX_QP_WR, MAX_SGE } from './qp.js';
 import { SoftSrq } from './srq.js';
 
@@ -44,6 +45,11 @@ export class SoftPd implements HcaPd, PdRef {
       this.mrs.delete(mr);
     };
     return mr;
+  }
+
+  allocBuffer(length: number): Uint8Array {
+    this.check();
+    return allocRegionMemory(length);
   }
 
   createQp(init: QpInitAttr) {
@@ -167,13 +173,21 @@ export class SoftContext implements HcaContext {
   createCq(cqe: number, onNotify: () => void): HcaCq {
     this.check();
     if (!(Number.isInteger(cqe) && cqe >= 1 && cqe <= MAX_CQE)) throw new CapacityError(`CQ size ${cqe} outside 1..${MAX_CQE}`);
-    return new SoftCq(cqe, onNotify, this.raise);
+    return new SoftCq(cqe, onNotify, this.raise, this.progressDevice);
   }
 
   /** umad_register: this context's agent for one management class on QP1 (see gsi.ts). */
   registerMadAgent(opts: MadAgentOptions, onMad: MadHandler): HcaMadAgent {
     this.check();
     return registerSoftMadAgent(this, opts, onMad);
+  }
+
+  private readonly progressDevice = (): number => this.device.progress();
+
+  /** Manual progress for callers that wait on memory rather than on a CQ (perftest's WRITE latency loop). */
+  progress(): number {
+    this.check();
+    return this.device.progress();
   }
 
   setAsyncEventHandler(handler: (event: AsyncEvent) => void): void {

@@ -23,6 +23,8 @@ export class SoftCq implements HcaCq {
     readonly cqe: number,
     private readonly onNotify: () => void,
     private readonly raise: (e: AsyncEvent) => void,
+    /** The device's manual progress, run when a poll finds the queue empty (see SoftDevice.progress). */
+    private readonly progress?: () => number,
   ) {
     this.ring = Array.from({ length: cqe }, newWorkCompletion);
   }
@@ -56,6 +58,7 @@ export class SoftCq implements HcaCq {
 
   poll(n: number, out: WorkCompletion[]): number {
     if (this.closed) throw new ResourceClosedError('CQ');
+    if (this.count === 0 && this.progress) this.progress();
     let i = 0;
     while (i < n && this.count > 0) {
       const src = this.ring[this.head]!;

@@ -12,7 +12,7 @@ import { FaultInjector, type FaultOptions } from './faults.js';
 import { GSI_QPN, receiveGsi } from './gsi.js';
 import { gidFromIp, ipToBytes } from './gid.js';
 import { MrTable, type PdRef } from './mr.js';
-import { SoftQp, type QpHost } from './qp.js';
+import { SoftQp, type AckFlusher, type QpHost } from './qp.js';
 import { UdpWire, type Peer } from './wire.js';
 
 export interface SoftDeviceOptions {
@@ -74,6 +74,9 @@ export class SoftDevice implements HcaDevice, QpHost {
   private readonly qps = new Map<number, SoftQp>();
   private nextQpn = 0x11;
   private readonly rx = newParsedPacket();
+  /** Inside progress(): responders whose coalesced ACK goes out when it ends. */
+  private progressing = false;
+  private readonly deferredAcks: AckFlusher[] = [];
 
   constructor(opts: SoftDeviceOptions = {}) {
     this.index = deviceCount++;
@@ -169,6 +172,38 @@ export class SoftDevice implements HcaDevice, QpHost {
     qp.ctx = ctx;
     this.qps.set(qpn, qp);
     return qp;
+  }
+
+  deferAck(flush: AckFlusher): boolean {
+    if (!this.progressing) return false;
+    this.deferredAcks.push(flush);
+    return true;
+  }
+
+  /**
+   * Manual progress: handles now, synchronously, what the same-host rings
+   * hold for this device, then sends the ACKs that produced. Polling a CQ
+   * calls it when the CQ is empty, so a caller spinning on poll (as perftest
+   * and MPI progress loops do) sees completions without yielding to the
+   * event loop. Datagrams still arrive only through the event loop.
+   * Returns the packets handled.
+   */
+  progress(): number {
+    const shm = this.wireRef?.shm;
+    if (!shm || this.progressing) return 0;
+    this.progressing = true;
+    let n = 0;
+    try {
+      n = shm.drainNow();
+    } finally {
+      this.progressing = false;
+      const acks = this.deferredAcks;
+      if (acks.length > 0) {
+        for (let i = 0; i < acks.length; i++) acks[i]!.flushPendingAck();
+        acks.length = 0;
+      }
+    }
+    return n;
   }
 
   unregisterQp(qp: SoftQp): void {

@@ -21,6 +21,17 @@ export interface QpHost {
   readonly activeMtu: number;
   raise(e: AsyncEvent): void;
   unregisterQp(qp: SoftQp): void;
+  /**
+   * During manual progress (SoftDevice.progress), responders hand their
+   * coalesced ACK here to have it sent at the end of the drain rather than
+   * on the next turn of the event loop, which a spinning caller never reaches.
+   * Returns false when no drain is running.
+   */
+  deferAck(flush: AckFlusher): boolean;
+}
+
+export interface AckFlusher {
+  flushPendingAck(): void;
 }
 
 export const MAX_QP_WR = 16384;

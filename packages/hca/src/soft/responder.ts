@@ -57,6 +57,8 @@ export class Responder {
   private ucDropping = false;
   private ackPending = false;
   private ackScheduled: NodeJS.Immediate | undefined;
+  /** Handed to the device's manual-progress drain, which sends it when the drain ends. */
+  private ackDeferred = false;
   private resources: RdAtomicResource[] = [];
   private resNext = 0;
   private readonly tx: Tx;
@@ -89,6 +91,7 @@ export class Responder {
    * peer must hear so or it retries into RETRY_EXC_ERR.
    */
   flushPendingAck(): void {
+    this.ackDeferred = false;
     if (this.ackScheduled) clearImmediate(this.ackScheduled);
     this.flushAck();
   }
@@ -521,6 +524,11 @@ export class Responder {
 
   private scheduleAck(): void {
     this.ackPending = true;
+    if (this.ackDeferred) return;
+    if (this.qp.host.deferAck(this)) {
+      this.ackDeferred = true;
+      return;
+    }
     if (!this.ackScheduled) this.ackScheduled = setImmediate(this.flushAck);
   }
 

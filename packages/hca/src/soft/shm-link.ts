@@ -25,6 +25,7 @@ import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
 import { hostIdentity, sameHostKey } from '../sys/host.js';
 import { sysStatus } from '../sys/status.js';
 import { addressOf, vmRead } from '../sys/vm.js';
+import { forgetPeerRegions } from './mr-memory.js';
 import { fromRing, isVmRef } from './vm-path.js';
 import type { Peer } from './wire.js';
 
@@ -185,6 +186,8 @@ export class ShmLinks {
   private readonly key: string;
   private readonly strict = process.env.IBAL_SOFT_SHM === '1';
   private readonly links = new Map<Peer, PeerLink>();
+  /** Links whose inbound ring is read (an array: drainNow runs on the poll path). */
+  private readonly active: PeerLink[] = [];
   private readonly liveness: NodeJS.Timeout;
   private closed = false;
 
@@ -272,7 +275,7 @@ export class ShmLinks {
   private tryWrite(ring: ShmRing, buf: Uint8Array, len: number, tag = 0): boolean {
     const at = ring.reserve(len);
     if (at < 0) return false;
-    ring.data.set(len === buf.length ? buf : buf.subarray(0, len), at);
+    copyBytes(ring.data, at, buf, 0, len);
     ring.commit(tag);
     return true;
   }
@@ -355,6 +358,7 @@ export class ShmLinks {
     const link = this.links.get(peer);
     if (!link?.in || link.inActive) return;
     link.inActive = true;
+    this.active.push(link);
     link.vmOk = body.vm === true;
     if (link.helloTimer) clearTimeout(link.helloTimer);
     link.helloTimer = undefined;
@@ -420,25 +424,8 @@ export class ShmLinks {
     link.scheduled = false;
     if (this.closed || link.dead || !link.in || !link.inActive) return;
     const ring = link.in;
-    let n = 0;
-    const t0 = performance.now();
-    for (let len = ring.peek(); len >= 0; len = ring.peek()) {
-      const buf = Buffer.allocUnsafe(len);
-      buf.set(ring.data.subarray(ring.offset, ring.offset + len));
-      const tag = ring.tag;
-      ring.release();
-      if (tag === TAG_READ_DESC) {
-        this.storeReadDesc(link, buf);
-        continue;
-      }
-      const heavy = isVmRef(buf);
-      if (heavy) fromRing.add(buf);
-      n++;
-      this.counters.rxShm++;
-      this.host.receiveFromShm(buf, link.peer);
-      if (this.closed || link.dead || link.in !== ring) return;
-      if (n >= DRAIN_BUDGET || ((heavy || (n & 63) === 0) && performance.now() - t0 > DRAIN_MS)) break;
-    }
+    const n = this.drain(link, DRAIN_BUDGET);
+    if (this.closed || link.dead || link.in !== ring) return;
     const now = performance.now();
     if (n > 0) link.pollUntil = now + POLL_AFTER_RX_MS;
     if (n > 0 || now < link.pollUntil) {
@@ -464,6 +451,56 @@ export class ShmLinks {
           this.teardown(link);
         },
       );
+  }
+
+  /**
+   * Hands up to `budget` packets of the peer's ring to the device, in
+   * order, yielding early only for by-reference copies that take long.
+   * Returns how many went up.
+   */
+  private drain(link: PeerLink, budget: number): number {
+    const ring = link.in!;
+    let n = 0;
+    let t0 = 0;
+    for (let len = ring.peek(); len >= 0; len = ring.peek()) {
+      if (n === 0) t0 = performance.now();
+      const buf = Buffer.allocUnsafe(len);
+      copyBytes(buf, 0, ring.data, ring.offset, len);
+      const tag = ring.tag;
+      ring.release();
+      if (tag === TAG_READ_DESC) {
+        this.storeReadDesc(link, buf);
+        continue;
+      }
+      const heavy = isVmRef(buf);
+      if (heavy) fromRing.add(buf);
+      n++;
+      this.counters.rxShm++;
+      this.host.receiveFromShm(buf, link.peer);
+      if (this.closed || link.dead || link.in !== ring) break;
+      if (n >= budget || ((heavy || (n & 63) === 0) && performance.now() - t0 > DRAIN_MS)) break;
+    }
+    return n;
+  }
+
+  /**
+   * Manual progress (the poll path): drains every active inbound ring now,
+   * synchronously, instead of on the next turn of the event loop. A soft
+   * HCA has no engine of its own between calls; a caller spinning on
+   * ibv_poll_cq is what moves its packets, as with libfabric's
+   * FI_PROGRESS_MANUAL providers. Returns the packets handled.
+   */
+  drainNow(budget = DRAIN_BUDGET): number {
+    if (this.closed) return 0;
+    let n = 0;
+    const active = this.active;
+    for (let i = 0; i < active.length; i++) {
+      const link = active[i]!;
+      if (link.dead || !link.in || !link.inActive) continue;
+      n += this.drain(link, budget);
+      if (this.closed) break;
+    }
+    return n;
   }
 
   private storeReadDesc(link: PeerLink, buf: Buffer): void {
@@ -542,6 +579,8 @@ export class ShmLinks {
     link.inSeg?.close();
     link.out = link.in = undefined;
     link.outSeg = link.inSeg = undefined;
+    if (link.inActive) this.active.splice(this.active.indexOf(link), 1);
+    if (link.pid) forgetPeerRegions(link.pid);
     link.inActive = false;
     link.pending = [];
     link.pendingHead = 0;
@@ -568,6 +607,19 @@ export class ShmLinks {
     if (localLinks.get(this.self) === this) localLinks.delete(this.self);
     clearInterval(this.liveness);
     this.links.clear();
+  }
+}
+
+/**
+ * Copies len bytes. Most packets on the ring are ACKs and small messages,
+ * for which a loop beats TypedArray.prototype.set and the subarray view it
+ * needs; larger ones go to set (memcpy).
+ */
+function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
+  if (len <= 64) {
+    for (let i = 0; i < len; i++) dst[dstOff + i] = src[srcOff + i]!;
+  } else {
+    dst.set(srcOff === 0 && len === src.length ? src : src.subarray(srcOff, srcOff + len), dstOff);
   }
 }
 

@@ -13,9 +13,15 @@
 //
 // A responder accepts the mark only on packets that came through its ring
 // from the peer process named in the descriptor, never from the network.
+//
+// When the requester's buffer is a shared region (mr-memory.ts: what
+// regMr(pd, length) allocates), the descriptor names the segment too, and
+// the responder maps it and copies with memcpy: no page pinning per call,
+// so the copy runs at memory speed. Other buffers go by process_vm_*.
 import { Access } from '../enums.js';
 import { VmFaultError, VmNoProcessError } from '../sys/errors.js';
 import { addressOf, vmRead, vmWrite } from '../sys/vm.js';
+import { peerRegion, sharedRegionOf } from './mr-memory.js';
 import type { MrTable, PdRef } from './mr.js';
 import type { SgList } from './sgl.js';
 
@@ -23,10 +29,11 @@ import type { SgList } from './sgl.js';
 export const VM_MIN_BYTES = 64 << 10;
 /** BTH byte 8 (A | resv7): the lowest reserved bit marks a by-reference payload. */
 const VM_FLAG = 0x01;
-const SEG_BYTES = 16;
+/** Per range: address u64, length u32, shared segment number u32 (0: none), offset in that segment u64. */
+const SEG_BYTES = 24;
 
 /** Transfers done by reference in this process (as the responder), for tests and counters. */
-export const vmCounters = { pulls: 0, pushes: 0, bytes: 0 };
+export const vmCounters = { pulls: 0, pushes: 0, bytes: 0, mapped: 0 };
 
 /** Buffers that arrived through a shared-memory ring (not from the network). */
 export const fromRing = new WeakSet<Uint8Array>();
@@ -59,9 +66,12 @@ export function encodeVmDesc(buf: Uint8Array, off: number, mrs: MrTable, pd: PdR
     const mrOff = mrs.resolve(key, pd, sgl.sgeAddr[i]!, len, access);
     if (mrOff < 0) return -1;
     const mem = mrs.bufferOf(key);
-    dv.setBigUint64(8 + i * SEG_BYTES, addressOf(mem) + BigInt(mrOff));
-    dv.setUint32(16 + i * SEG_BYTES, len);
-    dv.setUint32(20 + i * SEG_BYTES, 0);
+    const at = 8 + i * SEG_BYTES;
+    dv.setBigUint64(at, addressOf(mem) + BigInt(mrOff));
+    dv.setUint32(at + 8, len);
+    const region = sharedRegionOf(mem);
+    dv.setUint32(at + 12, region ? region.num : 0);
+    dv.setBigUint64(at + 16, BigInt(region ? mem.byteOffset + mrOff : 0));
   }
   return vmDescBytes(sgl.numSge);
 }
@@ -87,17 +97,27 @@ export function vmMove(pull: boolean, buf: Uint8Array, off: number, len: number,
   const n = dv.getUint32(4);
   if (dv.getUint32(0) !== pid || n === 0 || len < vmDescBytes(n)) return VmResult.BAD_DESC;
   let total = 0;
-  for (let i = 0; i < n; i++) total += dv.getUint32(16 + i * SEG_BYTES);
+  for (let i = 0; i < n; i++) total += dv.getUint32(8 + i * SEG_BYTES + 8);
   if (total !== length) return VmResult.BAD_DESC;
   try {
     let at = memOff;
     for (let i = 0; i < n; i++) {
-      const addr = dv.getBigUint64(8 + i * SEG_BYTES);
-      const l = dv.getUint32(16 + i * SEG_BYTES);
+      const rec = 8 + i * SEG_BYTES;
+      const l = dv.getUint32(rec + 8);
       if (l === 0) continue;
       const view = mem.subarray(at, at + l);
-      if (pull) vmRead(pid, addr, view);
-      else vmWrite(pid, addr, view);
+      const num = dv.getUint32(rec + 12);
+      const region = num !== 0 ? peerRegion(pid, num) : undefined;
+      const segOff = Number(dv.getBigUint64(rec + 16));
+      if (region && segOff + l <= region.length) {
+        if (pull) view.set(region.subarray(segOff, segOff + l));
+        else region.set(view, segOff);
+        vmCounters.mapped++;
+      } else {
+        const addr = dv.getBigUint64(rec);
+        if (pull) vmRead(pid, addr, view);
+        else vmWrite(pid, addr, view);
+      }
       at += l;
     }
     if (pull) vmCounters.pulls++;

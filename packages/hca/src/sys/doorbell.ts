@@ -71,12 +71,8 @@ export class Doorbell {
     this.#check();
     if (this.#pending) throw new InvalidArgumentError('this doorbell already has an asynchronous waiter');
     if (Atomics.load(this.#words, 0) !== seen) return Promise.resolve('ok');
-    Atomics.add(this.#words, 1, 1);
-    if (Atomics.load(this.#words, 0) !== seen) {
-      Atomics.sub(this.#words, 1, 1);
-      return Promise.resolve('ok');
-    }
-    this.#waiter ??= new this.#sys.FutexWaiter(this.buffer, this.byteOffset, (code) => this.#onResult(code));
+    // The waiting thread counts itself a sleeper only while it sleeps.
+    this.#waiter ??= new this.#sys.FutexWaiter(this.buffer, this.byteOffset, (code) => this.#onResult(code), this.byteOffset + 4);
     const p = new Promise<WaitOutcome>((resolve, reject) => {
       this.#pending = (o) => (o instanceof Error ? reject(o) : resolve(o));
     });
@@ -120,7 +116,6 @@ export class Doorbell {
     const done = this.#pending;
     if (!done) return;
     this.#pending = undefined;
-    Atomics.sub(this.#words, 1, 1);
     if (code === 3) done(new SysCallError('EFAULT', 'futex', 'the doorbell word is no longer mapped'));
     else done(code === 0 ? 'ok' : code === 1 ? 'timed-out' : 'cancelled');
   }
@@ -142,7 +137,6 @@ export class Doorbell {
     this.#waiter = undefined;
     if (done && this.#pending === done) {
       this.#pending = undefined;
-      if (this.buffer.byteLength > 0) Atomics.sub(this.#words, 1, 1);
       done('cancelled');
     }
   }

@@ -16,7 +16,7 @@ export interface SysAddon {
   pageSize: number;
   futexWake(buffer: ArrayBuffer, byteOffset: number, count: number): number;
   futexWaitSync(buffer: ArrayBuffer, byteOffset: number, expected: number, spinNs: number, timeoutMs: number, waitersOffset?: number): number;
-  FutexWaiter: new (buffer: ArrayBuffer, byteOffset: number, onResult: (code: number) => void) => NativeFutexWaiter;
+  FutexWaiter: new (buffer: ArrayBuffer, byteOffset: number, onResult: (code: number) => void, waitersOffset?: number) => NativeFutexWaiter;
   vmTransfer(write: boolean, pid: number, buffer: ArrayBuffer | ArrayBufferView, offset: number, length: number, remote: bigint): number;
   BatchSocket: new (options: NativeBatchSocketOptions) => NativeBatchSocket;
 }

@@ -37,6 +37,8 @@ export interface PairOptions {
   psnB?: number;
   faultsA?: SoftDeviceOptions['faults'];
   faultsB?: SoftDeviceOptions['faults'];
+  /** Register memory the provider allocates (pd.allocBuffer), as regMr(pd, length) does. */
+  providerMemory?: boolean;
 }
 
 const ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
@@ -56,7 +58,8 @@ export async function side(opts: PairOptions, faults?: SoftDeviceOptions['faults
     recvCq: s.cq,
     cap: { maxSendWr: opts.maxSendWr ?? 1024, maxRecvWr: opts.maxRecvWr ?? 1024, maxSendSge: 4, maxRecvSge: 4, maxInlineData: 256 },
   });
-  s.mr = pd.regMr(new Uint8Array(opts.size ?? 1 << 20), opts.access ?? ALL);
+  const size = opts.size ?? 1 << 20;
+  s.mr = pd.regMr(opts.providerMemory ? pd.allocBuffer(size) : new Uint8Array(size), opts.access ?? ALL);
   return s;
 }
 

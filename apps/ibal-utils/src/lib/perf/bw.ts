@@ -4,7 +4,7 @@
 import { SendFlags } from '@ibal/verbs';
 import { failedStatus, isSuccess } from '../completions.js';
 import type { IdleTimer } from '../idle-timer.js';
-import { nextTurn } from '../yield.js';
+import { nextTurn, ProgressSpinner } from '../yield.js';
 import type { PerfTest } from './options.js';
 import type { PerfDest } from './protocol.js';
 import type { PerfSide } from './resources.js';
@@ -28,6 +28,8 @@ export async function runBw(side: PerfSide, remote: PerfDest, p: BwPlan, idle: I
   const wr = sendWrFor(p.test, side, remote, p.size, 0);
   let scnt = 0;
   let ccnt = 0;
+  const spinner = new ProgressSpinner(side.ctx);
+  spinner.begin();
   while (ccnt < iters) {
     // RC completes in order, so a signaled WR's completion retires every
     // unsignaled one before it: `ccnt` is the count known to be done.
@@ -43,7 +45,7 @@ export async function runBw(side: PerfSide, remote: PerfDest, p: BwPlan, idle: I
     const wcs = sendCq.poll(16);
     if (wcs.length === 0) {
       idle.check();
-      await nextTurn();
+      if (!spinner.spin()) await nextTurn();
       continue;
     }
     const now = performance.now();

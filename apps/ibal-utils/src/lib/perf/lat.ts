@@ -9,7 +9,7 @@
 import { SendFlags, type CQ } from '@ibal/verbs';
 import { failedStatus, isSuccess } from '../completions.js';
 import type { IdleTimer } from '../idle-timer.js';
-import { nextTurn } from '../yield.js';
+import { nextTurn, ProgressSpinner } from '../yield.js';
 import type { PerfTest } from './options.js';
 import type { PerfDest } from './protocol.js';
 import type { Receiver } from './receiver.js';
@@ -17,7 +17,8 @@ import type { PerfSide } from './resources.js';
 import { latRow, type LatRow } from './stats.js';
 import { sendWrFor } from './work-requests.js';
 
-async function oneCompletion(cq: CQ, idle: IdleTimer): Promise<void> {
+async function oneCompletion(cq: CQ, idle: IdleTimer, spinner: ProgressSpinner): Promise<void> {
+  spinner.begin();
   for (;;) {
     const wcs = cq.poll(1);
     if (wcs.length === 1) {
@@ -26,15 +27,19 @@ async function oneCompletion(cq: CQ, idle: IdleTimer): Promise<void> {
       return;
     }
     idle.check();
-    await nextTurn();
+    if (!spinner.spin()) await nextTurn();
   }
 }
 
-/** The peer's writes land in this side's memory with no completion here; yield until the byte changes. */
-async function byteBecomes(buf: Uint8Array, at: number, value: number, idle: IdleTimer): Promise<void> {
+/**
+ * The peer's writes land in this side's memory with no completion here:
+ * drive progress (or yield) until the byte changes.
+ */
+async function byteBecomes(buf: Uint8Array, at: number, value: number, idle: IdleTimer, spinner: ProgressSpinner): Promise<void> {
+  spinner.begin();
   while (buf[at] !== value) {
     idle.check();
-    await nextTurn();
+    if (!spinner.spin()) await nextTurn();
   }
   idle.progress();
 }
@@ -54,10 +59,11 @@ export async function writeLat(side: PerfSide, remote: PerfDest, size: number, i
   let scnt = 0;
   let ccnt = 0;
   let rcnt = 0;
+  const spinner = new ProgressSpinner(side.ctx);
   while (scnt < iters || ccnt < iters || rcnt < iters) {
     if (rcnt < iters && !(scnt < 1 && isClient)) {
       rcnt++;
-      await byteBecomes(buf, pollAt, rcnt & 0xff, idle);
+      await byteBecomes(buf, pollAt, rcnt & 0xff, idle, spinner);
     }
     if (scnt < iters) {
       posted[scnt] = performance.now();
@@ -66,7 +72,7 @@ export async function writeLat(side: PerfSide, remote: PerfDest, size: number, i
       side.qp.postSend(wr);
     }
     if (ccnt < iters) {
-      await oneCompletion(side.sendCq, idle);
+      await oneCompletion(side.sendCq, idle, spinner);
       ccnt++;
     }
   }
@@ -87,8 +93,9 @@ export async function sendLat(
   const inline = size <= side.inline ? SendFlags.INLINE : 0;
   const posted = new Float64Array(iters);
   let scnt = 0;
+  const spinner = new ProgressSpinner(side.ctx);
   while (scnt < iters || receiver.received < iters) {
-    if (receiver.received < iters && !(scnt < 1 && isClient)) await receiver.one(idle);
+    if (receiver.received < iters && !(scnt < 1 && isClient)) await receiver.one(idle, spinner);
     if (scnt < iters) {
       posted[scnt] = performance.now();
       scnt++;
@@ -97,7 +104,7 @@ export async function sendLat(
       wr.wrId = scnt;
       wr.sendFlags = inline | (signal ? SendFlags.SIGNALED : 0);
       side.qp.postSend(wr);
-      if (signal) await oneCompletion(side.sendCq, idle);
+      if (signal) await oneCompletion(side.sendCq, idle, spinner);
     }
   }
   return latRow(size, posted, 2);
@@ -107,11 +114,12 @@ export async function requestLat(test: PerfTest, side: PerfSide, remote: PerfDes
   const wr = sendWrFor(test, side, remote, size, 0);
   wr.sendFlags = SendFlags.SIGNALED;
   const posted = new Float64Array(iters);
+  const spinner = new ProgressSpinner(side.ctx);
   for (let i = 0; i < iters; i++) {
     posted[i] = performance.now();
     wr.wrId = i;
     side.qp.postSend(wr);
-    await oneCompletion(side.sendCq, idle);
+    await oneCompletion(side.sendCq, idle, spinner);
   }
   return latRow(size, posted, 1);
 }

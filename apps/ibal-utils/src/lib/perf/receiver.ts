@@ -4,7 +4,7 @@
 import type { RecvWr } from '@ibal/verbs';
 import { failedStatus, isSuccess } from '../completions.js';
 import type { IdleTimer } from '../idle-timer.js';
-import { nextTurn } from '../yield.js';
+import { nextTurn, ProgressSpinner } from '../yield.js';
 import type { PerfSide } from './resources.js';
 
 export class Receiver {
@@ -29,8 +29,9 @@ export class Receiver {
   }
 
   /** Takes one receive completion (waiting, bounded by `idle`) and posts a replacement if the run needs it. */
-  async one(idle: IdleTimer): Promise<void> {
+  async one(idle: IdleTimer, spinner: ProgressSpinner): Promise<void> {
     const cq = this.side.recvCq;
+    spinner.begin();
     for (;;) {
       const wcs = cq.poll(1);
       if (wcs.length === 1) {
@@ -42,18 +43,20 @@ export class Receiver {
         return;
       }
       idle.check();
-      await nextTurn();
+      if (!spinner.spin()) await nextTurn();
     }
   }
 
   /** Takes completions until every receive of the run has completed. */
   async all(idle: IdleTimer): Promise<void> {
     const cq = this.side.recvCq;
+    const spinner = new ProgressSpinner(this.side.ctx);
+    spinner.begin();
     while (this.received < this.total) {
       const wcs = cq.poll(32);
       if (wcs.length === 0) {
         idle.check();
-        await nextTurn();
+        if (!spinner.spin()) await nextTurn();
         continue;
       }
       for (let i = 0; i < wcs.length; i++) {

@@ -148,6 +148,10 @@ using Tsfn = Napi::TypedThreadSafeFunction<WaiterState, int, CallJs>;
 // the latter's finalizer, after the last queued result was delivered.
 struct WaiterState {
   uint32_t* addr = nullptr;
+  // Counts sleepers (see futexWaitSync); the thread raises it only around
+  // its FUTEX_WAIT and lowers it the moment it wakes, so a ringer stops
+  // paying for FUTEX_WAKE at once, not when JS gets round to the result.
+  uint32_t* waiters = nullptr;
   std::mutex m;
   std::condition_variable cv;
   bool armed = false;
@@ -161,18 +165,26 @@ struct WaiterState {
   bool refed = false;     // JS-thread only
 };
 
+// Runs on the JS thread. Nothing may escape it as a C++ exception: it is
+// called from C, and an escape is std::terminate. That happened at process
+// exit, when a wait finished while Node tore the environment down: creating
+// the argument or calling the function fails then (JS can no longer run),
+// and rethrowing into JS fails again. A handler's own exception is reported
+// as Node reports one thrown by any callback; one raised because JS cannot
+// run any more has nobody left to tell.
 void CallJs(Napi::Env env, Napi::Function fn, WaiterState* state, int* result) {
   int r = *result;
   delete result;
-  if (env == nullptr) return;
-  if (!state->released && state->refed) {
-    state->tsfn.Unref(env);
-    state->refed = false;
-  }
+  if (env == nullptr || fn.IsEmpty()) return;
   try {
+    if (!state->released && state->refed) {
+      state->tsfn.Unref(env);
+      state->refed = false;
+    }
     fn.Call({Napi::Number::New(env, r)});
   } catch (const Napi::Error& e) {
-    e.ThrowAsJavaScriptException();
+    if (!e.IsEmpty()) napi_fatal_exception(env, e.Value());
+  } catch (...) {
   }
 }
 
@@ -188,8 +200,14 @@ void WaiterMain(WaiterState* s) {
     uint32_t expected = s->expected;
     int64_t deadline = s->deadline;
     lock.unlock();
-    int r;
-    for (;;) {
+    int r = -1;
+    if (s->waiters) {
+      __atomic_add_fetch(s->waiters, 1, __ATOMIC_SEQ_CST);
+      // Re-checked after announcing ourselves (seq_cst on both sides): a
+      // ringer that bumped the word before it saw our count is caught here.
+      if (__atomic_load_n(s->addr, __ATOMIC_SEQ_CST) != expected) r = kOk;
+    }
+    while (r == -1) {
       if (s->cancel.load()) {
         r = kCancelled;
         break;
@@ -200,6 +218,7 @@ void WaiterMain(WaiterState* s) {
         break;
       }
     }
+    if (s->waiters) __atomic_sub_fetch(s->waiters, 1, __ATOMIC_SEQ_CST);
     lock.lock();
     s->armed = false;
     s->cancel.store(false);
@@ -215,15 +234,23 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
                         InstanceMethod<&FutexWaiter::Close>("close")});
   }
 
-  // new FutexWaiter(buffer, byteOffset, onResult(code))
+  // new FutexWaiter(buffer, byteOffset, onResult(code), waitersOffset?)
   explicit FutexWaiter(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FutexWaiter>(info) {
     Napi::Env env = info.Env();
     uint32_t* addr = WordArg(info, 0);
     if (info.Length() < 3 || !info[2].IsFunction()) throw ArgError(env, "onResult must be a function");
+    uint32_t* waiters = nullptr;
+    if (info.Length() > 3 && info[3].IsNumber() && info[3].As<Napi::Number>().DoubleValue() >= 0) {
+      Bytes b = BytesOf(env, info[0], "buffer");
+      uint8_t* p = RangeOf(env, b, info[3].As<Napi::Number>().DoubleValue(), 4, "waiters word");
+      if (reinterpret_cast<uintptr_t>(p) % 4 != 0) throw Napi::RangeError::New(env, "waiters word must be 4-byte aligned");
+      waiters = reinterpret_cast<uint32_t*>(p);
+    }
     // The buffer stays referenced so the mapping outlives the thread's use.
     buffer_ = Napi::Persistent(info[0].As<Napi::Object>());
     state_ = new WaiterState();
     state_->addr = addr;
+    state_->waiters = waiters;
     state_->tsfn = Tsfn::New(env, info[2].As<Napi::Function>(), "ibal-futex-waiter", 0, 1, state_,
                              [](Napi::Env, void*, WaiterState* s) { delete s; });
     state_->tsfn.Unref(env);
