@@ -30,10 +30,12 @@ const TAIL_PROBE_MS = 1;
 
 const isReadOrAtomic = (op: number) => op === WrOpcode.RDMA_READ || op === WrOpcode.ATOMIC_CMP_AND_SWP || op === WrOpcode.ATOMIC_FETCH_AND_ADD;
 
-/** 4.096 µs * 2^timeout, the IBTA local ACK timeout; 0 means wait forever. */
+// 4.096 µs * 2^timeout, the IBTA local ACK timeout; 0 means wait forever.
+// A table: it is read on every post.
+const ACK_TIMEOUT_MS = Array.from({ length: 32 }, (_, t) => (t === 0 ? 0 : Math.max(1, (4.096 * 2 ** t) / 1000)));
+
 export function ackTimeoutMs(timeout: number): number {
-  if (timeout === 0) return 0;
-  return Math.max(1, (4.096 * 2 ** timeout) / 1000);
+  return ACK_TIMEOUT_MS[timeout & 31]!;
 }
 
 /**
@@ -56,6 +58,8 @@ export class Requester {
   private retryLeft = 0;
   private rnrLeft = 0;
   private lastProgress = 0;
+  /** The retransmit timer runs unreferenced with nothing outstanding (see retire). */
+  private timerIdle = false;
   private timer: NodeJS.Timeout | undefined;
   private rnrTimer: NodeJS.Timeout | undefined;
   private rnrWait = false;
@@ -356,9 +360,15 @@ export class Requester {
     }
     if (qp.state === QpState.SQD) this.checkDrained();
     if (sq.head === this.sendIdx && this.pktIdx === 0) {
-      if (this.timer) clearTimeout(this.timer);
+      // The retransmit timer is left to run out, unreferenced, rather than
+      // cleared: in a ping-pong every message would otherwise pay for a
+      // clearTimeout and a setTimeout. onTimer finds nothing outstanding.
+      if (this.timer && !this.timerIdle) {
+        this.timer.unref();
+        this.timerIdle = true;
+      }
       if (this.probeTimer) clearTimeout(this.probeTimer);
-      this.timer = this.probeTimer = undefined;
+      this.probeTimer = undefined;
       this.tailUnasked = false;
     }
   }
@@ -627,7 +637,17 @@ export class Requester {
   // ---- timers ----
 
   private armTimer(): void {
-    if (this.timer || this.drained()) return;
+    if (this.drained()) return;
+    if (this.timer) {
+      if (this.timerIdle) {
+        // Idle until this post: the timeout runs from now.
+        this.timerIdle = false;
+        this.timer.ref();
+        this.lastProgress = performance.now();
+      }
+      return;
+    }
+    this.timerIdle = false;
     const ms = ackTimeoutMs(this.qp.timeout);
     if (ms === 0) return;
     if (this.lastProgress === 0) this.lastProgress = performance.now();

@@ -1,4 +1,5 @@
 import { Access } from '../enums.js';
+import { copyBytes } from './copy.js';
 import type { MrTable, PdRef } from './mr.js';
 
 /** An SGE list as stored in a WQE: parallel arrays, so walking it allocates nothing. */
@@ -44,8 +45,8 @@ function walk(
     const mrOff = mrs.resolve(key, pd, sgl.sgeAddr[i]! + off, n, access);
     if (mrOff < 0) return false;
     const mem = mrs.bufferOf(key);
-    if (toSgl) mem.set(other.subarray(otherOff, otherOff + n), mrOff);
-    else other.set(mem.subarray(mrOff, mrOff + n), otherOff);
+    if (toSgl) copyBytes(mem, mrOff, other, otherOff, n);
+    else copyBytes(other, otherOff, mem, mrOff, n);
     otherOff += n;
     len -= n;
     off = 0;

@@ -25,6 +25,7 @@ import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
 import { hostIdentity, sameHostKey } from '../sys/host.js';
 import { sysStatus } from '../sys/status.js';
 import { addressOf, vmRead } from '../sys/vm.js';
+import { copyBytes } from './copy.js';
 import { forgetPeerRegions } from './mr-memory.js';
 import { fromRing, isVmRef } from './vm-path.js';
 import type { Peer } from './wire.js';
@@ -607,19 +608,6 @@ export class ShmLinks {
     if (localLinks.get(this.self) === this) localLinks.delete(this.self);
     clearInterval(this.liveness);
     this.links.clear();
-  }
-}
-
-/**
- * Copies len bytes. Most packets on the ring are ACKs and small messages,
- * for which a loop beats TypedArray.prototype.set and the subarray view it
- * needs; larger ones go to set (memcpy).
- */
-function copyBytes(dst: Uint8Array, dstOff: number, src: Uint8Array, srcOff: number, len: number): void {
-  if (len <= 64) {
-    for (let i = 0; i < len; i++) dst[dstOff + i] = src[srcOff + i]!;
-  } else {
-    dst.set(srcOff === 0 && len === src.length ? src : src.subarray(srcOff, srcOff + len), dstOff);
   }
 }
 

@@ -1,3 +1,4 @@
+import { copyBytes } from './copy.js';
 import { encodeHeaders, finishPacket, newParsedPacket } from '../packet/packet.js';
 import type { Peer, UdpWire } from './wire.js';
 
@@ -31,7 +32,7 @@ export class Tx {
   /** A packet whose payload is one contiguous range of `src` (or none). */
   sendBytes(peer: Peer, src: Uint8Array | undefined, srcOff: number, payLen: number): void {
     this.begin();
-    if (payLen > 0 && src) this.buf.set(src.subarray(srcOff, srcOff + payLen), this.hdrLen);
+    if (payLen > 0 && src) copyBytes(this.buf, this.hdrLen, src, srcOff, payLen);
     this.end(peer, payLen);
   }
 }
