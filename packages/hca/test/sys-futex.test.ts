@@ -92,6 +92,16 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     expect(() => bell.wait(0, 10)).toThrow(ResourceClosedError);
   });
 
+  it('a process that exits while its asynchronous waits finish exits cleanly (no std::terminate)', async () => {
+    for (let i = 0; i < 24; i++) {
+      const c = new SysChild('exit-racer', { SYS_SPIN_MS: String(i % 4) });
+      children.push(c);
+      const code = await Promise.race([c.exited, new Promise<string>((r) => setTimeout(() => r('hung'), 20_000))]);
+      expect(c.stderr).not.toMatch(/terminate|Napi::Error|Abort/);
+      expect(code).toBe(0);
+    }
+  });
+
   it('rejects a misaligned or out-of-range word', () => {
     const seg = segment();
     expect(() => new Doorbell(seg.buffer, 2)).toThrow(InvalidArgumentError);
