@@ -32,6 +32,7 @@ import { encodeRtu, type RtuMsg } from './messages/rtu.js';
 import { SIDR_REP_PRIVATE_DATA_SIZE, SIDR_REQ_PRIVATE_DATA_SIZE, SidrStatus, encodeSidrReq, sidrStatusName, type SidrRepMsg, type SidrReqMsg } from './messages/sidr.js';
 import { PortSpace, checkPortSpace, cmaHeaderBytes, serviceId } from './service-id.js';
 import { ibaTimeMs } from './timers.js';
+import { NativeCmId, kNativeChild, nativeFallback, wantsNative } from './native-id.js';
 
 /** librdmacm's Q_Key for UDP port-space ids. */
 export const RDMA_UDP_QKEY = 0x01234567;
@@ -170,6 +171,8 @@ export class CmId {
   #sidrHold = false;
   #ownPd: PD | undefined;
   #ownCqs: CQ[] = [];
+  /** On a native device librdmacm carries the id (native-id.ts); every call below goes there. */
+  #native: NativeCmId | undefined;
 
   /** @internal Use createId(). */
   constructor(channel: EventChannel, opts: CreateIdOptions = {}) {
@@ -201,33 +204,40 @@ export class CmId {
   }
 
   get options(): Readonly<Required<CmOptions>> {
+    if (this.#native) return this.#native.options;
     return this.#opts;
   }
 
   describe(): string {
+    if (this.#native) return this.#native.describe();
     return `CmId ${this.localCommId ? `0x${this.localCommId.toString(16)}` : '(unconnected)'} ${rdmaCmStateName(this.state)}/${cmStateName(this.cmState)}`;
   }
 
   /** rdma_get_local_addr. */
   get localAddr(): CmAddress | undefined {
+    if (this.#native) return this.#native.localAddr;
     return this.#local ? { ...this.#local } : undefined;
   }
 
   /** rdma_get_peer_addr. */
   get peerAddr(): CmAddress | undefined {
+    if (this.#native) return this.#native.peerAddr;
     return this.#peer ? { ...this.#peer } : undefined;
   }
 
   getSrcPort(): number {
+    if (this.#native) return this.#native.localAddr?.port ?? 0;
     return this.#local?.port ?? 0;
   }
 
   getDstPort(): number {
+    if (this.#native) return this.#native.peerAddr?.port ?? 0;
     return this.#peer?.port ?? 0;
   }
 
   /** Requests waiting for accept or reject on a listener. */
   get pendingRequests(): number {
+    if (this.#native) return this.#native.pendingRequests;
     return this.#pending;
   }
 
@@ -255,8 +265,15 @@ export class CmId {
   async bindAddr(addr: CmAddressInput): Promise<void> {
     this.#assertLive('bindAddr');
     const a = parseAddress(addr, 'bindAddr');
+    if (this.#native || wantsNative(this.#deviceName)) return this.#useNative().bindAddr(a);
     if (this.state !== RdmaCmState.IDLE) throw new CmStateError(`bindAddr: the id is ${rdmaCmStateName(this.state)}, not IDLE`);
-    const dev = await deviceFor(isWildcard(a.address) ? { udpPort: a.udpPort } : a, undefined, this.#deviceName);
+    let dev: CmDevice;
+    try {
+      dev = await deviceFor(isWildcard(a.address) ? { udpPort: a.udpPort } : a, undefined, this.#deviceName);
+    } catch (err) {
+      if (!this.destroyed && nativeFallback(err, this.#deviceName)) return this.#useNative().bindAddr(a);
+      throw err;
+    }
     if (this.destroyed) return dev.dropIfIdle();
     const port = dev.bindPort(this.portSpace, a.port, true);
     if (port === undefined) {
@@ -277,6 +294,7 @@ export class CmId {
     this.#assertLive('resolveAddr');
     const d = parseAddress(dst, 'resolveAddr dst');
     const s = opts.src !== undefined ? parseAddress(opts.src, 'resolveAddr src') : undefined;
+    if (this.#native || wantsNative(this.#deviceName)) return this.#useNative().resolveAddr(d, s, opts.timeoutMs);
     if (this.state !== RdmaCmState.IDLE && this.state !== RdmaCmState.ADDR_BOUND) {
       throw new CmStateError(`resolveAddr: the id is ${rdmaCmStateName(this.state)}`);
     }
@@ -293,13 +311,22 @@ export class CmId {
         this.#emit(CmEventType.ADDR_RESOLVED);
       } catch (err) {
         this.state = prior;
-        this.#emit(CmEventType.ADDR_ERROR, { status: EADDRNOTAVAIL, reason: err instanceof Error ? err.message : String(err) });
+        let why = err;
+        if (!this.destroyed && nativeFallback(err, this.#deviceName)) {
+          try {
+            return this.#useNative().resolveAddr(d, s, opts.timeoutMs);
+          } catch (e) {
+            why = e;
+          }
+        }
+        this.#emit(CmEventType.ADDR_ERROR, { status: EADDRNOTAVAIL, reason: why instanceof Error ? why.message : String(why) });
       }
     })();
   }
 
   /** rdma_resolve_route: on RoCE the route is the two GIDs; ROUTE_RESOLVED follows. */
   resolveRoute(_timeoutMs?: number): void {
+    if (this.#native) return this.#native.resolveRoute(_timeoutMs);
     this.#assertLive('resolveRoute');
     if (this.state !== RdmaCmState.ADDR_RESOLVED) throw new CmStateError(`resolveRoute: the id is ${rdmaCmStateName(this.state)}, not ADDR_RESOLVED`);
     this.state = RdmaCmState.ROUTE_QUERY;
@@ -318,6 +345,7 @@ export class CmId {
    * and destroyQp releases them.
    */
   createQp(pd?: PD, init: CreateQpInit = {}): QP {
+    if (this.#native) return this.#native.createQp(pd, init);
     this.#assertLive('createQp');
     const ctx = this.verbs;
     if (!ctx) throw new CmStateError('createQp: bind or resolve an address first (the id has no device yet)');
@@ -346,6 +374,7 @@ export class CmId {
 
   /** rdma_destroy_qp: the QP, and the PD and CQs createQp made for it. */
   destroyQp(): void {
+    if (this.#native) return this.#native.destroyQp();
     const qp = this.qp;
     if (qp && !qp.closed) qp.destroy();
     this.qp = undefined;
@@ -359,6 +388,7 @@ export class CmId {
    * for this connection, for code that manages its own QP.
    */
   initQpAttr(qpState: number): { attr: QpAttr; mask: number } {
+    if (this.#native) return this.#native.initQpAttr(qpState);
     const access = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
     if (qpState === QpState.INIT) {
       if (this.qpType === QpType.UD) return { attr: { qpState, pkeyIndex: 0, portNum: 1, qkey: RDMA_UDP_QKEY }, mask: M.STATE | M.PKEY_INDEX | M.PORT | M.QKEY };
@@ -541,6 +571,7 @@ export class CmId {
 
   /** rdma_listen: CONNECT_REQUEST events arrive for the bound port; beyond `backlog` unanswered requests, REQs are rejected (NO_RESOURCES). */
   listen(backlog = 1024): void {
+    if (this.#native) return this.#native.listen(backlog);
     this.#assertLive('listen');
     if (this.state !== RdmaCmState.ADDR_BOUND) throw new CmStateError(`listen: bind an address first (the id is ${rdmaCmStateName(this.state)})`);
     if (!(Number.isInteger(backlog) && backlog >= 0)) throw new InvalidArgumentError(`listen: backlog must be a non-negative integer, got ${String(backlog)}`);
@@ -556,6 +587,7 @@ export class CmId {
 
   /** rdma_connect: REQ (or SIDR_REQ for UDP ids); ESTABLISHED, REJECTED, UNREACHABLE or CONNECT_ERROR follows. */
   connect(param: ConnectParam = {}): void {
+    if (this.#native) return this.#native.connect(param);
     this.#assertLive('connect');
     if (this.state !== RdmaCmState.ROUTE_RESOLVED) throw new CmStateError(`connect: resolve the route first (the id is ${rdmaCmStateName(this.state)})`);
     const hdr = cmaHeaderBytes(this.portSpace);
@@ -725,6 +757,7 @@ export class CmId {
 
   /** rdma_accept: REP (the QP goes to RTR and RTS first), or SIDR_REP for UDP ids. */
   accept(param: ConnectParam = {}): void {
+    if (this.#native) return this.#native.accept(param);
     this.#assertLive('accept');
     const dev = this.#dev;
     if (this.cmState === CmState.SIDR_REQ_RCVD) {
@@ -796,6 +829,7 @@ export class CmId {
 
   /** rdma_reject: REJ (reason CONSUMER_DEFINED unless given) or SIDR_REP REJECT, with private data. */
   reject(privateData?: Uint8Array, reason: number = RejReason.CONSUMER_DEFINED): void {
+    if (this.#native) return this.#native.reject(privateData, reason);
     this.#assertLive('reject');
     if (this.cmState === CmState.SIDR_REQ_RCVD) {
       this.#answerSidr(SidrStatus.REJECT, 0, 0, checkPrivateData(privateData, SIDR_REP_PRIVATE_DATA_SIZE, 'reject'));
@@ -1087,6 +1121,7 @@ export class CmId {
    * peer's DREQ, the DREP); DISCONNECTED follows, then TIMEWAIT_EXIT.
    */
   disconnect(privateData?: Uint8Array): void {
+    if (this.#native) return this.#native.disconnect(privateData);
     this.#assertLive('disconnect');
     const pd = checkPrivateData(privateData, DREQ_PRIVATE_DATA_SIZE, 'disconnect');
     switch (this.cmState) {
@@ -1125,6 +1160,7 @@ export class CmId {
    * (destroyQp), as in librdmacm.
    */
   destroy(): void {
+    if (this.#native) return this.#native.destroy();
     if (this.destroyed) return;
     const dev = this.#dev;
     this.#leavePending();
@@ -1183,6 +1219,19 @@ export class CmId {
 
   [Symbol.dispose](): void {
     this.destroy();
+  }
+
+  #useNative(): NativeCmId {
+    return (this.#native ??= new NativeCmId(this, {
+      deviceName: this.#deviceName,
+      options: this.#opts,
+      newId: (opts) => new CmId(this.channel, opts),
+    }));
+  }
+
+  /** @internal native-id.ts: an id librdmacm made for a connection request gets its backend. */
+  [kNativeChild](): NativeCmId {
+    return this.#useNative();
   }
 }
 

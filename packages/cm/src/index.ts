@@ -11,6 +11,7 @@ export { PortSpace, portSpaceName, serviceId, parseServiceId } from './service-i
 export { parseAddress, formatAddress, ROCE_UDP_PORT, type CmAddress, type CmAddressInput } from './address.js';
 export { CmState, RdmaCmState, cmStateName, rdmaCmStateName } from './connection-state.js';
 export { cmCounters, cmResources, type CmCounters } from './cm-device.js';
+export { nativeCmResources } from './native-id.js';
 export { RejReason, rejReasonName, MsgRejected, REJ_PRIVATE_DATA_SIZE } from './messages/rej.js';
 export { SidrStatus, sidrStatusName, SIDR_REQ_PRIVATE_DATA_SIZE, SIDR_REP_PRIVATE_DATA_SIZE } from './messages/sidr.js';
 export { REQ_PRIVATE_DATA_SIZE } from './messages/req.js';

@@ -28,6 +28,19 @@ export const RdmaCmEventType = {
   TIMEWAIT_EXIT: 15,
 } as const;
 
+/** ibv_ah_attr as librdmacm reports it (rdma_ud_param.ah_attr, rdma_init_qp_attr's AV). */
+export interface RdmaAhAttr {
+  dgid: Uint8Array;
+  sgidIndex: number;
+  hopLimit: number;
+  trafficClass: number;
+  flowLabel: number;
+  sl: number;
+  portNum: number;
+  dlid: number;
+  isGlobal: number;
+}
+
 /** An rdma_cm_event, already acknowledged (its private data copied out). */
 export interface RdmaCmEvent {
   type: number;
@@ -39,9 +52,16 @@ export interface RdmaCmEvent {
   /** CONNECT_REQUEST: the listening id. */
   listenId?: number;
   privateData?: Uint8Array;
+  /** rdma_conn_param (RC ids) on CONNECT_REQUEST, CONNECT_RESPONSE, ESTABLISHED, REJECTED, UNREACHABLE, DISCONNECTED. */
   responderResources?: number;
   initiatorDepth?: number;
+  flowControl?: number;
+  retryCount?: number;
+  rnrRetryCount?: number;
+  srq?: number;
   qpNum?: number;
+  /** rdma_ud_param (UD ids) on the same events: the remote QP SIDR learned. */
+  ud?: { qpNum: number; qkey: number; ahAttr: RdmaAhAttr };
 }
 
 /** rdma_conn_param. */
@@ -49,6 +69,7 @@ export interface RdmaConnParam {
   privateData?: Uint8Array;
   responderResources?: number;
   initiatorDepth?: number;
+  flowControl?: number;
   retryCount?: number;
   rnrRetryCount?: number;
   /** The QP (created through the verbs provider) this connection uses. */
@@ -65,8 +86,11 @@ export interface RdmaIdInfo {
   dstPort: number;
 }
 
+/** rdma_set_option(RDMA_OPTION_ID, ...) options the binding passes through. */
+export type RdmaIdOption = 'ackTimeout' | 'tos' | 'reuseAddr' | 'afOnly';
+
 interface NativeEventChannel {
-  createId(qpType: number): number;
+  createId(qpType: number, portSpace?: number): number;
   destroyId(id: number): void;
   bindAddr(id: number, host: string, port: number): void;
   resolveAddr(id: number, host: string, port: number, timeoutMs: number, src?: string): void;
@@ -74,8 +98,10 @@ interface NativeEventChannel {
   listen(id: number, backlog: number): void;
   connect(id: number, param: RdmaConnParam): void;
   accept(id: number, param: RdmaConnParam): void;
-  reject(id: number, privateData?: Uint8Array): void;
+  reject(id: number, privateData?: Uint8Array, reason?: number): void;
   disconnect(id: number): void;
+  establish(id: number): void;
+  setOption(id: number, name: RdmaIdOption, value: number): void;
   initQpAttr(id: number, qpState: number): { attr: QpAttr; mask: number };
   info(id: number): RdmaIdInfo;
   close(): void;
@@ -94,7 +120,10 @@ function addon(): RdmaCmAddon {
 
 /**
  * rdma_create_event_channel. Events arrive through `onEvent` on the event
- * loop; a pending resolve, connect or listen keeps the process alive.
+ * loop; an id in use (resolving, connecting, connected, listening, or a
+ * connection request) keeps the process alive, as an open socket does, until
+ * it fails (ADDR_ERROR, ROUTE_ERROR, REJECTED, UNREACHABLE, CONNECT_ERROR,
+ * DEVICE_REMOVAL), leaves timewait (TIMEWAIT_EXIT) or is destroyed.
  */
 export class RdmaEventChannel {
   private readonly h: NativeEventChannel;
@@ -110,9 +139,12 @@ export class RdmaEventChannel {
     return call(what, () => fn(this.h));
   }
 
-  /** rdma_create_id: RDMA_PS_TCP for RC/UC, RDMA_PS_UDP for UD (QpType values). */
-  createId(qpType: number): number {
-    return this.op('rdma_create_id', (h) => h.createId(qpType));
+  /**
+   * rdma_create_id: RDMA_PS_TCP for RC/UC, RDMA_PS_UDP for UD (QpType
+   * values), unless `portSpace` (an enum rdma_port_space value) says which.
+   */
+  createId(qpType: number, portSpace?: number): number {
+    return this.op('rdma_create_id', (h) => h.createId(qpType, portSpace));
   }
   destroyId(id: number): void {
     this.op('rdma_destroy_id', (h) => h.destroyId(id));
@@ -135,8 +167,21 @@ export class RdmaEventChannel {
   accept(id: number, param: RdmaConnParam): void {
     this.op('rdma_accept', (h) => h.accept(id, param));
   }
-  reject(id: number, privateData?: Uint8Array): void {
-    this.op('rdma_reject', (h) => h.reject(id, privateData));
+  /**
+   * rdma_reject, or rdma_reject_ece for reason 35: the kernel lets user
+   * space reject only with CONSUMER_DEFINED (28, the default) or
+   * VENDOR_OPTION_NOT_SUPPORTED (35).
+   */
+  reject(id: number, privateData?: Uint8Array, reason?: number): void {
+    this.op('rdma_reject', (h) => h.reject(id, privateData, reason));
+  }
+  /** rdma_establish: the active side's RTU, once its own QP is in RTS after CONNECT_RESPONSE. */
+  establish(id: number): void {
+    this.op('rdma_establish', (h) => h.establish(id));
+  }
+  /** rdma_set_option at the RDMA_OPTION_ID level. */
+  setOption(id: number, name: RdmaIdOption, value: number): void {
+    this.op('rdma_set_option', (h) => h.setOption(id, name, value));
   }
   disconnect(id: number): void {
     this.op('rdma_disconnect', (h) => h.disconnect(id));

@@ -10,6 +10,7 @@
 #include <rdma/rdma_cma.h>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 #include "common.h"
 
 namespace ibal {
@@ -40,6 +41,22 @@ std::string AddrString(const sockaddr* sa) {
   return buf;
 }
 
+Napi::Object AhAttrObject(Napi::Env env, const ibv_ah_attr& a) {
+  Napi::Object ah = Napi::Object::New(env);
+  auto gid = Napi::Uint8Array::New(env, 16);
+  std::memcpy(gid.Data(), a.grh.dgid.raw, 16);
+  ah.Set("dgid", gid);
+  ah.Set("sgidIndex", a.grh.sgid_index);
+  ah.Set("hopLimit", a.grh.hop_limit);
+  ah.Set("trafficClass", a.grh.traffic_class);
+  ah.Set("flowLabel", a.grh.flow_label);
+  ah.Set("sl", a.sl);
+  ah.Set("portNum", a.port_num);
+  ah.Set("dlid", a.dlid);
+  ah.Set("isGlobal", a.is_global);
+  return ah;
+}
+
 class EventChannel : public Napi::ObjectWrap<EventChannel> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -54,6 +71,8 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
       InstanceMethod("accept", &EventChannel::Accept),
       InstanceMethod("reject", &EventChannel::Reject),
       InstanceMethod("disconnect", &EventChannel::Disconnect),
+      InstanceMethod("establish", &EventChannel::Establish),
+      InstanceMethod("setOption", &EventChannel::SetOption),
       InstanceMethod("initQpAttr", &EventChannel::InitQpAttr),
       InstanceMethod("info", &EventChannel::Info),
       InstanceMethod("close", &EventChannel::Close),
@@ -94,17 +113,31 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     return n;
   }
 
-  // Pending operations (resolve, connect, listen) keep the process alive.
-  void Hold(int delta) {
-    pending_ += delta;
+  // An id in use (resolving, connecting, connected, listening, or a
+  // connection request) keeps the process alive, as an open socket does,
+  // until it fails, leaves timewait or is destroyed. Kept per id so events
+  // without a matching call (the passive side's ESTABLISHED) and ids
+  // destroyed mid-way cannot unbalance it.
+  void Wait(uint32_t n) {
+    waiting_.insert(n);
+    SyncRef();
+  }
+  void Done(uint32_t n) {
+    waiting_.erase(n);
+    SyncRef();
+  }
+  void SyncRef() {
     if (!poll_) return;
-    if (pending_ > 0) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
+    if (!waiting_.empty()) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
     else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
   }
+  static uint32_t Num(const Napi::CallbackInfo& info, int i = 0) { return info[i].As<Napi::Number>().Uint32Value(); }
 
+  // createId(qpType, portSpace?): without a port space, RDMA_PS_UDP for UD and RDMA_PS_TCP otherwise.
   Napi::Value CreateId(const Napi::CallbackInfo& info) {
     if (!ch_) throw ErrnoError(info.Env(), EBADF, "event channel is closed");
     rdma_port_space ps = info[0].As<Napi::Number>().Uint32Value() == IBV_QPT_UD ? RDMA_PS_UDP : RDMA_PS_TCP;
+    if (info.Length() > 1 && info[1].IsNumber()) ps = static_cast<rdma_port_space>(info[1].As<Napi::Number>().Uint32Value());
     rdma_cm_id* id = nullptr;
     if (rdma_create_id(ch_, &id, nullptr, ps)) throw ErrnoError(info.Env(), errno, "rdma_create_id");
     return Napi::Number::New(info.Env(), Track(id));
@@ -113,7 +146,9 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
   Napi::Value DestroyId(const Napi::CallbackInfo& info) {
     rdma_cm_id* id = Id(info);
     if (rdma_destroy_id(id)) throw ErrnoError(info.Env(), errno, "rdma_destroy_id");
-    ids_.erase(info[0].As<Napi::Number>().Uint32Value());
+    uint32_t n = Num(info);
+    ids_.erase(n);
+    Done(n);
     return info.Env().Undefined();
   }
 
@@ -137,21 +172,21 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     }
     if (rdma_resolve_addr(id, srcp, reinterpret_cast<sockaddr*>(&dst), info[3].As<Napi::Number>().Int32Value()))
       throw ErrnoError(info.Env(), errno, "rdma_resolve_addr");
-    Hold(1);
+    Wait(Num(info));
     return info.Env().Undefined();
   }
 
   Napi::Value ResolveRoute(const Napi::CallbackInfo& info) {
     rdma_cm_id* id = Id(info);
     if (rdma_resolve_route(id, info[1].As<Napi::Number>().Int32Value())) throw ErrnoError(info.Env(), errno, "rdma_resolve_route");
-    Hold(1);
+    Wait(Num(info));
     return info.Env().Undefined();
   }
 
   Napi::Value Listen(const Napi::CallbackInfo& info) {
     rdma_cm_id* id = Id(info);
     if (rdma_listen(id, info[1].As<Napi::Number>().Int32Value())) throw ErrnoError(info.Env(), errno, "rdma_listen");
-    Hold(1);
+    Wait(Num(info));
     return info.Env().Undefined();
   }
 
@@ -166,6 +201,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     }
     p.responder_resources = static_cast<uint8_t>(U32(o, "responderResources", 1));
     p.initiator_depth = static_cast<uint8_t>(U32(o, "initiatorDepth", 1));
+    p.flow_control = static_cast<uint8_t>(U32(o, "flowControl", 1));
     p.retry_count = static_cast<uint8_t>(U32(o, "retryCount", 7));
     p.rnr_retry_count = static_cast<uint8_t>(U32(o, "rnrRetryCount", 7));
     p.qp_num = U32(o, "qpNum", 0);
@@ -177,9 +213,10 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     rdma_cm_id* id = Id(info);
     std::string priv;
     rdma_conn_param p = Param(info[1].As<Napi::Object>(), priv);
-    if (p.private_data_len > 56) throw ArgError(info.Env(), "connect: private data over 56 bytes");
+    // REQ: 56 bytes after rdma_cm's header (92 for RDMA_PS_IB); SIDR_REQ: 180.
+    if (priv.size() > 180) throw ArgError(info.Env(), "connect: private data over 180 bytes");
     if (rdma_connect(id, &p)) throw ErrnoError(info.Env(), errno, "rdma_connect");
-    Hold(1);
+    Wait(Num(info));
     return info.Env().Undefined();
   }
 
@@ -189,9 +226,13 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     rdma_conn_param p = Param(info[1].As<Napi::Object>(), priv);
     if (p.private_data_len > 196) throw ArgError(info.Env(), "accept: private data over 196 bytes");
     if (rdma_accept(id, &p)) throw ErrnoError(info.Env(), errno, "rdma_accept");
+    Wait(Num(info));
     return info.Env().Undefined();
   }
 
+  // reject(id, privateData?, reason?): the kernel lets user space send only
+  // CONSUMER_DEFINED (28, rdma_reject) or VENDOR_OPTION_NOT_SUPPORTED (35,
+  // rdma_reject_ece).
   Napi::Value Reject(const Napi::CallbackInfo& info) {
     rdma_cm_id* id = Id(info);
     std::string priv;
@@ -200,7 +241,36 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
       priv.assign(reinterpret_cast<const char*>(u8.Data()), u8.ByteLength());
     }
     if (priv.size() > 148) throw ArgError(info.Env(), "reject: private data over 148 bytes");
-    if (rdma_reject(id, priv.empty() ? nullptr : priv.data(), static_cast<uint8_t>(priv.size()))) throw ErrnoError(info.Env(), errno, "rdma_reject");
+    uint32_t reason = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Uint32Value() : 28;
+    if (reason != 28 && reason != 35) throw ArgError(info.Env(), "reject: the kernel's rdma_cm sends only reason 28 (CONSUMER_DEFINED) or 35 (VENDOR_OPTION_NOT_SUPPORTED)");
+    const void* pd = priv.empty() ? nullptr : priv.data();
+    uint8_t len = static_cast<uint8_t>(priv.size());
+    if (reason == 35 ? rdma_reject_ece(id, pd, len) : rdma_reject(id, pd, len)) throw ErrnoError(info.Env(), errno, "rdma_reject");
+    return info.Env().Undefined();
+  }
+
+  // establish(id): the active side's RTU after CONNECT_RESPONSE, for ids
+  // whose QP the caller created and moved to RTS itself.
+  Napi::Value Establish(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    if (rdma_establish(id)) throw ErrnoError(info.Env(), errno, "rdma_establish");
+    return info.Env().Undefined();
+  }
+
+  // setOption(id, name, value): rdma_set_option at RDMA_OPTION_ID level.
+  Napi::Value SetOption(const Napi::CallbackInfo& info) {
+    rdma_cm_id* id = Id(info);
+    std::string name = info[1].As<Napi::String>().Utf8Value();
+    uint32_t v = info[2].As<Napi::Number>().Uint32Value();
+    uint8_t u8 = static_cast<uint8_t>(v);
+    int i32 = static_cast<int>(v);
+    int rc;
+    if (name == "ackTimeout") rc = rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &u8, sizeof u8);
+    else if (name == "tos") rc = rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_TOS, &u8, sizeof u8);
+    else if (name == "reuseAddr") rc = rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_REUSEADDR, &i32, sizeof i32);
+    else if (name == "afOnly") rc = rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_AFONLY, &i32, sizeof i32);
+    else throw ArgError(info.Env(), "setOption: unknown option " + name);
+    if (rc) throw ErrnoError(info.Env(), errno, "rdma_set_option");
     return info.Env().Undefined();
   }
 
@@ -235,19 +305,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     o.Set("timeout", a.timeout);
     o.Set("retryCnt", a.retry_cnt);
     o.Set("rnrRetry", a.rnr_retry);
-    if (mask & IBV_QP_AV) {
-      Napi::Object ah = Napi::Object::New(env);
-      auto gid = Napi::Uint8Array::New(env, 16);
-      std::memcpy(gid.Data(), a.ah_attr.grh.dgid.raw, 16);
-      ah.Set("dgid", gid);
-      ah.Set("sgidIndex", a.ah_attr.grh.sgid_index);
-      ah.Set("hopLimit", a.ah_attr.grh.hop_limit);
-      ah.Set("trafficClass", a.ah_attr.grh.traffic_class);
-      ah.Set("flowLabel", a.ah_attr.grh.flow_label);
-      ah.Set("sl", a.ah_attr.sl);
-      ah.Set("portNum", a.ah_attr.port_num);
-      o.Set("ahAttr", ah);
-    }
+    if (mask & IBV_QP_AV) o.Set("ahAttr", AhAttrObject(env, a.ah_attr));
     Napi::Object r = Napi::Object::New(env);
     r.Set("attr", o);
     r.Set("mask", mask);
@@ -286,6 +344,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
         // A new id for the request; the listener's id stays the listener.
         o.Set("listenId", static_cast<uint32_t>(reinterpret_cast<uintptr_t>(ev->listen_id->context)));
         idNum = self->Track(ev->id);
+        self->Wait(idNum);
       }
       o.Set("id", idNum);
       const void* pd = ev->param.conn.private_data;
@@ -295,21 +354,35 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
         std::memcpy(u8.Data(), pd, pdLen);
         o.Set("privateData", u8);
       }
-      if (ev->event == RDMA_CM_EVENT_CONNECT_REQUEST || ev->event == RDMA_CM_EVENT_ESTABLISHED) {
+      // Which half of the param union is valid follows the id's QP type, as in librdmacm.
+      bool ud = ev->id->qp_type == IBV_QPT_UD;
+      bool connEvent = ev->event == RDMA_CM_EVENT_CONNECT_REQUEST || ev->event == RDMA_CM_EVENT_CONNECT_RESPONSE ||
+                       ev->event == RDMA_CM_EVENT_ESTABLISHED || ev->event == RDMA_CM_EVENT_REJECTED ||
+                       ev->event == RDMA_CM_EVENT_UNREACHABLE || ev->event == RDMA_CM_EVENT_DISCONNECTED;
+      if (connEvent && ud) {
+        Napi::Object u = Napi::Object::New(env);
+        u.Set("qpNum", ev->param.ud.qp_num);
+        u.Set("qkey", Napi::Number::New(env, ev->param.ud.qkey));
+        u.Set("ahAttr", AhAttrObject(env, ev->param.ud.ah_attr));
+        o.Set("ud", u);
+      } else if (connEvent) {
         o.Set("responderResources", ev->param.conn.responder_resources);
         o.Set("initiatorDepth", ev->param.conn.initiator_depth);
+        o.Set("flowControl", ev->param.conn.flow_control);
+        o.Set("retryCount", ev->param.conn.retry_count);
+        o.Set("rnrRetryCount", ev->param.conn.rnr_retry_count);
+        o.Set("srq", ev->param.conn.srq);
         o.Set("qpNum", ev->param.conn.qp_num);
       }
       switch (ev->event) {
-        case RDMA_CM_EVENT_ADDR_RESOLVED:
         case RDMA_CM_EVENT_ADDR_ERROR:
-        case RDMA_CM_EVENT_ROUTE_RESOLVED:
         case RDMA_CM_EVENT_ROUTE_ERROR:
-        case RDMA_CM_EVENT_ESTABLISHED:
         case RDMA_CM_EVENT_REJECTED:
         case RDMA_CM_EVENT_UNREACHABLE:
         case RDMA_CM_EVENT_CONNECT_ERROR:
-          self->Hold(-1);
+        case RDMA_CM_EVENT_DEVICE_REMOVAL:
+        case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+          self->Done(idNum);
           break;
         default:
           break;
@@ -328,6 +401,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     if (!ch_) return;
     for (auto& kv : ids_) rdma_destroy_id(kv.second);
     ids_.clear();
+    waiting_.clear();
     if (poll_) {
       uv_poll_stop(poll_);
       uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
@@ -351,7 +425,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
   Napi::FunctionReference onEvent_;
   std::unordered_map<uint32_t, rdma_cm_id*> ids_;
   uint32_t nextId_ = 1;
-  int pending_ = 0;
+  std::unordered_set<uint32_t> waiting_;
 };
 
 }  // namespace
