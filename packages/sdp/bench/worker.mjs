@@ -99,11 +99,22 @@ async function latency(port, count) {
       s.write(msg);
     });
   for (let i = 0; i < Math.min(200, count); i++) await round();
+  // Each round trip timed on its own: the mean is what a request/response loop sees, the
+  // median (perftest's t_typical) what a typical exchange costs; the tail tells them apart.
+  const rtt = new Float64Array(count);
   const t0 = performance.now();
-  for (let i = 0; i < count; i++) await round();
-  const us = ((performance.now() - t0) * 1000) / count;
+  let prev = t0;
+  for (let i = 0; i < count; i++) {
+    await round();
+    const now = performance.now();
+    rtt[i] = (now - prev) * 1000;
+    prev = now;
+  }
+  const us = ((prev - t0) * 1000) / count;
   s.destroy();
-  return { rttUs: us };
+  rtt.sort();
+  const q = (p) => rtt[Math.min(count - 1, Math.floor(p * count))];
+  return { rttUs: us, rttMedianUs: q(0.5), rttP90Us: q(0.9), rttP99Us: q(0.99) };
 }
 
 async function throughput(port, count) {

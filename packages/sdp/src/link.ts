@@ -5,7 +5,7 @@
 
 import { CmEventType, PortSpace, createEventChannel, createId, type CmEvent, type CmId, type EventChannel } from '@ibal/cm';
 import type { CompChannel, CQ, PD } from '@ibal/verbs';
-import { SdpConnection, type ConnectionOptions, type ConnectionSink } from './connection.js';
+import { MAX_READS, SdpConnection, sendQueueDepth, type ConnectionOptions, type ConnectionSink } from './connection.js';
 import { SdpSocketError } from './errors.js';
 import { decodeHello, decodeHelloAck, encodeHello, encodeHelloAck, type Hello } from './protocol/hello.js';
 
@@ -17,8 +17,8 @@ import { decodeHello, decodeHelloAck, encodeHello, encodeHelloAck, type Hello } 
  */
 const ACK_TIMEOUT = 17;
 
-/** RDMA READs in flight each way: the zero-copy path uses one at a time. */
-const RD_ATOMIC = 4;
+/** RDMA READs in flight each way: a sink keeps this many going through queued SrcAvails. */
+const RD_ATOMIC = MAX_READS;
 /** REJ reasons (IBTA 12.6.7.2) that mean "nobody here speaks SDP on that port". */
 const REJ_INVALID_SERVICE_ID = 8;
 /** The passive CM still held a connection from our QPN (a process before us died); it has dropped it now. */
@@ -127,7 +127,7 @@ function createResources(id: CmId, opts: ConnectionOptions): { pd: PD; cq: CQ; c
   const ctx = id.verbs!;
   const pd = ctx.allocPd();
   const channel = ctx.createCompChannel();
-  const depth = opts.txBufs + 2;
+  const depth = sendQueueDepth(opts);
   const cq = ctx.createCq(depth + opts.rxBufs + 2, { channel });
   id.createQp(pd, { sendCq: cq, recvCq: cq, cap: { maxSendWr: depth, maxRecvWr: opts.rxBufs, maxSendSge: 1, maxRecvSge: 1 } });
   return { pd, cq, channel };

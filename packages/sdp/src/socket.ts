@@ -286,6 +286,13 @@ export class SdpSocket extends Duplex {
       this.#waiting.push(() => this._writev(chunks, cb));
       return;
     }
+    if (sink === this.#conn) {
+      this.#conn.writev(
+        chunks.map((c) => c.chunk),
+        cb,
+      );
+      return;
+    }
     for (let i = 0; i < chunks.length - 1; i++) sink.write(chunks[i]!.chunk);
     sink.write(chunks[chunks.length - 1]!.chunk, cb);
   }
