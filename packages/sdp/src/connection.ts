@@ -64,9 +64,15 @@ export const DEFAULT_CONNECTION_OPTIONS: ConnectionOptions = {
 
 /** RDMA READs a sink keeps in flight (the QPs are set up with this many rd_atomic resources each way). */
 export const MAX_READS = 4;
-/** Send queue entries a connection needs: its send slots plus its READs. */
+/**
+ * Send queue entries for a connection: twice its send slots plus READs. An
+ * unsignaled send stays in the queue until an ACK covers it, and a requester
+ * asks for an ACK on every message once its queue is half full (the soft
+ * HCA does): at exactly slots + READs, a ping-pong would carry an extra ACK
+ * packet for one message in three.
+ */
 export function sendQueueDepth(opts: ConnectionOptions): number {
-  return opts.txBufs + MAX_READS;
+  return 2 * (opts.txBufs + MAX_READS);
 }
 
 /**
@@ -768,7 +774,9 @@ export class SdpConnection {
    */
   #sendSrcAvail(c: TxChunk): boolean {
     if (this.#srcOut.length >= MAX_SRC_AVAILS) return false;
-    const win = (this.#window ??= regMr(this.#res.pd, WINDOW_BYTES, Access.LOCAL_WRITE | Access.REMOTE_READ));
+    // On the heap rather than provider-allocated (which the soft HCA puts in /dev/shm): the peer's READs
+    // of it are served here, so a shared segment per connection would buy nothing.
+    const win = (this.#window ??= regMr(this.#res.pd, Buffer.alloc(WINDOW_BYTES), Access.LOCAL_WRITE | Access.REMOTE_READ));
     const want = Math.min(c.buf.length - c.offset, SRC_AVAIL_MAX);
     // A region never wraps: when the end of the window is too short for a useful piece, skip it.
     let head = this.#winHead;
