@@ -1,3 +1,4 @@
+import { rawSocketsAvailable, sysStatus } from '@ibal/hca';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killAll, runCli } from './helpers/cli.js';
 
@@ -43,17 +44,45 @@ describe('ibal devinfo', () => {
       /\t\t\tport_lmc:\t\t0x00\n/,
       /\t\t\tlink_layer:\t\tEthernet\n/,
       /\tprovider:\t\t\tsoft\n/,
-      /\twire:\t\t\t\tudp4 127\.0\.0\.1:\d+\n/,
+      /\twire:\t\t\t\tudp4( \(sendmmsg\))? 127\.0\.0\.1:\d+\n/,
       /\nnative features:\n\tnative verbs provider:\t(on|off) \(.+\)\n\trdmacm:\t(on|off)( \(.+\))?\n/,
       /\tibal_sys addon:\t(on|off)/,
     ]) {
       expect(out).toMatch(re);
     }
     // The port is the ephemeral one the device bound, not 4791.
-    expect(out).not.toMatch(/wire:\t+udp4 127\.0\.0\.1:0\n/);
+    expect(out).not.toMatch(/wire:\t+udp4( \(sendmmsg\))? 127\.0\.0\.1:0\n/);
+    // Batched when the ibal_sys addon can (IBAL_SOFT_WIRE unset: UDP).
+    const udp = sysStatus().mmsg.on ? 'udp4 (sendmmsg)' : 'udp4';
+    expect(out).toContain(`\twire:\t\t\t\t${udp} 127.0.0.1:`);
     // Without -v, no capabilities and no GIDs.
     expect(out).not.toContain('max_qp:');
     expect(out).not.toContain('GID[');
+  });
+
+  const raw = rawSocketsAvailable();
+  it('says which wire each device uses: raw4 under IBAL_SOFT_WIRE=raw, UDP for IPv6, and why raw is refused', async () => {
+    const env = { IBAL_SOFT_DEVICES: 'v4=127.0.0.1:0,v6=[::1]:0', IBAL_SOFT_WIRE: 'raw' };
+    const r = await runCli(['devinfo'], env);
+    if (raw.ok) {
+      expect(r.code, r.stderr).toBe(0);
+      const v4 = r.stdout.slice(r.stdout.indexOf('hca_id:\tv4'), r.stdout.indexOf('hca_id:\tv6'));
+      const v6 = r.stdout.slice(r.stdout.indexOf('hca_id:\tv6'));
+      expect(v4).toMatch(/\twire:\t\t\t\traw4 127\.0\.0\.1:\d+\n/);
+      expect(v6).toMatch(/\twire:\t\t\t\tudp6( \(sendmmsg\))? \[[0:]+1\]:\d+\n/);
+      expect(r.stdout).toMatch(/\traw RoCEv2 sockets:\ton\n/);
+    } else {
+      // Opening the IPv4 device fails with the typed error's reason.
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`Failed to open device v4: IBAL_SOFT_WIRE=raw: the raw RoCEv2 wire is unavailable: ${raw.reason}`);
+    }
+    // The same with the addon off: refused, and the reason named.
+    const off = await runCli(['devinfo', '-d', 'v4'], { ...env, IBAL_SYS: '0' });
+    expect(off.code).not.toBe(0);
+    expect(off.stderr).toContain('Failed to open device v4: IBAL_SOFT_WIRE=raw: the raw RoCEv2 wire is unavailable: disabled by IBAL_SYS=0');
+    const auto = await runCli(['devinfo', '-d', 'v4'], { ...env, IBAL_SYS: '0', IBAL_SOFT_WIRE: 'auto' });
+    expect(auto.code, auto.stderr).toBe(0);
+    expect(auto.stdout).toMatch(/\twire:\t\t\t\tudp4 127\.0\.0\.1:\d+\n/);
   });
 
   it('-v adds the device capabilities and the GID table', async () => {

@@ -28,8 +28,12 @@ export const devinfoHelp = [
   '  -h, --help             show this help',
   '',
   'After rdma-core\'s fields ibal prints the provider of each device, the wire',
-  'a soft device is bound to (udp4/udp6 address:port), and whether the native',
-  'libibverbs provider, librdmacm and the system primitives are on (and why not).',
+  'each port uses and, for a soft device, the address:port it is bound to:',
+  '  raw4              IPv4 raw sockets, our own IP header (IBAL_SOFT_WIRE=raw|auto)',
+  '  udp4 (sendmmsg)   UDP, datagrams batched by sendmmsg/recvmmsg',
+  '  udp4, udp6        UDP through Node\'s dgram',
+  'and whether the native libibverbs provider, librdmacm and the system',
+  'primitives are on (and why not).',
 ].join('\n');
 
 /**
@@ -139,6 +143,12 @@ function portLines(ctx: Context, d: Device, portNum: number, p: PortAttr, verbos
   return lines;
 }
 
+/** The transport a port uses; a soft device adds where it is bound (ibal's addition to ibv_devinfo). */
+function wireLine(ctx: Context, d: Device, portNum: number, p: PortAttr, several: boolean): string {
+  const what = d.provider === 'soft' ? wireDescription(p, ctx.queryGid(portNum, 0)) : p.wire;
+  return several ? `${what} (port ${portNum})` : what;
+}
+
 async function describe(d: Device, onlyPort: number, verbose: boolean, print: (line: string) => void): Promise<void> {
   let ctx: Context;
   try {
@@ -150,18 +160,15 @@ async function describe(d: Device, onlyPort: number, verbose: boolean, print: (l
     const a = ctx.queryDevice();
     if (onlyPort > a.physPortCnt) throw new CliError('Invalid port requested for device');
     const out = deviceLines(d, a, verbose);
-    let wirePort: PortAttr | undefined;
+    const ports: [number, PortAttr][] = [];
     for (let portNum = 1; portNum <= a.physPortCnt; portNum++) {
       if (onlyPort && portNum !== onlyPort) continue;
       const p = ctx.queryPort(portNum);
-      wirePort ??= p;
+      ports.push([portNum, p]);
       out.push(...portLines(ctx, d, portNum, p, verbose));
     }
     out.push(`\tprovider:\t\t\t${d.provider}`);
-    if (d.provider === 'soft') {
-      const p = wirePort ?? ctx.queryPort(1);
-      out.push(`\twire:\t\t\t\t${wireDescription(p, ctx.queryGid(1, 0))}`);
-    }
+    for (const [portNum, p] of ports) out.push(`\twire:\t\t\t\t${wireLine(ctx, d, portNum, p, ports.length > 1)}`);
     out.push('');
     for (const line of out) print(line);
   } finally {

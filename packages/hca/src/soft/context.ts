@@ -152,7 +152,7 @@ export class SoftContext implements HcaContext {
       physState: 5,
       linkLayer: LinkLayer.ETHERNET,
       udpPort: w.port,
-      wire: w.family === 6 ? 'udp6' : 'udp4',
+      wire: w.wireName,
     };
   }
 

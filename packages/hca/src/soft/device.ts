@@ -219,9 +219,10 @@ export class SoftDevice implements HcaDevice, QpHost {
   /**
    * Every datagram the wire receives: decode, verify the ICRC, find the QP,
    * and hand it to the requester (responses) or responder (requests). Each
-   * refusal is counted; none throws.
+   * refusal is counted; none throws. `icrc` is the raw wire's verdict when
+   * it checked the ICRC over a real IPv4 header (see wire.ts PacketHandler).
    */
-  private readonly receive = (buf: Buffer, peer: Peer): void => {
+  private readonly receive = (buf: Buffer, peer: Peer, icrc?: boolean): void => {
     const c = this.counters;
     c.rxPackets++;
     const p = this.rx;
@@ -229,7 +230,7 @@ export class SoftDevice implements HcaDevice, QpHost {
       c.rxMalformed++;
       return;
     }
-    if (!checkIcrc(buf, p.totalLength, peer.rx)) {
+    if (icrc === undefined ? !checkIcrc(buf, p.totalLength, peer.rx) : !icrc) {
       c.rxBadIcrc++;
       return;
     }

@@ -1,11 +1,14 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { IcrcCalculator } from '../packet/icrc.js';
+import { InvalidArgumentError } from '../errors.js';
+import { IcrcCalculator, checkIcrc, readIcrc } from '../packet/icrc.js';
+import { icrcOverIpv4Header, roceLengthOk } from '../packet/icrc-ipv4-frame.js';
 import { PcapWriter } from '../pcap.js';
 import { FaultAction, type FaultInjector } from './faults.js';
 import { ipToBytes } from './gid.js';
 import { ShmLinks, isShmControl, type PeerLink, type ShmWireHost } from './shm-link.js';
 import { BatchUdpSocket, ipv6Text, type DatagramBatch } from '../sys/mmsg.js';
+import { RawRoceSocket, RawWireUnavailableError, rawSocketsAvailable } from '../sys/raw.js';
 import { SysCallError } from '../sys/errors.js';
 import { sysStatus } from '../sys/status.js';
 
@@ -29,6 +32,40 @@ export const ROCE_PORT = 4791;
 /** Room for the largest packet: BTH + AtomicETH-sized headers + a 4096-byte MTU + pad + ICRC. */
 export const MAX_PACKET = 4096 + 128;
 
+/** A raw-wire frame: the largest IPv4 header (options included), UDP, the largest packet. */
+const MAX_FRAME = 60 + 8 + MAX_PACKET;
+
+/** IPv4 Identification 0 with DF, as a 32-bit word: the header every ICRC calculator assumes. */
+const ID0_DF = 0x4000;
+
+/** IBAL_SOFT_WIRE: which transport an IPv4 soft device binds (IPv6 devices always take UDP). */
+export type SoftWireChoice = 'udp' | 'raw' | 'auto';
+
+/** Reads IBAL_SOFT_WIRE (udp when unset); anything else than udp, raw or auto is an error. */
+export function softWireChoice(value: string | undefined = process.env.IBAL_SOFT_WIRE): SoftWireChoice {
+  if (value === undefined || value === '') return 'udp';
+  if (value === 'udp' || value === 'raw' || value === 'auto') return value;
+  throw new InvalidArgumentError(`IBAL_SOFT_WIRE must be udp, raw or auto, not "${value}"`);
+}
+
+/**
+ * Whether a device of `family` takes the raw wire under `choice`, given
+ * whether raw sockets can be opened here. IPv6 stays on UDP whatever the
+ * choice: it has no Identification field, so its UDP wire is already exact.
+ * `raw` where raw sockets cannot be opened is an error that says why;
+ * `auto` falls back to UDP.
+ */
+export function rawWireWanted(
+  choice: SoftWireChoice,
+  family: 4 | 6,
+  probe: { ok: boolean; reason?: string } = rawSocketsAvailable(),
+): boolean {
+  if (family === 6 || choice === 'udp') return false;
+  if (probe.ok) return true;
+  if (choice === 'raw') throw new RawWireUnavailableError(probe.reason ?? 'raw sockets cannot be opened');
+  return false;
+}
+
 /**
  * One remote endpoint of a wire. Cached so that the per-packet work on the
  * hot path (ICRC pseudo-header, address strings) is done once per peer.
@@ -38,8 +75,14 @@ export class Peer {
   readonly rx: IcrcCalculator;
   /** The same-host fast path to this peer, once negotiated (see shm-link.ts). */
   link: PeerLink | undefined;
-  /** Its index in the batched socket's destination table, once registered. */
+  /** Its index in the batched or raw socket's destination table, once registered. */
   udpIndex = -1;
+  /**
+   * Raw wire: this peer's frames carry IPv4 IDs other than 0, yet its ICRCs
+   * assume 0 and DF (a UDP-socket sender, which cannot know its ID), so that
+   * form is tried first for its packets.
+   */
+  assumesId0 = false;
   constructor(
     readonly address: string,
     readonly port: number,
@@ -52,7 +95,13 @@ export class Peer {
   }
 }
 
-export type PacketHandler = (buf: Buffer, peer: Peer) => void;
+/**
+ * Each received packet. `icrc` undefined: the packet came behind the header
+ * peer.rx assumes (or one the wire cannot see), and the receiver checks the
+ * ICRC with peer.rx. true/false: the raw wire saw another IPv4 header and
+ * already checked the ICRC over it.
+ */
+export type PacketHandler = (buf: Buffer, peer: Peer, icrc?: boolean) => void;
 
 export interface WireCounters {
   txPackets: number;
@@ -60,13 +109,18 @@ export interface WireCounters {
   txBytes: number;
   rxBytes: number;
   sendErrors: number;
+  /** Raw wire: frames that were not whole IPv4/UDP datagrams (dropped). */
+  rxInvalid: number;
+  /** Raw wire: packets behind an IPv4 header other than ID 0 + DF whose ICRC verified over that real header. */
+  rxIcrcRealHeader: number;
+  /**
+   * Raw wire: packets behind such a header whose ICRC verified only as
+   * computed with ID 0 and DF, as a UDP-socket sender computes it (accepted
+   * unless IBAL_SOFT_ICRC=exact).
+   */
+  rxIcrcAssumedHeader: number;
 }
 
-/**
- * The soft HCA's link: one UDP socket per device, as rxe uses one UDP tunnel
- * socket per netdev. Over IPv4 the ICRC is computed with IP ID 0 (see
- * packet/icrc.ts): a UDP socket can neither set nor read the ID.
- */
 const SENT_CB_EVERY = 32;
 
 function literalLookup(
@@ -81,8 +135,29 @@ function literalLookup(
   cb(err, address, 0);
 }
 
+/**
+ * The soft HCA's link: one UDP port per device, as rxe uses one UDP tunnel
+ * socket per netdev, carried by one of three transports:
+ *  - raw4: IPv4 raw sockets (IBAL_SOFT_WIRE=raw or auto; root or
+ *    CAP_NET_RAW). We write the IPv4 header, ID 0 and DF, so our ICRCs are
+ *    the ones rxe or a RoCE NIC verify, and we read each received header, so
+ *    incoming ICRCs are checked over the header the packet really had;
+ *  - sendmmsg: a batched UDP socket (the ibal_sys addon);
+ *  - dgram: Node's UDP socket.
+ * A UDP socket can neither set nor read the IPv4 ID, so over the UDP
+ * transports both directions assume ID 0 and DF (see packet/icrc.ts).
+ */
 export class UdpWire implements ShmWireHost {
-  readonly counters: WireCounters = { txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, sendErrors: 0 };
+  readonly counters: WireCounters = {
+    txPackets: 0,
+    rxPackets: 0,
+    txBytes: 0,
+    rxBytes: 0,
+    sendErrors: 0,
+    rxInvalid: 0,
+    rxIcrcRealHeader: 0,
+    rxIcrcAssumedHeader: 0,
+  };
   readonly family: 4 | 6;
   readonly addr: Uint8Array;
   onPacket: PacketHandler = () => {};
@@ -97,7 +172,7 @@ export class UdpWire implements ShmWireHost {
   private inflightHead = 0;
   /** inflight.length right after each datagram sent with a callback. */
   private readonly inflightMarks: number[] = [];
-  private held: { buf: Buffer; peer: Peer } | undefined;
+  private held: { buf: Buffer; peer: Peer; icrc: boolean | undefined } | undefined;
   private heldTimer: NodeJS.Timeout | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
@@ -121,18 +196,26 @@ export class UdpWire implements ShmWireHost {
   private readonly socket: dgram.Socket | undefined;
   /** sendmmsg/recvmmsg (the ibal_sys addon): datagrams leave and arrive in batches. */
   private readonly batch: BatchUdpSocket | undefined;
-  /** Peers of the batched socket by IPv4 address and port (no string per datagram). */
+  /** IPv4 raw sockets: we write and read the IP header (see sys/raw.ts). */
+  private readonly raw: RawRoceSocket | undefined;
+  /** IBAL_SOFT_ICRC=exact: the raw wire refuses ICRCs that hold only for an assumed ID 0 + DF header. */
+  private readonly exactIcrc = process.env.IBAL_SOFT_ICRC === 'exact';
+  /** Peers of the batched and raw sockets by IPv4 address and port (no string per datagram). */
   private readonly peers4 = new Map<number, Peer>();
 
   private constructor(
-    transport: dgram.Socket | BatchUdpSocket,
+    transport: dgram.Socket | BatchUdpSocket | RawRoceSocket,
     readonly address: string,
     readonly port: number,
     private readonly pcap: PcapWriter | undefined,
   ) {
     this.family = net.isIPv6(address) ? 6 : 4;
     this.addr = ipToBytes(address);
-    if (transport instanceof BatchUdpSocket) {
+    if (transport instanceof RawRoceSocket) {
+      this.raw = transport;
+      transport.onFrames = (b) => this.receiveFrames(b);
+      transport.start();
+    } else if (transport instanceof BatchUdpSocket) {
       this.batch = transport;
       transport.onMessages = (b) => this.receiveBatch(b);
       transport.start();
@@ -148,17 +231,40 @@ export class UdpWire implements ShmWireHost {
     this.shm = ShmLinks.create(this);
   }
 
-  /** Which socket carries the datagrams: "sendmmsg" (batched) or "dgram". */
-  get kind(): 'sendmmsg' | 'dgram' {
-    return this.batch ? 'sendmmsg' : 'dgram';
+  /** Which socket carries the datagrams: "raw" (IPv4 raw sockets), "sendmmsg" (batched UDP) or "dgram". */
+  get kind(): 'raw' | 'sendmmsg' | 'dgram' {
+    return this.raw ? 'raw' : this.batch ? 'sendmmsg' : 'dgram';
+  }
+
+  /** The port attribute `wire`: "raw4", "udp4 (sendmmsg)", "udp4", "udp6 (sendmmsg)" or "udp6". */
+  get wireName(): string {
+    if (this.raw) return 'raw4';
+    const udp = this.family === 6 ? 'udp6' : 'udp4';
+    return this.batch ? `${udp} (sendmmsg)` : udp;
   }
 
   /**
    * Bind `address:port`. With `port` undefined, RoCEv2's 4791 is tried first
-   * and an ephemeral port taken if it is in use.
+   * and an ephemeral port taken if it is in use. IBAL_SOFT_WIRE picks the
+   * transport of an IPv4 device (see rawWireWanted).
    */
   static async bind(address: string, port?: number): Promise<UdpWire> {
     const family = net.isIPv6(address) ? 6 : 4;
+    const inUse = (err: unknown) => err instanceof SysCallError && err.errno === 'EADDRINUSE';
+    const pcapFile = process.env.IBAL_PCAP;
+    const pcap = pcapFile ? sharedPcap(pcapFile) : undefined;
+    if (rawWireWanted(softWireChoice(), family)) {
+      const open = (p: number) =>
+        new RawRoceSocket({ address, port: p, batch: 64, slotSize: MAX_FRAME, rcvbuf: 8 << 20, sndbuf: 8 << 20 });
+      let r: RawRoceSocket;
+      try {
+        r = open(port ?? ROCE_PORT);
+      } catch (err) {
+        if (port !== undefined || !inUse(err)) throw err;
+        r = open(0);
+      }
+      return new UdpWire(r, address, r.port, pcap);
+    }
     const tryBind = (p: number) =>
       new Promise<dgram.Socket>((resolve, reject) => {
         const s = dgram.createSocket({
@@ -179,8 +285,6 @@ export class UdpWire implements ShmWireHost {
           resolve(s);
         });
       });
-    const pcapFile = process.env.IBAL_PCAP;
-    const pcap = pcapFile ? sharedPcap(pcapFile) : undefined;
     if (process.env.IBAL_SOFT_MMSG !== '0' && sysStatus().mmsg.on) {
       const open = (p: number) =>
         new BatchUdpSocket({
@@ -195,7 +299,6 @@ export class UdpWire implements ShmWireHost {
           noCheck6Rx: family === 6,
         });
       let b: BatchUdpSocket;
-      const inUse = (err: unknown) => err instanceof SysCallError && err.errno === 'EADDRINUSE';
       try {
         b = open(port ?? ROCE_PORT);
       } catch (err) {
@@ -284,6 +387,13 @@ export class UdpWire implements ShmWireHost {
       if (this.free.length < 512) this.free.push(buf);
       return;
     }
+    const raw = this.raw;
+    if (raw) {
+      // Copied behind our IPv4 + UDP headers into the send arena; leaves with this turn's frames.
+      if (!this.sendRaw(raw, len === buf.length ? buf : buf.subarray(0, len), peer)) this.counters.sendErrors++;
+      if (this.free.length < 512) this.free.push(buf);
+      return;
+    }
     const batch = this.batch;
     if (batch) {
       // Copied into the send arena; leaves with the rest of this turn's datagrams in one sendmmsg.
@@ -309,11 +419,13 @@ export class UdpWire implements ShmWireHost {
   ref(): void {
     this.socket?.ref();
     this.batch?.ref();
+    this.raw?.ref();
   }
 
   unref(): void {
     this.socket?.unref();
     this.batch?.unref();
+    this.raw?.unref();
   }
 
   close(): void {
@@ -326,6 +438,7 @@ export class UdpWire implements ShmWireHost {
     this.shm?.close();
     this.socket?.close();
     this.batch?.close();
+    this.raw?.close();
   }
 
   /** A control datagram of the same-host negotiation (not a RoCE packet; not counted). */
@@ -335,7 +448,9 @@ export class UdpWire implements ShmWireHost {
 
   sendUdp(buf: Buffer, peer: Peer): void {
     if (this.closed) return;
-    if (this.batch) {
+    if (this.raw) {
+      if (!this.sendRaw(this.raw, buf, peer)) this.counters.sendErrors++;
+    } else if (this.batch) {
       if (peer.udpIndex < 0) peer.udpIndex = this.batch.peer(peer.address, peer.port);
       this.batch.send(buf, peer.udpIndex);
     } else {
@@ -346,6 +461,14 @@ export class UdpWire implements ShmWireHost {
   /** A packet the peer wrote into our shared-memory ring: the same path as a datagram. */
   receiveFromShm(buf: Buffer, peer: Peer): void {
     if (!this.closed) this.receivePacket(buf, peer);
+  }
+
+  /** One datagram to `peer` over the raw sockets; false when it could not be queued. */
+  private sendRaw(raw: RawRoceSocket, payload: Uint8Array, peer: Peer): boolean {
+    // An IPv4 wire cannot reach an IPv6 peer; the UDP transports fail such sends the same way.
+    if (peer.family !== 4) return false;
+    if (peer.udpIndex < 0) peer.udpIndex = raw.peer(peer.address);
+    return raw.send(payload, peer.udpIndex, peer.port);
   }
 
   private endpoint(src: { addr: Uint8Array; port: number }, dst: { addr: Uint8Array; port: number }) {
@@ -386,25 +509,104 @@ export class UdpWire implements ShmWireHost {
     }
   }
 
-  private receivePacket(msg: Buffer, peer: Peer): void {
+  /**
+   * One batch of the raw receive socket: whole IPv4 frames of our UDP port.
+   * The UDP payload is copied out (fault injection may keep it) and handled
+   * in order, as receiveBatch does; the IPv4 header decides how its ICRC is
+   * checked.
+   */
+  private receiveFrames(b: DatagramBatch): void {
+    const d = b.data;
+    for (let i = 0; i < b.count && !this.closed; i++) {
+      const at = b.offset(i);
+      const len = b.length(i);
+      const hl = (d[at]! & 0x0f) * 4;
+      if (b.truncated(i) || len < 28 || d[at]! >>> 4 !== 4 || hl < 20 || len < hl + 8 || d[at + 9] !== 17) {
+        this.counters.rxInvalid++;
+        continue;
+      }
+      const u = at + hl;
+      const udpLen = (d[u + 4]! << 8) | d[u + 5]!;
+      if (udpLen < 8 || hl + udpLen > len) {
+        this.counters.rxInvalid++;
+        continue;
+      }
+      const srcPort = (d[u]! << 8) | d[u + 1]!;
+      const src = ((d[at + 12]! << 24) | (d[at + 13]! << 16) | (d[at + 14]! << 8) | d[at + 15]!) >>> 0;
+      const key = src * 65536 + srcPort;
+      let peer = this.peers4.get(key);
+      if (!peer) {
+        peer = this.peer(`${d[at + 12]}.${d[at + 13]}.${d[at + 14]}.${d[at + 15]}`, srcPort);
+        this.peers4.set(key, peer);
+      }
+      const n = udpLen - 8;
+      const msg = Buffer.allocUnsafe(n);
+      msg.set(d.subarray(u + 8, u + udpLen));
+      if (isShmControl(msg)) {
+        this.shm?.onControl(msg, peer);
+        continue;
+      }
+      const idFlags = ((d[at + 4]! << 24) | (d[at + 5]! << 16) | (d[at + 6]! << 8) | d[at + 7]!) >>> 0;
+      // The header peer.rx assumes: the receiver's cached check is exact.
+      if (hl === 20 && idFlags === ID0_DF) this.receivePacket(msg, peer);
+      else this.receivePacket(msg, peer, d, at);
+    }
+  }
+
+  /**
+   * The ICRC of a packet that came behind another IPv4 header than ID 0 +
+   * DF, over that header. A UDP-socket sender (an ibal device on a UDP wire)
+   * cannot know the ID the kernel gave its datagram and computes with 0 and
+   * DF; that form is accepted too, and counted, unless IBAL_SOFT_ICRC=exact.
+   */
+  private checkOverRealHeader(frame: Uint8Array, at: number, msg: Buffer, peer: Peer): boolean {
+    const len = msg.length;
+    if (!roceLengthOk(len)) return false;
+    const c = this.counters;
+    const lenient = !this.exactIcrc;
+    if (lenient && peer.assumesId0 && checkIcrc(msg, len, peer.rx)) {
+      c.rxIcrcAssumedHeader++;
+      return true;
+    }
+    if (icrcOverIpv4Header(frame, at, msg, len) === readIcrc(msg, len)) {
+      c.rxIcrcRealHeader++;
+      peer.assumesId0 = false;
+      return true;
+    }
+    if (lenient && !peer.assumesId0 && checkIcrc(msg, len, peer.rx)) {
+      c.rxIcrcAssumedHeader++;
+      peer.assumesId0 = true;
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Fault injection, then delivery. `frame` and `at`: a raw frame whose IPv4
+   * header is not the one peer.rx assumes. Its ICRC is checked here, after
+   * fault injection (which may corrupt the packet) and while the receive
+   * slot still holds the header; a held or delayed packet keeps the verdict.
+   */
+  private receivePacket(msg: Buffer, peer: Peer, frame?: Uint8Array, at = 0): void {
     const f = this.faults;
+    const action = f ? f.decide(msg, msg.length) : FaultAction.Deliver;
+    if (action === FaultAction.Drop) return;
+    const icrc = frame ? this.checkOverRealHeader(frame, at, msg, peer) : undefined;
     if (f) {
-      switch (f.decide(msg, msg.length)) {
-        case FaultAction.Drop:
-          return;
+      switch (action) {
         case FaultAction.Duplicate:
-          this.deliver(msg, peer);
+          this.deliver(msg, peer, icrc);
           break;
         case FaultAction.Hold:
           this.releaseHeld();
-          this.held = { buf: msg, peer };
+          this.held = { buf: msg, peer, icrc };
           // Swap with the next datagram; if none comes soon, let it through.
           this.heldTimer = setTimeout(() => this.releaseHeld(), 1);
           return;
         case FaultAction.Delay: {
           const t = setTimeout(() => {
             this.timers.delete(t);
-            if (!this.closed) this.deliver(msg, peer);
+            if (!this.closed) this.deliver(msg, peer, icrc);
           }, f.randomDelay());
           this.timers.add(t);
           return;
@@ -412,11 +614,11 @@ export class UdpWire implements ShmWireHost {
         default:
           break;
       }
-      this.deliver(msg, peer);
+      this.deliver(msg, peer, icrc);
       this.releaseHeld();
       return;
     }
-    this.deliver(msg, peer);
+    this.deliver(msg, peer, icrc);
   }
 
   private releaseHeld(): void {
@@ -427,14 +629,14 @@ export class UdpWire implements ShmWireHost {
     const h = this.held;
     if (h) {
       this.held = undefined;
-      this.deliver(h.buf, h.peer);
+      this.deliver(h.buf, h.peer, h.icrc);
     }
   }
 
-  private deliver(buf: Buffer, peer: Peer): void {
+  private deliver(buf: Buffer, peer: Peer, icrc: boolean | undefined): void {
     this.counters.rxPackets++;
     this.counters.rxBytes += buf.length;
     if (this.pcap) this.pcap.writeRoce(this.endpoint(peer, this), buf, buf.length);
-    this.onPacket(buf, peer);
+    this.onPacket(buf, peer, icrc);
   }
 }

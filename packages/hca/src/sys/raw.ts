@@ -77,11 +77,27 @@ export interface RawRoceSocketOptions {
   /** The largest frame, IP header included (default 4416). */
   slotSize?: number;
   ttl?: number;
+  /** SO_RCVBUF of the receiving raw socket (bytes). */
+  rcvbuf?: number;
+  /** SO_SNDBUF of the sending raw socket (bytes). */
+  sndbuf?: number;
   /** Called with each batch of received frames; each starts with its IPv4 header. */
   onFrames?: (batch: DatagramBatch) => void;
 }
 
 let rawProbe: { ok: boolean; reason?: string } | undefined;
+
+/**
+ * The raw RoCEv2 wire was asked for (IBAL_SOFT_WIRE=raw) where raw sockets
+ * cannot be opened; `reason` says why (no CAP_NET_RAW, no addon...).
+ */
+export class RawWireUnavailableError extends SysUnavailableError {
+  readonly reason: string;
+  constructor(reason: string) {
+    super(`IBAL_SOFT_WIRE=raw: the raw RoCEv2 wire is unavailable: ${reason}`);
+    this.reason = reason;
+  }
+}
 
 /** Whether raw sockets can be opened here (root or CAP_NET_RAW), and why not. */
 export function rawSocketsAvailable(): { ok: boolean; reason?: string } {
@@ -131,9 +147,25 @@ export class RawRoceSocket {
       this.#hold = new addon.BatchSocket({ kind: 'udp', family: 4, address, port: options.port ?? 4791, dropAll: true, batch: 1, slotSize: 64 });
       opened.push(this.#hold);
       const port = this.#hold.localPort();
-      this.#rx = new addon.BatchSocket({ kind: 'raw-recv', family: 4, address, filterPort: port, batch, slotSize, onRead: (n) => this.#onRead(n) });
+      this.#rx = new addon.BatchSocket({
+        kind: 'raw-recv',
+        family: 4,
+        address,
+        filterPort: port,
+        batch,
+        slotSize,
+        rcvbuf: options.rcvbuf,
+        onRead: (n) => this.#onRead(n),
+      });
       opened.push(this.#rx);
-      this.#tx = new addon.BatchSocket({ kind: 'raw-send', family: 4, batch: 1, slotSize: 64, onWritable: () => this.#queue.writable() });
+      this.#tx = new addon.BatchSocket({
+        kind: 'raw-send',
+        family: 4,
+        batch: 1,
+        slotSize: 64,
+        sndbuf: options.sndbuf,
+        onWritable: () => this.#queue.writable(),
+      });
       opened.push(this.#tx);
       this.port = port;
     } catch (err) {
@@ -201,8 +233,14 @@ export class RawRoceSocket {
     this.#rx.start();
   }
 
+  ref(): this {
+    if (!this.#closed) for (const s of [this.#hold, this.#rx, this.#tx]) s.setRef(true);
+    return this;
+  }
+
+  /** Lets the process exit while this socket is open (as dgram's unref). */
   unref(): this {
-    if (!this.#closed) [this.#hold, this.#rx, this.#tx].forEach((s) => s.setRef(false));
+    if (!this.#closed) for (const s of [this.#hold, this.#rx, this.#tx]) s.setRef(false);
     return this;
   }
 
