@@ -230,15 +230,15 @@ export interface HcaContext {
    * kernel owns QP1 (the native one) leave it out.
    */
   registerMadAgent?(opts: MadAgentOptions, onMad: MadHandler): HcaMadAgent;
-  close(): void;
-}
-
   /**
    * Optional manual progress, for providers with no engine of their own
    * (the soft HCA): moves whatever has arrived now and returns how many
    * packets it handled. Hardware progresses by itself and leaves it out.
    */
   progress?(): number;
+  close(): void;
+}
+
 /** Where a MAD came from or goes to (ib_mad_addr / ib_user_mad_hdr's address part). */
 export interface MadAddress {
   /** The remote port's GID; for RoCEv2 an IPv4-mapped or IPv6 address. */
@@ -277,9 +277,6 @@ export interface HcaMadAgent {
 
 export interface HcaPd {
   regMr(buf: Uint8Array, access: number): HcaMr;
-  createQp(init: QpInitAttr): HcaQp;
-  createSrq(attr: SrqAttr): HcaSrq;
-  createAh(attr: AhAttr): HcaAh;
   /**
    * Optional: zeroed memory of `length` bytes that this provider moves
    * fastest, for regMr(pd, length). The native binding owns memory it can
@@ -287,6 +284,9 @@ export interface HcaPd {
    * that a same-host peer maps.
    */
   allocBuffer?(length: number): Uint8Array;
+  createQp(init: QpInitAttr): HcaQp;
+  createSrq(attr: SrqAttr): HcaSrq;
+  createAh(attr: AhAttr): HcaAh;
   dealloc(): void;
 }
 
