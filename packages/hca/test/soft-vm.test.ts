@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
 import { sharedRegionOf } from '../src/soft/mr-memory.js';
@@ -100,9 +101,13 @@ describe.skipIf(skip)('soft HCA single-copy RDMA between local processes', () =>
   });
 
   it('memory the provider allocated is mapped by the peer and copied with memcpy, not process_vm', async () => {
+    const named = () => fs.readdirSync('/dev/shm').filter((f) => f.startsWith(`ibal-${process.pid}-`)).length;
+    const namedBefore = named();
     const [a, b] = await linked(true);
     expect(sharedRegionOf(a.mr.buf)).toBeDefined();
     expect(sharedRegionOf(b.mr.buf)).toBeDefined();
+    // Regions have no name: a process that dies leaves nothing in /dev/shm.
+    expect(named()).toBeLessThanOrEqual(namedBefore);
     const before = { ...vmCounters };
     b.qp.postRecv([{ wrId: 8, sgList: [] }]);
     a.qp.postSend([

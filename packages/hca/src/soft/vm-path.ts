@@ -15,7 +15,7 @@
 // from the peer process named in the descriptor, never from the network.
 //
 // When the requester's buffer is a shared region (mr-memory.ts: what
-// regMr(pd, length) allocates), the descriptor names the segment too, and
+// regMr(pd, length) allocates), the descriptor names the region too, and
 // the responder maps it and copies with memcpy: no page pinning per call,
 // so the copy runs at memory speed. Other buffers go by process_vm_*.
 import { Access } from '../enums.js';
@@ -29,8 +29,12 @@ import type { SgList } from './sgl.js';
 export const VM_MIN_BYTES = 64 << 10;
 /** BTH byte 8 (A | resv7): the lowest reserved bit marks a by-reference payload. */
 const VM_FLAG = 0x01;
-/** Per range: address u64, length u32, shared segment number u32 (0: none), offset in that segment u64. */
-const SEG_BYTES = 24;
+/**
+ * Per range: address u64, length u32, then the shared region it lies in
+ * (mr-memory.ts): its descriptor + 1 u32 (0: none), the offset in it u64,
+ * its nonce u32 u32.
+ */
+const SEG_BYTES = 32;
 
 /** Transfers done by reference in this process (as the responder), for tests and counters. */
 export const vmCounters = { pulls: 0, pushes: 0, bytes: 0, mapped: 0 };
@@ -70,8 +74,10 @@ export function encodeVmDesc(buf: Uint8Array, off: number, mrs: MrTable, pd: PdR
     dv.setBigUint64(at, addressOf(mem) + BigInt(mrOff));
     dv.setUint32(at + 8, len);
     const region = sharedRegionOf(mem);
-    dv.setUint32(at + 12, region ? region.num : 0);
+    dv.setUint32(at + 12, region ? region.fd + 1 : 0);
     dv.setBigUint64(at + 16, BigInt(region ? mem.byteOffset + mrOff : 0));
+    dv.setUint32(at + 24, region ? region.nonceHi : 0);
+    dv.setUint32(at + 28, region ? region.nonceLo : 0);
   }
   return vmDescBytes(sgl.numSge);
 }
@@ -106,8 +112,8 @@ export function vmMove(pull: boolean, buf: Uint8Array, off: number, len: number,
       const l = dv.getUint32(rec + 8);
       if (l === 0) continue;
       const view = mem.subarray(at, at + l);
-      const num = dv.getUint32(rec + 12);
-      const region = num !== 0 ? peerRegion(pid, num) : undefined;
+      const fd1 = dv.getUint32(rec + 12);
+      const region = fd1 !== 0 ? peerRegion(pid, fd1 - 1, dv.getUint32(rec + 24), dv.getUint32(rec + 28)) : undefined;
       const segOff = Number(dv.getBigUint64(rec + 16));
       if (region && segOff + l <= region.length) {
         if (pull) view.set(region.subarray(segOff, segOff + l));

@@ -11,6 +11,8 @@ import { SysUnavailableError } from './errors.js';
 export interface SysAddon {
   shmMap(name: string, size: number, create: boolean): ArrayBuffer;
   shmUnlink(name: string): boolean;
+  memfdMap(size: number): { buffer: ArrayBuffer; fd: number };
+  fileMap(path: string): ArrayBuffer;
   detach(buffer: ArrayBuffer): boolean;
   addressOf(buffer: ArrayBuffer | ArrayBufferView): bigint;
   pageSize: number;

@@ -14,11 +14,17 @@ namespace {
 struct Mapping {
   void* addr;
   size_t length;
+  int fd = -1;  // kept open for as long as the memory lives (memfdMap)
 };
 
 void Unmap(Napi::Env, void*, Mapping* m) {
   munmap(m->addr, m->length);
+  if (m->fd >= 0) close(m->fd);
   delete m;
+}
+
+bool SizeOk(double size) {
+  return size > 0 && size <= 1e15 && size == static_cast<double>(static_cast<uint64_t>(size));
 }
 
 std::string NameArg(const Napi::CallbackInfo& info) {
@@ -85,6 +91,64 @@ Napi::Value ShmMap(const Napi::CallbackInfo& info) {
   return Napi::ArrayBuffer::New(env, addr, len, Unmap, m);
 }
 
+// memfdMap(size) -> { buffer, fd }: anonymous shared memory with no name
+// at all. The descriptor stays open as long as the buffer lives, so a peer
+// of the same user may map it through /proc/<pid>/fd/<fd>, and a process
+// that dies leaves nothing behind: its descriptors close with it.
+Napi::Value MemfdMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double size = NumberArg(info, 0, "size");
+  if (!SizeOk(size)) throw Napi::RangeError::New(env, "size must be a positive integer");
+  size_t len = static_cast<size_t>(size);
+  int fd = memfd_create("ibal-mr", MFD_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, errno, "memfd_create");
+  if (ftruncate(fd, static_cast<off_t>(len)) != 0) {
+    int err = errno;
+    close(fd);
+    throw ErrnoError(env, err, "ftruncate memfd");
+  }
+  // As for shmMap: fail now with ENOSPC rather than later with SIGBUS.
+  int ferr = posix_fallocate(fd, 0, static_cast<off_t>(len));
+  if (ferr != 0 && ferr != EOPNOTSUPP && ferr != EINVAL) {
+    close(fd);
+    throw ErrnoError(env, ferr, "posix_fallocate memfd");
+  }
+  void* addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (addr == MAP_FAILED) {
+    int err = errno;
+    close(fd);
+    throw ErrnoError(env, err, "mmap memfd");
+  }
+  Mapping* m = new Mapping{addr, len, fd};
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("buffer", Napi::ArrayBuffer::New(env, addr, len, Unmap, m));
+  out.Set("fd", Napi::Number::New(env, fd));
+  return out;
+}
+
+// fileMap(path) -> ArrayBuffer: maps all of a file (another process's
+// memfd, through /proc/<pid>/fd/<fd>) read-write and shared.
+Napi::Value FileMap(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw ArgError(env, "path must be a string");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, errno, "open " + path);
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size <= 0) {
+    int err = st.st_size <= 0 ? EINVAL : errno;
+    close(fd);
+    throw ErrnoError(env, err, "fstat " + path);
+  }
+  size_t len = static_cast<size_t>(st.st_size);
+  void* addr = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  int err = errno;
+  close(fd);
+  if (addr == MAP_FAILED) throw ErrnoError(env, err, "mmap " + path);
+  Mapping* m = new Mapping{addr, len};
+  return Napi::ArrayBuffer::New(env, addr, len, Unmap, m);
+}
+
 Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
   std::string name = NameArg(info);
   if (shm_unlink(name.c_str()) == 0) return Napi::Boolean::New(info.Env(), true);
@@ -113,6 +177,8 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info) {
 void InitShm(Napi::Env env, Napi::Object exports) {
   exports.Set("shmMap", Napi::Function::New(env, ShmMap, "shmMap"));
   exports.Set("shmUnlink", Napi::Function::New(env, ShmUnlink, "shmUnlink"));
+  exports.Set("memfdMap", Napi::Function::New(env, MemfdMap, "memfdMap"));
+  exports.Set("fileMap", Napi::Function::New(env, FileMap, "fileMap"));
   exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
   exports.Set("addressOf", Napi::Function::New(env, AddressOf, "addressOf"));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
