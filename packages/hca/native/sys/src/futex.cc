@@ -51,6 +51,17 @@ uint32_t* WordArg(const Napi::CallbackInfo& info, size_t i) {
   return reinterpret_cast<uint32_t*>(p);
 }
 
+// The optional sleeper-count word at buffer[info[i]] (the buffer is
+// argument 0); null when the argument is absent or negative.
+uint32_t* WaitersArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber() || info[i].As<Napi::Number>().DoubleValue() < 0) return nullptr;
+  Napi::Env env = info.Env();
+  Bytes b = BytesOf(env, info[0], "buffer");
+  uint8_t* p = RangeOf(env, b, info[i].As<Napi::Number>().DoubleValue(), 4, "waiters word");
+  if (reinterpret_cast<uintptr_t>(p) % 4 != 0) throw Napi::RangeError::New(env, "waiters word must be 4-byte aligned");
+  return reinterpret_cast<uint32_t*>(p);
+}
+
 // One FUTEX_WAIT until `deadline` (ns, CLOCK_MONOTONIC; <0 = forever).
 // Returns kOk when woken or when the word no longer holds `expected`.
 int SleepOn(uint32_t* addr, uint32_t expected, int64_t deadline, int64_t slice) {
@@ -103,13 +114,7 @@ Napi::Value FutexWaitSync(const Napi::CallbackInfo& info) {
   uint32_t expected = static_cast<uint32_t>(static_cast<int64_t>(NumberArg(info, 2, "expected")));
   double spinNs = info.Length() > 3 ? NumberArg(info, 3, "spinNs") : 0;
   double timeoutMs = info.Length() > 4 ? NumberArg(info, 4, "timeoutMs") : -1;
-  uint32_t* waiters = nullptr;
-  if (info.Length() > 5 && info[5].IsNumber() && info[5].As<Napi::Number>().DoubleValue() >= 0) {
-    Bytes b = BytesOf(env, info[0], "buffer");
-    uint8_t* p = RangeOf(env, b, info[5].As<Napi::Number>().DoubleValue(), 4, "waiters word");
-    if (reinterpret_cast<uintptr_t>(p) % 4 != 0) throw Napi::RangeError::New(env, "waiters word must be 4-byte aligned");
-    waiters = reinterpret_cast<uint32_t*>(p);
-  }
+  uint32_t* waiters = WaitersArg(info, 5);
   int64_t start = NowNs();
   int64_t deadline = timeoutMs < 0 || timeoutMs > 1e12 ? -1 : start + static_cast<int64_t>(timeoutMs * 1e6);
   if (spinNs > 0) {
@@ -239,13 +244,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
     Napi::Env env = info.Env();
     uint32_t* addr = WordArg(info, 0);
     if (info.Length() < 3 || !info[2].IsFunction()) throw ArgError(env, "onResult must be a function");
-    uint32_t* waiters = nullptr;
-    if (info.Length() > 3 && info[3].IsNumber() && info[3].As<Napi::Number>().DoubleValue() >= 0) {
-      Bytes b = BytesOf(env, info[0], "buffer");
-      uint8_t* p = RangeOf(env, b, info[3].As<Napi::Number>().DoubleValue(), 4, "waiters word");
-      if (reinterpret_cast<uintptr_t>(p) % 4 != 0) throw Napi::RangeError::New(env, "waiters word must be 4-byte aligned");
-      waiters = reinterpret_cast<uint32_t*>(p);
-    }
+    uint32_t* waiters = WaitersArg(info, 3);
     // The buffer stays referenced so the mapping outlives the thread's use.
     buffer_ = Napi::Persistent(info[0].As<Napi::Object>());
     state_ = new WaiterState();
