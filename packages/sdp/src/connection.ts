@@ -67,9 +67,9 @@ export const MAX_READS = 4;
 /**
  * Send queue entries for a connection: twice its send slots plus READs. An
  * unsignaled send stays in the queue until an ACK covers it, and a requester
- * asks for an ACK on every message once its queue is half full (the soft
- * HCA does): at exactly slots + READs, a ping-pong would carry an extra ACK
- * packet for one message in three.
+ * may ask for an ACK on every message once its queue is half full (the soft
+ * HCA does), so a queue just deep enough would turn every message into two
+ * packets whenever the peer's ACKs lag.
  */
 export function sendQueueDepth(opts: ConnectionOptions): number {
   return 2 * (opts.txBufs + MAX_READS);
@@ -77,23 +77,38 @@ export function sendQueueDepth(opts: ConnectionOptions): number {
 
 /**
  * The source's send window for SrcAvail: registered once, on the first large
- * write, and reused as a ring. Its size bounds the bytes advertised and not
- * yet read, as SO_SNDBUF does for TCP.
+ * write, and reused as a ring. Its size bounds the bytes copied and not yet
+ * read by the peer, as SO_SNDBUF does for TCP.
  */
-const WINDOW_BYTES = 4 << 20;
-/** The most one SrcAvail advertises, so the sink can start reading before a huge write is all copied. */
-const SRC_AVAIL_MAX = 1 << 20;
-/** SrcAvails outstanding at once. */
+const WINDOW_BYTES = 8 << 20;
+/**
+ * The most one SrcAvail advertises. Bytes copied while SrcAvails are
+ * outstanding are advertised together, so a stream of 1 MiB writes travels
+ * in SrcAvails of several MiB: on the soft HCA each SrcAvail costs four
+ * messages (SrcAvail, READ request and response, RdmaRdCompl) and as many
+ * chances to wake a sleeping peer, whatever its size.
+ */
+const SRC_AVAIL_MAX = 4 << 20;
+/** SrcAvails kept outstanding before further bytes wait to be advertised together. */
+const SRC_AVAIL_AHEAD = 2;
+/** SrcAvails outstanding at most. */
 const MAX_SRC_AVAILS = 8;
+/**
+ * Bytes copied into the window at least at a time (or the rest of the
+ * write): with less room the write waits, and the end of the window is
+ * skipped when shorter. So no SrcAvail is tiny (one under 32 bytes would
+ * make a message Wireshark calls malformed).
+ */
+const MIN_STAGE = 4096;
 /**
  * The most one RDMA READ moves. Each READ lands in a fresh buffer of its
  * own, which then goes up the stream as it is: no copy on the sink. Fewer,
  * larger READs beat smaller ones on the soft HCA, whose cost is per message
  * (and per wake-up of the peer) more than per byte; a landing zone copied
- * out into 64 KiB buffers (as Node's TCP reads) measured slower, as did
- * 256 KiB pieces.
+ * out into 64 KiB buffers (as Node's TCP reads) measured slower, and so did
+ * pieces of 128-512 KiB.
  */
-const READ_PIECE = 1 << 20;
+const READ_PIECE = 4 << 20;
 
 // wrIds: receives, sends (by slot) and RDMA READs live in separate ranges
 // so a completion names its kind whatever its status.
@@ -114,8 +129,6 @@ const RUNT = 64;
 function slotPayload(size: number): number {
   return size - BSDH_SIZE;
 }
-
-const align8 = (n: number): number => (n + 7) & ~7;
 
 interface TxChunk {
   buf: Uint8Array;
@@ -193,10 +206,15 @@ export class SdpConnection {
   #unsignaled = 0;
   readonly #tx: TxChunk[] = [];
 
-  // The source's window (see WINDOW_BYTES): monotonic positions, modulo its size.
+  // The source's window (see WINDOW_BYTES), in monotonic positions modulo its size:
+  // [winTail, advHead) advertised and not yet read, [advHead, winHead) copied and not yet advertised.
   #window: MR | undefined;
   #winHead = 0;
+  #advHead = 0;
   #winTail = 0;
+  /** The end of the window skipped at the last wrap, [gapAt, gapEnd): never advertised. */
+  #gapAt = -1;
+  #gapEnd = -1;
   readonly #srcOut: SrcOut[] = [];
 
   // The sink's queue, READs in flight, and the RdmaRdCompls it owes (one per SrcAvail, in order).
@@ -710,7 +728,12 @@ export class SdpConnection {
       const first = this.#tx[0]!;
       const left = first.buf.length - first.offset;
       if (left >= this.#opts.zcopyThreshold) {
-        if (!this.#sendSrcAvail(first)) return;
+        if (this.#stage(first)) continue;
+        break; // the window is full: advertise what is in it
+      }
+      // What the window holds precedes this write on the stream.
+      if (this.#unadvertised() > 0) {
+        if (!this.#advertise(true)) return;
         continue;
       }
       const want = this.#messagePayload(max);
@@ -734,8 +757,9 @@ export class SdpConnection {
       this.bytesWritten += n;
       this.#post(slot, BSDH_SIZE + n);
     }
+    while (this.#unadvertised() > 0 && this.#advertise(this.#finalCb !== undefined));
     // DisConn once every advertised byte was read: the window must outlive the peer's READs.
-    if (this.#tx.length === 0 && this.#srcOut.length === 0 && this.#finalCb && !this.#sentDisConn) {
+    if (this.#tx.length === 0 && this.#winHead === this.#advHead && this.#srcOut.length === 0 && this.#finalCb && !this.#sentDisConn) {
       if (this.#credits < 1 || this.#freeSlots() === 0) return;
       this.#sentDisConn = true;
       this.#sendControl(Mid.DisConn);
@@ -768,40 +792,68 @@ export class SdpConnection {
   }
 
   /**
-   * Copies as much of `c` as the window has room for (up to SRC_AVAIL_MAX)
-   * and advertises it; false when the window is full or enough SrcAvails
-   * are out (a RdmaRdCompl will make room).
+   * Copies as much of `c` as the window has room for; the write completes
+   * once all of it is copied. False when the window is too full now (an
+   * RdmaRdCompl will make room).
    */
-  #sendSrcAvail(c: TxChunk): boolean {
-    if (this.#srcOut.length >= MAX_SRC_AVAILS) return false;
+  #stage(c: TxChunk): boolean {
     // On the heap rather than provider-allocated (which the soft HCA puts in /dev/shm): the peer's READs
     // of it are served here, so a shared segment per connection would buy nothing.
-    const win = (this.#window ??= regMr(this.#res.pd, Buffer.alloc(WINDOW_BYTES), Access.LOCAL_WRITE | Access.REMOTE_READ));
-    const want = Math.min(c.buf.length - c.offset, SRC_AVAIL_MAX);
-    // A region never wraps: when the end of the window is too short for a useful piece, skip it.
+    this.#window ??= regMr(this.#res.pd, Buffer.alloc(WINDOW_BYTES), Access.LOCAL_WRITE | Access.REMOTE_READ);
+    const left = c.buf.length - c.offset;
+    const least = Math.min(left, MIN_STAGE);
     let head = this.#winHead;
     let at = head % WINDOW_BYTES;
-    const minPiece = Math.min(want, this.#opts.zcopyThreshold);
-    if (WINDOW_BYTES - at < minPiece) {
+    if (WINDOW_BYTES - at < least) {
+      // Too short a tail: skip it (a SrcAvail never wraps, and never gets that small).
+      if (WINDOW_BYTES - (head + WINDOW_BYTES - at - this.#winTail) < least) return false;
+      this.#gapAt = head;
       head += WINDOW_BYTES - at;
+      this.#gapEnd = head;
       at = 0;
     }
-    const free = WINDOW_BYTES - (head - this.#winTail);
-    const len = Math.min(want, WINDOW_BYTES - at, free);
-    if (len < minPiece) return false;
-    const wbuf = win.buf;
-    wbuf.set(c.offset === 0 && len === c.buf.length ? c.buf : c.buf.subarray(c.offset, c.offset + len), at);
-    this.#winHead = head + align8(len);
-    c.offset += len;
+    const n = Math.min(left, WINDOW_BYTES - (head - this.#winTail), WINDOW_BYTES - at);
+    if (n < least) return false;
+    this.#window.buf.set(c.offset === 0 && n === c.buf.length ? c.buf : c.buf.subarray(c.offset, c.offset + n), at);
+    this.#winHead = head + n;
+    c.offset += n;
     if (c.offset === c.buf.length) {
       this.#tx.shift();
       c.cb?.();
     }
+    return true;
+  }
+
+  /** Bytes copied into the window and not yet advertised. */
+  #unadvertised(): number {
+    const gap = this.#gapAt >= this.#advHead ? this.#gapEnd - this.#gapAt : 0;
+    return this.#winHead - this.#advHead - gap;
+  }
+
+  /**
+   * Advertises what the window holds in one SrcAvail (up to SRC_AVAIL_MAX,
+   * up to the end of the window or the skipped tail). Unless `now`, waits
+   * while SRC_AVAIL_AHEAD SrcAvails are outstanding, so that more bytes
+   * travel together; false when nothing was sent.
+   */
+  #advertise(now: boolean): boolean {
+    if (this.#credits < 2 || this.#freeSlots() === 0 || this.#srcOut.length >= MAX_SRC_AVAILS) return false;
+    if (this.#advHead === this.#gapAt) {
+      this.#advHead = this.#gapEnd;
+      this.#gapAt = this.#gapEnd = -1;
+    }
+    const at = this.#advHead % WINDOW_BYTES;
+    let len = Math.min(this.#winHead - this.#advHead, SRC_AVAIL_MAX, WINDOW_BYTES - at);
+    if (this.#gapAt > this.#advHead) len = Math.min(len, this.#gapAt - this.#advHead);
+    if (len <= 0) return false;
+    if (!now && this.#srcOut.length >= SRC_AVAIL_AHEAD && len < SRC_AVAIL_MAX) return false;
+    const win = this.#window!;
+    this.#advHead += len;
     // The READ's last response packet must not be a runt either (see #messagePayload): 256 divides every IB MTU.
     const r = (len - SRC_AVAIL_MIN_INLINE) % 256;
     const inline = Math.min(len, r > 0 && r < RUNT ? SRC_AVAIL_MIN_INLINE + r : SRC_AVAIL_MIN_INLINE);
     // The in-line bytes count as read: RdmaRdCompl covers what the sink READs.
-    this.#srcOut.push({ len, acked: inline, end: this.#winHead });
+    this.#srcOut.push({ len, acked: inline, end: this.#advHead });
     const slot = this.#takeSlot();
     const base = slot * this.#txSize;
     const sa = this.#sa;
@@ -810,7 +862,7 @@ export class SdpConnection {
     sa.vaddr = win.addr + at;
     sa.inlineLen = inline;
     writeSrcAvail(this.#txMr.buf, base, this.#rxPosted, this.#mseq(), this.#lastRecvMseq, sa);
-    this.#txMr.buf.set(wbuf.subarray(at, at + inline), base + SRC_AVAIL_HEADER_SIZE);
+    this.#txMr.buf.set(win.buf.subarray(at, at + inline), base + SRC_AVAIL_HEADER_SIZE);
     this.bytesWritten += len;
     // With nothing to READ (the SrcAvail carried it all) the region is free at once.
     this.#releaseWindow();
