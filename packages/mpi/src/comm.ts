@@ -15,6 +15,7 @@ import { reduce } from './coll/reduce.js';
 import { reduceScatter } from './coll/reduce-scatter.js';
 import { scan } from './coll/scan.js';
 import { scatterv } from './coll/scatter.js';
+import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
 import { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
 import { bytesOf, checkBuffer, checkCounts, checkRank, checkTag, prefix } from './datatype.js';
@@ -39,6 +40,7 @@ export class Comm {
   /** Context id of point-to-point traffic; collectives use the next one. */
   readonly context: number;
   readonly #world: World;
+  readonly #local: LocalGroup | undefined;
   #collSeq = 0;
   #freed = false;
 
@@ -49,6 +51,7 @@ export class Comm {
     this.group = group;
     this.size = group.length;
     this.rank = group.indexOf(world.rank);
+    this.#local = LocalGroup.for(world.engine.endpoints, world.engine.transports, group, this.rank);
   }
 
   getRank(): number {
@@ -198,6 +201,7 @@ export class Comm {
       rank: this.rank,
       size: this.size,
       large: this.#world.config.collLarge,
+      local: this.#local,
       isend: (buf, dest) => this.#isendBytes(ctx, dest, tag, bytesOf(buf), 0),
       irecv: (buf, source) => this.#irecvBytes(ctx, source, tag, bytesOf(buf), buf.BYTES_PER_ELEMENT) as Request<Status>,
     };
@@ -482,6 +486,7 @@ export class Comm {
   free(): void {
     if (this.context === 0) throw new InvalidArgumentError('COMM_WORLD cannot be freed');
     this.#freed = true;
+    this.#local?.close();
   }
 
   get freed(): boolean {

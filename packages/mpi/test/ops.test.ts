@@ -62,4 +62,67 @@ describe('ops', () => {
     expect(Array.from(io)).toEqual([7, 8]);
     expect(() => Op.create(undefined as never)).toThrow(/needs a function/);
   });
+
+  it('fold over several inputs equals pairwise application from the right, bit for bit, for every built-in and array type', () => {
+    const ops = [SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR];
+    const types = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array];
+    const special = [0, -0, 1, -1, 255, 256, 32767, -32769, 2 ** 31 - 1, -(2 ** 31), 2 ** 32 + 5, 1e300, -1e300, Infinity, -Infinity, NaN, 0.5, -2.5];
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10 }), fc.integer({ min: 0, max: 40 }), fc.integer(), (m, n, salt) => {
+        let s = salt | 0;
+        const next = (): number => {
+          s = (Math.imul(s, 1103515245) + 12345) | 0;
+          return s >>> 0;
+        };
+        for (const T of types) {
+          const big = T === BigInt64Array || T === BigUint64Array;
+          const ins = Array.from({ length: m }, () => {
+            const a = new T(n);
+            for (let k = 0; k < n; k++) {
+              const v = next() % 3 === 0 ? special[next() % special.length]! : (next() % 2001) - 1000;
+              (a as unknown as { [k: number]: number | bigint })[k] = big ? BigInt(Number.isFinite(v) ? Math.trunc(v) : 7) : v;
+            }
+            return a;
+          });
+          for (const op of ops) {
+            if (op.integerOnly && (T === Float32Array || T === Float64Array)) continue;
+            const want = ins[m - 1]!.slice();
+            for (let j = m - 2; j >= 0; j--) op.apply(ins[j]!, want);
+            const got = new T(n);
+            op.fold(ins, got);
+            const w = Array.from(want as ArrayLike<unknown>);
+            const g = Array.from(got as ArrayLike<unknown>);
+            if (!w.every((x, k) => Object.is(x, g[k]))) throw new Error(`${op.name} on ${T.name}, ${m} inputs: ${g.join()} != ${w.join()}`);
+          }
+        }
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('fold works with user operations and pair operations (pairwise, rank order)', () => {
+    const P = 101;
+    const affine = Op.create(
+      (i, o) => {
+        const [inv, io] = [i as Int32Array, o as Int32Array];
+        for (let k = 0; k < io.length; k += 2) {
+          const m = (inv[k]! * io[k]!) % P;
+          const c = (inv[k]! * io[k + 1]! + inv[k + 1]!) % P;
+          io[k] = m;
+          io[k + 1] = c;
+        }
+      },
+      false,
+      'AFFINE',
+      2,
+    );
+    const ins = [Int32Array.of(2, 3), Int32Array.of(5, 7), Int32Array.of(11, 13)];
+    const out = new Int32Array(2);
+    affine.fold(ins, out);
+    // x -> 2x+3 after (x -> 5x+7 after x -> 11x+13): m = 2*5*11, c = 2*(5*13+7)+3, mod P.
+    expect(Array.from(out)).toEqual([110 % P, (2 * (5 * 13 + 7) + 3) % P]);
+    const loc = new Float64Array(4);
+    MAXLOC.fold([Float64Array.of(3, 0, 1, 0), Float64Array.of(3, 1, 2, 1), Float64Array.of(1, 2, 2, 2)], loc);
+    expect(Array.from(loc)).toEqual([3, 0, 2, 1]);
+  });
 });

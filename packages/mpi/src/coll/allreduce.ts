@@ -1,17 +1,32 @@
-// Allreduce. Small messages and non-commutative operations: recursive
-// doubling (log p exchanges of the whole vector), with the MPICH fold for a
-// size that is not a power of two: the first 2r ranks pair up and one of
-// each pair sits out. Large commutative messages: Rabenseifner's algorithm
-// when p is a power of two (reduce-scatter by recursive halving, allgather
-// by recursive doubling: 2 log p steps), otherwise the ring (reduce-scatter
-// then allgather, 2(p - 1) steps); both move about 2n bytes per rank.
+// Allreduce. When every member shares this host's memory: through the
+// communicator's staging (allreduce-local.ts), for every size while the one
+// member that folds all inputs is not a bottleneck (up to 8 members, or
+// small vectors); it needs one wake-up per member where message passing
+// needs several. Otherwise, small messages and non-commutative operations:
+// recursive doubling (log p exchanges of the whole vector), with the MPICH
+// fold for a size that is not a power of two: the first 2r ranks pair up
+// and one of each pair sits out. Large commutative messages: Rabenseifner's
+// algorithm when p is a power of two (reduce-scatter by recursive halving,
+// allgather by recursive doubling: 2 log p steps), otherwise the ring
+// (reduce-scatter then allgather, 2(p - 1) steps); both move about 2n bytes
+// per rank.
 import type { Op, TypedArray } from '../ops.js';
 import { allgathervRing } from './allgather.js';
+import { allreduceLocal } from './allreduce-local.js';
 import { reduceScatterRing } from './reduce-scatter.js';
 import { blocks, borrow, waitAll, type Coll, copyInto } from './util.js';
 
+/** Staged allreduce for any number of members up to this vector size, and for any size up to this many members. */
+const LOCAL_ANY_SIZE_BYTES = 65536;
+const LOCAL_ANY_COUNT_MEMBERS = 8;
+
 export async function allreduce(c: Coll, sendbuf: TypedArray, recvbuf: TypedArray, op: Op): Promise<void> {
   const { size } = c;
+  const local = c.local;
+  if (local && recvbuf.length > 0 && (size <= LOCAL_ANY_COUNT_MEMBERS || recvbuf.byteLength <= LOCAL_ANY_SIZE_BYTES)) {
+    // Every member makes the same choice, and false comes back to all alike.
+    if (await local.exclusive(() => allreduceLocal(c, local, sendbuf, recvbuf, op))) return;
+  }
   if (recvbuf !== sendbuf) copyInto(recvbuf, sendbuf);
   if (size === 1) return;
   if (op.commutative && recvbuf.byteLength >= c.large && recvbuf.length >= size) {

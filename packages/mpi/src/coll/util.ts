@@ -5,6 +5,7 @@
 // array helpers.
 import type { TypedArray } from '../ops.js';
 import type { Request } from '../request.js';
+import type { LocalGroup } from './local-group.js';
 import type { Status } from '../status.js';
 
 export interface Coll {
@@ -12,6 +13,8 @@ export interface Coll {
   readonly size: number;
   /** Bytes above which the bandwidth-optimal algorithms are used. */
   readonly large: number;
+  /** Present when every member shares this host's memory: staging for the shared-memory algorithms. */
+  readonly local?: LocalGroup;
   isend(buf: TypedArray, dest: number): Request<Status>;
   irecv(buf: TypedArray, source: number): Request<Status>;
 }

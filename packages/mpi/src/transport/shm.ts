@@ -146,6 +146,7 @@ export class ShmTransport implements Transport {
   #spinNs: number;
   #armed: Promise<unknown> | undefined;
   #closed = false;
+  readonly #owned = new Set<{ close(): void }>();
 
   /** Lays out this rank's segment with a ring for each other local rank. */
   constructor(localRanks: readonly number[], myRank: number, ringBytes: number, eagerLimit: number, sink: Sink, spinNs = 50_000) {
@@ -164,6 +165,17 @@ export class ShmTransport implements Transport {
       const words = new Int32Array(ring.data.buffer, ring.data.byteOffset, ring.data.length >> 2);
       this.#in.push({ peer, ring, words, full: new Int32Array(this.segment.buffer, at, 1) });
     });
+  }
+
+  /**
+   * Ties `res` (more shared memory between these ranks, such as a
+   * communicator's collective staging) to this transport: it is closed
+   * with it, at finalize, unless it was closed and released before.
+   * Returns the release.
+   */
+  own(res: { close(): void }): () => void {
+    this.#owned.add(res);
+    return () => this.#owned.delete(res);
   }
 
   card(): ShmCard {
@@ -291,6 +303,8 @@ export class ShmTransport implements Transport {
       await Promise.race([armed, new Promise((r) => (timer = setTimeout(r, 200)))]);
       clearTimeout(timer);
     }
+    for (const res of this.#owned) res.close();
+    this.#owned.clear();
     for (const ep of this.endpoints) ep.close();
     for (const x of this.#in) x.ring.close('consumer');
     this.#bell.close();
