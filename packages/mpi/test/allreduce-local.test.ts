@@ -9,7 +9,7 @@ const seed = Number(process.env.MPI_TEST_SEED ?? Math.floor(Math.random() * 1e6)
 
 describe(`shared-memory allreduce (seed ${seed})`, () => {
   for (const n of [2, 3, 4, 5]) {
-    it(`${n} ranks: multi-round vectors, IN_PLACE, pair and non-commutative ops, overlapping calls, split and freed communicators, mismatches refused`, async () => {
+    it(`${n} ranks: multi-round vectors, IN_PLACE, pair and non-commutative ops, overlapping calls, split and freed communicators; mismatched arrays and throwing operations refused on every rank`, async () => {
       const r = await runJob(n, 'allreduce-local.mjs', [String(seed)], { timeoutMs: 150_000 });
       expectClean(r);
       const pids: string[] = [];

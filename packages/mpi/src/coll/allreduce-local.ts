@@ -35,9 +35,12 @@ const H_BYTES = 0;
 const H_TYPE = 1;
 // Array types by number, so members can tell they passed the same kind.
 const TYPES: readonly unknown[] = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array];
-// Message from the folder: who it is, and whether the shapes agreed.
+// Message from the folder: who it is, and how the fold went.
 const M_FOLDER = 0;
 const M_STATUS = 1;
+const S_OK = 0;
+const S_MISMATCH = 1;
+const S_OP_THREW = 2;
 
 /**
  * Resolves true when done, false when the communicator has no staging
@@ -73,20 +76,28 @@ export async function allreduceLocal(c: Coll, g: LocalGroup, sendbuf: TypedArray
         }
       }
       const out = st.result(T, rank, n);
+      let failure: unknown;
       if (!mismatch) {
         for (let j = 0; j < size; j++) ins[j] = j === rank ? sendbuf.subarray(base, base + n) : st.input(T, j, n);
-        op.fold(ins, out);
+        try {
+          op.fold(ins, out);
+        } catch (err) {
+          // A user operation threw: everyone hears of it rather than waiting for a result.
+          failure = err;
+        }
       }
       note[M_FOLDER] = rank;
-      note[M_STATUS] = mismatch ? 1 : 0;
+      note[M_STATUS] = mismatch ? S_MISMATCH : failure !== undefined ? S_OP_THREW : S_OK;
       const sends = [];
       for (let j = 0; j < size; j++) if (j !== rank) sends.push(c.isend(note, j));
       for (const s of sends) await s.wait();
       if (mismatch) throw new InvalidArgumentError(mismatch);
+      if (failure !== undefined) throw failure;
       recvbuf.set(out as never, base);
     } else {
       await c.irecv(note, ANY_SOURCE).wait();
-      if (note[M_STATUS] !== 0) throw new InvalidArgumentError(`Allreduce: the ranks passed different arrays (rank ${rank}: ${recvbuf.byteLength} bytes of ${recvbuf.constructor.name})`);
+      if (note[M_STATUS] === S_MISMATCH) throw new InvalidArgumentError(`Allreduce: the ranks passed different arrays (rank ${rank}: ${recvbuf.byteLength} bytes of ${recvbuf.constructor.name})`);
+      if (note[M_STATUS] === S_OP_THREW) throw new InvalidArgumentError(`Allreduce: operation ${op.name} threw on rank ${note[M_FOLDER]}`);
       recvbuf.set(st.result(T, note[M_FOLDER]!, n) as never, base);
     }
     base += n;
