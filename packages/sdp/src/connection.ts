@@ -76,9 +76,12 @@ export function sendQueueDepth(opts: ConnectionOptions): number {
 }
 
 /**
- * The source's send window for SrcAvail: registered once, on the first large
- * write, and reused as a ring. Its size bounds the bytes copied and not yet
- * read by the peer, as SO_SNDBUF does for TCP.
+ * The connection's send buffer, as SO_SNDBUF is TCP's: registered once, when
+ * first needed, and used as a ring. Large writes are copied into it and
+ * advertised by SrcAvail; small ones go straight into a Data message when
+ * the peer has credits, and into the window when it has none, where they
+ * gather into the next Data message or, once there are enough of them, a
+ * SrcAvail. A write completes once copied; a full window is backpressure.
  */
 const WINDOW_BYTES = 8 << 20;
 /**
@@ -96,8 +99,7 @@ const MAX_SRC_AVAILS = 8;
 /**
  * Bytes copied into the window at least at a time (or the rest of the
  * write): with less room the write waits, and the end of the window is
- * skipped when shorter. So no SrcAvail is tiny (one under 32 bytes would
- * make a message Wireshark calls malformed).
+ * skipped when shorter, so writes are not cut into slivers there.
  */
 const MIN_STAGE = 4096;
 /**
@@ -165,8 +167,13 @@ interface ReadOp {
   len: number;
 }
 
-/** A SrcAvail in flight on the source: a region of the window until the sink's RdmaRdCompl covers it. */
+/**
+ * A region of the window on its way: a SrcAvail until the sink's RdmaRdCompl
+ * covers it, or bytes already copied into a Data message, kept in the list
+ * only so that the window is released in order.
+ */
 interface SrcOut {
+  srcAvail: boolean;
   len: number;
   acked: number;
   /** Window position to release to once acknowledged (includes alignment and a wrap skipped before it). */
@@ -216,6 +223,8 @@ export class SdpConnection {
   #gapAt = -1;
   #gapEnd = -1;
   readonly #srcOut: SrcOut[] = [];
+  /** SrcAvails in #srcOut not yet read completely. */
+  #srcAvails = 0;
 
   // The sink's queue, READs in flight, and the RdmaRdCompls it owes (one per SrcAvail, in order).
   readonly #rx: RxEntry[] = [];
@@ -245,7 +254,8 @@ export class SdpConnection {
     this.#res = res;
     this.#sink = sink;
     this.#opts = opts;
-    this.#rxMr = regMr(res.pd, opts.rxBufs * opts.rxBufSize, Access.LOCAL_WRITE);
+    // On the heap: only this process's HCA touches the rings, so a provider-allocated (shareable) region buys nothing.
+    this.#rxMr = regMr(res.pd, Buffer.alloc(opts.rxBufs * opts.rxBufSize), Access.LOCAL_WRITE);
     for (let i = 0; i < opts.rxBufs; i++) {
       this.#recvWrs.push({ wrId: RECV_BASE + i, sgList: [this.#rxMr.sge(i * opts.rxBufSize, opts.rxBufSize)] });
     }
@@ -302,7 +312,7 @@ export class SdpConnection {
     const attr = this.#res.qp.queryQp();
     if (attr.pathMtu !== undefined) this.#mtu = mtuBytes(attr.pathMtu);
     if (attr.maxRdAtomic !== undefined && attr.maxRdAtomic > 0) this.#maxReads = Math.min(MAX_READS, attr.maxRdAtomic);
-    this.#txMr = regMr(this.#res.pd, this.#opts.txBufs * this.#txSize, Access.LOCAL_WRITE);
+    this.#txMr = regMr(this.#res.pd, Buffer.alloc(this.#opts.txBufs * this.#txSize), Access.LOCAL_WRITE);
     for (let i = 0; i < this.#opts.txBufs; i++) {
       this.#sendWrs.push({ wrId: i, opcode: WrOpcode.SEND, sendFlags: SendFlags.SIGNALED, sgList: [this.#txMr.sge(i * this.#txSize, 0)] });
     }
@@ -556,12 +566,13 @@ export class SdpConnection {
       case Mid.RdmaRdCompl: {
         const n = readRdmaRdCompl(buf, base, byteLen);
         this.#repost(slot);
-        const out = this.#srcOut.find((o) => o.acked < o.len);
+        const out = this.#srcOut.find((o) => o.srcAvail && o.acked < o.len);
         if (!out || out.acked + n > out.len) {
           this.#protocolError(`RdmaRdCompl for ${n} bytes matches no outstanding SrcAvail`);
           return false;
         }
         out.acked += n;
+        if (out.acked === out.len) this.#srcAvails--;
         this.#releaseWindow();
         return false;
       }
@@ -723,43 +734,26 @@ export class SdpConnection {
     }
     const max = slotPayload(this.#txSize);
     while (this.#tx.length > 0) {
-      // The last credit is kept for credit updates, so two senders with full rings cannot both stall.
-      if (this.#credits < 2 || this.#freeSlots() === 0) return;
       const first = this.#tx[0]!;
       const left = first.buf.length - first.offset;
-      if (left >= this.#opts.zcopyThreshold) {
-        if (this.#stage(first)) continue;
-        break; // the window is full: advertise what is in it
-      }
-      // What the window holds precedes this write on the stream.
-      if (this.#unadvertised() > 0) {
-        if (!this.#advertise(true)) return;
+      // Straight into a Data message when the window holds nothing to go first and the peer has credits.
+      // The last credit is kept for credit updates, so two senders with full rings cannot both stall.
+      if (left < this.#opts.zcopyThreshold && this.#unsent() === 0 && this.#credits >= 2 && this.#freeSlots() > 0) {
+        this.#sendQueued(max);
         continue;
       }
-      const want = this.#messagePayload(max);
-      const slot = this.#takeSlot();
-      const base = slot * this.#txSize;
-      const out = this.#txMr.buf;
-      let n = 0;
-      // Small writes queued together share one message (as Nagle would coalesce, without the wait).
-      while (n < want) {
-        const c = this.#tx[0]!;
-        const take = Math.min(c.buf.length - c.offset, want - n);
-        out.set(take === c.buf.length ? c.buf : c.buf.subarray(c.offset, c.offset + take), base + BSDH_SIZE + n);
-        n += take;
-        c.offset += take;
-        if (c.offset === c.buf.length) {
-          this.#tx.shift();
-          c.cb?.();
-        }
-      }
-      writeBsdh(out, base, Mid.Data, 0, this.#rxPosted, BSDH_SIZE + n, this.#mseq(), this.#lastRecvMseq);
-      this.bytesWritten += n;
-      this.#post(slot, BSDH_SIZE + n);
+      if (!this.#stage(first)) break; // the window is full
     }
-    while (this.#unadvertised() > 0 && this.#advertise(this.#finalCb !== undefined));
+    // Then the window's unsent bytes: enough of them in a row make a SrcAvail, fewer a Data message.
+    while (this.#unsent() > 0) {
+      if (this.#credits < 2 || this.#freeSlots() === 0) return;
+      this.#skipGap();
+      if (this.#contiguousUnsent() >= this.#opts.zcopyThreshold) {
+        if (!this.#advertise(this.#finalCb !== undefined)) break;
+      } else this.#sendFromWindow(max);
+    }
     // DisConn once every advertised byte was read: the window must outlive the peer's READs.
-    if (this.#tx.length === 0 && this.#winHead === this.#advHead && this.#srcOut.length === 0 && this.#finalCb && !this.#sentDisConn) {
+    if (this.#tx.length === 0 && this.#unsent() === 0 && this.#srcOut.length === 0 && this.#finalCb && !this.#sentDisConn) {
       if (this.#credits < 1 || this.#freeSlots() === 0) return;
       this.#sentDisConn = true;
       this.#sendControl(Mid.DisConn);
@@ -769,14 +763,8 @@ export class SdpConnection {
     }
   }
 
-  /**
-   * Payload bytes for the next Data message: what is queued up to `max`,
-   * stopping at a SrcAvail-sized write, and trimmed so that the message's
-   * last packet is not a runt. Wireshark dissects every packet of an SDP
-   * conversation as an SDP message, and one of 16..63 bytes is too short
-   * for the header it then expects.
-   */
-  #messagePayload(max: number): number {
+  /** Sends the small writes at the head of the queue in one Data message (as Nagle would coalesce, without the wait). */
+  #sendQueued(max: number): void {
     let avail = 0;
     for (let i = 0; i < this.#tx.length && avail < max; i++) {
       const c = this.#tx[i]!;
@@ -784,17 +772,59 @@ export class SdpConnection {
       if (rest >= this.#opts.zcopyThreshold && avail > 0) break;
       avail += rest;
     }
-    avail = Math.min(avail, max);
-    const total = BSDH_SIZE + avail;
+    const want = this.#trimRunt(Math.min(avail, max));
+    const slot = this.#takeSlot();
+    const base = slot * this.#txSize;
+    const out = this.#txMr.buf;
+    let n = 0;
+    while (n < want) {
+      const c = this.#tx[0]!;
+      const take = Math.min(c.buf.length - c.offset, want - n);
+      out.set(take === c.buf.length ? c.buf : c.buf.subarray(c.offset, c.offset + take), base + BSDH_SIZE + n);
+      n += take;
+      c.offset += take;
+      if (c.offset === c.buf.length) {
+        this.#tx.shift();
+        c.cb?.();
+      }
+    }
+    writeBsdh(out, base, Mid.Data, 0, this.#rxPosted, BSDH_SIZE + n, this.#mseq(), this.#lastRecvMseq);
+    this.bytesWritten += n;
+    this.#post(slot, BSDH_SIZE + n);
+  }
+
+  /** Sends unsent bytes of the window (fewer in a row than a SrcAvail takes) in one Data message. */
+  #sendFromWindow(max: number): void {
+    const at = this.#advHead % WINDOW_BYTES;
+    const want = this.#trimRunt(Math.min(this.#contiguousUnsent(), max));
+    const slot = this.#takeSlot();
+    const base = slot * this.#txSize;
+    const out = this.#txMr.buf;
+    out.set(this.#window!.buf.subarray(at, at + want), base + BSDH_SIZE);
+    this.#advHead += want;
+    this.#srcOut.push({ srcAvail: false, len: want, acked: want, end: this.#advHead });
+    this.#releaseWindow();
+    writeBsdh(out, base, Mid.Data, 0, this.#rxPosted, BSDH_SIZE + want, this.#mseq(), this.#lastRecvMseq);
+    this.bytesWritten += want;
+    this.#post(slot, BSDH_SIZE + want);
+  }
+
+  /**
+   * A Data payload of up to `n` bytes, trimmed so that the message's last
+   * packet is not a runt. Wireshark dissects every packet of an SDP
+   * conversation as an SDP message, and one of 16..63 bytes is too short
+   * for the header it then expects.
+   */
+  #trimRunt(n: number): number {
+    const total = BSDH_SIZE + n;
     const tail = total % this.#mtu;
-    if (total > this.#mtu && tail > 0 && tail < RUNT) avail -= tail;
-    return avail;
+    return total > this.#mtu && tail > 0 && tail < RUNT ? n - tail : n;
   }
 
   /**
    * Copies as much of `c` as the window has room for; the write completes
    * once all of it is copied. False when the window is too full now (an
-   * RdmaRdCompl will make room).
+   * RdmaRdCompl, or credits for a Data message, will make room).
    */
   #stage(c: TxChunk): boolean {
     // On the heap rather than provider-allocated (which the soft HCA puts in /dev/shm): the peer's READs
@@ -824,10 +854,26 @@ export class SdpConnection {
     return true;
   }
 
-  /** Bytes copied into the window and not yet advertised. */
-  #unadvertised(): number {
+  /** Bytes copied into the window and not yet sent (by SrcAvail or Data). */
+  #unsent(): number {
     const gap = this.#gapAt >= this.#advHead ? this.#gapEnd - this.#gapAt : 0;
     return this.#winHead - this.#advHead - gap;
+  }
+
+  /** Moves past the window's skipped tail once everything before it went. */
+  #skipGap(): void {
+    if (this.#advHead === this.#gapAt) {
+      this.#advHead = this.#gapEnd;
+      this.#gapAt = this.#gapEnd = -1;
+    }
+  }
+
+  /** Unsent bytes from advHead up to the end of the window or its skipped tail. */
+  #contiguousUnsent(): number {
+    const at = this.#advHead % WINDOW_BYTES;
+    let len = Math.min(this.#winHead - this.#advHead, WINDOW_BYTES - at);
+    if (this.#gapAt > this.#advHead) len = Math.min(len, this.#gapAt - this.#advHead);
+    return len;
   }
 
   /**
@@ -837,23 +883,20 @@ export class SdpConnection {
    * travel together; false when nothing was sent.
    */
   #advertise(now: boolean): boolean {
-    if (this.#credits < 2 || this.#freeSlots() === 0 || this.#srcOut.length >= MAX_SRC_AVAILS) return false;
-    if (this.#advHead === this.#gapAt) {
-      this.#advHead = this.#gapEnd;
-      this.#gapAt = this.#gapEnd = -1;
-    }
+    if (this.#credits < 2 || this.#freeSlots() === 0 || this.#srcAvails >= MAX_SRC_AVAILS) return false;
+    this.#skipGap();
     const at = this.#advHead % WINDOW_BYTES;
-    let len = Math.min(this.#winHead - this.#advHead, SRC_AVAIL_MAX, WINDOW_BYTES - at);
-    if (this.#gapAt > this.#advHead) len = Math.min(len, this.#gapAt - this.#advHead);
+    const len = Math.min(this.#contiguousUnsent(), SRC_AVAIL_MAX);
     if (len <= 0) return false;
-    if (!now && this.#srcOut.length >= SRC_AVAIL_AHEAD && len < SRC_AVAIL_MAX) return false;
+    if (!now && this.#srcAvails >= SRC_AVAIL_AHEAD && len < SRC_AVAIL_MAX) return false;
     const win = this.#window!;
     this.#advHead += len;
-    // The READ's last response packet must not be a runt either (see #messagePayload): 256 divides every IB MTU.
+    // The READ's last response packet must not be a runt either (see #trimRunt): 256 divides every IB MTU.
     const r = (len - SRC_AVAIL_MIN_INLINE) % 256;
     const inline = Math.min(len, r > 0 && r < RUNT ? SRC_AVAIL_MIN_INLINE + r : SRC_AVAIL_MIN_INLINE);
     // The in-line bytes count as read: RdmaRdCompl covers what the sink READs.
-    this.#srcOut.push({ len, acked: inline, end: this.#advHead });
+    this.#srcOut.push({ srcAvail: true, len, acked: inline, end: this.#advHead });
+    if (inline < len) this.#srcAvails++;
     const slot = this.#takeSlot();
     const base = slot * this.#txSize;
     const sa = this.#sa;
@@ -872,7 +915,8 @@ export class SdpConnection {
 
   /** Frees the window behind the SrcAvails the sink has read completely (they finish in order). */
   #releaseWindow(): void {
-    while (this.#srcOut.length > 0 && this.#srcOut[0]!.acked === this.#srcOut[0]!.len) this.#winTail = this.#srcOut.shift()!.end;
+    const out = this.#srcOut;
+    while (out.length > 0 && out[0]!.acked === out[0]!.len) this.#winTail = out.shift()!.end;
   }
 
   #maybeCreditUpdate(): void {

@@ -69,6 +69,8 @@ describe('SDP sockets across processes', () => {
     const h = createHash('sha256');
     const reply: Buffer[] = [];
     c.on('data', (d: Buffer) => reply.push(d));
+    // Listening before the pipeline settles: the reply and its end may arrive before it does.
+    const ended = once(c, 'end', 240_000);
     const t0 = Date.now();
     await pipeline(
       Readable.from(
@@ -86,7 +88,7 @@ describe('SDP sockets across processes', () => {
       c,
       { end: true },
     );
-    await once(c, 'end', 240_000);
+    await ended;
     const r = JSON.parse(Buffer.concat(reply).toString()) as { bytes: number; sha256: string };
     console.log(`1 GiB over SDP in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     expect(r.bytes).toBe(total << 20);
