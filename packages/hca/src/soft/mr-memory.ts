@@ -105,7 +105,7 @@ export function peerRegion(pid: number, fd: number, hi: number, lo: number): Uin
 function evict(key: string): void {
   const v = mapped.get(key);
   mapped.delete(key);
-  if (v) sys().detach(v.buffer);
+  if (v) sys().detach(v.buffer as ArrayBuffer);
 }
 
 /** A peer process is gone (or replaced): unmap what we mapped of it. */
