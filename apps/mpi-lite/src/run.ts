@@ -141,16 +141,23 @@ export async function runJob(o: RunOptions): Promise<number> {
       const rl = readline.createInterface({ input: child[stream]! });
       rl.on('line', (line) => onLine(rank, stream, line));
     }
+    const gone = (): void => {
+      exited[rank] = true;
+      remaining--;
+      if (remaining === 0) resolveDone();
+    };
     child.on('error', (err) => {
-      if (!exited[rank]) fail(rank, 127, `could not start: ${err.message}`);
+      if (exited[rank]) return;
+      fail(rank, 127, `could not start: ${err.message}`);
+      // A process that never started emits no 'exit': count it out here, or
+      // the job would wait for it forever (and signals would change nothing).
+      if (child.pid === undefined) gone();
     });
     child.on('exit', (code, signal) => {
       if (exited[rank]) return;
-      exited[rank] = true;
-      remaining--;
       if (signal) fail(rank, 128 + (SIGNUM[signal] ?? 1), `(pid ${child.pid} on ${host}) was killed by ${signal}`);
       else if (code !== 0) fail(rank, code ?? 1, `(pid ${child.pid} on ${host}) exited with code ${code}`);
-      if (remaining === 0) resolveDone();
+      gone();
     });
   }
   const rank0 = children[0];

@@ -22,6 +22,12 @@ describe('mpilite run', () => {
     expect(r.stderr).toMatch(/mpilite: rank 1 \(pid \d+ on localhost\) exited with code 7; ending the job/);
   });
 
+  it('a program that cannot be started ends the job with 127, not a hang', async () => {
+    const r = await mpilite(['run', '-n', '2', 'no-such-program-ibal'], { timeoutMs: 30_000 });
+    expect(r.code, r.stderr).toBe(127);
+    expect(r.stderr).toMatch(/mpilite: rank \d could not start: spawn no-such-program-ibal ENOENT; ending the job/);
+  });
+
   it('a rank killed mid-run: the job ends non-zero within 10 s, naming it', async () => {
     let killed = 0;
     const r = await mpilite(['run', '-n', '3', fixture('spin.mjs')], {
