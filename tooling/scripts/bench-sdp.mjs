@@ -3,7 +3,7 @@
 //  - 64 B request/response latency: the mean round trip over many exchanges,
 //    and the median (perftest's t_typical), 90th and 99th percentile of the
 //    round trips timed one by one;
-//  - 1 MiB write throughput (a 256 MiB stream of 1 MiB writes, with
+//  - 1 MiB write throughput (a 1 GiB stream of 1 MiB writes, with
 //    backpressure, until the sink has counted every byte);
 //  - HTTP requests/s: Node's http server and client, unchanged, keep-alive,
 //    8 requests in flight, 64-byte bodies.
@@ -23,7 +23,7 @@ const worker = path.join(root, 'packages', 'sdp', 'bench', 'worker.mjs');
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const COUNTS = {
   latency: Number(process.env.BENCH_SDP_LAT_ITERS ?? 5000),
-  throughput: Number(process.env.BENCH_SDP_MIB ?? 256),
+  throughput: Number(process.env.BENCH_SDP_MIB ?? 1024),
   http: Number(process.env.BENCH_SDP_HTTP_REQS ?? 3000),
 };
 const SERVER_KIND = { latency: 'echo', throughput: 'sink', http: 'http' };

@@ -112,6 +112,9 @@ const MIN_STAGE = 4096;
  */
 const READ_PIECE = 4 << 20;
 
+/** Completions taken per poll. */
+const POLL_BATCH = 16;
+
 // wrIds: receives, sends (by slot) and RDMA READs live in separate ranges
 // so a completion names its kind whatever its status.
 const RECV_BASE = 0x10000;
@@ -455,7 +458,7 @@ export class SdpConnection {
     let total = 0;
     if (cq.closed) return 0;
     let delivered = false;
-    for (let wcs = cq.poll(16); wcs.length > 0; wcs = cq.poll(16)) {
+    for (let wcs = cq.poll(POLL_BATCH); wcs.length > 0; wcs = cq.poll(POLL_BATCH)) {
       total += wcs.length;
       for (const wc of wcs) {
         if (this.#closed) continue;
@@ -470,7 +473,9 @@ export class SdpConnection {
           if (this.#received(wc.wrId - RECV_BASE, wc.byteLen)) delivered = true;
         } else this.#txTail = this.#slotSeq[wc.wrId]! + 1;
       }
-      if (this.#closed) break;
+      // A short batch emptied the CQ: polling it empty again would only make the soft HCA drain its
+      // rings once more here (see #pump), ahead of its own reader.
+      if (this.#closed || wcs.length < POLL_BATCH) break;
     }
     if (total === 0) return 0;
     this.lastActivity = Date.now();
