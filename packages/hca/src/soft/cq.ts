@@ -15,6 +15,8 @@ export class SoftCq implements HcaCq {
   private armed = 0; // 0 none, 1 any, 2 solicited only
   private notifyQueued = false;
   private overflowed = false;
+  /** Empty polls in a row (see poll). */
+  private emptyPolls = 0;
   closed = false;
   /** QPs and SRQs attached; a CQ in use cannot be destroyed. */
   users = 0;
@@ -58,7 +60,11 @@ export class SoftCq implements HcaCq {
 
   poll(n: number, out: WorkCompletion[]): number {
     if (this.closed) throw new ResourceClosedError('CQ');
-    if (this.count === 0 && this.progress) this.progress();
+    // Only a caller that polls again after an empty poll is spinning; one
+    // that polls until empty and then waits for a notification (cq.next,
+    // a completion channel) would pay for a drain, and for ACKs sent one
+    // drain at a time instead of coalesced per turn, for nothing.
+    if (this.count === 0 && this.progress && this.emptyPolls++ > 0) this.progress();
     let i = 0;
     while (i < n && this.count > 0) {
       const src = this.ring[this.head]!;
@@ -80,6 +86,7 @@ export class SoftCq implements HcaCq {
       this.count--;
       i++;
     }
+    if (i > 0) this.emptyPolls = 0;
     return i;
   }
 
