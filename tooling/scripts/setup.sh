@@ -3,8 +3,9 @@
 # workspace's packages, and the Debian packages the build and tests use:
 # rdma-core's headers for the native provider, tshark to check that captures
 # decode as RoCEv2, Open MPI as the launcher and baseline for MPI-lite, and
-# iproute2 for the tests' network namespaces. Safe to run again; it skips
-# what is there.
+# iproute2 for the tests' network namespaces, and nftables to drop packets
+# on their links where the kernel has no sch_netem. Safe to run again; it
+# skips what is there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,6 +19,7 @@ command -v tshark >/dev/null 2>&1 || apt_packages+=(tshark)
 [[ -f /usr/include/rdma/rdma_cma.h ]] || apt_packages+=(librdmacm-dev)
 command -v mpicc >/dev/null 2>&1 || apt_packages+=(openmpi-bin libopenmpi-dev)
 command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)
+command -v nft >/dev/null 2>&1 || apt_packages+=(nftables)
 if ((${#apt_packages[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
