@@ -28,7 +28,18 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
 }
 
 describe.skipIf(skip)('Doorbell (futex)', () => {
-  it('is woken by another process while the event loop keeps running', async () => {
+  it.each(['pipe', 'futex'])('is woken by another process while the event loop keeps running (%s)', async (mode) => {
+    const saved = process.env.IBAL_WAKE;
+    process.env.IBAL_WAKE = mode;
+    try {
+      await wokenAcrossProcesses();
+    } finally {
+      if (saved === undefined) delete process.env.IBAL_WAKE;
+      else process.env.IBAL_WAKE = saved;
+    }
+  });
+
+  async function wokenAcrossProcesses(): Promise<void> {
     const seg = segment();
     const bell = new Doorbell(seg.buffer, 64);
     cleanup.push(bell);
@@ -41,7 +52,7 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     let ticks = 0;
     const timer = setInterval(() => ticks++, 2);
     try {
-      // The waiting thread sleeps in the kernel; timers still fire here.
+      // The wait sleeps in the kernel (the loop's pipe, or a futex thread); timers still fire here.
       await until(() => ticks >= 10, 20_000);
       expect(settled).toBe(false);
       child.send({ ring: true });
@@ -54,7 +65,7 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     const again = bell.wait(bell.seq(), 30_000);
     child.send({ ring: true });
     expect(await again).toBe('ok');
-  });
+  }
 
   it('blocking waitSync returns when another process rings', async () => {
     const seg = segment();

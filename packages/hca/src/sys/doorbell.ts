@@ -1,12 +1,21 @@
-// A doorbell on two 32-bit words of shared memory: a sequence number the
-// ringer bumps, and a count of sleepers so that ringing costs a system call
-// (FUTEX_WAKE) only when someone is actually asleep. Waiting compares the
-// sequence with the one the waiter last saw, so a ring between "I saw
-// nothing to do" and "I sleep" is never lost: the kernel re-checks the word
-// atomically inside FUTEX_WAIT.
+// A doorbell on a few 32-bit words of shared memory: a sequence number the
+// ringer bumps, and counts of sleepers so that ringing costs a system call
+// only when someone is actually asleep. Waiting compares the sequence with
+// the one the waiter last saw, so a ring between "I saw nothing to do" and
+// "I sleep" is never lost: a waiter announces itself, then checks again.
+//
+// Two kinds of sleeper. waitSync blocks its thread in FUTEX_WAIT. wait (the
+// event loop's) watches a pipe of its own with the loop itself and
+// publishes where it is (pid, descriptor); a ringer writes one byte to it
+// through /proc/<pid>/fd/<fd>. That is one hand-off into the loop, where a
+// futex needs a waiting thread, a switch to re-arm it and a second hand-off
+// from it to the loop (IBAL_WAKE=futex keeps that older path).
+//
+// Words: 0 sequence, 1 futex sleepers, 2 pipe sleepers, 3 pipe owner's
+// pid, 4 its pipe's write descriptor.
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
 import { SysCallError, fromNative } from './errors.js';
-import type { NativeFutexWaiter, SysAddon } from './load.js';
+import type { NativeFutexWaiter, NativeWakePipe, SysAddon } from './load.js';
 import { sys } from './load.js';
 
 /** How a wait ended: `ok` (rung, or woken: re-check your condition), timed out, or cancelled. */
@@ -18,6 +27,11 @@ export interface DoorbellOptions {
 }
 
 const DEFAULT_MAX_SPIN_NS = 50_000;
+
+/** The loop's own pipe for asynchronous waits, unless IBAL_WAKE=futex or the addon predates it. */
+function pipesWanted(addon: SysAddon): boolean {
+  return process.env.IBAL_WAKE !== 'futex' && typeof addon.WakePipe === 'function';
+}
 const MIN_SPIN_NS = 1_000;
 
 /**
@@ -27,7 +41,7 @@ const MIN_SPIN_NS = 1_000;
  */
 export class Doorbell {
   /** Bytes a doorbell occupies. */
-  static readonly BYTES = 8;
+  static readonly BYTES = 20;
 
   readonly buffer: ArrayBuffer;
   readonly byteOffset: number;
@@ -36,17 +50,23 @@ export class Doorbell {
   readonly #maxSpinNs: number;
   #spinNs: number;
   #waiter: NativeFutexWaiter | undefined;
+  #pipe: NativeWakePipe | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  /** Where this side last kicked a pipe sleeper: its pid and descriptor, and ours onto it. */
+  #kickPid = 0;
+  #kickWfd = -1;
+  #kickFd = -1;
   #pending: ((outcome: WaitOutcome | Error) => void) | undefined;
   #closed = false;
 
   constructor(buffer: ArrayBuffer, byteOffset: number, options: DoorbellOptions = {}) {
-    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + 8 > buffer.byteLength) {
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + Doorbell.BYTES > buffer.byteLength) {
       throw new InvalidArgumentError(`doorbell offset ${byteOffset} must be 4-byte aligned and inside the buffer`);
     }
     this.#sys = sys();
     this.buffer = buffer;
     this.byteOffset = byteOffset;
-    this.#words = new Int32Array(buffer, byteOffset, 2);
+    this.#words = new Int32Array(buffer, byteOffset, 5);
     this.#maxSpinNs = Math.max(0, options.maxSpinNs ?? DEFAULT_MAX_SPIN_NS);
     this.#spinNs = this.#maxSpinNs;
   }
@@ -58,8 +78,33 @@ export class Doorbell {
 
   /** Rings: bumps the sequence and wakes the sleepers, if any. */
   ring(): void {
-    Atomics.add(this.#words, 0, 1);
-    if (Atomics.load(this.#words, 1) > 0) this.#sys.futexWake(this.buffer, this.byteOffset, 0x7fffffff);
+    const w = this.#words;
+    Atomics.add(w, 0, 1);
+    if (Atomics.load(w, 1) > 0) this.#sys.futexWake(this.buffer, this.byteOffset, 0x7fffffff);
+    if (Atomics.load(w, 2) > 0) this.#kick();
+  }
+
+  #kick(): void {
+    const w = this.#words;
+    const pid = Atomics.load(w, 3);
+    const wfd = Atomics.load(w, 4);
+    if (pid !== this.#kickPid || wfd !== this.#kickWfd || this.#kickFd < 0) {
+      this.#dropKick();
+      this.#kickPid = pid;
+      this.#kickWfd = wfd;
+      try {
+        this.#kickFd = this.#sys.wakeOpen(pid, wfd);
+      } catch {
+        // Gone, or not ours to open: the sleeper's timeout wakes it.
+        return;
+      }
+    }
+    if (!this.#sys.wakeKick(this.#kickFd)) this.#dropKick();
+  }
+
+  #dropKick(): void {
+    if (this.#kickFd >= 0) this.#sys.fdClose(this.#kickFd);
+    this.#kickFd = -1;
   }
 
   /**
@@ -71,6 +116,7 @@ export class Doorbell {
     this.#check();
     if (this.#pending) throw new InvalidArgumentError('this doorbell already has an asynchronous waiter');
     if (Atomics.load(this.#words, 0) !== seen) return Promise.resolve('ok');
+    if (pipesWanted(this.#sys)) return this.#waitPipe(seen, timeoutMs);
     // The waiting thread counts itself a sleeper only while it sleeps.
     this.#waiter ??= new this.#sys.FutexWaiter(this.buffer, this.byteOffset, (code) => this.#onResult(code), this.byteOffset + 4);
     const p = new Promise<WaitOutcome>((resolve, reject) => {
@@ -78,6 +124,35 @@ export class Doorbell {
     });
     this.#waiter.arm(seen >>> 0, timeoutMs < 0 ? -1 : timeoutMs);
     return p;
+  }
+
+  #waitPipe(seen: number, timeoutMs: number): Promise<WaitOutcome> {
+    const w = this.#words;
+    const pipe = (this.#pipe ??= new this.#sys.WakePipe(() => this.#settlePipe('ok')));
+    Atomics.store(w, 3, process.pid);
+    Atomics.store(w, 4, pipe.writeFd());
+    Atomics.add(w, 2, 1);
+    if (Atomics.load(w, 0) !== seen) {
+      Atomics.sub(w, 2, 1);
+      return Promise.resolve('ok');
+    }
+    const p = new Promise<WaitOutcome>((resolve) => {
+      this.#pending = (o) => resolve(o instanceof Error ? 'cancelled' : o);
+    });
+    pipe.start();
+    if (timeoutMs >= 0) this.#timer = setTimeout(() => this.#settlePipe('timed-out'), timeoutMs);
+    return p;
+  }
+
+  #settlePipe(outcome: WaitOutcome): void {
+    const done = this.#pending;
+    if (!done) return;
+    this.#pending = undefined;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pipe?.stop();
+    if (this.buffer.byteLength > 0) Atomics.sub(this.#words, 2, 1);
+    done(outcome);
   }
 
   /**
@@ -109,7 +184,9 @@ export class Doorbell {
 
   /** Ends the pending asynchronous wait with `cancelled`. */
   cancel(): void {
-    if (this.#pending) this.#waiter?.cancel();
+    if (!this.#pending) return;
+    if (this.#pipe) this.#settlePipe('cancelled');
+    else this.#waiter?.cancel();
   }
 
   #onResult(code: number): void {
@@ -132,6 +209,12 @@ export class Doorbell {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#pipe) {
+      this.#settlePipe('cancelled');
+      this.#pipe.close();
+      this.#pipe = undefined;
+    }
+    this.#dropKick();
     const done = this.#pending;
     this.#waiter?.close();
     this.#waiter = undefined;

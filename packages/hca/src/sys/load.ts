@@ -18,9 +18,20 @@ export interface SysAddon {
   pageSize: number;
   futexWake(buffer: ArrayBuffer, byteOffset: number, count: number): number;
   futexWaitSync(buffer: ArrayBuffer, byteOffset: number, expected: number, spinNs: number, timeoutMs: number, waitersOffset?: number): number;
+  WakePipe: new (onWake: () => void) => NativeWakePipe;
+  wakeOpen(pid: number, fd: number): number;
+  wakeKick(fd: number): boolean;
+  fdClose(fd: number): void;
   FutexWaiter: new (buffer: ArrayBuffer, byteOffset: number, onResult: (code: number) => void, waitersOffset?: number) => NativeFutexWaiter;
   vmTransfer(write: boolean, pid: number, buffer: ArrayBuffer | ArrayBufferView, offset: number, length: number, remote: bigint): number;
   BatchSocket: new (options: NativeBatchSocketOptions) => NativeBatchSocket;
+}
+
+export interface NativeWakePipe {
+  writeFd(): number;
+  start(): void;
+  stop(): void;
+  close(): void;
 }
 
 export interface NativeFutexWaiter {

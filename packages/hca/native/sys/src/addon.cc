@@ -7,6 +7,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ibal::InitFutex(env, exports);
   ibal::InitVm(env, exports);
   ibal::InitBatchSocket(env, exports);
+  ibal::InitWakePipe(env, exports);
   return exports;
 }
 

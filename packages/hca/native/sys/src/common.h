@@ -95,5 +95,6 @@ void InitShm(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitVm(Napi::Env env, Napi::Object exports);
 void InitBatchSocket(Napi::Env env, Napi::Object exports);
+void InitWakePipe(Napi::Env env, Napi::Object exports);
 
 }  // namespace ibal
