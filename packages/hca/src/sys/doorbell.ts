@@ -11,8 +11,9 @@
 // futex needs a waiting thread, a switch to re-arm it and a second hand-off
 // from it to the loop (IBAL_WAKE=futex keeps that older path).
 //
-// Words: 0 sequence, 1 futex sleepers, 2 pipe sleepers, 3 pipe owner's
-// pid, 4 its pipe's write descriptor.
+// Words: 0 sequence, 1 futex sleepers, 2 "a pipe sleeper waits" (the
+// ringer that kicks clears it), 3 that sleeper's pid, 4 its pipe's write
+// descriptor. One event-loop waiter per doorbell at a time.
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
 import { SysCallError, fromNative } from './errors.js';
 import type { NativeFutexWaiter, NativeWakePipe, SysAddon } from './load.js';
@@ -81,7 +82,10 @@ export class Doorbell {
     const w = this.#words;
     Atomics.add(w, 0, 1);
     if (Atomics.load(w, 1) > 0) this.#sys.futexWake(this.buffer, this.byteOffset, 0x7fffffff);
-    if (Atomics.load(w, 2) > 0) this.#kick();
+    // The first ringer to see the pipe sleeper takes the flag and kicks; the
+    // rest cost nothing until the waiter sleeps again (its loop may be busy
+    // spinning on other work for a long time before it reads the pipe).
+    if (Atomics.load(w, 2) !== 0 && Atomics.compareExchange(w, 2, 1, 0) === 1) this.#kick();
   }
 
   #kick(): void {
@@ -131,9 +135,9 @@ export class Doorbell {
     const pipe = (this.#pipe ??= new this.#sys.WakePipe(() => this.#settlePipe('ok')));
     Atomics.store(w, 3, process.pid);
     Atomics.store(w, 4, pipe.writeFd());
-    Atomics.add(w, 2, 1);
+    Atomics.store(w, 2, 1);
     if (Atomics.load(w, 0) !== seen) {
-      Atomics.sub(w, 2, 1);
+      Atomics.store(w, 2, 0);
       return Promise.resolve('ok');
     }
     const p = new Promise<WaitOutcome>((resolve) => {
@@ -151,7 +155,7 @@ export class Doorbell {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#pipe?.stop();
-    if (this.buffer.byteLength > 0) Atomics.sub(this.#words, 2, 1);
+    if (this.buffer.byteLength > 0) Atomics.store(this.#words, 2, 0);
     done(outcome);
   }
 
