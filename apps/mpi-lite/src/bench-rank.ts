@@ -1,8 +1,9 @@
 // The rank side of `mpilite bench`, timed as the OSU micro-benchmarks time
-// theirs: warm-up iterations first, then the timed loop; latency is half a
+// theirs: warm-up iterations first (for a time as well as a count, see
+// DEFAULT_WARMUP_MS), then the timed loop; latency is half a
 // round trip; bandwidth sends a window of 64 messages and waits for a short
 // ack; collectives report the average over ranks of each rank's mean time.
-import { MAX, SUM, finalize, init, wtime, type Comm } from '@ibal/mpi';
+import { SUM, finalize, init, wtime, type Comm } from '@ibal/mpi';
 
 export type BenchKind = 'latency' | 'bw' | 'bibw' | 'allreduce' | 'bcast' | 'alltoall';
 export const BENCH_KINDS: BenchKind[] = ['latency', 'bw', 'bibw', 'allreduce', 'bcast', 'alltoall'];
@@ -17,73 +18,117 @@ export interface BenchResult {
 const WINDOW = 64;
 
 // Timed iterations: --iters when given (0 here means "not given"), else
-// OSU-like defaults by kind and size; warm-up is a tenth of them (at least 2).
+// OSU-like defaults by kind and size.
 const DEFAULT_ITERS: Record<'p2p' | 'bw' | 'coll', [small: number, large: number]> = { p2p: [10000, 100], bw: [100, 20], coll: [1000, 50] };
 
-function itersFor(size: number, given: number, kind: 'p2p' | 'bw' | 'coll'): { iters: number; warmup: number } {
+/**
+ * Warm-up before the timed loop: at least a tenth of the iterations (2 at
+ * least), as OSU's skip, and at least `warmupMs` of them. A fixed count is
+ * not enough for a JIT: V8 compiles the hot path in tiers over the first
+ * few hundred milliseconds, and on 2 cores with both ranks spinning its
+ * compiler threads compete with them, so the first thousands of 8-byte
+ * round trips measured 10-50x slower than the rest.
+ */
+export const DEFAULT_WARMUP_MS = 500;
+
+function itersFor(size: number, given: number, kind: 'p2p' | 'bw' | 'coll'): { iters: number; minWarmup: number } {
   const iters = given > 0 ? given : DEFAULT_ITERS[kind][size > 65536 ? 1 : 0];
-  return { iters, warmup: Math.max(2, Math.floor(iters / 10)) };
+  return { iters, minWarmup: Math.max(2, Math.floor(iters / 10)) };
 }
 
-async function latency(comm: Comm, size: number, base: number): Promise<number> {
-  const { iters, warmup } = itersFor(size, base, 'p2p');
-  const buf = new Uint8Array(size);
-  let t0 = 0;
-  for (let i = 0; i < iters + warmup; i++) {
-    if (i === warmup) t0 = wtime();
+/** Runs iterations `from` to `to` (exclusive) of a benchmark's loop. */
+type Loop = (from: number, to: number) => Promise<void>;
+
+/** Tag of rank 0's warm-up decisions (the benchmarks' own messages use 1, 2 and 100+). */
+const WARMUP_TAG = 7;
+
+/**
+ * Runs batches of iterations until rank 0 has seen both `minIters` of them
+ * and `warmupMs` pass. Rank 0 tells the others after each batch, with the
+ * same Send and Recv of a Uint8Array the latency test times: a collective
+ * here (a bcast) left V8's feedback for the p2p path polymorphic, and the
+ * timed loop ran 1.3-2x slower than after a warm-up of p2p alone.
+ */
+async function warmUp(comm: Comm, minIters: number, warmupMs: number, loop: Loop): Promise<void> {
+  const batch = Math.max(1, Math.min(100, minIters));
+  const go = new Uint8Array(1);
+  const t0 = wtime();
+  let done = 0;
+  for (;;) {
+    await loop(done, done + batch);
+    done += batch;
     if (comm.rank === 0) {
-      await comm.Send(buf, 1, 1);
-      await comm.Recv(buf, 1, 1);
-    } else if (comm.rank === 1) {
-      await comm.Recv(buf, 0, 1);
-      await comm.Send(buf, 0, 1);
-    }
+      go[0] = done < minIters || (wtime() - t0) * 1000 < warmupMs ? 1 : 0;
+      for (let r = 1; r < comm.size; r++) await comm.Send(go, r, WARMUP_TAG);
+    } else await comm.Recv(go, 0, WARMUP_TAG);
+    if (go[0] === 0) return;
   }
-  return ((wtime() - t0) * 1e6) / (2 * iters);
 }
 
-async function bandwidth(comm: Comm, size: number, base: number, bidirectional: boolean): Promise<number> {
-  const { iters, warmup } = itersFor(size, base, 'bw');
+/** Warm-up, then `iters` timed steps; the seconds they took on this rank. */
+async function timed(comm: Comm, size: number, base: number, kind: 'p2p' | 'bw' | 'coll', warmupMs: number, loop: Loop): Promise<{ secs: number; iters: number }> {
+  const { iters, minWarmup } = itersFor(size, base, kind);
+  await warmUp(comm, minWarmup, warmupMs, loop);
+  // The last decision already lined up ranks 0 and 1; collectives start together.
+  if (kind === 'coll') await comm.Barrier();
+  const t0 = wtime();
+  await loop(0, iters);
+  return { secs: wtime() - t0, iters };
+}
+
+async function latency(comm: Comm, size: number, base: number, warmupMs: number): Promise<number> {
+  const buf = new Uint8Array(size);
+  const loop = async (from: number, to: number): Promise<void> => {
+    for (let i = from; i < to; i++) {
+      if (comm.rank === 0) {
+        await comm.Send(buf, 1, 1);
+        await comm.Recv(buf, 1, 1);
+      } else if (comm.rank === 1) {
+        await comm.Recv(buf, 0, 1);
+        await comm.Send(buf, 0, 1);
+      }
+    }
+  };
+  const { secs, iters } = await timed(comm, size, base, 'p2p', warmupMs, loop);
+  return (secs * 1e6) / (2 * iters);
+}
+
+async function bandwidth(comm: Comm, size: number, base: number, bidirectional: boolean, warmupMs: number): Promise<number> {
   // One send and one receive buffer for the whole window, as osu_bw does.
   const sbuf = new Uint8Array(size);
   const rbuf = new Uint8Array(size);
   const ack = new Uint8Array(4);
-  let t0 = 0;
-  for (let i = 0; i < iters + warmup; i++) {
-    if (i === warmup) t0 = wtime();
-    if (comm.rank > 1) continue;
+  const loop = async (from: number, to: number): Promise<void> => {
+    if (comm.rank > 1) return;
     const peer = 1 - comm.rank;
-    const reqs = [];
-    if (comm.rank === 0 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Isend(sbuf, peer, 100 + w));
-    if (comm.rank === 1 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Irecv(rbuf, peer, 100 + w));
-    for (const r of reqs) await r.wait();
-    if (comm.rank === 0) await comm.Recv(ack, 1, 2);
-    else await comm.Send(ack, 0, 2);
-  }
-  const secs = wtime() - t0;
+    for (let i = from; i < to; i++) {
+      const reqs = [];
+      if (comm.rank === 0 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Isend(sbuf, peer, 100 + w));
+      if (comm.rank === 1 || bidirectional) for (let w = 0; w < WINDOW; w++) reqs.push(comm.Irecv(rbuf, peer, 100 + w));
+      for (const r of reqs) await r.wait();
+      if (comm.rank === 0) await comm.Recv(ack, 1, 2);
+      else await comm.Send(ack, 0, 2);
+    }
+  };
+  const { secs, iters } = await timed(comm, size, base, 'bw', warmupMs, loop);
   return ((bidirectional ? 2 : 1) * size * WINDOW * iters) / secs / 1e6;
 }
 
-async function collective(comm: Comm, kind: BenchKind, size: number, base: number): Promise<number> {
-  const { iters, warmup } = itersFor(size, base, 'coll');
+async function collective(comm: Comm, kind: BenchKind, size: number, base: number, warmupMs: number): Promise<number> {
   const n = Math.max(1, Math.floor(size / 8));
   const a = new Float64Array(kind === 'alltoall' ? n * comm.size : n).fill(comm.rank + 1);
   const b = new Float64Array(a.length);
-  let t0 = 0;
-  for (let i = 0; i < iters + warmup; i++) {
-    if (i === warmup) {
-      await comm.Barrier();
-      t0 = wtime();
+  const loop = async (from: number, to: number): Promise<void> => {
+    for (let i = from; i < to; i++) {
+      if (kind === 'allreduce') await comm.Allreduce(a, b, SUM);
+      else if (kind === 'bcast') await comm.Bcast(a, i % comm.size);
+      else await comm.Alltoall(a, b);
     }
-    if (kind === 'allreduce') await comm.Allreduce(a, b, SUM);
-    else if (kind === 'bcast') await comm.Bcast(a, i % comm.size);
-    else await comm.Alltoall(a, b);
-  }
-  const mine = Float64Array.of(((wtime() - t0) * 1e6) / iters);
+  };
+  const { secs, iters } = await timed(comm, size, base, 'coll', warmupMs, loop);
+  const mine = Float64Array.of((secs * 1e6) / iters);
   const sum = new Float64Array(1);
   await comm.Allreduce(mine, sum, SUM);
-  const max = new Float64Array(1);
-  await comm.Allreduce(mine, max, MAX);
   return sum[0]! / comm.size;
 }
 
@@ -95,7 +140,7 @@ export function defaultSizes(kind: BenchKind): number[] {
   return out;
 }
 
-export async function benchRank(kind: BenchKind, sizes: number[], base: number, json: boolean): Promise<void> {
+export async function benchRank(kind: BenchKind, sizes: number[], base: number, json: boolean, warmupMs = DEFAULT_WARMUP_MS): Promise<void> {
   const comm = await init();
   if (kind !== 'allreduce' && kind !== 'bcast' && kind !== 'alltoall' && comm.size < 2) throw new Error(`${kind} needs 2 ranks`);
   const results: { size: number; value: number }[] = [];
@@ -106,9 +151,9 @@ export async function benchRank(kind: BenchKind, sizes: number[], base: number, 
   }
   for (const size of sizes) {
     let v: number;
-    if (kind === 'latency') v = await latency(comm, size, base);
-    else if (kind === 'bw' || kind === 'bibw') v = await bandwidth(comm, size, base, kind === 'bibw');
-    else v = await collective(comm, kind, size, base);
+    if (kind === 'latency') v = await latency(comm, size, base, warmupMs);
+    else if (kind === 'bw' || kind === 'bibw') v = await bandwidth(comm, size, base, kind === 'bibw', warmupMs);
+    else v = await collective(comm, kind, size, base, warmupMs);
     await comm.Barrier();
     results.push({ size, value: v });
     if (comm.rank === 0 && !json) process.stdout.write(`${String(size).padEnd(12)} ${v.toFixed(2)}\n`);

@@ -3,14 +3,16 @@
 //   mpilite bench latency|bw|bibw|allreduce|bcast|alltoall [-n N] [--json]
 //   mpilite info                              (how a rank here would join: launcher, transports)
 import { fileURLToPath } from 'node:url';
-import { BENCH_KINDS, benchRank, defaultSizes, type BenchKind } from './bench-rank.js';
+import { BENCH_KINDS, DEFAULT_WARMUP_MS, benchRank, defaultSizes, type BenchKind } from './bench-rank.js';
 import { UsageError, parseRunArgs, runHelp, runJob } from './run.js';
 
-const benchHelp = `usage: mpilite bench ${BENCH_KINDS.join('|')} [-n N] [--sizes a,b,...] [--iters K] [--json]
+const benchHelp = `usage: mpilite bench ${BENCH_KINDS.join('|')} [-n N] [--sizes a,b,...] [--iters K] [--warmup-ms T] [--json]
 
---iters K times K iterations of every size (after K/10 warm-up ones);
-without it, latency runs 10000 (100 above 64 KiB), bandwidth 100 (20) and
-collectives 1000 (50), as the OSU defaults do.
+--iters K times K iterations of every size; without it, latency runs 10000
+(100 above 64 KiB), bandwidth 100 (20) and collectives 1000 (50), as the
+OSU defaults do. Before them, warm-up iterations run for at least T ms
+(default ${DEFAULT_WARMUP_MS}) and at least K/10 of them: V8 compiles the hot
+path over its first few hundred milliseconds.
 
 Point-to-point benchmarks use ranks 0 and 1 (-n 2 by default); collectives
 use -n ranks (4 by default). Sizes are in bytes (collectives: of float64
@@ -31,12 +33,14 @@ async function bench(argv: string[]): Promise<number> {
   let sizes = defaultSizes(kind);
   let iters = 0;
   let json = false;
+  let warmupMs = DEFAULT_WARMUP_MS;
   const env: Record<string, string> = {};
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '-n') np = Number(argv[++i]);
     else if (a === '--sizes') sizes = (argv[++i] ?? '').split(',').map(Number);
     else if (a === '--iters') iters = Number(argv[++i]);
+    else if (a === '--warmup-ms') warmupMs = Number(argv[++i]);
     else if (a === '--json') json = true;
     else if (a === '-x') {
       const [k, ...v] = (argv[++i] ?? '').split('=');
@@ -46,11 +50,12 @@ async function bench(argv: string[]): Promise<number> {
   if (!Number.isInteger(np) || np < 1) throw new UsageError('-n must be a positive integer');
   if (sizes.some((s) => !Number.isInteger(s) || s < 0)) throw new UsageError('--sizes must be non-negative integers');
   if (!Number.isInteger(iters) || iters < 0) throw new UsageError('--iters must be a positive integer');
+  if (!Number.isFinite(warmupMs) || warmupMs < 0) throw new UsageError('--warmup-ms must be a non-negative number');
   const self = fileURLToPath(import.meta.url);
   return runJob({
     np,
     program: self,
-    args: ['__bench-rank', kind, sizes.join(','), String(iters), json ? 'json' : 'text'],
+    args: ['__bench-rank', kind, sizes.join(','), String(iters), json ? 'json' : 'text', String(warmupMs)],
     tag: false,
     env,
     stdin: false,
@@ -76,7 +81,7 @@ async function main(argv: string[]): Promise<number> {
       }
       return bench(rest);
     case '__bench-rank':
-      await benchRank(rest[0] as BenchKind, rest[1]!.split(',').map(Number), Number(rest[2]), rest[3] === 'json');
+      await benchRank(rest[0] as BenchKind, rest[1]!.split(',').map(Number), Number(rest[2]), rest[3] === 'json', rest[4] === undefined ? DEFAULT_WARMUP_MS : Number(rest[4]));
       return 0;
     case 'help':
     case '--help':

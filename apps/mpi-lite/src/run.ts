@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { RendezvousServer } from '@ibal/mpi';
+import { BindError, bindPrefixes, findProgram, type BindTo } from './bind.js';
 import { externalAddress, isLocalHost, mapRanks, parseHostList, parseHostfile, type HostSlot } from './hosts.js';
 
 export interface RunOptions {
@@ -29,6 +30,8 @@ export interface RunOptions {
   stdin?: boolean;
   /** Messages of the launcher itself. */
   log?: (line: string) => void;
+  /** Bind each local rank to a core of its own (default: when they fit the cores, as mpirun). */
+  bindTo?: BindTo;
 }
 
 const SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
@@ -47,6 +50,13 @@ export async function runJob(o: RunOptions): Promise<number> {
   const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const hosts = mapRanks(o.np, o.hosts ?? []);
   const anyRemote = hosts.some((h) => !isLocalHost(h));
+  let binds: string[][];
+  try {
+    binds = bindPrefixes(hosts.filter((h) => isLocalHost(h)).length, o.bindTo);
+  } catch (err) {
+    if (err instanceof BindError) throw new UsageError(err.message);
+    throw err;
+  }
   const jobId = `mpilite-${process.pid}-${Date.now().toString(36)}`;
   const server = new RendezvousServer({ size: o.np, jobId, host: anyRemote ? '0.0.0.0' : '127.0.0.1' });
   const { port } = await server.listen();
@@ -55,6 +65,7 @@ export async function runJob(o: RunOptions): Promise<number> {
   const localCount = new Map<string, number>();
   for (const h of hosts) localCount.set(h, (localCount.get(h) ?? 0) + 1);
   const seen = new Map<string, number>();
+  let nextLocal = 0;
   const tag = o.tag ?? true;
   const onLine =
     o.onLine ??
@@ -130,7 +141,10 @@ export async function runJob(o: RunOptions): Promise<number> {
     let child: ChildProcess;
     const stdio: ('pipe' | 'ignore')[] = [rank === 0 && o.stdin !== false ? 'pipe' : 'ignore', 'pipe', 'pipe'];
     if (local) {
-      child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ...env }, stdio });
+      // A program that cannot be found is left to fail its own spawn (127, "could not start"), not taskset's.
+      const bind = binds[nextLocal++]!;
+      const full = bind.length > 0 && findProgram(cmd[0]!) ? [...bind, ...cmd] : cmd;
+      child = spawn(full[0]!, full.slice(1), { env: { ...process.env, ...env }, stdio });
     } else {
       const pairs = Object.entries({ ...pickForwarded(), ...env }).map(([k, v]) => `${k}=${v}`);
       const full = [...agent, host, 'env', ...pairs, ...cmd];
@@ -192,14 +206,17 @@ function pickForwarded(): Record<string, string> {
 }
 
 export const runHelp = `usage: mpilite run -n N [--host h1[:slots],h2 | --hostfile F] [--launcher CMD]
-                   [--rendezvous-host ADDR] [--no-tag] [--timeout S] [-x VAR=value] program [args...]
+                   [--rendezvous-host ADDR] [--no-tag] [--timeout S] [--bind-to core|none]
+                   [-x VAR=value] program [args...]
 
 Starts N ranks of program (a .js/.mjs file runs under this Node) and serves
 their rendezvous. Output lines are prefixed with [rank]; stdin goes to rank 0;
 SIGINT, SIGTERM, SIGHUP, SIGUSR1/2 are forwarded to every rank. If a rank
 fails or calls abort, every rank is told at once and the job exits non-zero,
 naming the rank. Ranks on other hosts start through the rsh agent
-(--launcher, MPILITE_RSH, default ssh) as: <agent> <host> env VAR=... program.`;
+(--launcher, MPILITE_RSH, default ssh) as: <agent> <host> env VAR=... program.
+As mpirun, local ranks are bound to a core each when they do not outnumber
+this host's CPUs (--bind-to none turns it off).`;
 
 export function parseRunArgs(argv: string[]): RunOptions {
   const o: RunOptions = { np: 1, program: '', args: [], env: {} };
@@ -217,6 +234,11 @@ export function parseRunArgs(argv: string[]): RunOptions {
     else if (a === '--launcher') o.launcher = val();
     else if (a === '--rendezvous-host') o.rendezvousHost = val();
     else if (a === '--no-tag') o.tag = false;
+    else if (a === '--bind-to') {
+      const b = val();
+      if (b !== 'core' && b !== 'none') throw new UsageError(`--bind-to must be core or none, got ${b}`);
+      o.bindTo = b;
+    }
     else if (a === '--timeout') o.timeoutS = Number(val());
     else if (a === '-x') {
       const [k, ...v] = val().split('=');

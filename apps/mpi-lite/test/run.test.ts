@@ -1,6 +1,8 @@
 // `mpilite run` as a user meets it: tagged output, stdin to rank 0, exit
 // codes, forwarded signals, a rank dying mid-run, and the examples.
+import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { allowedCpus } from '../src/bind.js';
 import { example, fixture, mpilite } from './helpers.js';
 
 describe('mpilite run', () => {
@@ -62,10 +64,32 @@ describe('mpilite run', () => {
     expect(r.code).not.toBe(0);
   });
 
+  it('binds each local rank to a core of its own when they fit, as mpirun does', async () => {
+    const cpus = allowedCpus();
+    const show = ['sh', '-c', 'grep Cpus_allowed_list /proc/self/status'];
+    const listOf = (out: string, rank: number): string => new RegExp(`^\\[${rank}\\] Cpus_allowed_list:\\s*(\\S+)$`, 'm').exec(out)?.[1] ?? '';
+    const unbound = await mpilite(['run', '-n', '2', '--bind-to', 'none', ...show]);
+    expect(unbound.code, unbound.stderr).toBe(0);
+    const own = /^Cpus_allowed_list:\s*(\S+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1];
+    expect([listOf(unbound.stdout, 0), listOf(unbound.stdout, 1)]).toEqual([own, own]);
+    const over = await mpilite(['run', '-n', String(cpus.length + 1), '--bind-to', 'core', ...show]);
+    expect(over.code).toBe(2);
+    expect(over.stderr).toContain(`${cpus.length + 1} ranks on this host but only ${cpus.length} CPUs`);
+    if (cpus.length < 2) return;
+    const bound = await mpilite(['run', '-n', '2', ...show]);
+    expect(bound.code, bound.stderr).toBe(0);
+    expect([listOf(bound.stdout, 0), listOf(bound.stdout, 1)]).toEqual([String(cpus[0]), String(cpus[1])]);
+    // More ranks than CPUs: left unbound, as mpirun --oversubscribe leaves them.
+    const many = await mpilite(['run', '-n', String(cpus.length + 1), ...show]);
+    expect(many.code, many.stderr).toBe(0);
+    expect(listOf(many.stdout, 0)).toBe(own);
+  });
+
   it('rejects bad usage with exit 2', async () => {
     expect((await mpilite(['run', '-n', '0', 'x.js'])).code).toBe(2);
     expect((await mpilite(['run', '-n', '2'])).code).toBe(2);
     expect((await mpilite(['frobnicate'])).code).toBe(2);
+    expect((await mpilite(['run', '-n', '2', '--bind-to', 'socket', 'x.js'])).code).toBe(2);
   });
 });
 
@@ -107,7 +131,7 @@ describe('the demo', () => {
 
 describe('mpilite bench', () => {
   it('latency and allreduce, as JSON', async () => {
-    const lat = await mpilite(['bench', 'latency', '--sizes', '8,70000', '--iters', '50', '--json']);
+    const lat = await mpilite(['bench', 'latency', '--sizes', '8,70000', '--iters', '50', '--warmup-ms', '20', '--json']);
     expect(lat.code, lat.stderr).toBe(0);
     const j = JSON.parse(lat.stdout.trim().split('\n').pop()!) as { bench: string; ranks: number; unit: string; results: { size: number; value: number }[] };
     expect(j).toMatchObject({ bench: 'latency', ranks: 2, unit: 'us' });
