@@ -79,6 +79,14 @@ function once(emitter, ev) {
   });
 }
 
+const WARMUP_MS = Number(process.env.BENCH_SDP_WARMUP_MS ?? 1000);
+
+/** Runs `step` at least `min` times and for at least WARMUP_MS. */
+async function warmUp(step, min) {
+  const t0 = performance.now();
+  for (let i = 0; i < min || performance.now() - t0 < WARMUP_MS; i++) await step();
+}
+
 async function latency(port, count) {
   const s = connect(port);
   await once(s, 'connect');
@@ -98,7 +106,11 @@ async function latency(port, count) {
       resolveRound = r;
       s.write(msg);
     });
-  for (let i = 0; i < Math.min(200, count); i++) await round();
+  // Warm-up for a time as well as a count, for both transports: V8 compiles
+  // the hot path over its first few hundred milliseconds, and SDP's (most of
+  // it JavaScript, where TCP's is the kernel's) measured 10-30x slower per
+  // round trip for its first ~4000.
+  await warmUp(round, 200);
   // Each round trip timed on its own: the mean is what a request/response loop sees, the
   // median (perftest's t_typical) what a typical exchange costs; the tail tells them apart.
   const rtt = new Float64Array(count);
@@ -159,7 +171,7 @@ async function httpBench(port, count) {
       }),
     );
   };
-  await run(200);
+  await warmUp(() => run(conc), 200 / conc);
   const t0 = performance.now();
   await run(count);
   const rps = count / ((performance.now() - t0) / 1000);
