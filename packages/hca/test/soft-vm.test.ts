@@ -137,6 +137,47 @@ describe.skipIf(skip)('soft HCA single-copy RDMA between local processes', () =>
     // Every range of the WRITEs and the READ's went through the mapping.
     expect(vmCounters.mapped - before.mapped).toBeGreaterThanOrEqual(4);
     expect(vmCounters.pulls - before.pulls).toBe(2);
+    // The READ's source is b's shared region: a copied it out itself, b pushed nothing.
+    expect(vmCounters.readPulls - before.readPulls).toBeGreaterThanOrEqual(1);
+    expect(vmCounters.pushes).toBe(before.pushes);
+  });
+
+  it('a READ of a shared region is copied by the requester into every SGE; from the heap the responder pushes it', async () => {
+    const [a, b] = await linked(true);
+    for (let i = 0; i < b.mr.buf.length; i++) b.mr.buf[i] = (i * 7 + 3) & 0xff;
+    const before = { ...vmCounters };
+    a.qp.postSend([
+      {
+        wrId: 60,
+        opcode: WrOpcode.RDMA_READ,
+        sendFlags: SIG,
+        sgList: [
+          { addr: a.mr.addr + 11, length: 70_000, lkey: a.mr.lkey },
+          { addr: a.mr.addr + (3 << 20), length: 200_001, lkey: a.mr.lkey },
+        ],
+        rdma: { remoteAddr: b.mr.addr + 999, rkey: b.mr.rkey },
+      },
+    ]);
+    const [w] = await completions(a, 1, 20_000);
+    expect(wcStatusName(w!.status)).toBe('SUCCESS');
+    const A = Buffer.from(a.mr.buf.buffer, a.mr.buf.byteOffset, a.mr.buf.length);
+    const B = Buffer.from(b.mr.buf.buffer, b.mr.buf.byteOffset, b.mr.buf.length);
+    expect(A.subarray(11, 11 + 70_000).equals(B.subarray(999, 999 + 70_000))).toBe(true);
+    expect(A.subarray(3 << 20, (3 << 20) + 200_001).equals(B.subarray(999 + 70_000, 999 + 270_001))).toBe(true);
+    expect(vmCounters.readPulls - before.readPulls).toBeGreaterThanOrEqual(1);
+    expect(vmCounters.pushes).toBe(before.pushes);
+    close(a, b);
+    sides = [];
+
+    // Heap memory on the responder: no region to name, so it pushes as before.
+    const [c, d] = await linked(false);
+    const heapBefore = { ...vmCounters };
+    c.qp.postSend([{ wrId: 61, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: c.mr.addr, length: 1 << 20, lkey: c.mr.lkey }], rdma: { remoteAddr: d.mr.addr, rkey: d.mr.rkey } }]);
+    const [w2] = await completions(c, 1, 20_000);
+    expect(wcStatusName(w2!.status)).toBe('SUCCESS');
+    expect(Buffer.compare(c.mr.buf.subarray(0, 1 << 20), d.mr.buf.subarray(0, 1 << 20))).toBe(0);
+    expect(vmCounters.readPulls).toBe(heapBefore.readPulls);
+    expect(vmCounters.pushes - heapBefore.pushes).toBeGreaterThanOrEqual(1);
   });
 
   it('the checks hold for mapped memory too: a READ past the region is REM_ACCESS_ERR and writes nothing', async () => {
@@ -150,5 +191,6 @@ describe.skipIf(skip)('soft HCA single-copy RDMA between local processes', () =>
     expect(wcStatusName(w!.status)).toBe('REM_ACCESS_ERR');
     expect(a.mr.buf.subarray(0, 1 << 20).every((x) => x === 0x5a)).toBe(true);
     expect(vmCounters.mapped).toBe(before.mapped);
+    expect(vmCounters.readPulls).toBe(before.readPulls);
   });
 });

@@ -832,9 +832,10 @@ export class SdpConnection {
    * RdmaRdCompl, or credits for a Data message, will make room).
    */
   #stage(c: TxChunk): boolean {
-    // On the heap rather than provider-allocated (which the soft HCA puts in /dev/shm): the peer's READs
-    // of it are served here, so a shared segment per connection would buy nothing.
-    this.#window ??= regMr(this.#res.pd, Buffer.alloc(WINDOW_BYTES), Access.LOCAL_WRITE | Access.REMOTE_READ);
+    // Provider-allocated: the soft HCA puts it in a shared region, which a local sink maps once and
+    // copies its READs out of itself (the copy then runs in the sink, not here next to this side's
+    // own copy into the window); a hardware HCA gets memory it can register.
+    this.#window ??= regMr(this.#res.pd, WINDOW_BYTES, Access.LOCAL_WRITE | Access.REMOTE_READ);
     const left = c.buf.length - c.offset;
     const least = Math.min(left, MIN_STAGE);
     let head = this.#winHead;

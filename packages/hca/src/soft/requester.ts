@@ -7,7 +7,7 @@ import { checkSgl, gather, scatter } from './sgl.js';
 import type { SoftQp } from './qp.js';
 import { Tx } from './tx.js';
 import type { SendWqe } from './wqe.js';
-import { VM_MIN_BYTES, encodeVmDesc, isVmRef, markVmRef, vmDescBytes } from './vm-path.js';
+import { VM_MIN_BYTES, encodeVmDesc, fromRing, isVmRef, markVmRef, vmDescBytes, vmSourceBytes } from './vm-path.js';
 import type { Peer } from './wire.js';
 
 /**
@@ -319,6 +319,30 @@ export class Requester {
   }
 
   /** The descriptor of a by-reference READ, through the ring ahead of its request. */
+  /** Copies a by-reference READ's bytes from the responder's region into the WQE's buffers; false when it failed the WQE. */
+  private pullReadSource(w: SendWqe, index: number, buf: Uint8Array, off: number, len: number): boolean {
+    const qp = this.qp;
+    const link = qp.peer?.link;
+    // Only a response that came through the peer's own ring may name its memory.
+    const pid = link && link.inActive && fromRing.has(buf) ? link.pid : 0;
+    let src: Uint8Array | undefined;
+    try {
+      src = pid === 0 ? undefined : vmSourceBytes(buf, off, len, pid, w.length);
+    } catch {
+      // process_vm_readv refused or the peer is gone: as a response that could not be used.
+      src = undefined;
+    }
+    if (!src) {
+      this.failAt(index, WcStatus.BAD_RESP_ERR);
+      return false;
+    }
+    if (!scatter(qp.host.mrs, qp.pd, w, 0, src, 0, w.length)) {
+      this.failAt(index, WcStatus.LOC_PROT_ERR);
+      return false;
+    }
+    return true;
+  }
+
   private sendReadDesc(w: SendWqe, psn: number, peer: Peer): boolean {
     const qp = this.qp;
     const d = this.vmDesc;
@@ -579,8 +603,11 @@ export class Requester {
     const op = p.opcode;
     const last = op === Opcode.RC_RDMA_READ_RESPONSE_LAST || op === Opcode.RC_RDMA_READ_RESPONSE_ONLY;
     if (w.vm) {
-      // By reference: the responder has written the bytes into our buffers itself.
-      if (!isVmRef(buf) || !last || p.payloadLength !== 0) return this.failAt(index, WcStatus.BAD_RESP_ERR);
+      // By reference: the responder has written the bytes into our buffers
+      // itself, or (a non-empty payload) says where in its shared region to
+      // copy them from.
+      if (!isVmRef(buf) || !last) return this.failAt(index, WcStatus.BAD_RESP_ERR);
+      if (p.payloadLength !== 0 && !this.pullReadSource(w, index, buf, p.payloadOffset, p.payloadLength)) return;
       w.respPkts = 1;
       this.acked = p.psn;
       this.progress();

@@ -7,7 +7,8 @@ import type { SoftQp } from './qp.js';
 import { Tx } from './tx.js';
 import type { RecvWqe } from './wqe.js';
 import type { Peer } from './wire.js';
-import { VmResult, fromRing, isVmRef, markVmRef, vmMove } from './vm-path.js';
+import { VM_MIN_BYTES, VmResult, encodeVmSource, fromRing, isVmRef, markVmRef, vmMove } from './vm-path.js';
+import { sharedRegionOf } from './mr-memory.js';
 
 /** NAK codes of the AETH (IBTA 9.7.5.2.2). */
 const NAK_PSN_SEQ = 0;
@@ -266,7 +267,10 @@ export class Responder {
   /**
    * A by-reference READ: the same checks as for a READ, then one copy into
    * the requester's buffers (named by the descriptor it sent ahead through
-   * the ring), answered by an empty READ RESPONSE ONLY with the mark.
+   * the ring), answered by an empty READ RESPONSE ONLY with the mark. From a
+   * shared region, when the requester showed it can reach this process, the
+   * response instead says where the bytes are and the requester copies them
+   * (vm-path.ts, encodeVmSource).
    */
   private onVmRead(p: ParsedPacket, buf: Uint8Array, duplicate: boolean): void {
     const qp = this.qp;
@@ -278,9 +282,12 @@ export class Responder {
     if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
     // The descriptor went through the ring ahead of the request; if it was
     // dropped (ring full), stay silent: the requester resends both.
-    const desc = qp.peer!.link!.readDescs.get(qp.qpNum * 0x1000000 + p.psn);
+    const link = qp.peer!.link!;
+    const desc = link.readDescs.get(qp.qpNum * 0x1000000 + p.psn);
     if (!desc) return;
-    if (len > 0) {
+    const mem = qp.host.mrs.bufferOf(p.rethRkey);
+    const offer = len >= VM_MIN_BYTES && link.vmOk && sharedRegionOf(mem) !== undefined;
+    if (len > 0 && !offer) {
       const r = vmMove(false, desc, 0, desc.length, pid, qp.host.mrs.bufferOf(p.rethRkey), off, len);
       if (r === VmResult.GONE) return;
       if (r !== VmResult.OK) return this.fail(p.psn, r === VmResult.BAD_DESC ? NAK_INV_REQ : NAK_REM_OP, EventType.QP_REQ_ERR);
@@ -303,8 +310,9 @@ export class Responder {
     h.aethMsn = this.msn;
     h.opcode = Opcode.RC_RDMA_READ_RESPONSE_ONLY;
     h.psn = p.psn;
-    markVmRef(this.tx.begin());
-    this.tx.end(qp.peer!, 0);
+    const out = this.tx.begin();
+    markVmRef(out);
+    this.tx.end(qp.peer!, offer ? encodeVmSource(out, this.tx.hdrLen, mem, off) : 0);
   }
 
   private onRead(p: ParsedPacket, duplicate: boolean): void {

@@ -36,8 +36,12 @@ const VM_FLAG = 0x01;
  */
 const SEG_BYTES = 32;
 
-/** Transfers done by reference in this process (as the responder), for tests and counters. */
-export const vmCounters = { pulls: 0, pushes: 0, bytes: 0, mapped: 0 };
+/**
+ * Transfers done by reference in this process: as the responder (pulls for
+ * WRITE, pushes for READ) and as a READ's requester copying from the
+ * responder's region (readPulls).
+ */
+export const vmCounters = { pulls: 0, pushes: 0, bytes: 0, mapped: 0, readPulls: 0 };
 
 /** Buffers that arrived through a shared-memory ring (not from the network). */
 export const fromRing = new WeakSet<Uint8Array>();
@@ -135,6 +139,62 @@ export function vmMove(pull: boolean, buf: Uint8Array, off: number, len: number,
     return VmResult.FAULT;
   }
   return VmResult.OK;
+}
+
+// A READ whose source is a shared region (regMr(pd, length) memory) is
+// answered differently: the responder makes its checks and replies with
+// where the bytes lie in its region, and the requester copies them itself.
+// The copy then runs in the process that waits for the bytes (the sink of
+// a stream is often idle, its source busy filling the buffer it reads from)
+// and as a memcpy out of a mapping kept per region. Correct programs cannot
+// tell: the requester completes the READ only after its copy, and nothing
+// tells the responder's application that a READ happened before that.
+// Layout: pid u32, region descriptor + 1 u32, address u64 (for
+// process_vm_readv when the region cannot be mapped), offset in the region
+// u64 (its header page included), nonce u32 u32.
+export const VM_SOURCE_BYTES = 32;
+
+/**
+ * Writes where `mem[memOff...]` lies (a shared region of this process) at
+ * `off` of `buf`; returns VM_SOURCE_BYTES, or 0 when `mem` is not a shared
+ * region (the responder then pushes the bytes itself).
+ */
+export function encodeVmSource(buf: Uint8Array, off: number, mem: Uint8Array, memOff: number): number {
+  const region = sharedRegionOf(mem);
+  if (!region) return 0;
+  const dv = new DataView(buf.buffer, buf.byteOffset + off, VM_SOURCE_BYTES);
+  dv.setUint32(0, process.pid);
+  dv.setUint32(4, region.fd + 1);
+  dv.setBigUint64(8, addressOf(mem) + BigInt(memOff));
+  dv.setBigUint64(16, BigInt(mem.byteOffset + memOff));
+  dv.setUint32(24, region.nonceHi);
+  dv.setUint32(28, region.nonceLo);
+  return VM_SOURCE_BYTES;
+}
+
+/**
+ * The `length` bytes a READ response's source descriptor names, in process
+ * `pid` (the peer the response came from): a view of the peer's mapped
+ * region, or a copy read with process_vm_readv when it cannot be mapped.
+ * Undefined when the descriptor is malformed or names another process;
+ * throws the VmError of a failed process_vm_readv.
+ */
+export function vmSourceBytes(buf: Uint8Array, off: number, len: number, pid: number, length: number): Uint8Array | undefined {
+  if (len !== VM_SOURCE_BYTES) return undefined;
+  const dv = new DataView(buf.buffer, buf.byteOffset + off, len);
+  const fd1 = dv.getUint32(4);
+  if (dv.getUint32(0) !== pid || fd1 === 0) return undefined;
+  const segOff = Number(dv.getBigUint64(16));
+  const region = peerRegion(pid, fd1 - 1, dv.getUint32(24), dv.getUint32(28));
+  vmCounters.readPulls++;
+  vmCounters.bytes += length;
+  if (region && segOff + length <= region.length) {
+    vmCounters.mapped++;
+    return region.subarray(segOff, segOff + length);
+  }
+  const copy = new Uint8Array(length);
+  vmRead(pid, dv.getBigUint64(8), copy);
+  return copy;
 }
 
 /** Access a requester's SGEs need for a by-reference message: READ lands in them. */
