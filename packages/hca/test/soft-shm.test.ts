@@ -4,6 +4,7 @@ import { QpType, SendFlags, WcOpcode, WcStatus, WrOpcode, wcStatusName } from '.
 import { newWorkCompletion } from '../src/provider.js';
 import type { SoftQp } from '../src/soft/qp.js';
 import { sysStatus } from '../src/sys/status.js';
+import { POLL_MAX_MS, POLL_MIN_MS, nextPollMs } from '../src/soft/shm-link.js';
 import { PeerProcess, type PeerHello } from './helpers/child.js';
 import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
 
@@ -133,5 +134,18 @@ describe.skipIf(skip)('soft HCA same-host fast path', () => {
     close(s);
     sides = [];
     expect(shmFiles(process.pid)).toEqual([]);
+  });
+});
+
+describe('the shared-memory reader\'s poll window', () => {
+  it('doubles after a sleep the peer ended soon, up to its ceiling, and halves after an idle one', () => {
+    let w = POLL_MIN_MS;
+    const seen: number[] = [];
+    for (let i = 0; i < 6; i++) seen.push((w = nextPollMs(w, 'ok', 0.3)));
+    expect(seen).toEqual([0.4, 0.8, 1.6, POLL_MAX_MS, POLL_MAX_MS, POLL_MAX_MS]);
+    // The peer went quiet: a wake long after, or the wait's own timeout, shrinks it back.
+    expect((w = nextPollMs(w, 'ok', 50))).toBe(1);
+    expect((w = nextPollMs(w, 'timed-out', 1000))).toBe(0.5);
+    expect(nextPollMs(nextPollMs(w, 'ok', 9), 'ok', 9)).toBe(POLL_MIN_MS);
   });
 });
