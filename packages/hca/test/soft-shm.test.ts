@@ -141,11 +141,21 @@ describe('the shared-memory reader\'s poll window', () => {
   it('doubles after a sleep the peer ended soon, up to its ceiling, and halves after an idle one', () => {
     let w = POLL_MIN_MS;
     const seen: number[] = [];
-    for (let i = 0; i < 6; i++) seen.push((w = nextPollMs(w, 'ok', 0.3)));
+    // A ping-pong whose answers come ~0.35 ms after the reader gave up (two VM wake-ups).
+    for (let i = 0; i < 6; i++) seen.push((w = nextPollMs(w, 'ok', 0.35)));
     expect(seen).toEqual([0.4, 0.8, 1.6, POLL_MAX_MS, POLL_MAX_MS, POLL_MAX_MS]);
     // The peer went quiet: a wake long after, or the wait's own timeout, shrinks it back.
     expect((w = nextPollMs(w, 'ok', 50))).toBe(1);
     expect((w = nextPollMs(w, 'timed-out', 1000))).toBe(0.5);
-    expect(nextPollMs(nextPollMs(w, 'ok', 9), 'ok', 9)).toBe(POLL_MIN_MS);
+    expect(nextPollMs(nextPollMs(w, 'ok', 20), 'ok', 20)).toBe(POLL_MIN_MS);
+  });
+
+  it('keeps the short window for traffic that only arrives every few milliseconds', () => {
+    // A heartbeat every 1.5 ms: growing the window would poll all the time.
+    let w = POLL_MIN_MS;
+    for (let i = 0; i < 10; i++) w = nextPollMs(w, 'ok', 1.3);
+    expect(w).toBe(POLL_MIN_MS);
+    // A window that grew holds while sleeps stay between four and sixteen windows.
+    expect(nextPollMs(0.4, 'ok', 5)).toBe(0.4);
   });
 });

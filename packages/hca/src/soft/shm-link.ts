@@ -56,15 +56,22 @@ const DRAIN_MS = 0.25;
  * SDP ping-pong was seen stuck at ~550 µs per round for a hundred rounds,
  * against ~16 µs. So a sleep that ends soon (the peer answered just after
  * we gave up) doubles the window, and a long one (the peer was idle)
- * halves it again.
+ * halves it again (nextPollMs).
  */
 export const POLL_MIN_MS = 0.2;
 export const POLL_MAX_MS = 2;
 
-/** The poll window after a sleep that ended with `outcome` after `sleptMs`. */
+/**
+ * The poll window after a sleep that ended with `outcome` after `sleptMs`.
+ * Only a sleep shorter than four windows grows it (the peer answered not
+ * long after we gave up), so traffic that merely arrives every millisecond
+ * or two (a heartbeat, a slow client) keeps the short window and costs
+ * little CPU; a sleep sixteen windows long shrinks it.
+ */
 export function nextPollMs(pollMs: number, outcome: string, sleptMs: number): number {
-  if (outcome === 'ok' && sleptMs < POLL_MAX_MS) return Math.min(POLL_MAX_MS, pollMs * 2);
-  return Math.max(POLL_MIN_MS, pollMs / 2);
+  if (outcome === 'ok' && sleptMs < 4 * pollMs) return Math.min(POLL_MAX_MS, pollMs * 2);
+  if (outcome !== 'ok' || sleptMs > 16 * pollMs) return Math.max(POLL_MIN_MS, pollMs / 2);
+  return pollMs;
 }
 /**
  * Packets queued in this process when a peer's ring is full; beyond it they
