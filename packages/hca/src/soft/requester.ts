@@ -318,7 +318,6 @@ export class Requester {
     this.advance(psnAdd(h.psn, 1));
   }
 
-  /** The descriptor of a by-reference READ, through the ring ahead of its request. */
   /** Copies a by-reference READ's bytes from the responder's region into the WQE's buffers; false when it failed the WQE. */
   private pullReadSource(w: SendWqe, index: number, buf: Uint8Array, off: number, len: number): boolean {
     const qp = this.qp;
@@ -343,6 +342,7 @@ export class Requester {
     return true;
   }
 
+  /** The descriptor of a by-reference READ, through the ring ahead of its request. */
   private sendReadDesc(w: SendWqe, psn: number, peer: Peer): boolean {
     const qp = this.qp;
     const d = this.vmDesc;

@@ -288,7 +288,7 @@ export class Responder {
     const mem = qp.host.mrs.bufferOf(p.rethRkey);
     const offer = len >= VM_MIN_BYTES && link.vmOk && sharedRegionOf(mem) !== undefined;
     if (len > 0 && !offer) {
-      const r = vmMove(false, desc, 0, desc.length, pid, qp.host.mrs.bufferOf(p.rethRkey), off, len);
+      const r = vmMove(false, desc, 0, desc.length, pid, mem, off, len);
       if (r === VmResult.GONE) return;
       if (r !== VmResult.OK) return this.fail(p.psn, r === VmResult.BAD_DESC ? NAK_INV_REQ : NAK_REM_OP, EventType.QP_REQ_ERR);
     }

@@ -186,15 +186,17 @@ export function vmSourceBytes(buf: Uint8Array, off: number, len: number, pid: nu
   if (dv.getUint32(0) !== pid || fd1 === 0) return undefined;
   const segOff = Number(dv.getBigUint64(16));
   const region = peerRegion(pid, fd1 - 1, dv.getUint32(24), dv.getUint32(28));
+  let bytes: Uint8Array;
+  if (region && segOff + length <= region.length) {
+    bytes = region.subarray(segOff, segOff + length);
+    vmCounters.mapped++;
+  } else {
+    bytes = new Uint8Array(length);
+    vmRead(pid, dv.getBigUint64(8), bytes);
+  }
   vmCounters.readPulls++;
   vmCounters.bytes += length;
-  if (region && segOff + length <= region.length) {
-    vmCounters.mapped++;
-    return region.subarray(segOff, segOff + length);
-  }
-  const copy = new Uint8Array(length);
-  vmRead(pid, dv.getBigUint64(8), copy);
-  return copy;
+  return bytes;
 }
 
 /** Access a requester's SGEs need for a by-reference message: READ lands in them. */
