@@ -7,6 +7,8 @@
 //    backpressure, until the sink has counted every byte);
 //  - HTTP requests/s: Node's http server and client, unchanged, keep-alive,
 //    8 requests in flight, 64-byte bodies.
+// Each first warms up on its own measured loop until it stops getting faster
+// (packages/sdp/bench/worker.mjs, warmUp).
 // Each is repeated BENCH_REPS times (default 5); medians are reported.
 // Writes bench-results/sdp.json and sdp.md.
 import fs from 'node:fs';
@@ -24,7 +26,7 @@ const REPS = Number(process.env.BENCH_REPS ?? 5);
 const COUNTS = {
   latency: Number(process.env.BENCH_SDP_LAT_ITERS ?? 5000),
   throughput: Number(process.env.BENCH_SDP_MIB ?? 1024),
-  http: Number(process.env.BENCH_SDP_HTTP_REQS ?? 3000),
+  http: Number(process.env.BENCH_SDP_HTTP_REQS ?? 10000),
 };
 const SERVER_KIND = { latency: 'echo', throughput: 'sink', http: 'http' };
 const FIELD = { latency: 'rttUs', throughput: 'mibPerSec', http: 'requestsPerSec' };

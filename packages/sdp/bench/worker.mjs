@@ -80,11 +80,28 @@ function once(emitter, ev) {
 }
 
 const WARMUP_MS = Number(process.env.BENCH_SDP_WARMUP_MS ?? 1000);
+const WARMUP_MAX_MS = Number(process.env.BENCH_SDP_WARMUP_MAX_MS ?? 10_000);
 
-/** Runs `step` at least `min` times and for at least WARMUP_MS. */
-async function warmUp(step, min) {
-  const t0 = performance.now();
-  for (let i = 0; i < min || performance.now() - t0 < WARMUP_MS; i++) await step();
+/**
+ * Runs `batch` (the measured loop itself, on a smaller count) for at least
+ * WARMUP_MS, then until a batch is no longer 5% faster than the one before
+ * (at most WARMUP_MAX_MS): the same rule for both transports. V8 compiles a
+ * hot path over its first seconds, and SDP's, most of it JavaScript where
+ * TCP's is the kernel's, takes longer to settle: HTTP over SDP ran at 1/3
+ * of its steady rate for its first second and reached it after ~8000
+ * requests (~2.5 s); a 1 s warm-up measured that ramp, not the transport.
+ */
+async function warmUp(batch) {
+  const w0 = performance.now();
+  let prev = Infinity;
+  for (;;) {
+    const t = performance.now();
+    await batch();
+    const now = performance.now();
+    const faster = now - t < 0.95 * prev;
+    prev = now - t;
+    if (now - w0 >= WARMUP_MAX_MS || (now - w0 >= WARMUP_MS && !faster)) return;
+  }
 }
 
 async function latency(port, count) {
@@ -106,23 +123,27 @@ async function latency(port, count) {
       resolveRound = r;
       s.write(msg);
     });
-  // Warm-up for a time as well as a count, for both transports: V8 compiles
-  // the hot path over its first few hundred milliseconds, and SDP's (most of
-  // it JavaScript, where TCP's is the kernel's) measured 10-30x slower per
-  // round trip for its first ~4000.
-  await warmUp(round, 200);
   // Each round trip timed on its own: the mean is what a request/response loop sees, the
   // median (perftest's t_typical) what a typical exchange costs; the tail tells them apart.
   const rtt = new Float64Array(count);
-  const t0 = performance.now();
-  let prev = t0;
-  for (let i = 0; i < count; i++) {
-    await round();
-    const now = performance.now();
-    rtt[i] = (now - prev) * 1000;
-    prev = now;
-  }
-  const us = ((prev - t0) * 1000) / count;
+  const rounds = async (n) => {
+    const t0 = performance.now();
+    let prev = t0;
+    for (let i = 0; i < n; i++) {
+      await round();
+      const now = performance.now();
+      rtt[i] = (now - prev) * 1000;
+      prev = now;
+    }
+    return prev - t0;
+  };
+  // The warm-up runs the very loop that is then measured: a warm-up loop of
+  // its own left this one to be compiled during the measurement, each
+  // TurboFan job (up to 3 ms on a background thread) stalling a round trip
+  // on these 2 cores.
+  await warmUp(() => rounds(Math.min(count, 2000)));
+  const ms = await rounds(count);
+  const us = (ms * 1000) / count;
   s.destroy();
   rtt.sort();
   const q = (p) => rtt[Math.min(count - 1, Math.floor(p * count))];
@@ -135,15 +156,24 @@ async function throughput(port, count) {
   const chunk = Buffer.alloc(1 << 20, 7);
   const reply = [];
   s.on('data', (d) => reply.push(d));
+  const writes = async (n) => {
+    for (let i = 0; i < n; i++) {
+      if (!s.write(chunk)) await once(s, 'drain');
+    }
+  };
+  let sent = 0;
+  await warmUp(async () => {
+    await writes(64);
+    sent += 64;
+  });
   const t0 = performance.now();
-  for (let i = 0; i < count; i++) {
-    if (!s.write(chunk)) await once(s, 'drain');
-  }
+  await writes(count);
   s.end();
   await once(s, 'end');
   const ms = performance.now() - t0;
   const { bytes } = JSON.parse(Buffer.concat(reply).toString());
-  if (bytes !== count << 20) throw new Error(`sink got ${bytes} bytes, sent ${count << 20}`);
+  const total = (sent + count) * (1 << 20);
+  if (bytes !== total) throw new Error(`sink got ${bytes} bytes, sent ${total}`);
   s.destroy();
   return { mibPerSec: count / (ms / 1000) };
 }
@@ -171,7 +201,7 @@ async function httpBench(port, count) {
       }),
     );
   };
-  await warmUp(() => run(conc), 200 / conc);
+  await warmUp(() => run(1000));
   const t0 = performance.now();
   await run(count);
   const rps = count / ((performance.now() - t0) / 1000);
