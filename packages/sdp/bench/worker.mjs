@@ -87,9 +87,10 @@ const WARMUP_MAX_MS = Number(process.env.BENCH_SDP_WARMUP_MAX_MS ?? 10_000);
  * WARMUP_MS, then until a batch is no longer 5% faster than the one before
  * (at most WARMUP_MAX_MS): the same rule for both transports. V8 compiles a
  * hot path over its first seconds, and SDP's, most of it JavaScript where
- * TCP's is the kernel's, takes longer to settle: HTTP over SDP ran at 1/3
- * of its steady rate for its first second and reached it after ~8000
- * requests (~2.5 s); a 1 s warm-up measured that ramp, not the transport.
+ * TCP's is the kernel's, takes longer to settle: HTTP over SDP served
+ * ~1100 requests in its first second and ~2700 in its second, and reached
+ * its steady ~13k/s after 2-2.5 s (TCP: ~3k in its first second, steady
+ * 9-12k/s); a 1 s warm-up measured that ramp, not the transport.
  */
 async function warmUp(batch) {
   const w0 = performance.now();
