@@ -1,5 +1,5 @@
 // One side of an SDP-vs-TCP measurement, run by tooling/scripts/bench-sdp.mjs
-// (and by the cross-process tests) from the built package:
+// (and, with small counts, by test/bench-worker.test.ts) from the built package:
 //   node worker.mjs server <tcp|sdp> <echo|sink|http>        prints {"port","udpPort"}
 //   node worker.mjs client <tcp|sdp> <latency|throughput|http> <port> <udpPort> [count]
 // prints one JSON result line.
