@@ -123,6 +123,10 @@ export async function runJob(o: RunOptions): Promise<number> {
   };
   for (const s of SIGNALS) process.on(s, forward);
 
+  // The same command for every rank. A program that cannot be found is not
+  // bound: it is left to fail its own spawn (127, "could not start"), not taskset's.
+  const cmd = commandFor(o.program, o.args);
+  const bindable = findProgram(cmd[0]!) !== undefined;
   for (let rank = 0; rank < o.np; rank++) {
     const host = hosts[rank]!;
     const local = isLocalHost(host);
@@ -137,13 +141,11 @@ export async function runJob(o: RunOptions): Promise<number> {
       MPILITE_JOBID: jobId,
       MPILITE_RENDEZVOUS: `${local ? '127.0.0.1' : remoteAddr}:${port}`,
     };
-    const cmd = commandFor(o.program, o.args);
     let child: ChildProcess;
     const stdio: ('pipe' | 'ignore')[] = [rank === 0 && o.stdin !== false ? 'pipe' : 'ignore', 'pipe', 'pipe'];
     if (local) {
-      // A program that cannot be found is left to fail its own spawn (127, "could not start"), not taskset's.
       const bind = binds[nextLocal++]!;
-      const full = bind.length > 0 && findProgram(cmd[0]!) ? [...bind, ...cmd] : cmd;
+      const full = bind.length > 0 && bindable ? [...bind, ...cmd] : cmd;
       child = spawn(full[0]!, full.slice(1), { env: { ...process.env, ...env }, stdio });
     } else {
       const pairs = Object.entries({ ...pickForwarded(), ...env }).map(([k, v]) => `${k}=${v}`);
