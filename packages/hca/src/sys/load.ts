@@ -22,6 +22,8 @@ export interface SysAddon {
   wakeOpen(pid: number, fd: number): number;
   wakeKick(fd: number): boolean;
   fdClose(fd: number): void;
+  /** Absent from addons built before it (loop-turns.ts falls back to setImmediate). */
+  LoopSpin?: new (onTurn: () => void) => NativeLoopSpin;
   FutexWaiter: new (buffer: ArrayBuffer, byteOffset: number, onResult: (code: number) => void, waitersOffset?: number) => NativeFutexWaiter;
   vmTransfer(write: boolean, pid: number, buffer: ArrayBuffer | ArrayBufferView, offset: number, length: number, remote: bigint): number;
   BatchSocket: new (options: NativeBatchSocketOptions) => NativeBatchSocket;
@@ -29,6 +31,12 @@ export interface SysAddon {
 
 export interface NativeWakePipe {
   writeFd(): number;
+  start(): void;
+  stop(): void;
+  close(): void;
+}
+
+export interface NativeLoopSpin {
   start(): void;
   stop(): void;
   close(): void;

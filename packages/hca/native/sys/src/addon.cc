@@ -8,6 +8,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ibal::InitVm(env, exports);
   ibal::InitBatchSocket(env, exports);
   ibal::InitWakePipe(env, exports);
+  ibal::InitLoopSpin(env, exports);
   return exports;
 }
 

@@ -96,5 +96,6 @@ void InitFutex(Napi::Env env, Napi::Object exports);
 void InitVm(Napi::Env env, Napi::Object exports);
 void InitBatchSocket(Napi::Env env, Napi::Object exports);
 void InitWakePipe(Napi::Env env, Napi::Object exports);
+void InitLoopSpin(Napi::Env env, Napi::Object exports);
 
 }  // namespace ibal
