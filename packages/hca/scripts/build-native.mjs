@@ -53,7 +53,9 @@ function upToDate(dir) {
   const built = fs.existsSync(release) ? fs.readdirSync(release).filter((f) => f.endsWith('.node')) : [];
   if (built.length === 0 || fs.existsSync(path.join(dir, 'build', 'ibal-build-error.txt'))) return false;
   const out = Math.min(...built.map((f) => fs.statSync(path.join(release, f)).mtimeMs));
-  return out > Math.max(newest(path.join(dir, 'src')), newest(path.join(dir, 'binding.gyp')));
+  const shared = path.join(nativeRoot, 'include');
+  const headers = fs.existsSync(shared) ? newest(shared) : 0;
+  return out > Math.max(newest(path.join(dir, 'src')), newest(path.join(dir, 'binding.gyp')), headers);
 }
 
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);

@@ -11,6 +11,7 @@
 // Received datagrams land in one preallocated buffer of fixed-size slots;
 // a metadata array says, per slot, the length, flags and source address.
 #include "common.h"
+#include "uv-box.h"
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
@@ -123,15 +124,14 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     ctx_ = new Napi::AsyncContext(env, "ibal-batch-socket");
     uv_loop_s* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    if (uv_poll_init(loop, poll_, fd_) != 0) {
-      delete poll_;
-      poll_ = nullptr;
+    poll_ = UvBox<uv_poll_t>::New(env, &poll_);
+    if (uv_poll_init(loop, &poll_->handle, fd_) != 0) {
+      poll_->Discard();
       close(fd_);
       fd_ = -1;
       throw ErrnoError(env, EINVAL, "uv_poll_init");
     }
-    poll_->data = this;
+    poll_->handle.data = this;
   }
 
   ~BatchSocket() override {
@@ -337,8 +337,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
     refed_ = info.Length() < 1 || info[0].ToBoolean();
     if (poll_) {
-      if (refed_) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-      else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+      if (refed_) uv_ref(poll_->base());
+      else uv_unref(poll_->base());
     }
     return info.Env().Undefined();
   }
@@ -359,13 +359,13 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     if (!poll_) return;
     int events = (reading_ ? UV_READABLE : 0) | (writable_ ? UV_WRITABLE : 0);
     if (events) {
-      uv_poll_start(poll_, events, OnPoll);
+      uv_poll_start(&poll_->handle, events, OnPoll);
       if (!held_) {
         Ref();  // the JS object lives while the poll may call into it
         held_ = true;
       }
     } else {
-      uv_poll_stop(poll_);
+      uv_poll_stop(&poll_->handle);
       if (held_) {
         held_ = false;
         Unref();
@@ -376,11 +376,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   void Shutdown() {
     if (fd_ < 0) return;
     reading_ = writable_ = false;
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
+    if (poll_) poll_->Close();  // clears poll_
     close(fd_);
     fd_ = -1;
     if (held_) {
@@ -461,7 +457,7 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   int fd_ = -1;
   int batch_ = 64;
   size_t slot_ = 4352;
-  uv_poll_t* poll_ = nullptr;
+  UvBox<uv_poll_t>* poll_ = nullptr;
   bool reading_ = false, writable_ = false, held_ = false, refed_ = true;
   uint64_t errors_ = 0;
   int lastErrno_ = 0;

@@ -91,6 +91,13 @@ inline double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* wh
   return info[i].As<Napi::Number>().DoubleValue();
 }
 
+// Keeps the shared mapping that holds `addr` (one of shmMap, memfdMap or
+// fileMap) mapped, even past its ArrayBuffer's finalizer, until the token is
+// released: a native thread sleeping on a word there must never find it
+// unmapped. Returns nullptr for memory that is not such a mapping.
+void* RetainMapping(const void* addr);
+void ReleaseMapping(void* token);
+
 void InitShm(Napi::Env env, Napi::Object exports);
 void InitFutex(Napi::Env env, Napi::Object exports);
 void InitVm(Napi::Env env, Napi::Object exports);

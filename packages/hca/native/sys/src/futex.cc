@@ -149,8 +149,10 @@ struct WaiterState;
 void CallJs(Napi::Env env, Napi::Function fn, WaiterState* state, int* result);
 using Tsfn = Napi::TypedThreadSafeFunction<WaiterState, int, CallJs>;
 
-// Shared by the JS object, the thread and the thread-safe function; freed by
-// the latter's finalizer, after the last queued result was delivered.
+// Shared by the JS object, the thread and the thread-safe function; freed
+// when both the JS object and the thread-safe function's finalizer are done
+// with it. Either may come first: when a worker thread ends, Node finalizes
+// the thread-safe function while the JS object (and our thread) still exist.
 struct WaiterState {
   uint32_t* addr = nullptr;
   // Counts sleepers (see futexWaitSync); the thread raises it only around
@@ -166,9 +168,20 @@ struct WaiterState {
   std::atomic<bool> cancel{false};
   std::thread thread;
   Tsfn tsfn;
-  bool released = false;  // JS-thread only
-  bool refed = false;     // JS-thread only
+  bool released = false;   // JS-thread only
+  bool refed = false;      // JS-thread only
+  bool finalized = false;  // JS-thread only: tsfn is gone
+  int owners = 2;          // JS-thread only: the JS object and tsfn's finalizer
+  void* mapping = nullptr; // RetainMapping: the words stay mapped while the thread runs
 };
+
+// Ends the thread (waking it from a wait) and waits for it; idempotent.
+// JS-thread only.
+void StopThread(WaiterState* s);
+
+void DropState(WaiterState* s) {
+  if (--s->owners == 0) delete s;
+}
 
 // Runs on the JS thread. Nothing may escape it as a C++ exception: it is
 // called from C, and an escape is std::terminate. That happened at process
@@ -227,8 +240,26 @@ void WaiterMain(WaiterState* s) {
     lock.lock();
     s->armed = false;
     s->cancel.store(false);
-    s->tsfn.NonBlockingCall(new int(r));
+    int* result = new int(r);
+    // napi_closing once the environment is going away: nobody to tell.
+    if (s->tsfn.NonBlockingCall(result) != napi_ok) delete result;
   }
+}
+
+void StopThread(WaiterState* s) {
+  if (!s->thread.joinable()) return;
+  {
+    std::lock_guard<std::mutex> g(s->m);
+    s->quit = true;
+    if (s->armed) {
+      s->cancel.store(true);
+      Futex(s->addr, FUTEX_WAKE, INT_MAX, nullptr);
+    }
+  }
+  s->cv.notify_one();
+  s->thread.join();
+  ReleaseMapping(s->mapping);
+  s->mapping = nullptr;
 }
 
 class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
@@ -250,10 +281,21 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
     state_ = new WaiterState();
     state_->addr = addr;
     state_->waiters = waiters;
+    // A worker thread's end finalizes the buffer before any cleanup hook of
+    // ours can stop the thread: the mapping must outlive the thread itself.
+    state_->mapping = RetainMapping(addr);
     state_->tsfn = Tsfn::New(env, info[2].As<Napi::Function>(), "ibal-futex-waiter", 0, 1, state_,
-                             [](Napi::Env, void*, WaiterState* s) { delete s; });
+                             [](Napi::Env, void*, WaiterState* s) {
+                               s->finalized = true;
+                               StopThread(s);  // a joinable std::thread destroyed is std::terminate
+                               DropState(s);
+                             });
     state_->tsfn.Unref(env);
     state_->thread = std::thread(WaiterMain, state_);
+    // When a worker thread ends, the thread must be stopped before the
+    // environment (and the thread-safe function) go away.
+    env_ = env;
+    napi_add_env_cleanup_hook(env, OnEnvCleanup, state_);
   }
 
   ~FutexWaiter() override { Shutdown(nullptr); }
@@ -263,7 +305,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
   // 3 fault) arrives through onResult. One wait at a time.
   Napi::Value Arm(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!state_ || state_->released) throw ArgError(env, "FutexWaiter is closed");
+    if (!state_ || state_->released || state_->finalized) throw ArgError(env, "FutexWaiter is closed");
     uint32_t expected = static_cast<uint32_t>(static_cast<int64_t>(NumberArg(info, 0, "expected")));
     double timeoutMs = info.Length() > 1 ? NumberArg(info, 1, "timeoutMs") : -1;
     {
@@ -300,28 +342,26 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
     return info.Env().Undefined();
   }
 
+  static void OnEnvCleanup(void* arg) { StopThread(static_cast<WaiterState*>(arg)); }
+
   void Shutdown(const Napi::CallbackInfo* info) {
-    if (!state_ || state_->released) return;
+    if (!state_) return;
     WaiterState* s = state_;
-    {
-      std::lock_guard<std::mutex> g(s->m);
-      s->quit = true;
-      if (s->armed) {
-        s->cancel.store(true);
-        Futex(s->addr, FUTEX_WAKE, INT_MAX, nullptr);
-      }
-    }
-    s->cv.notify_one();
-    s->thread.join();
-    s->released = true;
-    if (info && s->refed) s->tsfn.Unref(info->Env());
-    s->refed = false;
-    s->tsfn.Release();  // the finalizer frees s
     state_ = nullptr;
+    napi_remove_env_cleanup_hook(env_, OnEnvCleanup, s);
+    StopThread(s);
+    if (!s->finalized && !s->released) {
+      s->released = true;
+      if (info && s->refed) s->tsfn.Unref(info->Env());
+      s->refed = false;
+      s->tsfn.Release();
+    }
     if (!buffer_.IsEmpty()) buffer_.Reset();
+    DropState(s);
   }
 
   WaiterState* state_ = nullptr;
+  napi_env env_ = nullptr;
   Napi::ObjectReference buffer_;
 };
 

@@ -3,7 +3,7 @@
 // src/sys/loop-turns.ts for why not setImmediate). While it is started the
 // loop does not block in epoll, as with a pending setImmediate.
 #include "common.h"
-#include <uv.h>
+#include "uv-box.h"
 
 namespace ibal {
 namespace {
@@ -24,9 +24,9 @@ class LoopSpin : public Napi::ObjectWrap<LoopSpin> {
     ctx_ = new Napi::AsyncContext(env, "ibal-loop-spin");
     uv_loop_s* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    idle_ = new uv_idle_t;
-    uv_idle_init(loop, idle_);
-    idle_->data = this;
+    idle_ = UvBox<uv_idle_t>::New(env, &idle_);
+    uv_idle_init(loop, &idle_->handle);
+    idle_->handle.data = this;
   }
 
   ~LoopSpin() override {
@@ -45,7 +45,7 @@ class LoopSpin : public Napi::ObjectWrap<LoopSpin> {
       // A started handle keeps its wrapper (and so onTurn) alive, as a
       // pending setImmediate would, even if JavaScript dropped it.
       Ref();
-      uv_idle_start(idle_, OnIdle);
+      uv_idle_start(&idle_->handle, OnIdle);
     }
     return info.Env().Undefined();
   }
@@ -53,7 +53,7 @@ class LoopSpin : public Napi::ObjectWrap<LoopSpin> {
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     if (idle_ && started_) {
       started_ = false;
-      uv_idle_stop(idle_);
+      uv_idle_stop(&idle_->handle);
       Unref();
     }
     return info.Env().Undefined();
@@ -82,16 +82,12 @@ class LoopSpin : public Napi::ObjectWrap<LoopSpin> {
       started_ = false;
       Unref();
     }
-    if (idle_) {
-      uv_idle_stop(idle_);
-      uv_close(reinterpret_cast<uv_handle_t*>(idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
-      idle_ = nullptr;
-    }
+    if (idle_) idle_->Close();  // clears idle_
   }
 
   Napi::Env env_;
   bool started_ = false;
-  uv_idle_t* idle_ = nullptr;
+  UvBox<uv_idle_t>* idle_ = nullptr;
   Napi::FunctionReference onTurn_;
   Napi::AsyncContext* ctx_ = nullptr;
 };

@@ -7,6 +7,9 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
+#include <mutex>
+#include <vector>
 
 namespace ibal {
 namespace {
@@ -15,12 +18,32 @@ struct Mapping {
   void* addr;
   size_t length;
   int fd = -1;  // kept open for as long as the memory lives (memfdMap)
+  int refs = 1;  // the ArrayBuffer's, plus one per RetainMapping
 };
 
-void Unmap(Napi::Env, void*, Mapping* m) {
+// Mappings whose ArrayBuffer is alive, for RetainMapping; every worker
+// thread's addon instance shares them.
+std::mutex registryLock;
+std::vector<Mapping*> registry;
+
+void Drop(Mapping* m) {  // under registryLock
+  if (--m->refs > 0) return;
   munmap(m->addr, m->length);
   if (m->fd >= 0) close(m->fd);
   delete m;
+}
+
+Napi::ArrayBuffer Expose(Napi::Env env, Mapping* m) {
+  {
+    std::lock_guard<std::mutex> g(registryLock);
+    registry.push_back(m);
+  }
+  return Napi::ArrayBuffer::New(env, m->addr, m->length, [](Napi::Env, void*, Mapping* m) {
+    std::lock_guard<std::mutex> g(registryLock);
+    auto it = std::find(registry.begin(), registry.end(), m);
+    if (it != registry.end()) registry.erase(it);
+    Drop(m);
+  }, m);
 }
 
 bool SizeOk(double size) {
@@ -87,8 +110,7 @@ Napi::Value ShmMap(const Napi::CallbackInfo& info) {
     if (create) shm_unlink(name.c_str());
     throw ErrnoError(env, err, "mmap " + name);
   }
-  Mapping* m = new Mapping{addr, len};
-  return Napi::ArrayBuffer::New(env, addr, len, Unmap, m);
+  return Expose(env, new Mapping{addr, len});
 }
 
 // memfdMap(size) -> { buffer, fd }: anonymous shared memory with no name
@@ -119,9 +141,8 @@ Napi::Value MemfdMap(const Napi::CallbackInfo& info) {
     close(fd);
     throw ErrnoError(env, err, "mmap memfd");
   }
-  Mapping* m = new Mapping{addr, len, fd};
   Napi::Object out = Napi::Object::New(env);
-  out.Set("buffer", Napi::ArrayBuffer::New(env, addr, len, Unmap, m));
+  out.Set("buffer", Expose(env, new Mapping{addr, len, fd}));
   out.Set("fd", Napi::Number::New(env, fd));
   return out;
 }
@@ -145,8 +166,7 @@ Napi::Value FileMap(const Napi::CallbackInfo& info) {
   int err = errno;
   close(fd);
   if (addr == MAP_FAILED) throw ErrnoError(env, err, "mmap " + path);
-  Mapping* m = new Mapping{addr, len};
-  return Napi::ArrayBuffer::New(env, addr, len, Unmap, m);
+  return Expose(env, new Mapping{addr, len});
 }
 
 Napi::Value ShmUnlink(const Napi::CallbackInfo& info) {
@@ -173,6 +193,25 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace
+
+void* RetainMapping(const void* addr) {
+  std::lock_guard<std::mutex> g(registryLock);
+  auto p = static_cast<const uint8_t*>(addr);
+  for (Mapping* m : registry) {
+    auto base = static_cast<const uint8_t*>(m->addr);
+    if (p >= base && p < base + m->length) {
+      m->refs++;
+      return m;
+    }
+  }
+  return nullptr;
+}
+
+void ReleaseMapping(void* token) {
+  if (!token) return;
+  std::lock_guard<std::mutex> g(registryLock);
+  Drop(static_cast<Mapping*>(token));
+}
 
 void InitShm(Napi::Env env, Napi::Object exports) {
   exports.Set("shmMap", Napi::Function::New(env, ShmMap, "shmMap"));

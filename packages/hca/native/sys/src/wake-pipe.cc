@@ -4,6 +4,7 @@
 // watches the read end of a pipe (uv_poll), and a waker in any process of
 // the same user writes a byte to it through /proc/<pid>/fd/<fd>.
 #include "common.h"
+#include "uv-box.h"
 #include <fcntl.h>
 #include <unistd.h>
 #include <string>
@@ -33,14 +34,13 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
     ctx_ = new Napi::AsyncContext(env, "ibal-wake-pipe");
     uv_loop_s* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
-    poll_ = new uv_poll_t;
-    if (uv_poll_init(loop, poll_, rfd_) != 0) {
-      delete poll_;
-      poll_ = nullptr;
+    poll_ = UvBox<uv_poll_t>::New(env, &poll_);
+    if (uv_poll_init(loop, &poll_->handle, rfd_) != 0) {
+      poll_->Discard();
       Shutdown();
       throw ErrnoError(env, EINVAL, "uv_poll_init");
     }
-    poll_->data = this;
+    poll_->handle.data = this;
   }
 
   ~WakePipe() override {
@@ -56,7 +56,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
     if (!poll_) throw ArgError(info.Env(), "WakePipe is closed");
     if (!started_) {
       started_ = true;
-      uv_poll_start(poll_, UV_READABLE, OnPoll);
+      uv_poll_start(&poll_->handle, UV_READABLE, OnPoll);
     }
     return info.Env().Undefined();
   }
@@ -64,7 +64,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     if (poll_ && started_) {
       started_ = false;
-      uv_poll_stop(poll_);
+      uv_poll_stop(&poll_->handle);
     }
     return info.Env().Undefined();
   }
@@ -94,11 +94,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
   }
 
   void Shutdown() {
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
+    if (poll_) poll_->Close();  // clears poll_
     started_ = false;
     if (rfd_ >= 0) close(rfd_);
     if (wfd_ >= 0) close(wfd_);
@@ -108,7 +104,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
   Napi::Env env_;
   int rfd_ = -1, wfd_ = -1;
   bool started_ = false;
-  uv_poll_t* poll_ = nullptr;
+  UvBox<uv_poll_t>* poll_ = nullptr;
   Napi::FunctionReference onWake_;
   Napi::AsyncContext* ctx_ = nullptr;
 };

@@ -194,17 +194,17 @@ Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(inf
   asyncCtx_ = new Napi::AsyncContext(env, "ibal-verbs-context");
   uv_loop_s* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
-  cqPoll_ = new uv_poll_t;
-  asyncPoll_ = new uv_poll_t;
-  uv_poll_init(loop, cqPoll_, channel_->fd);
-  uv_poll_init(loop, asyncPoll_, ctx_->async_fd);
-  cqPoll_->data = this;
-  asyncPoll_->data = this;
-  uv_poll_start(cqPoll_, UV_READABLE, OnCqReadable);
-  uv_poll_start(asyncPoll_, UV_READABLE, OnAsyncReadable);
+  cqPoll_ = ibal::UvBox<uv_poll_t>::New(env, &cqPoll_);
+  asyncPoll_ = ibal::UvBox<uv_poll_t>::New(env, &asyncPoll_);
+  uv_poll_init(loop, &cqPoll_->handle, channel_->fd);
+  uv_poll_init(loop, &asyncPoll_->handle, ctx_->async_fd);
+  cqPoll_->handle.data = this;
+  asyncPoll_->handle.data = this;
+  uv_poll_start(&cqPoll_->handle, UV_READABLE, OnCqReadable);
+  uv_poll_start(&asyncPoll_->handle, UV_READABLE, OnAsyncReadable);
   // Async events never keep the process alive; the channel does only while a CQ is armed.
-  uv_unref(reinterpret_cast<uv_handle_t*>(asyncPoll_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(cqPoll_));
+  uv_unref(asyncPoll_->base());
+  uv_unref(cqPoll_->base());
 }
 
 Context::~Context() { Shutdown(); }
@@ -221,8 +221,8 @@ void Context::Invoke(Napi::FunctionReference& fn, std::initializer_list<napi_val
 
 void Context::UpdateRef() {
   if (!cqPoll_) return;
-  if (armed_ > 0) uv_ref(reinterpret_cast<uv_handle_t*>(cqPoll_));
-  else uv_unref(reinterpret_cast<uv_handle_t*>(cqPoll_));
+  if (armed_ > 0) uv_ref(cqPoll_->base());
+  else uv_unref(cqPoll_->base());
 }
 
 void Context::OnCqReadable(uv_poll_t* h, int status, int events) {
@@ -996,14 +996,8 @@ void Context::Shutdown() {
   }
   for (auto& kv : pds_) ibv_dealloc_pd(kv.second);
   pds_.clear();
-  auto closePoll = [](uv_poll_t*& p) {
-    if (!p) return;
-    uv_poll_stop(p);
-    uv_close(reinterpret_cast<uv_handle_t*>(p), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    p = nullptr;
-  };
-  closePoll(cqPoll_);
-  closePoll(asyncPoll_);
+  if (cqPoll_) cqPoll_->Close();  // clears cqPoll_
+  if (asyncPoll_) asyncPoll_->Close();
   ibv_destroy_comp_channel(channel_);
   channel_ = nullptr;
   ibv_close_device(ctx_);

@@ -7,6 +7,7 @@
 #include <vector>
 #include "layout.h"
 #include "wr.h"
+#include "uv-box.h"
 
 namespace ibal {
 
@@ -137,8 +138,8 @@ class Context : public Napi::ObjectWrap<Context>, public AhResolver {
   Napi::Env env_;
   ibv_context* ctx_ = nullptr;
   ibv_comp_channel* channel_ = nullptr;
-  uv_poll_t* cqPoll_ = nullptr;
-  uv_poll_t* asyncPoll_ = nullptr;
+  ibal::UvBox<uv_poll_t>* cqPoll_ = nullptr;
+  ibal::UvBox<uv_poll_t>* asyncPoll_ = nullptr;
   Napi::AsyncContext* asyncCtx_ = nullptr;
   Napi::FunctionReference onCq_, onAsync_;
   int armed_ = 0;

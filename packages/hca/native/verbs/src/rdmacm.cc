@@ -5,6 +5,7 @@
 // QPs it did not create), and connect/accept carry its qp_num.
 #include <napi.h>
 #include <uv.h>
+#include "uv-box.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <rdma/rdma_cma.h>
@@ -89,11 +90,11 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     asyncCtx_ = new Napi::AsyncContext(info.Env(), "ibal-rdmacm");
     uv_loop_s* loop = nullptr;
     napi_get_uv_event_loop(info.Env(), &loop);
-    poll_ = new uv_poll_t;
-    uv_poll_init(loop, poll_, ch_->fd);
-    poll_->data = this;
-    uv_poll_start(poll_, UV_READABLE, OnReadable);
-    uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    poll_ = ibal::UvBox<uv_poll_t>::New(info.Env(), &poll_);
+    uv_poll_init(loop, &poll_->handle, ch_->fd);
+    poll_->handle.data = this;
+    uv_poll_start(&poll_->handle, UV_READABLE, OnReadable);
+    uv_unref(poll_->base());
   }
 
   ~EventChannel() override { Shutdown(); }
@@ -128,8 +129,8 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
   }
   void SyncRef() {
     if (!poll_) return;
-    if (!waiting_.empty()) uv_ref(reinterpret_cast<uv_handle_t*>(poll_));
-    else uv_unref(reinterpret_cast<uv_handle_t*>(poll_));
+    if (!waiting_.empty()) uv_ref(poll_->base());
+    else uv_unref(poll_->base());
   }
   static uint32_t Num(const Napi::CallbackInfo& info, int i = 0) { return info[i].As<Napi::Number>().Uint32Value(); }
 
@@ -402,11 +403,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     for (auto& kv : ids_) rdma_destroy_id(kv.second);
     ids_.clear();
     waiting_.clear();
-    if (poll_) {
-      uv_poll_stop(poll_);
-      uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-      poll_ = nullptr;
-    }
+    if (poll_) poll_->Close();  // clears poll_
     rdma_destroy_event_channel(ch_);
     ch_ = nullptr;
     delete asyncCtx_;
@@ -420,7 +417,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
 
   Napi::Env env_;
   rdma_event_channel* ch_ = nullptr;
-  uv_poll_t* poll_ = nullptr;
+  ibal::UvBox<uv_poll_t>* poll_ = nullptr;
   Napi::AsyncContext* asyncCtx_ = nullptr;
   Napi::FunctionReference onEvent_;
   std::unordered_map<uint32_t, rdma_cm_id*> ids_;
