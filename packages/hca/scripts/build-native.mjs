@@ -15,10 +15,24 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const nativeRoot = path.resolve(here, '..', 'native');
 const require = createRequire(import.meta.url);
 const required = process.env.IBAL_NATIVE_REQUIRED === '1';
-// An addon whose system headers are installed must build: with
+// An addon whose prerequisites are installed must build: with
 // libibverbs-dev present, a broken native/verbs is a bug, not a missing
-// prerequisite, and fails the build even without IBAL_NATIVE_REQUIRED.
+// prerequisite, and fails the build even without IBAL_NATIVE_REQUIRED; so
+// does native/sys, which needs only a C++ compiler and Node's own headers
+// (a compile error there had let the tests run on the soft HCA's fallbacks).
 const requiredWhenPresent = { verbs: ['/usr/include/infiniband/verbs.h', '/usr/include/rdma/rdma_cma.h'] };
+
+function onPath(cmd) {
+  return (process.env.PATH ?? '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, cmd)));
+}
+
+/** The prerequisites `name` needs are all here, described for the error message; undefined otherwise. */
+function prerequisitesMet(name) {
+  const headers = requiredWhenPresent[name];
+  if (headers) return headers.every((h) => fs.existsSync(h)) ? headers.join(' and ') : undefined;
+  const compiler = process.env.CXX || ['c++', 'g++'].find(onPath);
+  return name === 'sys' && compiler && nodeDir() ? `a C++ compiler (${compiler}) and Node's headers` : undefined;
+}
 let mustFail = 0;
 
 // Node-API addons need only node_api.h, which ships with Node itself; point
@@ -120,17 +134,17 @@ for (const name of dirs) {
       out.split('\n').find((l) => /fatal error|error:|cannot find|not found|No such file/i.test(l))?.trim() ??
       (r.error ? String(r.error) : `node-gyp exited with ${r.status}`);
     fs.writeFileSync(errFile, `${why}\n\n${out.slice(-8000)}`);
-    const headers = requiredWhenPresent[name];
-    if (headers && headers.every((h) => fs.existsSync(h))) {
+    const met = prerequisitesMet(name);
+    if (met) {
       mustFail++;
-      console.error(`native/${name}: build failed although ${headers.join(' and ')} are installed: ${why}`);
+      console.error(`native/${name}: build failed although ${met} are installed: ${why}`);
     } else {
       console.warn(`native/${name}: not built (${why}); the soft HCA works without it`);
     }
   }
 }
 if (mustFail) {
-  console.error(`${mustFail} native addon(s) failed to build although their headers are installed`);
+  console.error(`${mustFail} native addon(s) failed to build although their prerequisites are installed`);
   process.exit(1);
 }
 if (failed && required) {

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
+import { sysStatus } from '@ibal/hca';
 import { connect, type SdpSocket } from '../src/index.js';
 import { Peer, fixtures, privateLoopback, registerHook } from './helpers/child.js';
 import { errorOf, once, sleep } from './helpers/wait.js';
@@ -152,3 +153,16 @@ describe('SDP sockets across processes', () => {
   }, 300_000);
 });
 
+describe('SDP in worker threads', () => {
+  it('a worker terminated mid-traffic leaves its process running (shm and UDP paths)', async () => {
+    const p = peer([`${fixtures}/worker-traffic.mjs`]);
+    await p.message('alive', 60_000);
+    const runs = p.messages.filter((m) => 'terminated' in m);
+    expect(runs).toHaveLength(4);
+    // Where the addon is built (as CI builds it), the shm runs used it.
+    if (sysStatus().shm.on) expect(runs.filter((m) => m.shm === true)).toHaveLength(2);
+    const code = await new Promise<number | null>((resolve) => (p.proc.exitCode !== null ? resolve(p.proc.exitCode) : p.proc.once('exit', resolve)));
+    expect(code).toBe(0);
+    expect(p.stderr).toBe('');
+  });
+});

@@ -12,6 +12,7 @@
 // a metadata array says, per slot, the length, flags and source address.
 #include "common.h"
 #include "uv-box.h"
+#include "loop-call.h"
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
@@ -443,12 +444,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
   }
 
   void Invoke(Napi::FunctionReference& fn, int n, bool withCount) {
-    try {
-      if (withCount) fn.MakeCallback(Value(), {Napi::Number::New(env_, n)}, *ctx_);
-      else fn.MakeCallback(Value(), {}, *ctx_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env_, e.Value());
-    }
+    if (withCount) CallFromLoop(env_, Value(), fn, *ctx_, {Napi::Number::New(env_, n)});
+    else CallFromLoop(env_, Value(), fn, *ctx_);
   }
 
   Napi::Env env_;

@@ -8,6 +8,7 @@
 //  - FutexWaiter: a thread of its own sleeps in FUTEX_WAIT and reports to JS
 //    through a thread-safe function, so the event loop never blocks.
 #include "common.h"
+#include "loop-call.h"
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -183,27 +184,21 @@ void DropState(WaiterState* s) {
   if (--s->owners == 0) delete s;
 }
 
-// Runs on the JS thread. Nothing may escape it as a C++ exception: it is
-// called from C, and an escape is std::terminate. That happened at process
-// exit, when a wait finished while Node tore the environment down: creating
-// the argument or calling the function fails then (JS can no longer run),
-// and rethrowing into JS fails again. A handler's own exception is reported
-// as Node reports one thrown by any callback; one raised because JS cannot
-// run any more has nobody left to tell.
+// Runs on the JS thread, from C: nothing may escape it as a C++ exception
+// (that is std::terminate), so it uses the C API throughout. When a wait
+// finishes while Node tears the environment down (process exit, a worker
+// ending), JS can no longer run and the result has nobody to go to.
 void CallJs(Napi::Env env, Napi::Function fn, WaiterState* state, int* result) {
   int r = *result;
   delete result;
   if (env == nullptr || fn.IsEmpty()) return;
-  try {
-    if (!state->released && state->refed) {
-      state->tsfn.Unref(env);
-      state->refed = false;
-    }
-    fn.Call({Napi::Number::New(env, r)});
-  } catch (const Napi::Error& e) {
-    if (!e.IsEmpty()) napi_fatal_exception(env, e.Value());
-  } catch (...) {
+  if (!state->released && state->refed) {
+    napi_unref_threadsafe_function(env, state->tsfn);
+    state->refed = false;
   }
+  napi_value arg;
+  if (napi_create_int32(env, r, &arg) != napi_ok) return;
+  CallFromTsfn(env, fn, {arg});
 }
 
 // A cancelled wait is noticed within this slice even if the cancelling wake

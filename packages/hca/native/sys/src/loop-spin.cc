@@ -4,6 +4,7 @@
 // loop does not block in epoll, as with a pending setImmediate.
 #include "common.h"
 #include "uv-box.h"
+#include "loop-call.h"
 
 namespace ibal {
 namespace {
@@ -68,13 +69,7 @@ class LoopSpin : public Napi::ObjectWrap<LoopSpin> {
     auto* self = static_cast<LoopSpin*>(h->data);
     if (!self || !self->idle_ || !self->started_) return;
     Napi::HandleScope scope(self->env_);
-    try {
-      // MakeCallback, not Call: promises the callback settles run their
-      // reactions (and process.nextTick its ticks) before the loop goes on.
-      self->onTurn_.MakeCallback(self->Value(), {}, *self->ctx_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(self->env_, e.Value());
-    }
+    CallFromLoop(self->env_, self->Value(), self->onTurn_, *self->ctx_);
   }
 
   void Shutdown() {

@@ -5,6 +5,7 @@
 // the same user writes a byte to it through /proc/<pid>/fd/<fd>.
 #include "common.h"
 #include "uv-box.h"
+#include "loop-call.h"
 #include <fcntl.h>
 #include <unistd.h>
 #include <string>
@@ -86,11 +87,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
     self->Drain();
     if (!self->started_) return;
     Napi::HandleScope scope(self->env_);
-    try {
-      self->onWake_.MakeCallback(self->Value(), {}, *self->ctx_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(self->env_, e.Value());
-    }
+    CallFromLoop(self->env_, self->Value(), self->onWake_, *self->ctx_);
   }
 
   void Shutdown() {

@@ -3,6 +3,7 @@
 // bookkeeping a post and a poll need (the user's wr_id, what a WR pinned)
 // in preallocated tables, so neither allocates.
 #include "context.h"
+#include "loop-call.h"
 #include <fcntl.h>
 #include <unistd.h>
 #include <algorithm>
@@ -210,13 +211,9 @@ Context::Context(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Context>(inf
 Context::~Context() { Shutdown(); }
 
 void Context::Invoke(Napi::FunctionReference& fn, std::initializer_list<napi_value> args) {
-  try {
-    fn.MakeCallback(Value(), args, *asyncCtx_);
-  } catch (const Napi::Error& e) {
-    // An exception thrown by a JS handler belongs to that handler: report it
-    // as Node reports one thrown by any event callback.
-    napi_fatal_exception(env_, e.Value());
-  }
+  // An exception thrown by a JS handler belongs to that handler: reported
+  // as Node reports one thrown by any event callback.
+  CallFromLoop(env_, Value(), fn, *asyncCtx_, args);
 }
 
 void Context::UpdateRef() {

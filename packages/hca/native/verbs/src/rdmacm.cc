@@ -6,6 +6,7 @@
 #include <napi.h>
 #include <uv.h>
 #include "uv-box.h"
+#include "loop-call.h"
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <rdma/rdma_cma.h>
@@ -389,11 +390,7 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
           break;
       }
       rdma_ack_cm_event(ev);
-      try {
-        self->onEvent_.MakeCallback(self->Value(), {o}, *self->asyncCtx_);
-      } catch (const Napi::Error& e) {
-        napi_fatal_exception(env, e.Value());
-      }
+      CallFromLoop(env, self->Value(), self->onEvent_, *self->asyncCtx_, {o});
     }
     self->Unref();
   }
