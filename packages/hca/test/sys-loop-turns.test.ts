@@ -79,4 +79,15 @@ describe('LoopTurns', () => {
     expect(r.stdout.trim()).toBe('done');
     expect(r.status).toBe(0);
   });
+
+  it.skipIf(!hasNative)("an exception thrown by onTurn is the process's uncaught exception, as from any callback", () => {
+    const script = `
+      const a = require(${JSON.stringify(addon)});
+      const s = new a.LoopSpin(() => { throw new Error('thrown by onTurn'); });
+      process.on('uncaughtException', (e) => { console.log('uncaught: ' + e.message); s.close(); });
+      s.start();`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.stdout.trim()).toBe('uncaught: thrown by onTurn');
+    expect(r.status).toBe(0);
+  });
 });
