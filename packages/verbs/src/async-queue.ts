@@ -44,7 +44,8 @@ export class AsyncQueue<T> {
   take(signal?: AbortSignal): Promise<T | typeof END> {
     if (this.#items.length > 0) return Promise.resolve(this.#items.shift()!);
     if (this.#ended) return Promise.resolve(END);
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal === undefined) return new Promise<T | typeof END>(this.#enqueue);
+    if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<T | typeof END>((resolve, reject) => {
       const taker: Taker<T> = { resolve, reject, signal, onAbort: undefined };
       if (signal) {
@@ -58,6 +59,12 @@ export class AsyncQueue<T> {
       this.#takers.push(taker);
     });
   }
+
+  // The executor of a take() without a signal, made once: a completion
+  // channel takes once per event, and a closure per call was garbage.
+  readonly #enqueue = (resolve: (value: T | typeof END) => void, reject: (reason: unknown) => void): void => {
+    this.#takers.push({ resolve, reject, signal: undefined, onAbort: undefined });
+  };
 
   /** Removes queued items matching `pred`; returns how many. */
   remove(pred: (item: T) => boolean): number {

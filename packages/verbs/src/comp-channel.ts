@@ -33,13 +33,34 @@ export class CompChannel extends Resource {
    * (ibv_get_cq_event). The event counts as unacknowledged until
    * ackCqEvents.
    */
-  async getCqEvent(options: GetCqEventOptions = {}): Promise<CQ> {
-    this.assertOpen();
+  getCqEvent(options?: GetCqEventOptions): Promise<CQ> {
+    try {
+      this.assertOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const signal = options?.signal;
+    if (signal) return this.#getCqEventAbortable(signal);
+    // The common call, once per event of a busy connection: one promise and
+    // one reaction, where an async function also built its own promise,
+    // suspended frame and options object (~1 KB of garbage per event of an
+    // SDP ping-pong, with the queue's taker, of ~5.5 KB all told).
+    return this.#events.take().then(this.#taken);
+  }
+
+  readonly #taken = (cq: CQ | typeof END): CQ | Promise<CQ> => {
+    if (cq === END) throw new ResourceClosedError(this.describe());
+    // A CQ destroyed after its event was queued has had it withdrawn, but
+    // one can race in between take() resolving and this running.
+    if (cq.closed) return this.getCqEvent();
+    cq[kEventTaken]();
+    return cq;
+  };
+
+  async #getCqEventAbortable(signal: AbortSignal): Promise<CQ> {
     for (;;) {
-      const cq = await this.#events.take(options.signal);
+      const cq = await this.#events.take(signal);
       if (cq === END) throw new ResourceClosedError(this.describe());
-      // A CQ destroyed after its event was queued has had it withdrawn, but
-      // one can race in between take() resolving and this line running.
       if (cq.closed) continue;
       cq[kEventTaken]();
       return cq;

@@ -90,6 +90,15 @@ describe('CompChannel (ibv_get_cq_event semantics)', () => {
     expect(await ch.getCqEvent()).toBe(cq2);
   });
 
+  it('on a destroyed channel, getCqEvent returns a rejected promise rather than throwing', async () => {
+    cq.destroy();
+    ch.destroy();
+    let p: Promise<CQ> | undefined;
+    expect(() => (p = ch.getCqEvent())).not.toThrow();
+    await expect(p).rejects.toThrow(ResourceClosedError);
+    await expect(ch.getCqEvent({ signal: new AbortController().signal })).rejects.toThrow(ResourceClosedError);
+  });
+
   it('rejects waiters when destroyed', async () => {
     cq.destroy();
     const p = ch.getCqEvent();
