@@ -48,14 +48,12 @@ export class AsyncQueue<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
     return new Promise<T | typeof END>((resolve, reject) => {
       const taker: Taker<T> = { resolve, reject, signal, onAbort: undefined };
-      if (signal) {
-        taker.onAbort = () => {
-          const i = this.#takers.indexOf(taker);
-          if (i >= 0) this.#takers.splice(i, 1);
-          reject(signal.reason);
-        };
-        signal.addEventListener('abort', taker.onAbort, { once: true });
-      }
+      taker.onAbort = () => {
+        const i = this.#takers.indexOf(taker);
+        if (i >= 0) this.#takers.splice(i, 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', taker.onAbort, { once: true });
       this.#takers.push(taker);
     });
   }

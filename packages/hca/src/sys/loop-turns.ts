@@ -4,7 +4,7 @@
 // between the packets of a ping-pong turns every 2-3 µs: in an SDP
 // ping-pong that garbage was nearly half of what each process allocated
 // (a sampling profile: ~110 of 238 MB), so nearly half of its scavenges,
-// each stalling the round trip in flight by 0.2-0.3 ms here. The addon's
+// each stalling the round trip in flight by 0.2-0.7 ms here. The addon's
 // LoopSpin re-uses one libuv idle handle for every turn instead (a turn
 // then costs ~1.7 µs against ~2.6, and Node's own per-turn garbage is what
 // remains); setImmediate remains where the addon is missing or predates it.
