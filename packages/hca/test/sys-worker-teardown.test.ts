@@ -18,6 +18,10 @@ const cases: Record<string, string> = {
   'a started WakePipe': `globalThis.h = new a.WakePipe(() => {}); h.start();`,
   'a started LoopSpin': `globalThis.h = new a.LoopSpin(() => {}); h.start();`,
   'a reading BatchSocket': `globalThis.h = new a.BatchSocket({ kind: 'udp', family: 4, address: '127.0.0.1', port: 0, onRead: () => {} }); h.start();`,
+  // Terminated inside a call that builds objects: the error node-addon-api
+  // raised for the failed call could not be thrown into JS and escaped
+  // (std::terminate) until NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS.
+  'a BatchSocket method called in a loop': `globalThis.h = new a.BatchSocket({ kind: 'udp', family: 4, address: '127.0.0.1', port: 0 }); setImmediate(() => { for (let i = 0; ; i++) { h.errors(); if (EXIT && i === 100000) process.exit(0); } });`,
   'an armed FutexWaiter on a memfd word': `const m = a.memfdMap(4096); globalThis.m = m; globalThis.h = new a.FutexWaiter(m.buffer, 0, () => {}, 4); h.arm(0, 60000);`,
 };
 
@@ -26,7 +30,7 @@ function run(body: string, end: 'terminate' | 'exit'): ReturnType<typeof spawnSy
   const tail = end === 'exit' ? `setTimeout(() => process.exit(0), 20);` : '';
   const script = `
     const { Worker } = require('node:worker_threads');
-    const w = new Worker(${JSON.stringify(`const a = require(${JSON.stringify(addon)}); `)} + ${JSON.stringify(body)} + "require('node:worker_threads').parentPort.postMessage('up');" + ${JSON.stringify(tail)}, { eval: true });
+    const w = new Worker(${JSON.stringify(`const EXIT = ${end === 'exit'}; const a = require(${JSON.stringify(addon)}); `)} + ${JSON.stringify(body)} + "require('node:worker_threads').parentPort.postMessage('up');" + ${JSON.stringify(tail)}, { eval: true });
     w.on('error', (e) => { console.log('worker error ' + e.message); process.exitCode = 3; });
     w.on('exit', () => console.log('worker ended'));
     w.once('message', () => { if (${JSON.stringify(end)} === 'terminate') w.terminate(); });`;
