@@ -169,8 +169,7 @@ struct WaiterState {
   std::atomic<bool> cancel{false};
   std::thread thread;
   Tsfn tsfn;
-  bool released = false;   // JS-thread only
-  bool refed = false;      // JS-thread only
+  bool refed = false;      // JS-thread only; false once the JS object has shut down
   bool finalized = false;  // JS-thread only: tsfn is gone
   int owners = 2;          // JS-thread only: the JS object and tsfn's finalizer
   void* mapping = nullptr; // RetainMapping: the words stay mapped while the thread runs
@@ -192,7 +191,7 @@ void CallJs(Napi::Env env, Napi::Function fn, WaiterState* state, int* result) {
   int r = *result;
   delete result;
   if (env == nullptr || fn.IsEmpty()) return;
-  if (!state->released && state->refed) {
+  if (state->refed) {
     napi_unref_threadsafe_function(env, state->tsfn);
     state->refed = false;
   }
@@ -300,7 +299,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
   // 3 fault) arrives through onResult. One wait at a time.
   Napi::Value Arm(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!state_ || state_->released || state_->finalized) throw ArgError(env, "FutexWaiter is closed");
+    if (!state_ || state_->finalized) throw ArgError(env, "FutexWaiter is closed");
     uint32_t expected = static_cast<uint32_t>(static_cast<int64_t>(NumberArg(info, 0, "expected")));
     double timeoutMs = info.Length() > 1 ? NumberArg(info, 1, "timeoutMs") : -1;
     {
@@ -322,7 +321,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
   // A cancel wakes every waiter of the word: futex waits may always wake
   // spuriously, and callers re-check the word.
   Napi::Value Cancel(const Napi::CallbackInfo& info) {
-    if (state_ && !state_->released) {
+    if (state_) {
       std::lock_guard<std::mutex> g(state_->m);
       if (state_->armed) {
         state_->cancel.store(true);
@@ -345,8 +344,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
     state_ = nullptr;
     napi_remove_env_cleanup_hook(env_, OnEnvCleanup, s);
     StopThread(s);
-    if (!s->finalized && !s->released) {
-      s->released = true;
+    if (!s->finalized) {
       if (info && s->refed) s->tsfn.Unref(info->Env());
       s->refed = false;
       s->tsfn.Release();
