@@ -5,6 +5,8 @@
 //    round trips timed one by one;
 //  - 1 MiB write throughput (a 1 GiB stream of 1 MiB writes, with
 //    backpressure, until the sink has counted every byte);
+//  - the same the other way (the server writes, the client reads), read
+//    with 'data' events and with net's onread into a reused 64 KiB buffer;
 //  - HTTP requests/s: Node's http server and client, unchanged, keep-alive,
 //    8 requests in flight, 64-byte bodies.
 // Each first warms up on its own measured loop until it stops getting faster
@@ -23,13 +25,16 @@ const root = path.resolve(here, '..', '..');
 const outDir = path.join(root, 'bench-results');
 const worker = path.join(root, 'packages', 'sdp', 'bench', 'worker.mjs');
 const REPS = Number(process.env.BENCH_REPS ?? 5);
+const MIB = Number(process.env.BENCH_SDP_MIB ?? 1024);
 const COUNTS = {
   latency: Number(process.env.BENCH_SDP_LAT_ITERS ?? 5000),
-  throughput: Number(process.env.BENCH_SDP_MIB ?? 1024),
+  throughput: MIB,
+  pull: MIB,
+  onread: MIB,
   http: Number(process.env.BENCH_SDP_HTTP_REQS ?? 10000),
 };
-const SERVER_KIND = { latency: 'echo', throughput: 'sink', http: 'http' };
-const FIELD = { latency: 'rttUs', throughput: 'mibPerSec', http: 'requestsPerSec' };
+const SERVER_KIND = { latency: 'echo', throughput: 'sink', pull: 'source', onread: 'source', http: 'http' };
+const FIELD = { latency: 'rttUs', throughput: 'mibPerSec', pull: 'mibPerSec', onread: 'mibPerSec', http: 'requestsPerSec' };
 
 const results = {
   meta: { date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', reps: REPS, counts: COUNTS, softShm: process.env.IBAL_SOFT_SHM ?? 'default' },
@@ -56,7 +61,7 @@ async function measure(transport, test) {
 
 try {
   for (let rep = 0; rep < REPS; rep++) {
-    for (const test of ['latency', 'throughput', 'http']) {
+    for (const test of ['latency', 'throughput', 'pull', 'onread', 'http']) {
       for (const transport of ['tcp', 'sdp']) {
         const key = `${transport}.${test}`;
         try {
@@ -84,6 +89,7 @@ results.headline = {
   latencySdpOverTcp: ratio(med['sdp.latency'], med['tcp.latency']),
   latencyMedianSdpOverTcp: ratio(med['sdp.latencyMedian'], med['tcp.latencyMedian']),
   throughputSdpOverTcp: ratio(med['sdp.throughput'], med['tcp.throughput']),
+  onreadSdpOverTcp: ratio(med['sdp.onread'], med['tcp.onread']),
   httpSdpOverTcp: ratio(med['sdp.http'], med['tcp.http']),
 };
 fs.mkdirSync(outDir, { recursive: true });
@@ -102,6 +108,8 @@ const md = [
   `| 64 B request/response, median round trip µs (t_typical) | ${f(med['tcp.latencyMedian'])} | ${f(med['sdp.latencyMedian'])} |`,
   `| 64 B request/response, 90th / 99th percentile µs | ${f(med['tcp.latencyP90'])} / ${f(med['tcp.latencyP99'])} | ${f(med['sdp.latencyP90'])} / ${f(med['sdp.latencyP99'])} |`,
   `| 1 MiB writes, MiB/s (${COUNTS.throughput} MiB) | ${f(med['tcp.throughput'])} | ${f(med['sdp.throughput'])} |`,
+  `| 1 MiB writes server → client, read with 'data', MiB/s | ${f(med['tcp.pull'])} | ${f(med['sdp.pull'])} |`,
+  `| 1 MiB writes server → client, read with onread (64 KiB buffer), MiB/s | ${f(med['tcp.onread'])} | ${f(med['sdp.onread'])} |`,
   `| HTTP keep-alive requests/s (${COUNTS.http} requests, 8 in flight) | ${f(med['tcp.http'], 0)} | ${f(med['sdp.http'], 0)} |`,
   '',
   '| headline | value | aim |',
@@ -109,6 +117,7 @@ const md = [
   `| SDP latency / TCP latency (mean round trip) | ${f(results.headline.latencySdpOverTcp, 3)} | ≤ 0.5 |`,
   `| SDP latency / TCP latency (median round trip) | ${f(results.headline.latencyMedianSdpOverTcp, 3)} | ≤ 0.5 |`,
   `| SDP 1 MiB throughput / TCP | ${f(results.headline.throughputSdpOverTcp, 3)} | ≥ 1.5 |`,
+  `| SDP 1 MiB throughput / TCP, both read with onread | ${f(results.headline.onreadSdpOverTcp, 3)} | (no aim) |`,
   `| SDP HTTP requests/s / TCP | ${f(results.headline.httpSdpOverTcp, 3)} | ≥ 1 |`,
   ...(results.errors.length ? ['', '## Errors', '', ...results.errors.map((e) => `- ${e}`)] : []),
   '',

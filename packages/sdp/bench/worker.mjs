@@ -1,7 +1,7 @@
 // One side of an SDP-vs-TCP measurement, run by tooling/scripts/bench-sdp.mjs
 // (and, with small counts, by test/bench-worker.test.ts) from the built package:
-//   node worker.mjs server <tcp|sdp> <echo|sink|http>        prints {"port","udpPort"}
-//   node worker.mjs client <tcp|sdp> <latency|throughput|http> <port> <udpPort> [count]
+//   node worker.mjs server <tcp|sdp> <echo|sink|source|http>  prints {"port","udpPort"}
+//   node worker.mjs client <tcp|sdp> <latency|throughput|pull|onread|http> <port> <udpPort> [count]
 // prints one JSON result line.
 
 import http from 'node:http';
@@ -35,6 +35,21 @@ async function server() {
         n += d.length;
       });
       s.on('end', () => s.end(JSON.stringify({ bytes: n })));
+    } else if (kind === 'source') {
+      // Each line the client sends asks for that many 1 MiB writes (with backpressure).
+      const chunk = Buffer.alloc(1 << 20, 7);
+      let pending = '';
+      let sending = Promise.resolve();
+      s.on('data', (d) => {
+        pending += d.toString();
+        for (let i = pending.indexOf('\n'); i >= 0; i = pending.indexOf('\n')) {
+          const n = Number(pending.slice(0, i));
+          pending = pending.slice(i + 1);
+          sending = sending.then(async () => {
+            for (let k = 0; k < n; k++) if (!s.write(chunk)) await once(s, 'drain');
+          });
+        }
+      });
     }
   };
   let port;
@@ -179,6 +194,41 @@ async function throughput(port, count) {
   return { mibPerSec: count / (ms / 1000) };
 }
 
+/**
+ * The server writes, the client reads: with 'data' events (a new Buffer per
+ * read), or with net's onread into one reused 64 KiB buffer (libuv's own
+ * read size), the receiving side's two ways to take a stream.
+ */
+async function pull(port, count, withOnread) {
+  let got = 0;
+  let want = Infinity;
+  let done;
+  const take = (n) => {
+    got += n;
+    if (got >= want) {
+      want = Infinity;
+      done();
+    }
+  };
+  const onread = withOnread ? { buffer: Buffer.alloc(64 << 10), callback: (n) => take(n) } : undefined;
+  const opts = { port, host: HOST, ...(onread ? { onread } : {}) };
+  const s = transport === 'sdp' ? sdp.connect({ ...opts, udpPort }) : net.connect(opts);
+  await once(s, 'connect');
+  if (!withOnread) s.on('data', (d) => take(d.length));
+  const batch = (n) =>
+    new Promise((resolve) => {
+      done = resolve;
+      want = got + n * (1 << 20);
+      s.write(`${n}\n`);
+    });
+  await warmUp(() => batch(64));
+  const t0 = performance.now();
+  await batch(count);
+  const ms = performance.now() - t0;
+  s.destroy();
+  return { mibPerSec: count / (ms / 1000) };
+}
+
 async function httpBench(port, count) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   if (transport === 'sdp') agent.createConnection = (o, cb) => sdp.connect({ port: o.port, host: HOST, udpPort }, cb);
@@ -216,6 +266,7 @@ async function client() {
   let r;
   if (kind === 'latency') r = await latency(port, count || 5000);
   else if (kind === 'throughput') r = await throughput(port, count || 256);
+  else if (kind === 'pull' || kind === 'onread') r = await pull(port, count || 256, kind === 'onread');
   else r = await httpBench(port, count || 3000);
   process.stdout.write(JSON.stringify(r) + '\n');
   process.exit(0);

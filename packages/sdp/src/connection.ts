@@ -27,6 +27,12 @@ import {
 
 /** What the connection tells the socket above it. */
 export interface ConnectionSink {
+  /**
+   * data() is done with `chunk` when it returns (it copies what it keeps), so
+   * the connection may hand it views of memory it reuses: the receive ring,
+   * and registered buffers that RDMA READs land in (net's `onread`).
+   */
+  readonly copies?: boolean;
   /** In-order stream bytes; return false to stop delivery until resume(). */
   data(chunk: Buffer): boolean;
   /** The peer sent DisConn: no more bytes will come. */
@@ -111,6 +117,12 @@ const MIN_STAGE = 4096;
  * pieces of 128-512 KiB.
  */
 const READ_PIECE = 4 << 20;
+/**
+ * The most one READ moves into a landing buffer (a sink that copies): these
+ * stay registered for the connection's life, so smaller pieces keep that
+ * memory small; no page of it is new after the first READs.
+ */
+const LANDING_PIECE = 1 << 20;
 
 /** Completions taken per poll. */
 const POLL_BATCH = 16;
@@ -155,7 +167,19 @@ interface SrcEntry {
   /** Bytes handed up so far. */
   delivered: number;
   /** READ buffers completed, in order, not yet handed up. */
-  ready: Buffer[];
+  ready: ReadyPiece[];
+}
+
+/** Bytes ready to go up: a READ's buffer (a landing buffer's view, which goes back to the pool once handed up), or in-line bytes. */
+interface ReadyPiece {
+  buf: Buffer;
+  land: Landing | undefined;
+}
+
+/** A registered buffer that READs land in when the sink copies: reused, so receiving makes no new memory. */
+interface Landing {
+  buf: Buffer;
+  mr: MR;
 }
 
 type RxEntry = { kind: 'data'; slot: number; offset: number; length: number } | SrcEntry | { kind: 'eof' };
@@ -166,6 +190,8 @@ interface ReadOp {
   /** What goes up the stream: the in-line bytes (first READ of a SrcAvail only), then the READ's. */
   dest: Buffer;
   mr: MR;
+  /** The landing buffer `dest` is a view of; undefined when `dest` is the sink's own (registered for this READ). */
+  land: Landing | undefined;
   /** Bytes the READ moves. */
   len: number;
 }
@@ -188,6 +214,8 @@ export class SdpConnection {
   #sink: ConnectionSink;
   readonly #opts: ConnectionOptions;
   readonly #rxMr: MR;
+  /** The receive ring's memory (what #rxMr registers). */
+  readonly #rxBuf: Buffer;
   #txMr!: MR;
   /** Size of the peer's receive buffers: the largest message we may send. */
   #txSize = 0;
@@ -232,6 +260,9 @@ export class SdpConnection {
   // The sink's queue, READs in flight, and the RdmaRdCompls it owes (one per SrcAvail, in order).
   readonly #rx: RxEntry[] = [];
   readonly #reads: ReadOp[] = [];
+  /** Landing buffers not in use, and every one made (at most one per READ in flight). */
+  readonly #landFree: Landing[] = [];
+  readonly #landAll: Landing[] = [];
   #readSeq = 0;
   readonly #rdOwed: { entry: SrcEntry; n: number }[] = [];
   #paused = false;
@@ -258,7 +289,8 @@ export class SdpConnection {
     this.#sink = sink;
     this.#opts = opts;
     // On the heap: only this process's HCA touches the rings, so a provider-allocated (shareable) region buys nothing.
-    this.#rxMr = regMr(res.pd, Buffer.alloc(opts.rxBufs * opts.rxBufSize), Access.LOCAL_WRITE);
+    this.#rxBuf = Buffer.alloc(opts.rxBufs * opts.rxBufSize);
+    this.#rxMr = regMr(res.pd, this.#rxBuf, Access.LOCAL_WRITE);
     for (let i = 0; i < opts.rxBufs; i++) {
       this.#recvWrs.push({ wrId: RECV_BASE + i, sgList: [this.#rxMr.sge(i * opts.rxBufSize, opts.rxBufSize)] });
     }
@@ -424,10 +456,12 @@ export class SdpConnection {
 
   /** After the QP is destroyed: its WRs can no longer touch the memory. */
   releaseMemory(): void {
-    for (const mr of [this.#rxMr, this.#txMr, this.#window, ...this.#reads.map((r) => r.mr)]) {
+    for (const mr of [this.#rxMr, this.#txMr, this.#window, ...this.#reads.map((r) => r.mr), ...this.#landAll.map((l) => l.mr)]) {
       if (mr && !mr.closed) mr.dereg();
     }
     this.#reads.length = 0;
+    this.#landFree.length = 0;
+    this.#landAll.length = 0;
   }
 
   // ---- completions ------------------------------------------------------
@@ -563,7 +597,7 @@ export class SdpConnection {
         const entry: SrcEntry = { kind: 'src', len: sa.len, rkey: sa.rkey, vaddr: sa.vaddr, inline, inlineLen: sa.inlineLen, next: sa.inlineLen, delivered: 0, ready: [] };
         if (sa.inlineLen === sa.len && inline) {
           entry.inline = undefined;
-          entry.ready.push(inline);
+          entry.ready.push({ buf: inline, land: undefined });
         }
         this.#rx.push(entry);
         return true;
@@ -607,23 +641,41 @@ export class SdpConnection {
 
   /** Hands received bytes up in order while the sink takes them, then starts the READs that can start. */
   #deliver(): void {
-    const rxBuf = this.#rxMr.buf;
+    const rxBuf = this.#rxBuf;
     while (this.#rx.length > 0 && !this.#paused && !this.#failed) {
       const e = this.#rx[0]!;
       if (e.kind === 'data') {
         this.#rx.shift();
-        // The copy out of the ring is buffer-copy's second copy; then the buffer is the peer's again.
-        const chunk = Buffer.allocUnsafe(e.length);
-        chunk.set(rxBuf.subarray(e.offset, e.offset + e.length));
-        this.#repost(e.slot);
         this.bytesRead += e.length;
-        if (!this.#sink.data(chunk)) this.#paused = true;
+        let more: boolean;
+        if (this.#sink.copies) {
+          // The sink's own copy is the second one; the ring buffer goes back to the peer after it, whatever the sink did.
+          try {
+            more = this.#sink.data(rxBuf.subarray(e.offset, e.offset + e.length));
+          } finally {
+            this.#repost(e.slot);
+          }
+        } else {
+          // The copy out of the ring is buffer-copy's second copy; then the buffer is the peer's again.
+          const chunk = Buffer.allocUnsafe(e.length);
+          chunk.set(rxBuf.subarray(e.offset, e.offset + e.length));
+          this.#repost(e.slot);
+          more = this.#sink.data(chunk);
+        }
+        if (!more) this.#paused = true;
       } else if (e.kind === 'src') {
         while (e.ready.length > 0 && !this.#paused) {
-          const b = e.ready.shift()!;
-          e.delivered += b.length;
-          this.bytesRead += b.length;
-          if (!this.#sink.data(b)) this.#paused = true;
+          const { buf, land } = e.ready.shift()!;
+          e.delivered += buf.length;
+          this.bytesRead += buf.length;
+          // A landing view goes only to a sink that copies (one set after the READ was posted gets its own copy).
+          let more: boolean;
+          try {
+            more = this.#sink.data(land && !this.#sink.copies ? Buffer.from(buf) : buf);
+          } finally {
+            if (land) this.#landFree.push(land);
+          }
+          if (!more) this.#paused = true;
         }
         if (e.delivered < e.len) break; // its READs are under way
         this.#rx.shift();
@@ -654,29 +706,40 @@ export class SdpConnection {
 
   #postRead(e: SrcEntry): boolean {
     const rest = e.len - e.next;
+    const copies = this.#sink.copies === true;
+    const piece = copies ? LANDING_PIECE : READ_PIECE;
     // The last piece takes a short tail with it rather than leave a small READ behind.
-    const len = rest <= READ_PIECE + (READ_PIECE >> 2) ? rest : READ_PIECE;
+    const len = rest <= piece + (piece >> 2) ? rest : piece;
     const head = e.inline ? e.inlineLen : 0;
-    const dest = Buffer.allocUnsafe(head + len);
-    if (e.inline) {
-      dest.set(e.inline);
-      e.inline = undefined;
-    }
+    let land: Landing | undefined;
+    let dest: Buffer;
     let mr: MR;
     try {
-      mr = regMr(this.#res.pd, dest.subarray(head), Access.LOCAL_WRITE);
+      land = copies ? this.#landing(head + len) : undefined;
+      if (land) {
+        dest = land.buf.subarray(0, head + len);
+        mr = land.mr;
+      } else {
+        dest = Buffer.allocUnsafe(head + len);
+        mr = regMr(this.#res.pd, dest.subarray(head), Access.LOCAL_WRITE);
+      }
     } catch (err) {
       this.#fail(new SdpSocketError('ECONNRESET', 'read', 'RDMA READ buffer could not be registered', {}, { cause: err }));
       return false;
     }
+    if (e.inline) {
+      dest.set(e.inline);
+      e.inline = undefined;
+    }
     const wr = this.#readWrs[this.#readSeq % MAX_READS]!;
     const sge = wr.sgList[0]!;
-    sge.addr = mr.addr;
+    // A landing MR covers its whole buffer; a READ's own MR starts after the in-line bytes.
+    sge.addr = land ? mr.addr + head : mr.addr;
     sge.length = len;
     sge.lkey = mr.lkey;
     wr.rdma!.remoteAddr = e.vaddr + e.next;
     wr.rdma!.rkey = e.rkey;
-    this.#reads.push({ entry: e, dest, mr, len });
+    this.#reads.push({ entry: e, dest, mr, len, land });
     this.#readSeq++;
     e.next += len;
     try {
@@ -688,17 +751,34 @@ export class SdpConnection {
     return true;
   }
 
+  /**
+   * A free landing buffer for `bytes` (in-line bytes and a READ piece), made
+   * and registered on first need; undefined when more READs are under way or
+   * waiting to go up than the pool holds (the READ then gets memory of its own).
+   */
+  #landing(bytes: number): Landing | undefined {
+    const size = LANDING_PIECE + (LANDING_PIECE >> 2) + this.#opts.rxBufSize;
+    if (bytes > size) return undefined;
+    const free = this.#landFree.pop();
+    if (free) return free;
+    if (this.#landAll.length >= MAX_READS) return undefined;
+    const buf = Buffer.allocUnsafe(size);
+    const land = { buf, mr: regMr(this.#res.pd, buf, Access.LOCAL_WRITE) };
+    this.#landAll.push(land);
+    return land;
+  }
+
   /** A READ finished (they finish in order): its buffer is ready to go up, and the peer is owed an RdmaRdCompl. */
   #readDone(idx: number): void {
     const r = this.#reads.shift();
     if (!r) return;
-    r.mr.dereg();
+    if (!r.land) r.mr.dereg();
     if ((this.#readSeq - this.#reads.length - 1) % MAX_READS !== idx) {
       this.#protocolError('RDMA READ completions out of order');
       return;
     }
     const e = r.entry;
-    e.ready.push(r.dest);
+    e.ready.push({ buf: r.dest, land: r.land });
     const last = this.#rdOwed[this.#rdOwed.length - 1];
     if (last && last.entry === e) last.n += r.len;
     else this.#rdOwed.push({ entry: e, n: r.len });

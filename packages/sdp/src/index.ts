@@ -3,6 +3,7 @@
 export { SdpSocket, connect, createConnection, type SdpSocketOptions, type SdpConnectOptions } from './socket.js';
 export { SdpServer, createServer, type SdpServerOptions, type SdpListenOptions } from './server.js';
 export { type SdpOptions } from './options.js';
+export { type SdpOnread } from './onread.js';
 export { SdpSocketError, SdpProtocolError } from './errors.js';
 export { SdpConnection, type ConnectionSink, type ConnectionResources, type ConnectionOptions, DEFAULT_CONNECTION_OPTIONS } from './connection.js';
 export { BSDH_SIZE, Mid, BsdhFlags, midName, readBsdh, writeBsdh, type Bsdh, type MidName } from './protocol/bsdh.js';

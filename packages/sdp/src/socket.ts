@@ -7,10 +7,18 @@ import { Duplex } from 'node:stream';
 import { SdpConnection, type ConnectionSink } from './connection.js';
 import { SdpSocketError } from './errors.js';
 import { connectLink, type Link } from './link.js';
+import { OnreadDelivery, checkOnread, type SdpOnread } from './onread.js';
 import { resolveOptions, type SdpOptions } from './options.js';
 
 export interface SdpSocketOptions extends SdpOptions {
   allowHalfOpen?: boolean;
+  /**
+   * As net.Socket's: received bytes are copied into this buffer (or the
+   * buffers a function returns) and passed to the callback, instead of
+   * 'data' events. Over SDP, large writes are then READ into registered
+   * memory the connection reuses, not into a new Buffer each.
+   */
+  onread?: SdpOnread;
 }
 
 export interface SdpConnectOptions extends SdpSocketOptions {
@@ -51,9 +59,12 @@ export class SdpSocket extends Duplex {
   #keepAliveTimer: NodeJS.Timeout | undefined;
   #finishedGracefully = false;
   #closing: Promise<void> | undefined;
+  readonly #onread: OnreadDelivery | undefined;
 
   constructor(options: SdpSocketOptions = {}) {
     super({ allowHalfOpen: options.allowHalfOpen ?? false, emitClose: true, autoDestroy: true, decodeStrings: true });
+    const onread = checkOnread(options.onread);
+    this.#onread = onread ? new OnreadDelivery(onread) : undefined;
   }
 
   /** @internal The server side: an accepted connection. */
@@ -226,9 +237,9 @@ export class SdpSocket extends Duplex {
       this.#runWaiting();
     });
     tcp.on('data', (d: Buffer) => {
-      if (!this.push(d)) tcp.pause();
+      if (!(this.#onread ? this.#onread.deliver(d) : this.push(d))) tcp.pause();
     });
-    tcp.on('end', () => this.push(null));
+    tcp.on('end', () => this.#pushEnd());
     tcp.on('error', (err) => this.destroy(err));
     tcp.on('close', () => {
       if (!this.destroyed && !this.readableEnded) this.destroy();
@@ -237,9 +248,11 @@ export class SdpSocket extends Duplex {
   }
 
   #sinkFor(): ConnectionSink {
+    const onread = this.#onread;
     return {
-      data: (chunk) => this.push(chunk),
-      end: () => this.push(null),
+      copies: onread !== undefined,
+      data: onread ? (chunk) => onread.deliver(chunk) : (chunk) => this.push(chunk),
+      end: () => this.#pushEnd(),
       failed: (err) => this.destroy(err),
       finished: () => {
         this.#finishedGracefully = true;
@@ -261,6 +274,27 @@ export class SdpSocket extends Duplex {
 
   #runWaiting(): void {
     for (const f of this.#waiting.splice(0)) f();
+  }
+
+  /** EOF. With onread nothing reads the stream, so a read(0) lets 'end' follow, as net.Socket does. */
+  #pushEnd(): void {
+    this.push(null);
+    if (this.#onread) this.read(0);
+  }
+
+  /** With onread, pausing stops the callback as well; resume() hands over what a stop held back first. */
+  override pause(): this {
+    if (this.#onread) this.#onread.stopped = true;
+    return super.pause();
+  }
+
+  override resume(): this {
+    if (this.#onread && !this.#onread.resume()) return super.resume();
+    if (this.#onread) {
+      if (this.#tcp) this.#tcp.resume();
+      else this.#conn?.resume();
+    }
+    return super.resume();
   }
 
   // ---- stream internals --------------------------------------------------------

@@ -16,13 +16,13 @@ afterAll(() => {
 });
 
 async function measure(transport: string, test: string, count: number): Promise<Record<string, number>> {
-  const serverKind = { latency: 'echo', throughput: 'sink', http: 'http' }[test]!;
+  const serverKind = { latency: 'echo', throughput: 'sink', pull: 'source', onread: 'source', http: 'http' }[test]!;
   const server = new Peer([worker, 'server', transport, serverKind], env);
   peers.push(server);
   const { port, udpPort } = await server.message<{ port: number; udpPort: number }>('port');
   const client = new Peer([worker, 'client', transport, test, String(port), String(udpPort), String(count)], env);
   peers.push(client);
-  const field = { latency: 'rttUs', throughput: 'mibPerSec', http: 'requestsPerSec' }[test]!;
+  const field = { latency: 'rttUs', throughput: 'mibPerSec', pull: 'mibPerSec', onread: 'mibPerSec', http: 'requestsPerSec' }[test]!;
   const r = await client.message<Record<string, number>>(field, 60_000);
   await client.exited();
   expect(client.proc.exitCode).toBe(0);
@@ -32,7 +32,7 @@ async function measure(transport: string, test: string, count: number): Promise<
 
 describe('bench worker', () => {
   for (const transport of ['sdp', 'tcp']) {
-    it(`${transport}: latency, throughput (the sink counts every byte, warm-up included) and HTTP`, async () => {
+    it(`${transport}: latency, throughput both ways (the reader counts every byte, warm-up included) and HTTP`, async () => {
       const lat = await measure(transport, 'latency', 300);
       expect(lat.rttUs).toBeGreaterThan(0);
       expect(lat.rttMedianUs).toBeGreaterThan(0);
@@ -40,6 +40,7 @@ describe('bench worker', () => {
       expect(lat.rttP90Us).toBeLessThanOrEqual(lat.rttP99Us!);
       const thr = await measure(transport, 'throughput', 16);
       expect(thr.mibPerSec).toBeGreaterThan(0);
+      for (const kind of ['pull', 'onread']) expect((await measure(transport, kind, 16)).mibPerSec).toBeGreaterThan(0);
       const http = await measure(transport, 'http', 200);
       expect(http.requestsPerSec).toBeGreaterThan(0);
     }, 120_000);

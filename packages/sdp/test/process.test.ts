@@ -57,6 +57,60 @@ describe('transparent mode: Node http, unchanged, over SDP', () => {
   }, 180_000);
 });
 
+describe('onread across processes', () => {
+  it('net.connect with onread, through the register hook, gets the echo of mixed writes intact and no data events', async () => {
+    const host = privateLoopback();
+    const rules = { IBAL_SDP_RULES: `${host}:*` };
+    const server = peer([`${fixtures}/sdp-peer.mjs`, 'echo', host], { IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
+    const { port } = await server.message<{ port: number }>('port');
+    const client = peer(['--import', registerHook, `${fixtures}/onread-client.mjs`, host, String(port), '48'], rules);
+    const r = await client.message<{ ok: boolean; transport: string; dataEvents: number; received: number }>('ok', 120_000);
+    expect(r).toEqual({ ok: true, transport: 'sdp', dataEvents: 0, received: 48 << 20 });
+  }, 180_000);
+
+  it('falls back to TCP with onread still honoured when the peer does not speak SDP', async () => {
+    const host = privateLoopback();
+    // A plain net echo server: no register hook, no RDMA device at that address.
+    const echo = `const s = require('node:net').createServer((c) => c.pipe(c)).listen(0, '${host}', () => console.log(JSON.stringify({ port: s.address().port }))); process.stdin.on('end', () => process.exit(0)); process.stdin.resume();`;
+    const server = peer(['-e', echo]);
+    const { port } = await server.message<{ port: number }>('port');
+    const client = peer(['--import', registerHook, `${fixtures}/onread-client.mjs`, host, String(port), '8'], { IBAL_SDP_RULES: '*:*' });
+    const r = await client.message<{ ok: boolean; transport: string; dataEvents: number; received: number }>('ok', 120_000);
+    expect(r).toEqual({ ok: true, transport: 'tcp', dataEvents: 0, received: 8 << 20 });
+  }, 180_000);
+
+  it('carries 150 MiB of echoed writes, small and large, through onread over the shared-memory path', async () => {
+    const { port, udpPort } = await sdpPeer('echo');
+    const got = createHash('sha256');
+    const sent = createHash('sha256');
+    let received = 0;
+    const c = connect({
+      port,
+      host: '127.0.0.1',
+      udpPort,
+      onread: {
+        buffer: Buffer.alloc(1 << 20),
+        callback: (n, buf) => {
+          received += n;
+          got.update(buf.subarray(0, n));
+        },
+      },
+    });
+    sockets.push(c);
+    await once(c, 'connect');
+    const ended = once(c, 'end', 120_000);
+    for (let i = 0; i < 64; i++) {
+      const chunk = Buffer.alloc(i % 4 === 3 ? 1000 + i : 3 << 20, i);
+      sent.update(chunk);
+      if (!c.write(chunk)) await once(c, 'drain', 60_000);
+    }
+    c.end();
+    await ended;
+    expect(received).toBe(48 * (3 << 20) + 16 * 1000 + [3, 7, 11, 15, 19, 23, 27, 31, 35, 39, 43, 47, 51, 55, 59, 63].reduce((a, b) => a + b, 0));
+    expect(got.digest('hex')).toBe(sent.digest('hex'));
+  }, 180_000);
+});
+
 describe('SDP sockets across processes', () => {
   it('pipes 1 GiB with backpressure and it arrives hash-identical', async () => {
     const { port, udpPort } = await sdpPeer('hash');
