@@ -209,6 +209,21 @@ interface SrcOut {
   end: number;
 }
 
+/**
+ * An exception thrown by code above the connection (a 'data' listener or an
+ * onread callback, a write callback, a 'drain' handler run from one) is the
+ * application's: it goes to 'uncaughtException', as one thrown from net's
+ * callbacks does, while the connection, whose state was mid-update when it
+ * called up, carries on. Caught and turned into a connection failure, it
+ * would read as a network error (and a throw in the middle of building a
+ * message would have lost the bytes around it).
+ */
+function rethrowLater(err: unknown): void {
+  process.nextTick(() => {
+    throw err;
+  });
+}
+
 export class SdpConnection {
   readonly #res: ConnectionResources;
   #sink: ConnectionSink;
@@ -448,10 +463,10 @@ export class SdpConnection {
     this.#closed = true;
     this.#failed = true;
     const e = err ?? new SdpSocketError('EPIPE', 'write', 'the connection closed before the data was sent');
-    for (const c of this.#tx.splice(0)) c.cb?.(e);
+    for (const c of this.#tx.splice(0)) this.#done(c.cb, e);
     const f = this.#finalCb;
     this.#finalCb = undefined;
-    f?.(e);
+    this.#done(f, e);
   }
 
   /** After the QP is destroyed: its WRs can no longer touch the memory. */
@@ -536,7 +551,31 @@ export class SdpConnection {
   #fail(err: Error): void {
     if (this.#failed) return;
     this.#failed = true;
-    this.#sink.failed(err);
+    try {
+      this.#sink.failed(err);
+    } catch (e) {
+      rethrowLater(e);
+    }
+  }
+
+  /** Hands bytes to the sink (see rethrowLater); true when it wants more. */
+  #give(chunk: Buffer): boolean {
+    try {
+      return this.#sink.data(chunk);
+    } catch (err) {
+      rethrowLater(err);
+      return true;
+    }
+  }
+
+  /** Completes a write (or the end) with its callback (see rethrowLater). */
+  #done(cb: ((err?: Error | null) => void) | undefined, err?: Error): void {
+    if (!cb) return;
+    try {
+      cb(err);
+    } catch (e) {
+      rethrowLater(e);
+    }
   }
 
   /** Takes one received message; true when it queued something to hand up. */
@@ -651,7 +690,7 @@ export class SdpConnection {
         if (this.#sink.copies) {
           // The sink's own copy is the second one; the ring buffer goes back to the peer after it, whatever the sink did.
           try {
-            more = this.#sink.data(rxBuf.subarray(e.offset, e.offset + e.length));
+            more = this.#give(rxBuf.subarray(e.offset, e.offset + e.length));
           } finally {
             this.#repost(e.slot);
           }
@@ -660,7 +699,7 @@ export class SdpConnection {
           const chunk = Buffer.allocUnsafe(e.length);
           chunk.set(rxBuf.subarray(e.offset, e.offset + e.length));
           this.#repost(e.slot);
-          more = this.#sink.data(chunk);
+          more = this.#give(chunk);
         }
         if (!more) this.#paused = true;
       } else if (e.kind === 'src') {
@@ -671,7 +710,7 @@ export class SdpConnection {
           // A landing view goes only to a sink that copies (one set after the READ was posted gets its own copy).
           let more: boolean;
           try {
-            more = this.#sink.data(land && !this.#sink.copies ? Buffer.from(buf) : buf);
+            more = this.#give(land && !this.#sink.copies ? Buffer.from(buf) : buf);
           } finally {
             if (land) this.#landFree.push(land);
           }
@@ -681,7 +720,11 @@ export class SdpConnection {
         this.#rx.shift();
       } else {
         this.#rx.shift();
-        this.#sink.end();
+        try {
+          this.#sink.end();
+        } catch (err) {
+          rethrowLater(err);
+        }
         this.#maybeFinished();
       }
     }
@@ -844,7 +887,7 @@ export class SdpConnection {
       this.#sendControl(Mid.DisConn);
       const f = this.#finalCb;
       this.#finalCb = undefined;
-      f();
+      this.#done(f);
     }
   }
 
@@ -870,7 +913,7 @@ export class SdpConnection {
       c.offset += take;
       if (c.offset === c.buf.length) {
         this.#tx.shift();
-        c.cb?.();
+        this.#done(c.cb);
       }
     }
     writeBsdh(out, base, Mid.Data, 0, this.#rxPosted, BSDH_SIZE + n, this.#mseq(), this.#lastRecvMseq);
@@ -935,7 +978,7 @@ export class SdpConnection {
     c.offset += n;
     if (c.offset === c.buf.length) {
       this.#tx.shift();
-      c.cb?.();
+      this.#done(c.cb);
     }
     return true;
   }
@@ -1023,7 +1066,11 @@ export class SdpConnection {
     if (this.#sentDisConn && this.#recvDisConn && this.#rx.length === 0 && this.#txHead === this.#txTail) {
       this.#closed = true;
       this.#finished = true;
-      this.#sink.finished();
+      try {
+        this.#sink.finished();
+      } catch (err) {
+        rethrowLater(err);
+      }
       for (const w of this.#settleWaiters) w(true);
       this.#settleWaiters.clear();
     }

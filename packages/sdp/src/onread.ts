@@ -77,8 +77,16 @@ export class OnreadDelivery {
       const n = Math.min(buf.length, chunk.length - off);
       buf.set(off === 0 && n === chunk.length ? chunk : chunk.subarray(off, off + n));
       off += n;
-      const go = this.#callback.call(undefined, n, buf) !== false;
-      if (this.#gen) this.#advance();
+      let go = true;
+      try {
+        go = this.#callback.call(undefined, n, buf) !== false;
+        if (this.#gen) this.#advance();
+      } catch (err) {
+        // The application's exception (uncaughtException, as from net's callback); the bytes after it still go.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
       if (!go) {
         this.stopped = true;
         if (off < chunk.length) this.#hold(chunk, off);

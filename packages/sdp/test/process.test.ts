@@ -111,6 +111,19 @@ describe('onread across processes', () => {
   }, 180_000);
 });
 
+describe('exceptions in application callbacks', () => {
+  it('go to uncaughtException, as net\'s do, and the stream carries on intact', async () => {
+    // A 'data' listener, a write callback and an onread callback each throw once, in a child: vitest would take
+    // the uncaught exceptions as its own. Before, each became an ECONNRESET and the streams never ended.
+    const p = peer([`${fixtures}/throwing-callbacks.mjs`]);
+    const r = await p.message<{ bytes: number; onreadBytes: number; expected: number; uncaught: string[]; errors: string[] }>('bytes', 60_000);
+    expect(r.bytes).toBe(r.expected);
+    expect(r.onreadBytes).toBe(r.expected);
+    expect(r.uncaught).toEqual(['data listener', 'onread callback', 'write callback']);
+    expect(r.errors).toEqual([]);
+  }, 90_000);
+});
+
 describe('SDP sockets across processes', () => {
   it('pipes 1 GiB with backpressure and it arrives hash-identical', async () => {
     const { port, udpPort } = await sdpPeer('hash');
