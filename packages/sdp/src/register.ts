@@ -34,7 +34,7 @@ function sdpConnect(...args: unknown[]): net.Socket {
   const key = `${host}:${opts.port}`;
   const until = tcpOnly.get(key);
   if (until !== undefined && until > Date.now()) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
-  const s = new SdpSocket({ allowHalfOpen: opts.allowHalfOpen ?? false, ...(opts.onread ? { onread: opts.onread } : {}) });
+  const s = new SdpSocket({ allowHalfOpen: opts.allowHalfOpen ?? false, ...(opts.onread ? { onread: opts.onread } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
   s.connect({ ...pickConnect(opts), host, fallbackToTcp: true }, cb);
   // Remember peers that answered only over TCP, so the next connection does not wait for the CM again.
   s.once('connect', () => {

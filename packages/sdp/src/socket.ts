@@ -3,7 +3,7 @@
 // it fell back to when the peer does not speak SDP).
 
 import net from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, addAbortSignal } from 'node:stream';
 import { SdpConnection, type ConnectionSink } from './connection.js';
 import { SdpSocketError } from './errors.js';
 import { connectLink, type Link } from './link.js';
@@ -19,6 +19,8 @@ export interface SdpSocketOptions extends SdpOptions {
    * memory the connection reuses, not into a new Buffer each.
    */
   onread?: SdpOnread;
+  /** As net.Socket's (a stream option): aborting it destroys the socket with an AbortError. */
+  signal?: AbortSignal;
 }
 
 export interface SdpConnectOptions extends SdpSocketOptions {
@@ -65,6 +67,8 @@ export class SdpSocket extends Duplex {
     super({ allowHalfOpen: options.allowHalfOpen ?? false, emitClose: true, autoDestroy: true, decodeStrings: true });
     const onread = checkOnread(options.onread);
     this.#onread = onread ? new OnreadDelivery(onread) : undefined;
+    // Not the stream constructor's own `signal`: an aborted one destroys at once, before these fields exist.
+    if (options.signal) addAbortSignal(options.signal, this);
   }
 
   /** @internal The server side: an accepted connection. */
@@ -190,6 +194,8 @@ export class SdpSocket extends Duplex {
   connect(a: SdpConnectOptions | number, b?: string | (() => void), c?: () => void): this {
     const [opts, cb] = normalizeConnectArgs(a, b, c);
     if (this.#connecting || this.#conn || this.#tcp) throw new SdpSocketError('EISCONN', 'connect', 'socket is already connected or connecting');
+    // Destroyed already (an aborted signal): nothing to connect.
+    if (this.destroyed) return this;
     if (cb) this.once('connect', cb);
     this.#connecting = true;
     if (opts.timeout !== undefined) this.setTimeout(opts.timeout);

@@ -164,6 +164,24 @@ describe('SdpSocket and SdpServer', () => {
     expect((await err).code).toBe('ECONNRESET');
   });
 
+  it('destroys the socket with an AbortError when its signal aborts, as net.Socket does', async () => {
+    const { port, next } = await serve();
+    const ac = new AbortController();
+    const c = track(connect({ port, host: '127.0.0.1', signal: ac.signal }));
+    await once(c, 'connect');
+    const peer = await next();
+    const peerErr = errorOf(peer);
+    const err = errorOf(c);
+    ac.abort();
+    expect(await err).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
+    expect(c.destroyed).toBe(true);
+    expect((await peerErr).code).toBe('ECONNRESET');
+    // Already aborted: the socket never connects.
+    const d = track(connect({ port, host: '127.0.0.1', signal: AbortSignal.abort() }));
+    expect(await errorOf(d)).toMatchObject({ name: 'AbortError' });
+    expect(d.connecting).toBe(false);
+  });
+
   it('applies backpressure: write() returns false and drain follows when the reader resumes', async () => {
     const { port, next } = await serve();
     const c = track(connect(port, '127.0.0.1'));
