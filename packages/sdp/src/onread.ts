@@ -2,8 +2,8 @@
 // the application owns and reuses, and handed to its callback, instead of
 // going up the stream as a new Buffer per chunk. Over SDP that removes the
 // allocation per RDMA READ: the connection lands READs in registered memory
-// it keeps and reuses, and the only copy on the receiving side is the one
-// into this buffer.
+// it keeps and reuses (see SdpConnection's landing buffers), and the bytes
+// go from there into this buffer, memory that is already the process's.
 
 /** As net.Socket's `onread`: a reusable buffer (or a function returning the next one) and the callback that gets each chunk. */
 export interface SdpOnread {
@@ -108,10 +108,5 @@ export class OnreadDelivery {
     if (!held) return true;
     this.#held = undefined;
     return this.deliver(held);
-  }
-
-  /** Bytes received but not yet handed to the callback. */
-  get heldBytes(): number {
-    return this.#held?.length ?? 0;
   }
 }
