@@ -158,6 +158,8 @@ export interface ConnectLinkOptions {
   host: string;
   port: number;
   localAddress?: string;
+  /** The local port in SDP's port space (0 or absent: any free one). */
+  localPort?: number;
   udpPort?: number;
   connectTimeout?: number;
   /** Transparent mode gives up on a silent peer sooner, to fall back to TCP. */
@@ -213,7 +215,7 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
   let res: { pd: PD; cq: CQ; channel: CompChannel } | undefined;
   let conn: SdpConnection | undefined;
   try {
-    await id.bindAddr({ address: o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0'), port: 0 });
+    await id.bindAddr({ address: o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0'), port: o.localPort ?? 0 });
     const udpPort = o.udpPort ?? localUdpPort(o.host, o.port);
     id.resolveAddr({ address: o.host, port: o.port, ...(udpPort !== undefined ? { udpPort } : {}) }, { timeoutMs });
     let e = await next();

@@ -46,7 +46,7 @@ function sdpConnect(...args: unknown[]): net.Socket {
 
 function pickConnect(o: SdpConnectOptions): SdpConnectOptions {
   const out: SdpConnectOptions = { port: Number(o.port) };
-  for (const k of ['localAddress', 'timeout', 'keepAlive', 'keepAliveInitialDelay', 'noDelay', 'connectTimeout', 'udpPort'] as const) {
+  for (const k of ['localAddress', 'localPort', 'timeout', 'keepAlive', 'keepAliveInitialDelay', 'noDelay', 'connectTimeout', 'udpPort'] as const) {
     if (o[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = o[k];
   }
   return out;

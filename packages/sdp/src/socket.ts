@@ -27,6 +27,8 @@ export interface SdpConnectOptions extends SdpSocketOptions {
   port: number;
   host?: string;
   localAddress?: string;
+  /** As net's: the local port to connect from (EADDRINUSE when taken). */
+  localPort?: number;
   /** The UDP port of the soft device behind `host` (default 4791, RoCEv2's). */
   udpPort?: number;
   /** Milliseconds for address/route resolution and the CM handshake (default 10 s). */
@@ -196,6 +198,11 @@ export class SdpSocket extends Duplex {
     if (this.#connecting || this.#conn || this.#tcp) throw new SdpSocketError('EISCONN', 'connect', 'socket is already connected or connecting');
     // Destroyed already (an aborted signal): nothing to connect.
     if (this.destroyed) return this;
+    if (opts.localPort !== undefined && !(Number.isInteger(opts.localPort) && opts.localPort >= 0 && opts.localPort <= 65535)) {
+      const e = new RangeError(`options.localPort should be >= 0 and < 65536. Received ${String(opts.localPort)}.`);
+      (e as NodeJS.ErrnoException).code = 'ERR_SOCKET_BAD_PORT';
+      throw e;
+    }
     if (cb) this.once('connect', cb);
     this.#connecting = true;
     if (opts.timeout !== undefined) this.setTimeout(opts.timeout);
@@ -234,7 +241,7 @@ export class SdpSocket extends Duplex {
   /** As SMC-R does: same socket, TCP underneath. */
   #fallback(opts: SdpConnectOptions, host: string): void {
     // A bare net.Socket: transparent mode patches net.connect itself.
-    const tcp = new net.Socket().connect({ port: opts.port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    const tcp = new net.Socket().connect({ port: opts.port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}), ...(opts.localPort ? { localPort: opts.localPort } : {}) });
     this.#tcp = tcp;
     tcp.on('connect', () => {
       this.#connecting = false;

@@ -164,6 +164,18 @@ describe('SdpSocket and SdpServer', () => {
     expect((await err).code).toBe('ECONNRESET');
   });
 
+  it('connects from the localPort asked for, and reports EADDRINUSE when it is taken', async () => {
+    const { port, next } = await serve();
+    const localPort = 40000 + Math.floor(Math.random() * 20000);
+    const c = track(connect({ port, host: '127.0.0.1', localPort }));
+    await once(c, 'connect');
+    expect(c.localPort).toBe(localPort);
+    expect((await next()).remotePort).toBe(localPort);
+    const d = track(connect({ port, host: '127.0.0.1', localPort }));
+    expect(await errorOf(d)).toMatchObject({ code: 'EADDRINUSE' });
+    expect(() => connect({ port, host: '127.0.0.1', localPort: 70000 })).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_BAD_PORT' }) as unknown as Error);
+  });
+
   it('destroys the socket with an AbortError when its signal aborts, as net.Socket does', async () => {
     const { port, next } = await serve();
     const ac = new AbortController();
