@@ -13,6 +13,7 @@
 
 import { Access, SendFlags, WcStatus, WrOpcode, mtuBytes, wcStatusName, regMr, type CQ, type CompChannel, type MR, type PD, type QP, type SendWr } from '@ibal/verbs';
 import { SdpProtocolError, SdpSocketError } from './errors.js';
+import { rethrowLater } from './rethrow.js';
 import { BSDH_SIZE, Mid, midName, newBsdh, readBsdh, writeBsdh } from './protocol/bsdh.js';
 import {
   RDMA_RD_COMPL_SIZE,
@@ -207,21 +208,6 @@ interface SrcOut {
   acked: number;
   /** Window position to release to once acknowledged (includes alignment and a wrap skipped before it). */
   end: number;
-}
-
-/**
- * An exception thrown by code above the connection (a 'data' listener or an
- * onread callback, a write callback, a 'drain' handler run from one) is the
- * application's: it goes to 'uncaughtException', as one thrown from net's
- * callbacks does, while the connection, whose state was mid-update when it
- * called up, carries on. Caught and turned into a connection failure, it
- * would read as a network error (and a throw in the middle of building a
- * message would have lost the bytes around it).
- */
-function rethrowLater(err: unknown): void {
-  process.nextTick(() => {
-    throw err;
-  });
 }
 
 export class SdpConnection {

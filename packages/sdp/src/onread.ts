@@ -5,6 +5,8 @@
 // it keeps and reuses (see SdpConnection's landing buffers), and the bytes
 // go from there into this buffer, memory that is already the process's.
 
+import { rethrowLater } from './rethrow.js';
+
 /** As net.Socket's `onread`: a reusable buffer (or a function returning the next one) and the callback that gets each chunk. */
 export interface SdpOnread {
   buffer: Uint8Array | (() => Uint8Array);
@@ -82,10 +84,8 @@ export class OnreadDelivery {
         go = this.#callback.call(undefined, n, buf) !== false;
         if (this.#gen) this.#advance();
       } catch (err) {
-        // The application's exception (uncaughtException, as from net's callback); the bytes after it still go.
-        process.nextTick(() => {
-          throw err;
-        });
+        // The bytes after it still go.
+        rethrowLater(err);
       }
       if (!go) {
         this.stopped = true;

@@ -302,8 +302,8 @@ export class SdpSocket extends Duplex {
   }
 
   override resume(): this {
-    if (this.#onread && !this.#onread.resume()) return super.resume();
-    if (this.#onread) {
+    // Delivery goes on only if what a stop held back went without stopping it again.
+    if (this.#onread?.resume()) {
       if (this.#tcp) this.#tcp.resume();
       else this.#conn?.resume();
     }
