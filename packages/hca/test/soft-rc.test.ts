@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Access, Mtu, QpState, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
+import { Access, Mtu, QpAttrMask, QpState, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
 import { close, completions, pair, type Side } from './helpers/pair.js';
 
 const SIG = SendFlags.SIGNALED;
@@ -262,6 +262,21 @@ describe('soft HCA RC errors', () => {
     a.qp.postSend([{ wrId: 7, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
     const [w] = await completions(a, 1);
     expect(destroyed).toBe(true);
+    expect(wcStatusName(w!.status)).toBe('SUCCESS');
+  });
+
+  it('a QP moved to ERR right after its last receive completes (as rdma_disconnect does) still acknowledges it', async () => {
+    const [a, b] = await rc({ timeout: 14, retryCnt: 3 });
+    b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+    let moved = false;
+    b.notify = () => {
+      if (!moved) b.qp.modify({ qpState: QpState.ERR }, QpAttrMask.STATE);
+      moved = true;
+    };
+    b.cq.reqNotify(false);
+    a.qp.postSend([{ wrId: 7, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
+    const [w] = await completions(a, 1);
+    expect(moved).toBe(true);
     expect(wcStatusName(w!.status)).toBe('SUCCESS');
   });
 

@@ -154,6 +154,9 @@ export class SoftQp implements HcaQp {
       return;
     }
     if (next === QpState.ERR) {
+      // Messages this side executed and completed are ACKed first: a coalesced ACK still waiting would be dropped in ERR, and the
+      // peer would retry a message its application already has into RETRY_EXC_ERR (rdma_disconnect moves the QP to ERR).
+      this.resp.flushPendingAck();
       this.toError();
       return;
     }
