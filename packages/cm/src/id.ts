@@ -16,11 +16,11 @@ import {
   type QpAttr,
 } from '@ibal/hca';
 import { createQp as verbsCreateQp, type Context, type CQ, type PD, type QP, type QpCapInit, type SRQ } from '@ibal/verbs';
-import { ROCE_UDP_PORT, isWildcard, parseAddress, type CmAddress, type CmAddressInput } from './address.js';
+import { ROCE_UDP_PORT, ipVersion, isWildcard, parseAddress, type CmAddress, type CmAddressInput } from './address.js';
 import { CmDevice, deviceFor, gidKey, ipFromGid } from './cm-device.js';
 import { CMA_HEADER_SIZE, readCmaHeader, writeCmaHeader } from './cma-header.js';
 import { CmState, RdmaCmState, cmStateName, rdmaCmStateName } from './connection-state.js';
-import { AddressInUseError, CmStateError } from './errors.js';
+import { AddressError, AddressInUseError, CmStateError } from './errors.js';
 import { CmEventType, EventChannel, cmEventName, type CmEvent, type ConnParam, type UdParam } from './event-channel.js';
 import { REJ_PRIVATE_DATA_SIZE, RejReason, MsgRejected, rejReasonName, type RejMsg } from './messages/rej.js';
 import { DREQ_PRIVATE_DATA_SIZE, type DreqMsg } from './messages/dreq.js';
@@ -269,7 +269,7 @@ export class CmId {
     if (this.state !== RdmaCmState.IDLE) throw new CmStateError(`bindAddr: the id is ${rdmaCmStateName(this.state)}, not IDLE`);
     let dev: CmDevice;
     try {
-      dev = await deviceFor(isWildcard(a.address) ? { udpPort: a.udpPort } : a, undefined, this.#deviceName);
+      dev = isWildcard(a.address) ? await wildcardDevice(a, this.#deviceName) : await deviceFor(a, undefined, this.#deviceName);
     } catch (err) {
       if (!this.destroyed && nativeFallback(err, this.#deviceName)) return this.#useNative().bindAddr(a);
       throw err;
@@ -300,6 +300,16 @@ export class CmId {
     }
     const prior = this.state;
     this.state = RdmaCmState.ADDR_QUERY;
+    const bound = this.#dev;
+    if (bound && ipVersion(bound.address) !== ipVersion(d.address)) {
+      // A bound id keeps its device; a destination of the other IP version has no route from it (no packet would ever come back).
+      setImmediate(() => {
+        if (this.destroyed) return;
+        this.state = prior;
+        this.#emit(CmEventType.ADDR_ERROR, { status: EADDRNOTAVAIL, reason: `the id is bound to ${bound.address} (IPv${ipVersion(bound.address)}); ${d.address} is IPv${ipVersion(d.address)}` });
+      });
+      return;
+    }
     void (async () => {
       try {
         const dev = this.#dev ?? (await deviceFor(s, d, this.#deviceName));
@@ -1271,3 +1281,18 @@ export function createId(channel: EventChannel, opts: CreateIdOptions = {}): CmI
 }
 
 export { CMA_HEADER_SIZE };
+
+/**
+ * The device a wildcard bind attaches to: one of the wildcard's IP version
+ * ('::' an IPv6 device), else, for '::', an IPv4 one, as an IPv6 socket
+ * bound to in6addr_any also serves IPv4.
+ */
+async function wildcardDevice(a: CmAddress, deviceName: string | undefined): Promise<CmDevice> {
+  if (ipVersion(a.address) === 4 || deviceName !== undefined) return deviceFor({ udpPort: a.udpPort }, undefined, deviceName);
+  try {
+    return await deviceFor({ udpPort: a.udpPort }, { address: '::', port: 0 }, deviceName);
+  } catch (err) {
+    if (!(err instanceof AddressError)) throw err;
+    return deviceFor({ udpPort: a.udpPort }, undefined, deviceName);
+  }
+}

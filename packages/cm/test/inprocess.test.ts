@@ -189,6 +189,31 @@ describe('CM in one process', () => {
     await l.close();
   });
 
+  it("binds '::' to an IPv6 device when there is one, else to an IPv4 one; a bound id refuses the other IP version at once", async () => {
+    const d4 = device('127.0.0.1');
+    cleanup.push(() => d4.remove());
+    const ch = createEventChannel();
+    cleanup.push(() => ch.destroy());
+    const v4 = createId(ch);
+    cleanup.push(() => v4.destroy());
+    await v4.bindAddr({ address: '::', port: 0 });
+    expect(v4.localAddr!.address).not.toContain(':');
+    v4.resolveAddr({ address: '::1', port: 9 });
+    const ev = await ch.getCmEvent({ timeoutMs: 2000 });
+    expect(ev.eventName).toBe('ADDR_ERROR');
+    expect(ev.reason).toMatch(/IPv4.*::1 is IPv6/);
+    // The id is still bound and usable for its own family.
+    v4.resolveAddr({ address: '127.0.0.1', port: 9 });
+    expect((await ch.getCmEvent({ timeoutMs: 2000 })).eventName).toBe('ADDR_RESOLVED');
+
+    const d6 = device('::1');
+    cleanup.push(() => d6.remove());
+    const v6 = createId(ch);
+    cleanup.push(() => v6.destroy());
+    await v6.bindAddr({ address: '::', port: 0 });
+    expect(v6.localAddr!.address).toBe('::1');
+  });
+
   it('IPv6: the rdma_cm header carries the 16-byte addresses', async () => {
     const a = device('::1');
     const b = device('::1');
