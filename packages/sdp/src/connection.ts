@@ -307,10 +307,16 @@ export class SdpConnection {
     return this.#sentDisConn && this.#recvDisConn && !this.#failed;
   }
 
-  /** Resolves true once the last sends completed after both DisConns (at most `ms` later). */
+  /**
+   * For a socket being destroyed after both DisConns: resolves true once the
+   * last sends completed (at most `ms` later), so it may close without a
+   * reset. Received bytes nobody read make it false at once, as TCP resets
+   * a connection closed with unread data; an unread end of stream does not.
+   */
   settle(ms: number): Promise<boolean> {
     if (this.#finished) return Promise.resolve(true);
-    if (this.#failed || this.#closed) return Promise.resolve(false);
+    if (this.#failed || this.#closed || !this.#onlyEofUnread()) return Promise.resolve(false);
+    if (this.#sendsDone()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.#settleWaiters.delete(done);
@@ -537,6 +543,9 @@ export class SdpConnection {
   #fail(err: Error): void {
     if (this.#failed) return;
     this.#failed = true;
+    // A socket waiting to close gracefully (an AbortConn came, or a send failed): nothing more will complete.
+    for (const w of this.#settleWaiters) w(false);
+    this.#settleWaiters.clear();
     try {
       this.#sink.failed(err);
     } catch (e) {
@@ -1047,9 +1056,22 @@ export class SdpConnection {
     this.#sendControl(CREDIT_UPDATE);
   }
 
+  #onlyEofUnread(): boolean {
+    for (const e of this.#rx) if (e.kind !== 'eof') return false;
+    return true;
+  }
+
+  #sendsDone(): boolean {
+    return this.#sentDisConn && this.#recvDisConn && this.#txHead === this.#txTail;
+  }
+
   #maybeFinished(): void {
     if (this.#closed || this.#failed) return;
-    if (this.#sentDisConn && this.#recvDisConn && this.#rx.length === 0 && this.#txHead === this.#txTail) {
+    if (this.#settleWaiters.size > 0 && this.#sendsDone() && this.#onlyEofUnread()) {
+      for (const w of this.#settleWaiters) w(true);
+      this.#settleWaiters.clear();
+    }
+    if (this.#sendsDone() && this.#rx.length === 0) {
       this.#closed = true;
       this.#finished = true;
       try {
@@ -1091,8 +1113,10 @@ export class SdpConnection {
     // Every send signaled would make the HCA ask for an ACK per message. Half
     // the ring may go unsignaled; once fewer slots than that are free, every
     // send is signaled, so the slots in use always end with one that completes.
+    // After our DisConn (an RdmaRdCompl may still follow it) each one is: the
+    // close waits for the last send to complete, and an unsignaled one never says so.
     const every = this.#opts.txBufs >> 1;
-    if (signal || this.#unsignaled + 1 >= every || this.#freeSlots() < every) {
+    if (signal || this.#sentDisConn || this.#unsignaled + 1 >= every || this.#freeSlots() < every) {
       wr.sendFlags = SendFlags.SIGNALED;
       this.#unsignaled = 0;
     } else {

@@ -155,6 +155,37 @@ describe('SDP data path over a QP pair', () => {
     await sb.until(() => sb.finishedFlag);
   });
 
+  it('finishes when its last send is an RdmaRdCompl that follows its own DisConn', async () => {
+    const { a, b, sa, sb } = await setup();
+    a.end();
+    await sb.until(() => sb.ended);
+    // b's large reply goes zero-copy: a READs it and owes an RdmaRdCompl after its DisConn.
+    const reply = randomBytes(100_000);
+    b.write(reply);
+    b.end();
+    await sa.until(() => sa.ended && sa.finishedFlag);
+    await sb.until(() => sb.finishedFlag);
+    expect(Buffer.concat(sa.chunks).equals(reply)).toBe(true);
+    expect(await a.settle(60_000)).toBe(true);
+  });
+
+  it('settles for a graceful close with only the end of stream unread, and refuses with bytes unread (TCP resets then)', async () => {
+    const { a, b, sa, sb } = await setup();
+    // Each receiver stops at its first chunk: what follows stays queued.
+    sa.accept = false;
+    sb.accept = false;
+    a.write(Buffer.from('one'));
+    await sb.until(() => sb.chunks.length === 1);
+    a.end(); // b: only the end of stream is left unread
+    b.write(Buffer.from('x'));
+    b.write(Buffer.from('y'));
+    await sa.until(() => sa.chunks.length === 1);
+    b.end(); // a: a byte and the end of stream unread
+    expect(await b.settle(60_000)).toBe(true);
+    expect(sb.ended).toBe(false);
+    expect(await a.settle(60_000)).toBe(false);
+  });
+
   it('stops the sender through credits when the receiver stops taking data, and loses nothing', async () => {
     const { a, b, sb } = await setup();
     sb.accept = false;
