@@ -29,24 +29,30 @@ function sdpConnect(...args: unknown[]): net.Socket {
   // (http's agent passes the request path along with host and port: only a path without a port is IPC.)
   if (typeof first === 'object' && first !== null && (first as { port?: unknown }).port === undefined) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
   const [opts, cb] = normalizeConnectArgs(first as SdpConnectOptions | number, args[1] as string | (() => void), args[2] as () => void);
-  const host = opts.host === undefined || opts.host === 'localhost' ? '127.0.0.1' : opts.host;
-  if (!net.isIP(host) || !matchRule(rules, 'client', host, Number(opts.port))) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
-  const key = `${host}:${opts.port}`;
-  const until = tcpOnly.get(key);
-  if (until !== undefined && until > Date.now()) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
+  const port = Number(opts.port);
+  const host = opts.host ?? 'localhost';
+  // Rules name addresses: a host name is resolved first (by the socket, with the caller's lookup) and each address checked.
+  const usable = (address: string): boolean => {
+    if (!matchRule(rules, 'client', address, port)) return false;
+    const until = tcpOnly.get(`${address}:${port}`);
+    return until === undefined || until <= Date.now();
+  };
+  if (net.isIP(host) ? !usable(host) : !matchRule(rules, 'client', undefined, port)) return (origConnect as (...a: unknown[]) => net.Socket)(...args);
   const s = new SdpSocket({ allowHalfOpen: opts.allowHalfOpen ?? false, ...(opts.onread ? { onread: opts.onread } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
-  s.connect({ ...pickConnect(opts), host, fallbackToTcp: true }, cb);
+  s.connect({ ...pickConnect(opts), host, fallbackToTcp: true, sdpAddress: usable }, cb);
   // Remember peers that answered only over TCP, so the next connection does not wait for the CM again.
   s.once('connect', () => {
-    if (s.transport === 'tcp') tcpOnly.set(key, Date.now() + TCP_ONLY_MS);
-    else tcpOnly.delete(key);
+    const key = `${s.remoteAddress}:${port}`;
+    if (s.transport === 'tcp') {
+      if (s.remoteAddress && matchRule(rules, 'client', s.remoteAddress, port)) tcpOnly.set(key, Date.now() + TCP_ONLY_MS);
+    } else tcpOnly.delete(key);
   });
   return s as unknown as net.Socket;
 }
 
 function pickConnect(o: SdpConnectOptions): SdpConnectOptions {
   const out: SdpConnectOptions = { port: Number(o.port) };
-  for (const k of ['localAddress', 'localPort', 'timeout', 'keepAlive', 'keepAliveInitialDelay', 'noDelay', 'connectTimeout', 'udpPort'] as const) {
+  for (const k of ['localAddress', 'localPort', 'timeout', 'keepAlive', 'keepAliveInitialDelay', 'noDelay', 'connectTimeout', 'udpPort', 'lookup', 'family', 'hints'] as const) {
     if (o[k] !== undefined) (out as unknown as Record<string, unknown>)[k] = o[k];
   }
   return out;

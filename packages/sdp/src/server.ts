@@ -1,5 +1,6 @@
 // SdpServer: net.Server's shape over an SDP listener in the CM.
 
+import dns from 'node:dns';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { ConnectionSink } from './connection.js';
@@ -23,6 +24,14 @@ export interface SdpListenOptions {
 }
 
 type ConnectionListener = (socket: SdpSocket) => void;
+
+/** The address to listen on: an IP as it is, 'localhost' as 127.0.0.1, another name as dns.lookup finds it first (as net.Server.listen does). */
+async function listenHost(host: string | undefined): Promise<string | undefined> {
+  if (host === undefined || net.isIP(host)) return host;
+  if (host === 'localhost') return '127.0.0.1';
+  const { address } = await dns.promises.lookup(host);
+  return address;
+}
 
 export class SdpServer extends EventEmitter {
   /** Refuse connections beyond this many (the REQ gets a REJ, the client ECONNREFUSED). */
@@ -80,18 +89,20 @@ export class SdpServer extends EventEmitter {
     if (cb) this.once('listening', cb);
     this.#starting = true;
     const opts = resolveOptions(this.#opts);
-    const host = o.host === 'localhost' ? '127.0.0.1' : o.host;
-    listenLink(
-      { port, ...(host !== undefined ? { host } : {}), ...(o.backlog !== undefined ? { backlog: o.backlog } : {}) },
-      opts,
-      () => this.#admit(),
-      (link) => this.#onLink(link),
-      () => this.#placeholderSink(),
-      () => {
-        this.#admitted = Math.max(0, this.#admitted - 1);
-        this.#maybeClosed();
-      },
-    ).then(
+    const listening = listenHost(o.host).then((host) =>
+      listenLink(
+        { port, ...(host !== undefined ? { host } : {}), ...(o.backlog !== undefined ? { backlog: o.backlog } : {}) },
+        opts,
+        () => this.#admit(),
+        (link) => this.#onLink(link),
+        () => this.#placeholderSink(),
+        () => {
+          this.#admitted = Math.max(0, this.#admitted - 1);
+          this.#maybeClosed();
+        },
+      ),
+    );
+    listening.then(
       (l) => {
         this.#starting = false;
         if (this.#abandoned) {

@@ -2,6 +2,7 @@
 // use, over an SDP connection (or, in transparent mode, over the TCP socket
 // it fell back to when the peer does not speak SDP).
 
+import dns, { type LookupAddress } from 'node:dns';
 import net from 'node:net';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { SdpConnection, type ConnectionSink } from './connection.js';
@@ -33,8 +34,16 @@ export interface SdpConnectOptions extends SdpSocketOptions {
   udpPort?: number;
   /** Milliseconds for address/route resolution and the CM handshake (default 10 s). */
   connectTimeout?: number;
+  /** As net's: resolves a host name that is not an IP address (default dns.lookup). */
+  lookup?: net.LookupFunction;
+  /** As net's: the address family a host name resolves to (4, 6, or 0 for either). */
+  family?: number;
+  /** As net's: getaddrinfo hints for the lookup. */
+  hints?: number;
   /** Transparent mode: connect over TCP instead when the peer does not speak SDP. */
   fallbackToTcp?: boolean;
+  /** Transparent mode: which resolved addresses to try over SDP; TCP takes the connection when none is. */
+  sdpAddress?: (address: string) => boolean;
   timeout?: number;
   noDelay?: boolean;
   keepAlive?: boolean;
@@ -203,6 +212,12 @@ export class SdpSocket extends Duplex {
       (e as NodeJS.ErrnoException).code = 'ERR_SOCKET_BAD_PORT';
       throw e;
     }
+    if (opts.lookup !== undefined && typeof opts.lookup !== 'function') {
+      throw typeError('ERR_INVALID_ARG_TYPE', `The "options.lookup" property must be of type function. Received ${typeof opts.lookup}`);
+    }
+    if (opts.family !== undefined && opts.family !== 0 && opts.family !== 4 && opts.family !== 6) {
+      throw typeError('ERR_INVALID_ARG_VALUE', `The property 'options.family' must be one of: 0, 4, 6. Received ${String(opts.family)}`);
+    }
     if (cb) this.once('connect', cb);
     this.#connecting = true;
     if (opts.timeout !== undefined) this.setTimeout(opts.timeout);
@@ -213,35 +228,110 @@ export class SdpSocket extends Duplex {
 
   async #establish(opts: SdpConnectOptions): Promise<void> {
     const host = opts.host ?? '127.0.0.1';
+    let addresses: LookupAddress[];
     try {
-      const link = await connectLink({ ...opts, host }, this.#sinkFor(), resolveOptions(opts));
-      if (this.destroyed) {
-        void link.teardown(true);
-        return;
-      }
-      this.#attach(link);
+      addresses = await this.#resolve(host, opts);
     } catch (err) {
       if (this.destroyed) return;
-      const code = (err as NodeJS.ErrnoException).code;
-      if (opts.fallbackToTcp && (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')) {
-        if (process.env.IBAL_SDP_DEBUG) process.stderr.write(`@ibal/sdp: ${host}:${opts.port} over TCP: ${(err as Error).message}\n`);
-        this.#fallback(opts, host);
-        return;
-      }
       this.#connecting = false;
       this.destroy(err as Error);
       return;
     }
+    if (this.destroyed) return;
+    const sdpAddrs = opts.sdpAddress ? addresses.filter((a) => opts.sdpAddress!(a.address)) : addresses;
+    if (sdpAddrs.length === 0) {
+      // Transparent mode: no rule covers any of the host's addresses.
+      this.#fallback(opts, host, addresses);
+      return;
+    }
+    // One address after another, as net's autoSelectFamily tries them (but not in parallel: an SDP attempt holds a QP).
+    let link: Link | undefined;
+    let lastErr: unknown;
+    for (const a of sdpAddrs) {
+      try {
+        link = await connectLink({ ...opts, host: a.address }, this.#sinkFor(), resolveOptions(opts));
+        break;
+      } catch (err) {
+        lastErr = err;
+        if (this.destroyed) return;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ECONNREFUSED' && code !== 'EHOSTUNREACH' && code !== 'ETIMEDOUT') break;
+      }
+    }
+    if (this.destroyed) {
+      if (link) void link.teardown(true);
+      return;
+    }
+    if (!link) {
+      const code = (lastErr as NodeJS.ErrnoException).code;
+      if (opts.fallbackToTcp && (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')) {
+        if (process.env.IBAL_SDP_DEBUG) process.stderr.write(`@ibal/sdp: ${host}:${opts.port} over TCP: ${(lastErr as Error).message}\n`);
+        this.#fallback(opts, host, addresses);
+        return;
+      }
+      this.#connecting = false;
+      this.destroy(lastErr as Error);
+      return;
+    }
+    this.#attach(link);
     this.#connecting = false;
     this.emit('connect');
     this.emit('ready');
     this.#runWaiting();
   }
 
-  /** As SMC-R does: same socket, TCP underneath. */
-  #fallback(opts: SdpConnectOptions, host: string): void {
+  /**
+   * The addresses to try for `host`, as net.connect finds them: an IP address
+   * as it is, 'localhost' as 127.0.0.1 (where the soft device listens; a
+   * custom lookup still decides), any other name through `lookup` (all its
+   * addresses, deduplicated, families alternating from the first's, as
+   * autoSelectFamily orders them), with a 'lookup' event for each.
+   */
+  async #resolve(host: string, opts: SdpConnectOptions): Promise<LookupAddress[]> {
+    const v = net.isIP(host);
+    if (v) return [{ address: host, family: v }];
+    if (host === 'localhost' && !opts.lookup) return [{ address: '127.0.0.1', family: 4 }];
+    const family = opts.family ?? 0;
+    const hints = opts.hints || (family === 0 ? dns.ADDRCONFIG : 0);
+    const lookup = opts.lookup ?? (dns.lookup as net.LookupFunction);
+    const found = await new Promise<LookupAddress[]>((resolve, reject) => {
+      lookup(host, { all: true, family, hints }, (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], fam?: number) => {
+        if (err) reject(err);
+        // A lookup written for net's single-address form still works.
+        else resolve(typeof address === 'string' ? [{ address, family: fam ?? net.isIP(address) }] : address);
+      });
+    }).catch((err: NodeJS.ErrnoException) => {
+      if (!this.destroyed) this.emit('lookup', err, undefined, undefined, host);
+      throw err;
+    });
+    const groups: [LookupAddress[], LookupAddress[]] = [[], []];
+    let first: number | undefined;
+    for (const a of found) {
+      if (this.destroyed) break;
+      this.emit('lookup', null, a.address, a.family, host);
+      const fam = net.isIP(a.address);
+      if (fam === 0) continue;
+      first ??= fam;
+      const g = groups[fam === first ? 0 : 1];
+      if (!g.some((x) => x.address === a.address)) g.push({ address: a.address, family: fam });
+    }
+    const out: LookupAddress[] = [];
+    for (let i = 0; i < Math.max(groups[0].length, groups[1].length); i++) {
+      if (groups[0][i]) out.push(groups[0][i]!);
+      if (groups[1][i]) out.push(groups[1][i]!);
+    }
+    if (out.length === 0) {
+      const e = new SdpSocketError('ENOTFOUND', 'getaddrinfo', `no IP address for ${host}`);
+      throw e;
+    }
+    return out;
+  }
+
+  /** As SMC-R does: same socket, TCP underneath (to the addresses already resolved, so no second lookup). */
+  #fallback(opts: SdpConnectOptions, host: string, addresses: LookupAddress[]): void {
     // A bare net.Socket: transparent mode patches net.connect itself.
-    const tcp = new net.Socket().connect({ port: opts.port, host, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}), ...(opts.localPort ? { localPort: opts.localPort } : {}) });
+    const resolved = net.isIP(host) ? {} : { lookup: resolvedLookup(addresses) };
+    const tcp = new net.Socket().connect({ port: opts.port, host, ...resolved, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}), ...(opts.localPort ? { localPort: opts.localPort } : {}) });
     this.#tcp = tcp;
     tcp.on('connect', () => {
       this.#connecting = false;
@@ -396,6 +486,23 @@ export class SdpSocket extends Duplex {
     };
     this.#timeoutTimer = setTimeout(check, ms).unref();
   }
+}
+
+function typeError(code: string, message: string): TypeError {
+  const e = new TypeError(message);
+  (e as NodeJS.ErrnoException).code = code;
+  return e;
+}
+
+/** A lookup that answers with addresses already found, in either of the forms net asks for. */
+function resolvedLookup(addresses: LookupAddress[]): net.LookupFunction {
+  return ((_host: string, o: dns.LookupOptions, cb: (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void) => {
+    const fam = o.family === 4 || o.family === 6 ? o.family : 0;
+    const list = fam ? addresses.filter((a) => a.family === fam) : addresses;
+    if (o.all) cb(null, list);
+    else if (list[0]) cb(null, list[0].address, list[0].family);
+    else cb(Object.assign(new Error(`no IPv${fam} address`), { code: 'ENOTFOUND' }), '', 0);
+  }) as net.LookupFunction;
 }
 
 export function normalizeConnectArgs(a: SdpConnectOptions | number | string, b?: string | (() => void), c?: () => void): [SdpConnectOptions, (() => void) | undefined] {

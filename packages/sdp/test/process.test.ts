@@ -57,6 +57,37 @@ describe('transparent mode: Node http, unchanged, over SDP', () => {
   }, 180_000);
 });
 
+describe('transparent mode: host names', () => {
+  it('resolves a host name with the caller\'s lookup and takes SDP when a rule covers its address', async () => {
+    const host = privateLoopback();
+    const rules = { IBAL_SDP_RULES: `${host}:*` };
+    const server = peer(['--import', registerHook, `${fixtures}/http-server.mjs`, host], { ...rules, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
+    const { port, sdp } = await server.message<{ port: number; sdp: boolean }>('port');
+    expect(sdp).toBe(true);
+    const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '50', 'api.example.test'], rules);
+    const r = await client.message<{ ok: number; transports: Record<string, number>; upgrade: { transport: string }; lookups: number }>('ok', 120_000);
+    expect(r.ok).toBe(50);
+    expect(r.transports).toEqual({ sdp: 50 });
+    expect(r.upgrade.transport).toBe('sdp');
+    expect(r.lookups).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('keeps TCP, without trying SDP, for a host name whose address no rule covers', async () => {
+    const host = privateLoopback();
+    const server = peer([`${fixtures}/http-server.mjs`, host]);
+    const { port } = await server.message<{ port: number }>('port');
+    // The rule covers the port but another address: only the resolved address tells them apart.
+    const other = host === '127.0.9.9' ? '127.0.9.8' : '127.0.9.9';
+    const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '20', 'plain.example.test'], { IBAL_SDP_RULES: `${other}:${port}`, IBAL_SDP_DEBUG: '1' });
+    const r = await client.message<{ ok: number; transports: Record<string, number>; upgrade: { transport: string } }>('ok', 120_000);
+    expect(r.ok).toBe(20);
+    expect(r.transports).toEqual({ tcp: 20 });
+    expect(r.upgrade.transport).toBe('tcp');
+    // IBAL_SDP_DEBUG reports every SDP attempt that fell back: there was none.
+    expect(client.stderr).not.toMatch(/over TCP/);
+  }, 180_000);
+});
+
 describe('onread across processes', () => {
   it('net.connect with onread, through the register hook, gets the echo of mixed writes intact and no data events', async () => {
     const host = privateLoopback();

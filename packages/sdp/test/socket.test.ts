@@ -249,3 +249,88 @@ describe('connect errors', () => {
     expect(c.destroyed).toBe(true);
   });
 });
+
+describe('host names, as net.connect resolves them', () => {
+  type Lookup = NonNullable<Parameters<typeof connect>[0] extends infer O ? (O extends { lookup?: infer L } ? L : never) : never>;
+  /** A lookup that knows one name (answering in net's `all` form or its single-address form, as asked). */
+  function lookupOf(name: string, addresses: { address: string; family: number }[], asked: unknown[] = []): Lookup {
+    return ((host: string, o: { all?: boolean; family?: number }, cb: (...a: unknown[]) => void) => {
+      asked.push({ host, family: o.family, all: o.all });
+      if (host !== name) return cb(Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND', hostname: host }));
+      if (o.all) cb(null, addresses);
+      else cb(null, addresses[0]!.address, addresses[0]!.family);
+    }) as unknown as Lookup;
+  }
+
+  it("connects to 'localhost' (127.0.0.1, where the soft device is)", async () => {
+    const { port, next } = await serve();
+    const c = track(connect(port, 'localhost'));
+    await once(c, 'connect');
+    expect(c.remoteAddress).toBe('127.0.0.1');
+    const s = await next();
+    s.end('over sdp');
+    expect((await collect(c)).toString()).toBe('over sdp');
+  });
+
+  it("resolves a name with the caller's lookup, emits 'lookup' for each address and tries them in turn", async () => {
+    const { port, next } = await serve();
+    const asked: unknown[] = [];
+    // ::1 first: no IPv6 device here, so that attempt fails at once and 127.0.0.1 is tried next.
+    const c = track(connect({ port, host: 'db.example.test', family: 0, lookup: lookupOf('db.example.test', [{ address: '::1', family: 6 }, { address: '127.0.0.1', family: 4 }], asked) }));
+    const lookups: unknown[][] = [];
+    c.on('lookup', (...a: unknown[]) => lookups.push(a));
+    await once(c, 'connect');
+    expect(asked).toEqual([{ host: 'db.example.test', family: 0, all: true }]);
+    expect(lookups).toEqual([
+      [null, '::1', 6, 'db.example.test'],
+      [null, '127.0.0.1', 4, 'db.example.test'],
+    ]);
+    expect(c.transport).toBe('sdp');
+    expect(c.remoteAddress).toBe('127.0.0.1');
+    const s = await next();
+    c.end('named');
+    expect((await collect(s)).toString()).toBe('named');
+  });
+
+  it('takes a lookup that answers in the single-address form', async () => {
+    const { port } = await serve();
+    const single = ((host: string, _o: unknown, cb: (err: null, a: string, f: number) => void) => cb(null, '127.0.0.1', 4)) as unknown as Lookup;
+    const c = track(connect({ port, host: 'one.example.test', lookup: single }));
+    await once(c, 'connect');
+    expect(c.remoteAddress).toBe('127.0.0.1');
+  });
+
+  it("fails with the lookup's error (ENOTFOUND) and a 'lookup' event carrying it", async () => {
+    const c = track(connect({ port: 9, host: 'nowhere.example.test', lookup: lookupOf('elsewhere.example.test', []) }));
+    const seen = new Promise<unknown[]>((r) => c.once('lookup', (...a: unknown[]) => r(a)));
+    const err = await errorOf(c);
+    expect(err.code).toBe('ENOTFOUND');
+    const [lerr, address, family, host] = await seen;
+    expect(lerr).toBe(err);
+    expect([address, family, host]).toEqual([undefined, undefined, 'nowhere.example.test']);
+  });
+
+  it('fails at once with EHOSTUNREACH for an address of a family no device has', async () => {
+    const t0 = Date.now();
+    const c = track(connect({ port: 9, host: '::1' }));
+    const err = await errorOf(c);
+    expect(err.code).toBe('EHOSTUNREACH');
+    // Not the connect timeout (10 s): the CM knows there is no route.
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('rejects a lookup that is not a function and a family other than 0, 4 or 6, as net does', () => {
+    expect(() => connect({ port: 9, host: 'x.test', lookup: 'dns' as unknown as Lookup })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => connect({ port: 9, host: 'x.test', family: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+  });
+
+  it("listens on 'localhost'", async () => {
+    const server = createServer((s) => track(s).on('error', () => {}).end('hi'));
+    open.push(server);
+    server.listen(0, 'localhost');
+    await once(server, 'listening');
+    expect(server.address()!.address).toBe('127.0.0.1');
+    const c = track(connect(server.address()!.port, 'localhost'));
+    expect((await collect(c)).toString()).toBe('hi');
+  });
+});
