@@ -113,7 +113,14 @@ export class CmDevice {
     this.activeMtu = port.activeMtu;
     this.address = ipFromGid(this.gid);
     this.agent = registerMadAgent(ctx, { portNum: 1, mgmtClass: MGMT_CLASS_CM, classVersion: CM_CLASS_VERSION }, (mad, src) => this.onMad(mad, src));
+    const soft = (softProvider.devices() as SoftDevice[]).find((d) => d.name === name);
+    this.stopPeerExit = soft?.onPeerExit((peer) => {
+      const gid = gidOf(peer.address);
+      for (const id of [...this.byLocalId.values()]) id.onPeerExit(gid, peer.udpPort);
+    });
   }
+
+  private readonly stopPeerExit: (() => void) | undefined;
 
   /** The CM device for a soft device by name, opening it on first use. */
   static async open(name: string): Promise<CmDevice> {
@@ -164,6 +171,7 @@ export class CmDevice {
     for (const k of Object.keys(retired) as (keyof CmCounters)[]) retired[k] += this.counters[k];
     this.agent?.unregister();
     this.agent = undefined;
+    this.stopPeerExit?.();
     try {
       this.ctx.close();
     } catch {
@@ -473,3 +481,24 @@ export function cmResources(): { devices: number; ids: number; timers: number; c
 }
 
 export { SidrStatus };
+
+/** The RoCEv2 GID of an IP address (IPv4-mapped for IPv4). */
+export function gidOf(address: string): Uint8Array {
+  const gid = new Uint8Array(16);
+  if (!address.includes(':')) {
+    gid[10] = 0xff;
+    gid[11] = 0xff;
+    address.split('.').forEach((p, i) => (gid[12 + i] = Number(p)));
+    return gid;
+  }
+  const [head, tail] = address.split('%')[0]!.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const all = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  all.forEach((g, i) => {
+    const v = parseInt(g || '0', 16);
+    gid[2 * i] = v >> 8;
+    gid[2 * i + 1] = v & 0xff;
+  });
+  return gid;
+}

@@ -17,7 +17,7 @@ import {
 } from '@ibal/hca';
 import { createQp as verbsCreateQp, type Context, type CQ, type PD, type QP, type QpCapInit, type SRQ } from '@ibal/verbs';
 import { ROCE_UDP_PORT, ipVersion, isWildcard, parseAddress, type CmAddress, type CmAddressInput } from './address.js';
-import { CmDevice, deviceFor, gidKey, ipFromGid } from './cm-device.js';
+import { CmDevice, deviceFor, gidKey, gidOf, ipFromGid } from './cm-device.js';
 import { CMA_HEADER_SIZE, readCmaHeader, writeCmaHeader } from './cma-header.js';
 import { CmState, RdmaCmState, cmStateName, rdmaCmStateName } from './connection-state.js';
 import { AddressError, AddressInUseError, CmStateError } from './errors.js';
@@ -1006,6 +1006,10 @@ export class CmId {
 
   /** @internal */
   onDreq(_dreq: DreqMsg, tid: bigint): void {
+    this.#dreqReceived(tid);
+  }
+
+  #dreqReceived(tid: bigint): void {
     const dev = this.#dev!;
     switch (this.cmState) {
       case CmState.ESTABLISHED:
@@ -1038,6 +1042,29 @@ export class CmId {
         return;
       default:
         dev.counters.rxBadState++;
+    }
+  }
+
+  /**
+   * @internal The process behind this connection's peer (on this host) has
+   * exited. Its kernel would have sent a DREQ for each of its connections
+   * (ib_cm does so when a process's ids are destroyed at exit); a soft
+   * HCA's process takes its CM with it, so this side acts as if that DREQ
+   * had come: DISCONNECTED now, rather than when the QP's retries run out.
+   */
+  onPeerExit(gid: Uint8Array, udpPort: number): void {
+    if (!this.#remoteGid || !this.#dest || gidKey(this.#remoteGid, this.#dest.udpPort) !== gidKey(gid, udpPort)) return;
+    switch (this.cmState) {
+      case CmState.ESTABLISHED:
+      case CmState.REP_SENT:
+      case CmState.MRA_REP_RCVD:
+        this.#dreqReceived(this.#dev!.newTid());
+        return;
+      case CmState.DREQ_SENT:
+        this.onDrep();
+        return;
+      default:
+      // Connecting (its REQ or REP goes unanswered and times out) or already disconnecting.
     }
   }
 
@@ -1253,26 +1280,6 @@ function guidBytes(guid: bigint): Uint8Array {
   const b = new Uint8Array(8);
   new DataView(b.buffer).setBigUint64(0, guid);
   return b;
-}
-
-function gidOf(address: string): Uint8Array {
-  const gid = new Uint8Array(16);
-  if (!address.includes(':')) {
-    gid[10] = 0xff;
-    gid[11] = 0xff;
-    address.split('.').forEach((p, i) => (gid[12 + i] = Number(p)));
-    return gid;
-  }
-  const [head, tail] = address.split('%')[0]!.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const all = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  all.forEach((g, i) => {
-    const v = parseInt(g || '0', 16);
-    gid[2 * i] = v >> 8;
-    gid[2 * i + 1] = v & 0xff;
-  });
-  return gid;
 }
 
 /** rdma_create_id. */

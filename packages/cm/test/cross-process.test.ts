@@ -8,6 +8,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { sysStatus } from '@ibal/hca';
 import { Access, SendFlags, WcStatus, WrOpcode, addSoftDevice, regMr, type FaultOptions } from '@ibal/verbs';
 import {
   CmTimeoutError,
@@ -189,7 +190,8 @@ describe('CM across two processes', () => {
   });
 
   it('peer death after setup: sends fail with RETRY_EXC_ERR and disconnect reports DISCONNECTED (ETIMEDOUT) within the timeout', async () => {
-    const p = await startPeer();
+    // Over UDP only: a peer on the shared-memory path is heard of at once (next test).
+    const p = await startPeer({ IBAL_SOFT_SHM: '0' });
     const dev = clientDevice();
     const c = await connect(p.addr, { ...TIMING, ackTimeout: 12, device: dev, retryCount: 3 });
     p.child.kill('SIGKILL');
@@ -205,6 +207,26 @@ describe('CM across two processes', () => {
     expect(ev.eventName).toBe('DISCONNECTED');
     expect(ev.status).toBe(-110);
     expect(Date.now() - started).toBeLessThan((TIMING.maxCmRetries + 1) * (64 + 2) + 5000);
+    await c.close();
+    expectNothingHeld();
+  });
+
+  it.skipIf(!sysStatus().shm.on)('peer death after setup on this host: DISCONNECTED comes at once, as from the DREQ its kernel would send; sends then fail with RETRY_EXC_ERR', async () => {
+    const p = await startPeer();
+    const dev = clientDevice();
+    const c = await connect(p.addr, { ...TIMING, ackTimeout: 12, device: dev, retryCount: 3 });
+    // Some traffic, so the two devices use the shared-memory path (the CM's own MADs already do).
+    expect(Buffer.from(await echo(c, Buffer.from('hello'))).toString()).toBe('hello');
+    p.child.kill('SIGKILL');
+    await new Promise((r) => p.child.once('exit', r));
+    // Nothing sent, no disconnect asked for: the CM hears of the exit.
+    const ev = await c.disconnected;
+    expect(ev.eventName).toBe('DISCONNECTED');
+    expect(ev.status).toBe(0);
+    const mr = regMr(c.pd, 64, Access.LOCAL_WRITE);
+    c.qp.postSend({ wrId: 9, opcode: WrOpcode.SEND, sendFlags: SendFlags.SIGNALED, sgList: [mr.sge(0, 64)] });
+    expect((await c.sendCq.next()).status).toBe(WcStatus.RETRY_EXC_ERR);
+    mr.dereg();
     await c.close();
     expectNothingHeld();
   });

@@ -216,7 +216,8 @@ describe('SDP sockets across processes', () => {
   }, 90_000);
 
   it('notices a dead idle peer through keepalive', async () => {
-    const { p, port, udpPort } = await sdpPeer('echo');
+    // Over UDP only: over shared memory the CM notices the exit first (next test).
+    const { p, port, udpPort } = await sdpPeer('echo', { IBAL_SOFT_SHM: '0' });
     const c = connect({ port, host: '127.0.0.1', udpPort, keepAlive: true, keepAliveInitialDelay: 200 });
     sockets.push(c);
     await once(c, 'connect');
@@ -224,6 +225,20 @@ describe('SDP sockets across processes', () => {
     p.kill();
     expect((await err).code).toBe('ECONNRESET');
   }, 90_000);
+
+  it.skipIf(!sysStatus().shm.on)('hears of a same-host peer process exiting at once, as from its kernel\'s DREQ: ECONNRESET with no traffic and no keepalive', async () => {
+    const { p, port, udpPort } = await sdpPeer('echo');
+    const c = connect({ port, host: '127.0.0.1', udpPort });
+    sockets.push(c);
+    await once(c, 'connect');
+    // Traffic first, so the two devices talk over shared memory.
+    c.write('ping');
+    expect((await once<Buffer>(c, 'data')).toString()).toBe('ping');
+    const err = errorOf(c, 30_000);
+    p.kill();
+    // An idle socket with no keepalive would never notice a silent peer; this one hears of it.
+    expect((await err).code).toBe('ECONNRESET');
+  }, 60_000);
 
   it('serves 500 concurrent sockets', async () => {
     const small = { IBAL_SDP_RX_BUFS: '4', IBAL_SDP_RX_BUF_SIZE: '4096', IBAL_SDP_TX_BUFS: '4' };

@@ -140,6 +140,7 @@ export class SoftDevice implements HcaDevice, QpHost {
           this.wireRef = wire;
           wire.faults = this.faults;
           wire.onPacket = this.receive;
+          wire.onPeerExit = this.peerExit;
         }
       } finally {
         this.binding = undefined;
@@ -215,6 +216,24 @@ export class SoftDevice implements HcaDevice, QpHost {
     if (qp?.ctx) qp.ctx.raise(e);
     else for (const c of this.contexts) c.raise(e);
   }
+
+  private readonly peerExitListeners = new Set<(peer: { address: string; udpPort: number }) => void>();
+
+  /**
+   * Calls `listener` when a process on this host that this device exchanged
+   * packets with over shared memory exits. Nothing in the HCA changes (its
+   * QPs to that peer time out as for any lost peer); the CM uses it to do what
+   * the dead process's kernel would have done, disconnect its connections.
+   * Returns the function that removes the listener.
+   */
+  onPeerExit(listener: (peer: { address: string; udpPort: number }) => void): () => void {
+    this.peerExitListeners.add(listener);
+    return () => this.peerExitListeners.delete(listener);
+  }
+
+  private readonly peerExit = (peer: Peer): void => {
+    for (const l of [...this.peerExitListeners]) l({ address: peer.address, udpPort: peer.port });
+  };
 
   /**
    * Every datagram the wire receives: decode, verify the ICRC, find the QP,

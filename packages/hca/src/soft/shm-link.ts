@@ -15,7 +15,9 @@
 // Both directions negotiate independently. A peer whose process dies is
 // noticed (its pid stops existing, or it marked the ring closed): its rings
 // are dropped and traffic to it falls back to UDP, where the transport's
-// timers turn the silence into RETRY_EXC_ERR as for any lost peer.
+// timers turn the silence into RETRY_EXC_ERR as for any lost peer. A pid
+// that stops existing is also reported up (wire.onPeerExit), so the CM can
+// do what the dead process's kernel would have: disconnect its connections.
 import { isIPv6 } from 'node:net';
 import os from 'node:os';
 import { ipv6Text } from '../sys/mmsg.js';
@@ -108,6 +110,8 @@ export interface ShmWireHost {
   /** A packet read from a ring: goes through fault injection and on to the device. */
   receiveFromShm(buf: Buffer, peer: Peer): void;
   peer(address: string, port: number): Peer;
+  /** The process behind `peer` has exited (its pid is gone). */
+  peerExited(peer: Peer): void;
 }
 
 /** One peer's shared-memory state. */
@@ -603,7 +607,10 @@ export class ShmLinks {
       } catch (err) {
         alive = (err as NodeJS.ErrnoException).code === 'EPERM';
       }
-      if (!alive || link.out?.peerClosed) this.teardown(link);
+      if (!alive) {
+        this.teardown(link);
+        this.host.peerExited(link.peer);
+      } else if (link.out?.peerClosed) this.teardown(link);
     }
   }
 

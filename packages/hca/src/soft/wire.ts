@@ -161,6 +161,8 @@ export class UdpWire implements ShmWireHost {
   readonly family: 4 | 6;
   readonly addr: Uint8Array;
   onPacket: PacketHandler = () => {};
+  /** A same-host peer's process exited (noticed by the shared-memory path only). */
+  onPeerExit: (peer: Peer) => void = () => {};
   faults: FaultInjector | undefined;
   /** The same-host shared-memory links, when that path is available (IBAL_SOFT_SHM=0 turns it off). */
   readonly shm: ShmLinks | undefined;
@@ -459,6 +461,10 @@ export class UdpWire implements ShmWireHost {
   }
 
   /** A packet the peer wrote into our shared-memory ring: the same path as a datagram. */
+  peerExited(peer: Peer): void {
+    this.onPeerExit(peer);
+  }
+
   receiveFromShm(buf: Buffer, peer: Peer): void {
     if (!this.closed) this.receivePacket(buf, peer);
   }
