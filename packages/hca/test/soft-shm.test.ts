@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { QpType, SendFlags, WcOpcode, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
@@ -134,6 +135,32 @@ describe.skipIf(skip)('soft HCA same-host fast path', () => {
     close(s);
     sides = [];
     expect(shmFiles(process.pid)).toEqual([]);
+  });
+});
+
+// unshare(1) with a new PID namespace needs CAP_SYS_ADMIN (root, as the tests run here and in CI).
+const unshare = ['unshare', '--pid', '--fork', '--kill-child'];
+const canUnshare = !skip && spawnSync(unshare[0]!, [...unshare.slice(1), 'true']).status === 0;
+
+describe.skipIf(!canUnshare)('soft HCA same-host fast path across PID namespaces', () => {
+  it('a peer in another PID namespace stays on UDP: the pid it announces names another process here', async () => {
+    const peer = new PeerProcess({ PEER_QP_TYPE: String(QpType.RC), IBAL_SOFT_SHM: '1' }, unshare);
+    peers.push(peer);
+    const hello = await peer.next<PeerHello>('hello');
+    const s = await side({ qpType: QpType.RC, size: 1 << 20 });
+    sides.push(s);
+    connectRemote(s, hello, { qpType: QpType.RC, sqPsn: 0 });
+    peer.send({ qpn: s.qp.qpNum, gid: Buffer.from(s.ctx.queryGid(1, 0)).toString('hex'), port: s.ctx.queryPort(1).udpPort, psn: 0 });
+    await peer.next('ready');
+    for (let i = 0; i < 4; i++) {
+      s.qp.postSend([{ wrId: i, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: s.mr.addr, length: 4096, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr, rkey: hello.rkey } }]);
+      const [w] = await completions(s, 1, 20_000);
+      expect(wcStatusName(w!.status)).toBe('SUCCESS');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(s.dev.wire.counters.txPackets).toBeGreaterThan(0);
+    expect(s.dev.wire.shm!.counters.txShm).toBe(0);
+    expect(s.dev.wire.shm!.counters.linksUp).toBe(0);
   });
 });
 

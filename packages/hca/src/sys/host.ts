@@ -1,7 +1,10 @@
 // "Same host" for the fast path means: one kernel boot (so one physical
-// memory, one futex namespace) and one network namespace (so the addresses a
-// peer announced mean the same thing to both). The pid is not part of the
-// key: two processes with equal keys can share memory.
+// memory, one futex namespace), one network namespace (so the addresses a
+// peer announced mean the same thing to both) and one PID namespace (so the
+// pid a peer announced is that process here: liveness checks, the pipe a
+// waker writes through /proc/<pid>/fd, process_vm_* and the CM's reaction to
+// a peer's exit all name it). The pid is not part of the key: two processes
+// with equal keys can share memory.
 import fs from 'node:fs';
 
 export interface HostIdentity {
@@ -9,10 +12,12 @@ export interface HostIdentity {
   bootId: string;
   /** The inode of /proc/self/ns/net. */
   netns: number;
+  /** The inode of /proc/self/ns/pid. */
+  pidns: number;
   pid: number;
 }
 
-let cached: { bootId: string; netns: number } | undefined;
+let cached: { bootId: string; netns: number; pidns: number } | undefined;
 
 /** This process's host identity, or undefined where /proc does not tell. */
 export function hostIdentity(): HostIdentity | undefined {
@@ -20,7 +25,8 @@ export function hostIdentity(): HostIdentity | undefined {
     try {
       const bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
       const netns = fs.statSync('/proc/self/ns/net').ino;
-      cached = { bootId, netns };
+      const pidns = fs.statSync('/proc/self/ns/pid').ino;
+      cached = { bootId, netns, pidns };
     } catch {
       return undefined;
     }
@@ -28,8 +34,8 @@ export function hostIdentity(): HostIdentity | undefined {
   return { ...cached, pid: process.pid };
 }
 
-/** "<boot id>/<netns inode>": equal keys mean the shared-memory path can be used. */
+/** "<boot id>/<netns inode>/<pidns inode>": equal keys mean the shared-memory path can be used. */
 export function sameHostKey(): string | undefined {
   const id = hostIdentity();
-  return id ? `${id.bootId}/${id.netns}` : undefined;
+  return id ? `${id.bootId}/${id.netns}/${id.pidns}` : undefined;
 }

@@ -22,8 +22,10 @@ export class PeerProcess {
   private waiters: (() => void)[] = [];
   stderr = '';
 
-  constructor(env: Record<string, string>) {
-    this.child = spawn(process.execPath, [fixture], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  /** `wrap`: a command the peer runs under (e.g. unshare), ahead of node and the fixture. */
+  constructor(env: Record<string, string>, wrap: string[] = []) {
+    const argv = [...wrap, process.execPath, fixture];
+    this.child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
     readline.createInterface({ input: this.child.stdout! }).on('line', (l) => {
       try {
         this.queue.push(JSON.parse(l));
