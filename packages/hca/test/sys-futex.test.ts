@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, ResourceClosedError } from '../src/errors.js';
 import { Doorbell } from '../src/sys/doorbell.js';
@@ -110,6 +113,27 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
       const code = await Promise.race([c.exited, new Promise<string>((r) => setTimeout(() => r('hung'), 20_000))]);
       expect(c.stderr).not.toMatch(/terminate|Napi::Error|Abort/);
       expect(code).toBe(0);
+    }
+  });
+
+  it('kicks only a pipe: a sleeper slot naming another kind of file (a dead sleeper whose pid was reused) gets nothing written', () => {
+    const seg = segment();
+    const bell = new Doorbell(seg.buffer, 64);
+    cleanup.push(bell);
+    const file = path.join(os.tmpdir(), `ibal-kick-${process.pid}-${Date.now()}`);
+    const fd = fs.openSync(file, 'w+');
+    try {
+      // The words a pipe sleeper publishes (a sleeper waits, its pid, its pipe's write end), here naming a regular file.
+      const w = new Int32Array(seg.buffer, 64, 5);
+      Atomics.store(w, 3, process.pid);
+      Atomics.store(w, 4, fd);
+      Atomics.store(w, 2, 1);
+      bell.ring();
+      expect(Atomics.load(w, 2)).toBe(0); // the ringer took the kick
+      expect(fs.fstatSync(fd).size).toBe(0);
+    } finally {
+      fs.closeSync(fd);
+      fs.rmSync(file, { force: true });
     }
   });
 

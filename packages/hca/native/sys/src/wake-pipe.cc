@@ -7,6 +7,7 @@
 #include "uv-box.h"
 #include "loop-call.h"
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <string>
 #include <uv.h>
@@ -114,6 +115,13 @@ Napi::Value WakeOpen(const Napi::CallbackInfo& info) {
   std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
   int w = open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   if (w < 0) throw ErrnoError(env, errno, "open " + path);
+  // The pid and descriptor come from shared memory: if the sleeper died and
+  // its pid was reused, they name someone else's file. Only a pipe is kicked.
+  struct stat st;
+  if (fstat(w, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+    close(w);
+    throw ErrnoError(env, ENOTSUP, path + " is not a pipe");
+  }
   return Napi::Number::New(env, w);
 }
 
