@@ -110,12 +110,17 @@ describe('the receive path under garbage', () => {
       orig(buf, peer, icrc);
     };
     const shmBefore = wire.shm?.counters.rxShm ?? 0;
+    const emptyBefore = wire.counters.rxEmpty;
     let count = 0;
+    let empty = 0;
     const send = (buf: Uint8Array) =>
       new Promise<void>((r) => {
-        count++;
+        // An empty datagram is no packet: the wire drops it under rxEmpty (a reachability probe).
+        if (buf.length === 0) empty++;
+        else count++;
         sock.send(buf, port, '127.0.0.1', () => r());
       });
+    await send(new Uint8Array(0));
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ minLength: 0, maxLength: 300 }), async (bytes) => {
         await send(bytes);
@@ -134,13 +139,14 @@ describe('the receive path under garbage', () => {
     );
     // Wait until the device has seen them all (bounded).
     const deadline = Date.now() + 5000;
-    while (b.dev.counters.rxPackets - before < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while ((b.dev.counters.rxPackets - before < count || wire.counters.rxEmpty - emptyBefore < empty) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     wire.onPacket = orig;
     const fuzzFrom = `127.0.0.1:${sock.address().port}`;
     sock.close();
     const seen = b.dev.counters.rxPackets - before;
     const from = `fuzz socket ${fuzzFrom}; UDP by source ${JSON.stringify(Object.fromEntries(sources))}; shm ring ${(wire.shm?.counters.rxShm ?? 0) - shmBefore}`;
     expect(seen, from).toBe(count);
+    expect(wire.counters.rxEmpty - emptyBefore).toBe(empty);
     // Every datagram was either dropped under a named counter or was a (stale) duplicate that the QP handled.
     const dropped = b.dev.counters.rxDropped - droppedBefore;
     expect(dropped).toBeGreaterThan(count * 0.9);

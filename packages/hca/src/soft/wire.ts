@@ -119,6 +119,12 @@ export interface WireCounters {
    * unless IBAL_SOFT_ICRC=exact).
    */
   rxIcrcAssumedHeader: number;
+  /**
+   * Empty datagrams, dropped before any packet counter: no RoCEv2 packet is
+   * empty, they are reachability probes (`@ibal/sdp` sends one to learn
+   * quickly that nothing listens at a peer's port, as `nc -u -z` does).
+   */
+  rxEmpty: number;
 }
 
 const SENT_CB_EVERY = 32;
@@ -157,6 +163,7 @@ export class UdpWire implements ShmWireHost {
     rxInvalid: 0,
     rxIcrcRealHeader: 0,
     rxIcrcAssumedHeader: 0,
+    rxEmpty: 0,
   };
   readonly family: 4 | 6;
   readonly addr: Uint8Array;
@@ -594,6 +601,10 @@ export class UdpWire implements ShmWireHost {
    * slot still holds the header; a held or delayed packet keeps the verdict.
    */
   private receivePacket(msg: Buffer, peer: Peer, frame?: Uint8Array, at = 0): void {
+    if (msg.length === 0) {
+      this.counters.rxEmpty++;
+      return;
+    }
     const f = this.faults;
     const action = f ? f.decide(msg, msg.length) : FaultAction.Deliver;
     if (action === FaultAction.Drop) return;
