@@ -3,10 +3,11 @@
 // HelloAck in the REP's. Each link owns its QP, CQ, completion channel and
 // PD, and tears them down in the order verbs requires.
 
-import { CmEventType, PortSpace, createEventChannel, createId, type CmEvent, type CmId, type EventChannel } from '@ibal/cm';
+import { CmEventType, PortSpace, ROCE_UDP_PORT, createEventChannel, createId, type CmEvent, type CmId, type EventChannel } from '@ibal/cm';
 import type { CompChannel, CQ, PD } from '@ibal/verbs';
 import { MAX_READS, SdpConnection, sendQueueDepth, type ConnectionOptions, type ConnectionSink } from './connection.js';
 import { SdpSocketError } from './errors.js';
+import { probeUdpPort, type UdpProbe } from './probe.js';
 import { decodeHello, decodeHelloAck, encodeHello, encodeHelloAck, type Hello } from './protocol/hello.js';
 
 /**
@@ -196,10 +197,13 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
   });
   let timer: NodeJS.Timeout | undefined;
   let timedOut = false;
+  let refused = false;
+  let probe: UdpProbe | undefined;
   const next = (): Promise<CmEvent> =>
     new Promise((resolve, reject) => {
       const check = () => {
         if (timedOut) return reject(new SdpSocketError('ETIMEDOUT', 'connect', `no SDP connection within ${timeoutMs} ms`, where));
+        if (refused) return reject(new SdpSocketError('ECONNREFUSED', 'connect', `nothing listens at ${o.host}'s RDMA port (ICMP port unreachable): no RDMA device there`, where));
         const e = events.shift();
         if (e) {
           wake = undefined;
@@ -220,6 +224,15 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
     id.resolveAddr({ address: o.host, port: o.port, ...(udpPort !== undefined ? { udpPort } : {}) }, { timeoutMs });
     let e = await next();
     if (e.event !== CmEventType.ADDR_RESOLVED) throw cmError(e, where);
+    // Only a soft device's peer is a UDP socket that a closed port would refuse (a RoCE NIC takes its port in hardware).
+    if (id.verbs?.device.provider === 'soft') {
+      probe = probeUdpPort(o.host, udpPort ?? ROCE_UDP_PORT, timeoutMs);
+      void probe.refused.then((r) => {
+        if (!r) return;
+        refused = true;
+        wake?.();
+      });
+    }
     id.resolveRoute(timeoutMs);
     e = await next();
     if (e.event !== CmEventType.ROUTE_RESOLVED) throw cmError(e, where);
@@ -240,11 +253,13 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
     const ack = decodeHelloAck(e.conn!.privateData);
     clearTimeout(timer);
     timer = undefined;
+    probe?.stop();
     const link = new Link(id, conn, res, { address: local.address, port: local.port }, { address: o.host, port: o.port });
     conn.start({ bufs: ack.bsdh.bufs, rcvSz: ack.actRcvSz });
     return link;
   } catch (err) {
     if (timer) clearTimeout(timer);
+    probe?.stop();
     releaseResources(id, conn, res ?? {});
     if (err instanceof SdpSocketError) throw err;
     throw cmError(err as Error, where);

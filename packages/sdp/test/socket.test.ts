@@ -1,6 +1,7 @@
 // Sockets and servers in one process, connected through @ibal/cm.
 
 import { randomBytes } from 'node:crypto';
+import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer } from '../src/index.js';
 import { errorOf, once, sleep } from './helpers/wait.js';
@@ -239,14 +240,31 @@ describe('SdpServer lifecycle', () => {
 });
 
 describe('connect errors', () => {
+  const someLoopback = () => `127.0.${1 + Math.floor(Math.random() * 254)}.${2 + Math.floor(Math.random() * 250)}`;
+
   it('times out with ETIMEDOUT when no CM answers', async () => {
-    // An address with no RDMA device behind it: the REQ goes unanswered.
-    const host = `127.0.${1 + Math.floor(Math.random() * 254)}.${2 + Math.floor(Math.random() * 250)}`;
-    const c = track(connect({ port: 9, host, connectTimeout: 1500 }));
+    // Something takes the datagrams at the RDMA port but never answers (as a firewall's drop looks): the REQ goes unanswered.
+    const host = someLoopback();
+    const silent = dgram.createSocket('udp4');
+    await new Promise<void>((r) => silent.bind(4791, host, r));
+    try {
+      const c = track(connect({ port: 9, host, connectTimeout: 1500 }));
+      const err = await errorOf(c, 20_000);
+      expect(err.code).toBe('ETIMEDOUT');
+      expect(err.syscall).toBe('connect');
+      expect(c.destroyed).toBe(true);
+    } finally {
+      silent.close();
+    }
+  });
+
+  it('refuses with ECONNREFUSED at once when nothing listens at the address\'s RDMA port (ICMP port unreachable), as TCP does for a closed port', async () => {
+    const host = someLoopback();
+    // A connect timeout far beyond the test's: only the port's refusal can end it in time.
+    const c = track(connect({ port: 9, host, connectTimeout: 600_000 }));
     const err = await errorOf(c, 20_000);
-    expect(err.code).toBe('ETIMEDOUT');
-    expect(err.syscall).toBe('connect');
-    expect(c.destroyed).toBe(true);
+    expect(err.code).toBe('ECONNREFUSED');
+    expect(err.message).toMatch(/ICMP port unreachable/);
   });
 });
 
