@@ -161,6 +161,14 @@ describe.skipIf(!canUnshare)('soft HCA same-host fast path across PID namespaces
     expect(s.dev.wire.counters.txPackets).toBeGreaterThan(0);
     expect(s.dev.wire.shm!.counters.txShm).toBe(0);
     expect(s.dev.wire.shm!.counters.linksUp).toBe(0);
+    // Ended by closing its stdin, so it removes its device and the ring it offered: named by its pid in its own
+    // namespace (1), no sweep here could tell when that segment is stale.
+    s.qp.postSend([{ wrId: 99, opcode: WrOpcode.SEND_WITH_IMM, immData: 0xd0e, sendFlags: SIG, sgList: [{ addr: s.mr.addr, length: 8, lkey: s.mr.lkey }] }]);
+    await peer.next('done');
+    const exited = new Promise((r) => peer.child.once('exit', r));
+    peer.child.stdin!.end();
+    await exited;
+    expect(fs.readdirSync('/dev/shm').filter((f) => f.startsWith('ibal-1-'))).toEqual([]);
   });
 });
 
