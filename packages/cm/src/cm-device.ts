@@ -150,13 +150,24 @@ export class CmDevice {
 
   hold(id: CmId): void {
     this.holders.add(id);
+    this.updateRef();
   }
 
   /** The id no longer needs the device; the last one out closes it. */
   release(id: CmId): void {
     this.holders.delete(id);
-    if (this.holders.size > 0 || this.closed) return;
-    this.close();
+    if (this.closed) return;
+    if (this.holders.size > 0) this.updateRef();
+    else this.close();
+  }
+
+  /** The device's context keeps the event loop alive while any id holding it does (CmId.unref). */
+  updateRef(): void {
+    if (this.closed) return;
+    let on = false;
+    for (const id of this.holders) if (id.refd) on = true;
+    if (on) this.ctx.ref();
+    else this.ctx.unref();
   }
 
   /** Close the device if no id took it (a failed bind or resolve). */

@@ -245,6 +245,33 @@ export class CmId {
     if (this.destroyed) throw new ResourceClosedError(`CM id (${op})`);
   }
 
+  #refd = true;
+
+  /** Whether this id keeps the event loop alive (see unref). */
+  get refd(): boolean {
+    return this.#refd;
+  }
+
+  /** ibal extension, as a Node handle's ref(): the id keeps the event loop alive (the default). */
+  ref(): this {
+    this.#refd = true;
+    this.#dev?.updateRef();
+    return this;
+  }
+
+  /**
+   * ibal extension, as a Node handle's unref(): the id (a listener, a
+   * connection) no longer keeps the event loop alive; the soft device under
+   * it lets the process exit once every id on it is unref'd and works as
+   * usual while something else keeps the process running. A no-op on a
+   * native device.
+   */
+  unref(): this {
+    this.#refd = false;
+    this.#dev?.updateRef();
+    return this;
+  }
+
   #attach(dev: CmDevice): void {
     if (this.#dev === dev) return;
     this.#dev = dev;

@@ -236,6 +236,12 @@ export interface HcaContext {
    * packets it handled. Hardware progresses by itself and leaves it out.
    */
   progress?(): number;
+  /**
+   * Optional, ibal extension (Node's handle.ref()/unref()): whether this
+   * context keeps the event loop alive. A provider whose device runs on the
+   * loop (the soft HCA) keeps it alive while any open context is ref'd.
+   */
+  setRef?(on: boolean): void;
   close(): void;
 }
 

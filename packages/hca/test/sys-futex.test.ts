@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -135,6 +136,21 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
       fs.closeSync(fd);
       fs.rmSync(file, { force: true });
     }
+  });
+
+  it.each(['pipe', 'futex'])('an unref()d asynchronous wait does not keep the process alive; a ref()d one does (%s)', (mode) => {
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const run = (ref: boolean) => {
+      const code = `const { Doorbell } = await import(${JSON.stringify(dist)}); const bell = new Doorbell(new ArrayBuffer(4096), 64); bell.ref = ${ref}; bell.wait(bell.seq(), -1).then((o) => console.log('woken', o)); console.log('waiting');`;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { timeout: 3000, killSignal: 'SIGKILL', encoding: 'utf8', env: { ...process.env, IBAL_WAKE: mode } });
+      return { status: r.status, signal: r.signal, stdout: r.stdout };
+    };
+    const kept = run(true);
+    expect(kept.stdout).toContain('waiting');
+    expect(kept.signal).toBe('SIGKILL');
+    const let_go = run(false);
+    expect(let_go.stdout).toContain('waiting');
+    expect([let_go.status, let_go.signal]).toEqual([0, null]);
   });
 
   it('rejects a misaligned or out-of-range word', () => {

@@ -92,6 +92,12 @@ export class Link {
     this.conn.setSink(sink);
   }
 
+  /** Whether this connection keeps the event loop alive (the socket's ref()/unref()). */
+  setRef(on: boolean): void {
+    if (on) this.#id.ref();
+    else this.#id.unref();
+  }
+
   /** Releases everything; `abort` sends AbortConn first (a reset), otherwise the close was graceful. */
   teardown(abort: boolean): Promise<void> {
     this.#down ??= (async () => {
@@ -275,6 +281,8 @@ export interface ListenLinkOptions {
 export interface LinkListener {
   readonly address: string;
   readonly port: number;
+  /** Whether the listener keeps the event loop alive (the server's ref()/unref()). */
+  setRef(on: boolean): void;
   close(): void;
 }
 
@@ -352,6 +360,10 @@ export async function listenLink(
   return {
     address: host,
     port: bound.port,
+    setRef(on) {
+      if (on) id.ref();
+      else id.unref();
+    },
     close() {
       handlers.delete(id);
       const l = localListeners.get(bound.port);

@@ -112,6 +112,7 @@ export class SdpServer extends EventEmitter {
           return;
         }
         this.#listener = l;
+        if (!this.#refd) l.setRef(false);
         this.#listening = true;
         this.emit('listening');
       },
@@ -144,13 +145,21 @@ export class SdpServer extends EventEmitter {
     return this;
   }
 
+  /** As net.Server's: the listener keeps the process alive (the default). */
   ref(): this {
+    this.#refd = true;
+    this.#listener?.setRef(true);
     return this;
   }
 
+  /** As net.Server's: a listening server alone no longer keeps the process alive (accepted sockets still do, until closed or unref'd). */
   unref(): this {
+    this.#refd = false;
+    this.#listener?.setRef(false);
     return this;
   }
+
+  #refd = true;
 
   async [Symbol.asyncDispose](): Promise<void> {
     if (!this.#listening && !this.#starting) return;

@@ -185,15 +185,23 @@ export class SdpSocket extends Duplex {
     return this;
   }
 
+  /** As net.Socket's: the socket keeps the process alive (the default). */
   ref(): this {
+    this.#refd = true;
     this.#tcp?.ref();
+    this.#link?.setRef(true);
     return this;
   }
 
+  /** As net.Socket's: this socket alone no longer keeps the process alive; it works as usual while something else does. */
   unref(): this {
+    this.#refd = false;
     this.#tcp?.unref();
+    this.#link?.setRef(false);
     return this;
   }
+
+  #refd = true;
 
   /** Closes gracefully if the connection was finished, else resets it (AbortConn), as net.Socket.resetAndDestroy. */
   resetAndDestroy(): this {
@@ -333,6 +341,7 @@ export class SdpSocket extends Duplex {
     const resolved = net.isIP(host) ? {} : { lookup: resolvedLookup(addresses) };
     const tcp = new net.Socket().connect({ port: opts.port, host, ...resolved, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}), ...(opts.localPort ? { localPort: opts.localPort } : {}) });
     this.#tcp = tcp;
+    if (!this.#refd) tcp.unref();
     tcp.on('connect', () => {
       this.#connecting = false;
       this.emit('connect');
@@ -365,6 +374,7 @@ export class SdpSocket extends Duplex {
 
   #attach(link: Link): void {
     this.#link = link;
+    if (!this.#refd) link.setRef(false);
     this.#conn = link.conn;
     this.#local = { address: link.local.address, family: familyOf(link.local.address), port: link.local.port };
     this.#remote = { address: link.remote.address, family: familyOf(link.remote.address), port: link.remote.port };

@@ -266,6 +266,36 @@ describe('SDP sockets across processes', () => {
   }, 300_000);
 });
 
+describe('ref() and unref(), as net\'s', () => {
+  async function exitedWithin(p: Peer, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    while (p.proc.exitCode === null && p.proc.signalCode === null && Date.now() < deadline) await sleep(20);
+    return p.proc.exitCode !== null || p.proc.signalCode !== null;
+  }
+
+  it('a process whose only handle is an unref()d listening server exits by itself', async () => {
+    const p = peer([`${fixtures}/unref.mjs`, 'server']);
+    await p.message('ready');
+    expect(await exitedWithin(p, 10_000)).toBe(true);
+    expect(p.proc.exitCode).toBe(0);
+  }, 30_000);
+
+  it('a connected socket keeps its process alive until unref()d, over the shared-memory path too', async () => {
+    const { port, udpPort } = await sdpPeer('echo');
+    // Kept: still running a second after its echo.
+    const kept = peer([`${fixtures}/unref.mjs`, 'client', String(port), String(udpPort), 'ref']);
+    await kept.message('ready');
+    expect(await exitedWithin(kept, 1000)).toBe(false);
+    kept.kill();
+    // Unref'd: exits by itself, connection still open.
+    const let_go = peer([`${fixtures}/unref.mjs`, 'client', String(port), String(udpPort), 'unref']);
+    const r = await let_go.message<{ transport: string }>('ready');
+    expect(r.transport).toBe('sdp');
+    expect(await exitedWithin(let_go, 10_000)).toBe(true);
+    expect(let_go.proc.exitCode).toBe(0);
+  }, 60_000);
+});
+
 describe('SDP in worker threads', () => {
   it('a worker terminated mid-traffic leaves its process running (shm and UDP paths)', async () => {
     const p = peer([`${fixtures}/worker-traffic.mjs`]);

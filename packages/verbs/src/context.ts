@@ -121,6 +121,29 @@ export class Context extends Resource {
   }
 
   /** ibv_close_device; refused while PDs, CQs or completion channels are alive. */
+  /**
+   * ibal extension, as a Node handle's ref(): the context keeps the event
+   * loop alive while open (the default). Returns this.
+   */
+  ref(): this {
+    this.assertOpen();
+    this[kHandle].setRef?.(true);
+    return this;
+  }
+
+  /**
+   * ibal extension, as a Node handle's unref(): the context no longer keeps
+   * the event loop alive; a soft device whose every context is unref'd lets
+   * the process exit, and works as usual while something else keeps it
+   * running. A no-op where the provider's device does not run on the event
+   * loop (the native provider: the kernel and the HCA run it). Returns this.
+   */
+  unref(): this {
+    this.assertOpen();
+    this[kHandle].setRef?.(false);
+    return this;
+  }
+
   close(): void {
     this.closeWith('close', () => {
       this[kHandle].close();

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   EventType,
@@ -101,5 +102,24 @@ describe('async events', () => {
     await tick();
     ac.abort(new Error('bye'));
     await expect(consumer).rejects.toThrow('bye');
+  });
+});
+
+describe('ref() and unref() (ibal extension)', () => {
+  // A child process that opens the soft device (its UDP socket keeps the loop alive) and maybe unref()s the context.
+  function run(unref: boolean): { status: number | null; signal: NodeJS.Signals | null; stdout: string } {
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const code = `const { openDevice } = await import(${JSON.stringify(dist)}); const ctx = await openDevice(); ${unref ? 'ctx.unref();' : ''} console.log(ctx.device.name);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { timeout: 3000, killSignal: 'SIGKILL', encoding: 'utf8' });
+    return { status: r.status, signal: r.signal, stdout: r.stdout };
+  }
+
+  it('an open soft context keeps the process alive until unref()d', () => {
+    const kept = run(false);
+    expect(kept.stdout).toMatch(/\w/);
+    expect(kept.signal).toBe('SIGKILL'); // still running when the 3 s ran out
+    const let_go = run(true);
+    expect(let_go.stdout).toMatch(/\w/);
+    expect([let_go.status, let_go.signal]).toEqual([0, null]);
   });
 });

@@ -88,10 +88,18 @@ export class SoftPd implements HcaPd, PdRef {
 /** An open soft device: what ibv_open_device returns. */
 export class SoftContext implements HcaContext {
   closed = false;
+  /** Keeps the event loop alive while open (see setRef). */
+  refd = true;
   private handler: ((e: AsyncEvent) => void) | undefined;
   private readonly pds = new Set<SoftPd>();
 
   constructor(readonly device: SoftDevice) {}
+
+  setRef(on: boolean): void {
+    this.check();
+    this.refd = on;
+    this.device.updateRef();
+  }
 
   readonly raise = (e: AsyncEvent): void => {
     if (!this.closed && this.handler) this.handler(e);

@@ -148,11 +148,29 @@ export class SoftDevice implements HcaDevice, QpHost {
     }
     const ctx = new SoftContext(this);
     this.contexts.add(ctx);
+    this.updateRef();
     return ctx;
+  }
+
+  /**
+   * The device's handles (its socket, its shared-memory waits) keep the
+   * event loop alive while any open context is ref'd, as a net.Socket's
+   * handle does until unref(); otherwise they only work while something
+   * else keeps the process running.
+   */
+  updateRef(): void {
+    const wire = this.wireRef;
+    if (!wire) return;
+    let on = false;
+    for (const c of this.contexts) if (c.refd) on = true;
+    if (on) wire.ref();
+    else wire.unref();
+    wire.shm?.setRef(on);
   }
 
   closeContext(ctx: SoftContext): void {
     this.contexts.delete(ctx);
+    this.updateRef();
     for (const qp of [...this.qps.values()]) {
       if (qp.ctx === ctx) qp.destroy();
     }

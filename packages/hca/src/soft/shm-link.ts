@@ -256,6 +256,7 @@ export class ShmLinks {
     try {
       link.inSeg = ShmSegment.create(ShmRing.bytesFor(RING_CAPACITY));
       link.in = ShmRing.create(link.inSeg.buffer, 0, RING_CAPACITY);
+      link.in.dataBell.ref = this.refd;
       inboundRings++;
     } catch {
       link.inSeg?.close();
@@ -369,6 +370,7 @@ export class ShmLinks {
     try {
       seg = ShmSegment.open(body.name);
       link.out = ShmRing.attach(seg.buffer, 0);
+      link.out.spaceBell.ref = this.refd;
       link.outSeg = seg;
       link.pid = body.pid!;
     } catch {
@@ -644,6 +646,21 @@ export class ShmLinks {
     this.teardown(link);
     this.links.delete(link.peer);
     if (link.peer.link === link) link.peer.link = undefined;
+  }
+
+  private refd = true;
+
+  /**
+   * Whether the links' sleeping waits keep the event loop alive (the
+   * device's ref()/unref()): when not, they still wake while the process
+   * runs for something else.
+   */
+  setRef(on: boolean): void {
+    this.refd = on;
+    for (const link of this.links.values()) {
+      if (link.in) link.in.dataBell.ref = on;
+      if (link.out) link.out.spaceBell.ref = on;
+    }
   }
 
   /** Whether packets to `peer` currently go through shared memory. */

@@ -59,6 +59,7 @@ export class Doorbell {
   #kickFd = -1;
   #pending: ((outcome: WaitOutcome | Error) => void) | undefined;
   #closed = false;
+  #ref = true;
 
   constructor(buffer: ArrayBuffer, byteOffset: number, options: DoorbellOptions = {}) {
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + Doorbell.BYTES > buffer.byteLength) {
@@ -126,7 +127,7 @@ export class Doorbell {
     const p = new Promise<WaitOutcome>((resolve, reject) => {
       this.#pending = (o) => (o instanceof Error ? reject(o) : resolve(o));
     });
-    this.#waiter.arm(seen >>> 0, timeoutMs < 0 ? -1 : timeoutMs);
+    this.#waiter.arm(seen >>> 0, timeoutMs < 0 ? -1 : timeoutMs, this.#ref);
     return p;
   }
 
@@ -143,8 +144,12 @@ export class Doorbell {
     const p = new Promise<WaitOutcome>((resolve) => {
       this.#pending = (o) => resolve(o instanceof Error ? 'cancelled' : o);
     });
+    pipe.setRef?.(this.#ref);
     pipe.start();
-    if (timeoutMs >= 0) this.#timer = setTimeout(() => this.#settlePipe('timed-out'), timeoutMs);
+    if (timeoutMs >= 0) {
+      this.#timer = setTimeout(() => this.#settlePipe('timed-out'), timeoutMs);
+      if (!this.#ref) this.#timer.unref();
+    }
     return p;
   }
 
@@ -184,6 +189,27 @@ export class Doorbell {
     if (code === 0) this.#spinNs = Math.min(this.#maxSpinNs, Math.max(MIN_SPIN_NS, this.#spinNs * 2));
     else if (code === 4) this.#spinNs = this.#spinNs >>> 1 < MIN_SPIN_NS ? 0 : this.#spinNs >>> 1;
     return code === 1 ? 'timed-out' : 'ok';
+  }
+
+  /**
+   * Whether an asynchronous wait keeps the event loop alive (default true),
+   * as a socket's ref()/unref(). An unref'd wait still ends when rung, as
+   * long as something else keeps the process running. Applies to the
+   * pending wait at once.
+   */
+  get ref(): boolean {
+    return this.#ref;
+  }
+
+  set ref(on: boolean) {
+    this.#ref = on;
+    if (!this.#pending) return;
+    this.#pipe?.setRef?.(on);
+    if (this.#timer) {
+      if (on) this.#timer.ref();
+      else this.#timer.unref();
+    }
+    // A futex wait takes its setting when armed; the next wait follows this one.
   }
 
   /** Ends the pending asynchronous wait with `cancelled`. */

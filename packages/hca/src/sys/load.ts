@@ -33,6 +33,8 @@ export interface NativeWakePipe {
   writeFd(): number;
   start(): void;
   stop(): void;
+  /** Absent from addons built before it. */
+  setRef?(on: boolean): void;
   close(): void;
 }
 
@@ -43,7 +45,7 @@ export interface NativeLoopSpin {
 }
 
 export interface NativeFutexWaiter {
-  arm(expected: number, timeoutMs: number): void;
+  arm(expected: number, timeoutMs: number, keepAlive?: boolean): void;
   cancel(): void;
   close(): void;
 }

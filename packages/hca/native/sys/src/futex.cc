@@ -295,13 +295,15 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
   ~FutexWaiter() override { Shutdown(nullptr); }
 
  private:
-  // arm(expected, timeoutMs): the result (0 ok, 1 timed out, 2 cancelled,
+  // arm(expected, timeoutMs[, keepAlive]): the result (0 ok, 1 timed out, 2 cancelled,
   // 3 fault) arrives through onResult. One wait at a time.
   Napi::Value Arm(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!state_ || state_->finalized) throw ArgError(env, "FutexWaiter is closed");
     uint32_t expected = static_cast<uint32_t>(static_cast<int64_t>(NumberArg(info, 0, "expected")));
     double timeoutMs = info.Length() > 1 ? NumberArg(info, 1, "timeoutMs") : -1;
+    // arm(..., false): the wait does not keep the loop alive (as an unref'd handle).
+    bool keepAlive = info.Length() < 3 || info[2].ToBoolean();
     {
       std::lock_guard<std::mutex> g(state_->m);
       if (state_->armed) throw ArgError(env, "FutexWaiter is already waiting");
@@ -310,7 +312,7 @@ class FutexWaiter : public Napi::ObjectWrap<FutexWaiter> {
       state_->armed = true;
       state_->cancel.store(false);
     }
-    if (!state_->refed) {
+    if (keepAlive && !state_->refed) {
       state_->tsfn.Ref(env);
       state_->refed = true;
     }

@@ -20,7 +20,8 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "WakePipe",
                        {InstanceMethod<&WakePipe::WriteFd>("writeFd"), InstanceMethod<&WakePipe::Start>("start"),
-                        InstanceMethod<&WakePipe::Stop>("stop"), InstanceMethod<&WakePipe::Close>("close")});
+                        InstanceMethod<&WakePipe::Stop>("stop"), InstanceMethod<&WakePipe::SetRef>("setRef"),
+                        InstanceMethod<&WakePipe::Close>("close")});
   }
 
   // new WakePipe(onWake): onWake() runs on the loop after bytes arrived
@@ -53,7 +54,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
  private:
   Napi::Value WriteFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), wfd_); }
 
-  // start(): watch the pipe, keeping the loop alive until stop().
+  // start(): watch the pipe, keeping the loop alive until stop() (unless setRef(false)).
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (!poll_) throw ArgError(info.Env(), "WakePipe is closed");
     if (!started_) {
@@ -67,6 +68,17 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
     if (poll_ && started_) {
       started_ = false;
       uv_poll_stop(&poll_->handle);
+    }
+    return info.Env().Undefined();
+  }
+
+  // setRef(false): a started watch no longer keeps the loop alive (as a
+  // socket's unref()); it still fires while something else does.
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    bool on = info.Length() < 1 || info[0].ToBoolean();
+    if (poll_) {
+      if (on) uv_ref(poll_->base());
+      else uv_unref(poll_->base());
     }
     return info.Env().Undefined();
   }
