@@ -162,6 +162,28 @@ describe('the receive path under garbage', () => {
   });
 });
 
+describe('empty datagrams', () => {
+  it('are counted as rxEmpty and leave no peer behind (a reachability probe comes from a one-off port)', async () => {
+    const [a, b] = await pair();
+    live.push(a, b);
+    const wire = b.dev.wire;
+    const peers = () => [...(wire as unknown as { peers: Map<string, Map<number, unknown>> }).peers.values()].reduce((n, m) => n + m.size, 0);
+    const before = { peers: peers(), empty: wire.counters.rxEmpty, rx: b.dev.counters.rxPackets };
+    const port = b.ctx.queryPort(1).udpPort;
+    for (let i = 0; i < 20; i++) {
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      await new Promise<void>((r) => sock.send(Buffer.alloc(0), port, '127.0.0.1', () => r()));
+      sock.close();
+    }
+    const deadline = Date.now() + 5000;
+    while (wire.counters.rxEmpty - before.empty < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(wire.counters.rxEmpty - before.empty).toBe(20);
+    expect(b.dev.counters.rxPackets).toBe(before.rx);
+    expect(peers()).toBe(before.peers);
+  });
+});
+
 describe('resources', () => {
   it('leaves no timer or socket behind after errors and close', async () => {
     await new Promise((r) => setTimeout(r, 50));

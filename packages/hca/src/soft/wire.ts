@@ -490,6 +490,11 @@ export class UdpWire implements ShmWireHost {
 
   private receive(msg: Buffer, address: string, port: number): void {
     if (this.closed) return;
+    // Before the peer is looked up: a probe's one-off source port must not become a cached peer.
+    if (msg.length === 0) {
+      this.counters.rxEmpty++;
+      return;
+    }
     if (isShmControl(msg)) {
       this.shm?.onControl(msg, this.peer(address, port));
       return;
@@ -502,6 +507,10 @@ export class UdpWire implements ShmWireHost {
     const data = b.data;
     for (let i = 0; i < b.count && !this.closed; i++) {
       const len = b.length(i);
+      if (len === 0) {
+        this.counters.rxEmpty++;
+        continue;
+      }
       const off = b.offset(i);
       const msg = Buffer.allocUnsafe(len);
       msg.set(data.subarray(off, off + len));
@@ -542,6 +551,10 @@ export class UdpWire implements ShmWireHost {
       const udpLen = (d[u + 4]! << 8) | d[u + 5]!;
       if (udpLen < 8 || hl + udpLen > len) {
         this.counters.rxInvalid++;
+        continue;
+      }
+      if (udpLen === 8) {
+        this.counters.rxEmpty++;
         continue;
       }
       const srcPort = (d[u]! << 8) | d[u + 1]!;
@@ -601,10 +614,6 @@ export class UdpWire implements ShmWireHost {
    * slot still holds the header; a held or delayed packet keeps the verdict.
    */
   private receivePacket(msg: Buffer, peer: Peer, frame?: Uint8Array, at = 0): void {
-    if (msg.length === 0) {
-      this.counters.rxEmpty++;
-      return;
-    }
     const f = this.faults;
     const action = f ? f.decide(msg, msg.length) : FaultAction.Deliver;
     if (action === FaultAction.Drop) return;
