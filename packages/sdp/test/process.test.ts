@@ -30,13 +30,19 @@ async function sdpPeer(mode: string, env: Record<string, string> = {}) {
   return { p, port: m.port, udpPort: m.udpPort };
 }
 
+/** Node's http server under the register hook, on a private loopback address of its own with a soft device there. */
+async function sdpHttpServer() {
+  const host = privateLoopback();
+  const rules = { IBAL_SDP_RULES: `${host}:*` };
+  const server = peer(['--import', registerHook, `${fixtures}/http-server.mjs`, host], { ...rules, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
+  const { port, sdp } = await server.message<{ port: number; sdp: boolean }>('port');
+  expect(sdp).toBe(true);
+  return { host, rules, port };
+}
+
 describe('transparent mode: Node http, unchanged, over SDP', () => {
   it('exchanges 1,000 requests and a WebSocket-style upgrade over SDP', async () => {
-    const host = privateLoopback();
-    const rules = { IBAL_SDP_RULES: `${host}:*` };
-    const server = peer(['--import', registerHook, `${fixtures}/http-server.mjs`, host], { ...rules, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
-    const { port, sdp } = await server.message<{ port: number; sdp: boolean }>('port');
-    expect(sdp).toBe(true);
+    const { host, rules, port } = await sdpHttpServer();
     const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '1000'], rules);
     const r = await client.message<{ ok: number; transports: Record<string, number>; upgrade: { status: number; echoed: string; transport: string } }>('ok', 180_000);
     expect(r.ok).toBe(1000);
@@ -59,11 +65,7 @@ describe('transparent mode: Node http, unchanged, over SDP', () => {
 
 describe('transparent mode: host names', () => {
   it('resolves a host name with the caller\'s lookup and takes SDP when a rule covers its address', async () => {
-    const host = privateLoopback();
-    const rules = { IBAL_SDP_RULES: `${host}:*` };
-    const server = peer(['--import', registerHook, `${fixtures}/http-server.mjs`, host], { ...rules, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
-    const { port, sdp } = await server.message<{ port: number; sdp: boolean }>('port');
-    expect(sdp).toBe(true);
+    const { host, rules, port } = await sdpHttpServer();
     const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '50', 'api.example.test'], rules);
     const r = await client.message<{ ok: number; transports: Record<string, number>; upgrade: { transport: string }; lookups: number }>('ok', 120_000);
     expect(r.ok).toBe(50);
@@ -194,13 +196,20 @@ describe('SDP sockets across processes', () => {
     expect(r.sha256).toBe(h.digest('hex'));
   }, 300_000);
 
-  it('reports ECONNRESET when the peer process dies', async () => {
-    const { p, port, udpPort } = await sdpPeer('echo');
+  /** A socket to an echo peer in its own process, one echo done (so a same-host pair has switched to shared memory). */
+  async function echoed(env: Record<string, string> = {}) {
+    const { p, port, udpPort } = await sdpPeer('echo', env);
     const c = connect({ port, host: '127.0.0.1', udpPort });
     sockets.push(c);
     await once(c, 'connect');
     c.write('ping');
     expect((await once<Buffer>(c, 'data')).toString()).toBe('ping');
+    return { p, c };
+  }
+
+  it('reports ECONNRESET when the peer process dies', async () => {
+    // Over UDP: only the HCA's retries can tell (over shared memory the CM hears of the exit first, below).
+    const { p, c } = await echoed({ IBAL_SOFT_SHM: '0' });
     const err = errorOf(c, 60_000);
     p.kill();
     await p.exited();
@@ -227,13 +236,7 @@ describe('SDP sockets across processes', () => {
   }, 90_000);
 
   it.skipIf(!sysStatus().shm.on)('hears of a same-host peer process exiting at once, as from its kernel\'s DREQ: ECONNRESET with no traffic and no keepalive', async () => {
-    const { p, port, udpPort } = await sdpPeer('echo');
-    const c = connect({ port, host: '127.0.0.1', udpPort });
-    sockets.push(c);
-    await once(c, 'connect');
-    // Traffic first, so the two devices talk over shared memory.
-    c.write('ping');
-    expect((await once<Buffer>(c, 'data')).toString()).toBe('ping');
+    const { p, c } = await echoed();
     const err = errorOf(c, 30_000);
     p.kill();
     // An idle socket with no keepalive would never notice a silent peer; this one hears of it.
