@@ -75,7 +75,8 @@ export class SdpSocket extends Duplex {
   readonly #onread: OnreadDelivery | undefined;
 
   constructor(options: SdpSocketOptions = {}) {
-    super({ allowHalfOpen: options.allowHalfOpen ?? false, emitClose: true, autoDestroy: true, decodeStrings: true });
+    // 'close' is emitted by _destroy, with net's hadError argument (the stream's own carries none).
+    super({ allowHalfOpen: options.allowHalfOpen ?? false, emitClose: false, autoDestroy: true, decodeStrings: true });
     const onread = checkOnread(options.onread);
     this.#onread = onread ? new OnreadDelivery(onread) : undefined;
     // Not the stream constructor's own `signal`: an aborted one destroys at once, before these fields exist.
@@ -454,7 +455,12 @@ export class SdpSocket extends Duplex {
     }
   }
 
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+  override _destroy(err: Error | null, destroyed: (err?: Error | null) => void): void {
+    // As net.Socket: 'close' (hadError) after 'error', once everything is released.
+    const cb = (e?: Error | null): void => {
+      destroyed(e);
+      process.nextTick(() => this.emit('close', e != null));
+    };
     if (this.#timeoutTimer) clearTimeout(this.#timeoutTimer);
     if (this.#keepAliveTimer) clearInterval(this.#keepAliveTimer);
     this.#timeoutTimer = this.#keepAliveTimer = undefined;

@@ -112,6 +112,26 @@ describe('SdpSocket and SdpServer', () => {
     expect(await once(server, 'got')).toBe('still here');
   });
 
+  it("emits 'close' with net's hadError: false after a clean close, true after an error (and after 'error')", async () => {
+    const { port, next } = await serve();
+    const c = track(connect(port, '127.0.0.1'));
+    const closed = new Promise<unknown[]>((r) => c.once('close', (...a: unknown[]) => r(a)));
+    await once(c, 'connect');
+    (await next()).end();
+    c.resume();
+    c.end();
+    expect(await closed).toEqual([false]);
+    const server = createServer();
+    const gone = await listening(server);
+    await new Promise((r) => server.close(r));
+    const r = track(connect(gone, '127.0.0.1'));
+    const order: string[] = [];
+    r.on('error', () => order.push('error'));
+    const refused = new Promise<unknown[]>((res) => r.once('close', (...a: unknown[]) => res(a)));
+    expect(await refused).toEqual([true]);
+    expect(order).toEqual(['error']);
+  });
+
   it('refuses a port with no listener with ECONNREFUSED', async () => {
     const server = createServer();
     const port = await listening(server);
