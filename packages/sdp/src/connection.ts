@@ -302,20 +302,21 @@ export class SdpConnection {
     this.#advBufs = this.#rxPosted;
   }
 
-  /** Both DisConns are exchanged: the stream is over in both directions, only sends may be in flight. */
-  get disconnected(): boolean {
-    return this.#sentDisConn && this.#recvDisConn && !this.#failed;
+  /** Our DisConn is sent: this side's stream is over, only sends may be in flight. */
+  get ended(): boolean {
+    return this.#sentDisConn && !this.#failed;
   }
 
   /**
-   * For a socket being destroyed after both DisConns: resolves true once the
-   * last sends completed (at most `ms` later), so it may close without a
-   * reset. Received bytes nobody read make it false at once, as TCP resets
-   * a connection closed with unread data; an unread end of stream does not.
+   * For a socket being destroyed after its DisConn: resolves true once the
+   * last sends completed, the DisConn among them (at most `ms` later), so it
+   * may close without a reset, as TCP's close after shutdown sends no RST.
+   * Received bytes nobody read make it false at once, as TCP resets a
+   * connection closed with unread data; an unread end of stream does not.
    */
   settle(ms: number): Promise<boolean> {
     if (this.#finished) return Promise.resolve(true);
-    if (this.#failed || this.#closed || !this.#onlyEofUnread()) return Promise.resolve(false);
+    if (this.#failed || this.#closed || !this.#sentDisConn || !this.#onlyEofUnread()) return Promise.resolve(false);
     if (this.#sendsDone()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => {
@@ -405,6 +406,11 @@ export class SdpConnection {
 
   /** Half-close: sends DisConn after everything written so far. */
   end(cb?: (err?: Error | null) => void): void {
+    // The peer closed first, cleanly (peerClosed): there is nobody to send a DisConn to, and nothing owed.
+    if (this.#finished) {
+      cb?.();
+      return;
+    }
     if (this.#closed) {
       cb?.(new SdpSocketError('EPIPE', 'shutdown', 'the connection is closed'));
       return;
@@ -1062,7 +1068,7 @@ export class SdpConnection {
   }
 
   #sendsDone(): boolean {
-    return this.#sentDisConn && this.#recvDisConn && this.#txHead === this.#txTail;
+    return this.#sentDisConn && this.#txHead === this.#txTail;
   }
 
   #maybeFinished(): void {
@@ -1071,17 +1077,45 @@ export class SdpConnection {
       for (const w of this.#settleWaiters) w(true);
       this.#settleWaiters.clear();
     }
-    if (this.#sendsDone() && this.#rx.length === 0) {
-      this.#closed = true;
-      this.#finished = true;
-      try {
-        this.#sink.finished();
-      } catch (err) {
-        rethrowLater(err);
-      }
-      for (const w of this.#settleWaiters) w(true);
-      this.#settleWaiters.clear();
+    if (this.#sendsDone() && this.#recvDisConn && this.#rx.length === 0) this.#finish();
+  }
+
+  #finish(): void {
+    this.#closed = true;
+    this.#finished = true;
+    try {
+      this.#sink.finished();
+    } catch (err) {
+      rethrowLater(err);
     }
+    for (const w of this.#settleWaiters) w(true);
+    this.#settleWaiters.clear();
+  }
+
+  /**
+   * The peer's CM disconnected. After its DisConn that is a TCP peer closing
+   * after shutdown(): nothing is lost, the end of stream it sent still goes
+   * up, and with nothing of ours waiting to be sent the connection finishes
+   * without an error (a write after it fails with EPIPE, as TCP's would).
+   * Returns false, leaving the connection alone, when it is a reset: no
+   * DisConn came first, or bytes of ours are still to go.
+   */
+  peerClosed(): boolean {
+    if (this.#closed || this.#failed) return this.#finished;
+    // Messages that arrived before the DREQ are in the CQ: take them first.
+    this.#poll();
+    if (!this.#recvDisConn || this.#tx.length > 0 || this.#unsent() > 0 || this.#srcOut.length > 0) {
+      // A socket waiting to close gracefully waits for nothing now: nobody will acknowledge.
+      for (const w of this.#settleWaiters) w(false);
+      this.#settleWaiters.clear();
+      return false;
+    }
+    const f = this.#finalCb;
+    this.#finalCb = undefined;
+    this.#sentDisConn = true;
+    this.#finish();
+    this.#done(f);
+    return true;
   }
 
   #sendControl(mid: number): number {

@@ -382,7 +382,9 @@ export class SdpSocket extends Duplex {
     link.setSink(this.#sinkFor());
     // The CM's DREQ without DisConn before it, or the peer's QP vanishing.
     link.onDisconnected = () => {
-      if (!this.#finishedGracefully && !this.destroyed) this.destroy(new SdpSocketError('ECONNRESET', 'read', 'the peer disconnected without DisConn'));
+      // Also while being destroyed: a close waiting for its last sends stops waiting.
+      if (this.#finishedGracefully || link.conn.peerClosed() || this.destroyed) return;
+      this.destroy(new SdpSocketError('ECONNRESET', 'read', 'the peer disconnected without DisConn'));
     };
   }
 
@@ -478,7 +480,7 @@ export class SdpSocket extends Duplex {
     const conn = link.conn;
     // After both DisConns only our last sends may be in flight: let them land, then close without a reset.
     this.#closing ??= (async () => {
-      const graceful = !err && (this.#finishedGracefully || (conn.disconnected && (await conn.settle(2000))));
+      const graceful = !err && (this.#finishedGracefully || (conn.ended && (await conn.settle(2000))));
       await link.teardown(!graceful);
     })();
     this.#closing.then(

@@ -132,6 +132,31 @@ describe('SdpSocket and SdpServer', () => {
     expect(order).toEqual(['error']);
   });
 
+  it('a peer that ends and then destroys closes cleanly, as a TCP peer closing after shutdown: no error, the bytes and the end still arrive', async () => {
+    const events: string[] = [];
+    let accepted: SdpSocket | undefined;
+    const server = createServer((s) => {
+      accepted = track(s);
+      s.on('error', (e: NodeJS.ErrnoException) => events.push(`error ${e.code}`));
+      s.on('close', (hadError: boolean) => events.push(`close ${hadError}`));
+      s.on('end', () => events.push('end'));
+    });
+    const port = await listening(server);
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    c.end('bye');
+    await once(c, 'finish');
+    c.destroy();
+    await once(c, 'close');
+    // The server's socket has not read a byte yet: nothing is lost.
+    await sleep(100);
+    expect(events).toEqual([]);
+    const got = collect(accepted!);
+    expect((await got).toString()).toBe('bye');
+    await once(accepted!, 'close');
+    expect(events).toEqual(['end', 'close false']);
+  });
+
   it('refuses a port with no listener with ECONNREFUSED', async () => {
     const server = createServer();
     const port = await listening(server);
