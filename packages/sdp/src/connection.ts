@@ -1102,8 +1102,9 @@ export class SdpConnection {
    */
   peerClosed(): boolean {
     if (this.#closed || this.#failed) return this.#finished;
-    // Messages that arrived before the DREQ are in the CQ: take them first.
+    // Messages that arrived before the DREQ are in the CQ: take them first (they may finish the connection, or fail it).
     this.#poll();
+    if (this.#closed || this.#failed) return this.#finished;
     if (!this.#recvDisConn || this.#tx.length > 0 || this.#unsent() > 0 || this.#srcOut.length > 0) {
       // A socket waiting to close gracefully waits for nothing now: nobody will acknowledge.
       for (const w of this.#settleWaiters) w(false);
