@@ -7,7 +7,7 @@
 
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
-import { NotFoundError, softProvider, type MadAddress, type SoftDevice } from '@ibal/hca';
+import { NotFoundError, gidFromIp, softProvider, type MadAddress, type SoftDevice } from '@ibal/hca';
 import { openDevice, registerMadAgent, type Context, type MadAgent } from '@ibal/verbs';
 import { ROCE_UDP_PORT, isWildcard, sameIp, ipVersion, type CmAddress } from './address.js';
 import { AddressError } from './errors.js';
@@ -115,7 +115,7 @@ export class CmDevice {
     this.agent = registerMadAgent(ctx, { portNum: 1, mgmtClass: MGMT_CLASS_CM, classVersion: CM_CLASS_VERSION }, (mad, src) => this.onMad(mad, src));
     const soft = (softProvider.devices() as SoftDevice[]).find((d) => d.name === name);
     this.stopPeerExit = soft?.onPeerExit((peer) => {
-      const gid = gidOf(peer.address);
+      const gid = gidFromIp(peer.address);
       for (const id of [...this.byLocalId.values()]) id.onPeerExit(gid, peer.udpPort);
     });
   }
@@ -492,24 +492,3 @@ export function cmResources(): { devices: number; ids: number; timers: number; c
 }
 
 export { SidrStatus };
-
-/** The RoCEv2 GID of an IP address (IPv4-mapped for IPv4). */
-export function gidOf(address: string): Uint8Array {
-  const gid = new Uint8Array(16);
-  if (!address.includes(':')) {
-    gid[10] = 0xff;
-    gid[11] = 0xff;
-    address.split('.').forEach((p, i) => (gid[12 + i] = Number(p)));
-    return gid;
-  }
-  const [head, tail] = address.split('%')[0]!.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const all = tail === undefined ? h : [...h, ...new Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  all.forEach((g, i) => {
-    const v = parseInt(g || '0', 16);
-    gid[2 * i] = v >> 8;
-    gid[2 * i + 1] = v & 0xff;
-  });
-  return gid;
-}

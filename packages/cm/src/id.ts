@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import {
   Access,
   InvalidArgumentError,
+  gidFromIp,
   QpAttrMask as M,
   QpState,
   QpType,
@@ -17,7 +18,7 @@ import {
 } from '@ibal/hca';
 import { createQp as verbsCreateQp, type Context, type CQ, type PD, type QP, type QpCapInit, type SRQ } from '@ibal/verbs';
 import { ROCE_UDP_PORT, ipVersion, isWildcard, parseAddress, type CmAddress, type CmAddressInput } from './address.js';
-import { CmDevice, deviceFor, gidKey, gidOf, ipFromGid } from './cm-device.js';
+import { CmDevice, deviceFor, gidKey, ipFromGid } from './cm-device.js';
 import { CMA_HEADER_SIZE, readCmaHeader, writeCmaHeader } from './cma-header.js';
 import { CmState, RdmaCmState, cmStateName, rdmaCmStateName } from './connection-state.js';
 import { AddressError, AddressInUseError, CmStateError } from './errors.js';
@@ -636,7 +637,7 @@ export class CmId {
       this.#boundPort = p;
       this.#local!.port = p;
     }
-    this.#remoteGid = gidOf(peer.address);
+    this.#remoteGid = gidFromIp(peer.address);
     this.#dest = { dgid: this.#remoteGid, udpPort: peer.udpPort ?? ROCE_UDP_PORT, remoteQpn: 1, remoteQkey: GSI_QKEY };
     const sid = serviceId(this.portSpace, peer.port);
     if (this.portSpace === PortSpace.UDP) {
