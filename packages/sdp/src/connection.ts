@@ -334,6 +334,12 @@ export class SdpConnection {
   #finished = false;
   readonly #settleWaiters = new Set<(ok: boolean) => void>();
 
+  /** Ends every settle() in progress with `ok`. */
+  #settleAll(ok: boolean): void {
+    for (const w of this.#settleWaiters) w(ok);
+    this.#settleWaiters.clear();
+  }
+
   /** The socket above takes over from whoever set the connection up. */
   setSink(sink: ConnectionSink): void {
     this.#sink = sink;
@@ -455,8 +461,7 @@ export class SdpConnection {
 
   /** Releases the buffers; every pending write callback gets `err`. Idempotent. */
   close(err?: Error): void {
-    for (const w of this.#settleWaiters) w(false);
-    this.#settleWaiters.clear();
+    this.#settleAll(false);
     if (this.#closed) return;
     this.#closed = true;
     this.#failed = true;
@@ -550,8 +555,7 @@ export class SdpConnection {
     if (this.#failed) return;
     this.#failed = true;
     // A socket waiting to close gracefully (an AbortConn came, or a send failed): nothing more will complete.
-    for (const w of this.#settleWaiters) w(false);
-    this.#settleWaiters.clear();
+    this.#settleAll(false);
     try {
       this.#sink.failed(err);
     } catch (e) {
@@ -1074,8 +1078,7 @@ export class SdpConnection {
   #maybeFinished(): void {
     if (this.#closed || this.#failed) return;
     if (this.#settleWaiters.size > 0 && this.#sendsDone() && this.#onlyEofUnread()) {
-      for (const w of this.#settleWaiters) w(true);
-      this.#settleWaiters.clear();
+      this.#settleAll(true);
     }
     if (this.#sendsDone() && this.#recvDisConn && this.#rx.length === 0) this.#finish();
   }
@@ -1088,8 +1091,7 @@ export class SdpConnection {
     } catch (err) {
       rethrowLater(err);
     }
-    for (const w of this.#settleWaiters) w(true);
-    this.#settleWaiters.clear();
+    this.#settleAll(true);
   }
 
   /**
@@ -1107,8 +1109,7 @@ export class SdpConnection {
     if (this.#closed || this.#failed) return this.#finished;
     if (!this.#recvDisConn || this.#tx.length > 0 || this.#unsent() > 0 || this.#srcOut.length > 0) {
       // A socket waiting to close gracefully waits for nothing now: nobody will acknowledge.
-      for (const w of this.#settleWaiters) w(false);
-      this.#settleWaiters.clear();
+      this.#settleAll(false);
       return false;
     }
     const f = this.#finalCb;

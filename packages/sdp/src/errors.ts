@@ -28,3 +28,10 @@ export class SdpProtocolError extends IbalError {
     super('ERR_IBAL_SDP_PROTOCOL', message);
   }
 }
+
+/** An argument error as net throws them: the built-in class (TypeError, RangeError), with Node's code. */
+export function argError(Ctor: typeof TypeError | typeof RangeError, code: string, message: string): Error {
+  const e = new Ctor(message);
+  (e as NodeJS.ErrnoException).code = code;
+  return e;
+}

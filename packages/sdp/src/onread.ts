@@ -5,6 +5,7 @@
 // it keeps and reuses (see SdpConnection's landing buffers), and the bytes
 // go from there into this buffer, memory that is already the process's.
 
+import { argError } from './errors.js';
 import { rethrowLater } from './rethrow.js';
 
 /** As net.Socket's `onread`: a reusable buffer (or a function returning the next one) and the callback that gets each chunk. */
@@ -15,11 +16,9 @@ export interface SdpOnread {
 }
 
 /** The TypeError net.Socket throws for a malformed `onread` (ERR_INVALID_ARG_TYPE). */
-function invalid(what: string, expected: string, got: unknown): TypeError {
+function invalid(what: string, expected: string, got: unknown): Error {
   const seen = got === null ? 'null' : got instanceof Uint8Array ? `a ${got.length}-byte ${got.constructor.name}` : `type ${typeof got}`;
-  const e = new TypeError(`The "options.onread.${what}" property must be ${expected}. Received ${seen}`);
-  (e as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
-  return e;
+  return argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.onread.${what}" property must be ${expected}. Received ${seen}`);
 }
 
 /** Validates `onread` as net.Socket does; undefined when it is absent (or null). */

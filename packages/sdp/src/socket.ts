@@ -6,7 +6,7 @@ import dns, { type LookupAddress } from 'node:dns';
 import net from 'node:net';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { SdpConnection, type ConnectionSink } from './connection.js';
-import { SdpSocketError } from './errors.js';
+import { SdpSocketError, argError } from './errors.js';
 import { connectLink, type Link } from './link.js';
 import { OnreadDelivery, checkOnread, type SdpOnread } from './onread.js';
 import { resolveOptions, type SdpOptions } from './options.js';
@@ -217,15 +217,13 @@ export class SdpSocket extends Duplex {
     // Destroyed already (an aborted signal): nothing to connect.
     if (this.destroyed) return this;
     if (opts.localPort !== undefined && !(Number.isInteger(opts.localPort) && opts.localPort >= 0 && opts.localPort <= 65535)) {
-      const e = new RangeError(`options.localPort should be >= 0 and < 65536. Received ${String(opts.localPort)}.`);
-      (e as NodeJS.ErrnoException).code = 'ERR_SOCKET_BAD_PORT';
-      throw e;
+      throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.localPort should be >= 0 and < 65536. Received ${String(opts.localPort)}.`);
     }
     if (opts.lookup !== undefined && typeof opts.lookup !== 'function') {
-      throw typeError('ERR_INVALID_ARG_TYPE', `The "options.lookup" property must be of type function. Received ${typeof opts.lookup}`);
+      throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.lookup" property must be of type function. Received ${typeof opts.lookup}`);
     }
     if (opts.family !== undefined && opts.family !== 0 && opts.family !== 4 && opts.family !== 6) {
-      throw typeError('ERR_INVALID_ARG_VALUE', `The property 'options.family' must be one of: 0, 4, 6. Received ${String(opts.family)}`);
+      throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.family' must be one of: 0, 4, 6. Received ${String(opts.family)}`);
     }
     if (cb) this.once('connect', cb);
     this.#connecting = true;
@@ -263,8 +261,7 @@ export class SdpSocket extends Duplex {
       } catch (err) {
         lastErr = err;
         if (this.destroyed) return;
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code !== 'ECONNREFUSED' && code !== 'EHOSTUNREACH' && code !== 'ETIMEDOUT') break;
+        if (!unreached(err)) break;
       }
     }
     if (this.destroyed) {
@@ -272,8 +269,7 @@ export class SdpSocket extends Duplex {
       return;
     }
     if (!link) {
-      const code = (lastErr as NodeJS.ErrnoException).code;
-      if (opts.fallbackToTcp && (code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH')) {
+      if (opts.fallbackToTcp && unreached(lastErr)) {
         if (process.env.IBAL_SDP_DEBUG) process.stderr.write(`@ibal/sdp: ${host}:${opts.port} over TCP: ${(lastErr as Error).message}\n`);
         this.#fallback(opts, host, addresses);
         return;
@@ -329,10 +325,7 @@ export class SdpSocket extends Duplex {
       if (groups[0][i]) out.push(groups[0][i]!);
       if (groups[1][i]) out.push(groups[1][i]!);
     }
-    if (out.length === 0) {
-      const e = new SdpSocketError('ENOTFOUND', 'getaddrinfo', `no IP address for ${host}`);
-      throw e;
-    }
+    if (out.length === 0) throw new SdpSocketError('ENOTFOUND', 'getaddrinfo', `no IP address for ${host}`);
     return out;
   }
 
@@ -506,10 +499,10 @@ export class SdpSocket extends Duplex {
   }
 }
 
-function typeError(code: string, message: string): TypeError {
-  const e = new TypeError(message);
-  (e as NodeJS.ErrnoException).code = code;
-  return e;
+/** The connect errors that mean nobody answered over SDP at that address (try the next one, or TCP). */
+function unreached(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT';
 }
 
 /** A lookup that answers with addresses already found, in either of the forms net asks for. */
