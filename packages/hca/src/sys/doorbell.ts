@@ -144,12 +144,9 @@ export class Doorbell {
     const p = new Promise<WaitOutcome>((resolve) => {
       this.#pending = (o) => resolve(o instanceof Error ? 'cancelled' : o);
     });
-    pipe.setRef?.(this.#ref);
     pipe.start();
-    if (timeoutMs >= 0) {
-      this.#timer = setTimeout(() => this.#settlePipe('timed-out'), timeoutMs);
-      if (!this.#ref) this.#timer.unref();
-    }
+    if (timeoutMs >= 0) this.#timer = setTimeout(() => this.#settlePipe('timed-out'), timeoutMs);
+    this.#applyRef();
     return p;
   }
 
@@ -203,13 +200,15 @@ export class Doorbell {
 
   set ref(on: boolean) {
     this.#ref = on;
-    if (!this.#pending) return;
-    this.#pipe?.setRef?.(on);
-    if (this.#timer) {
-      if (on) this.#timer.ref();
-      else this.#timer.unref();
-    }
     // A futex wait takes its setting when armed; the next wait follows this one.
+    if (this.#pending) this.#applyRef();
+  }
+
+  /** The pipe wait's handles (its watch and its timeout) follow `ref`. */
+  #applyRef(): void {
+    this.#pipe?.setRef?.(this.#ref);
+    if (this.#ref) this.#timer?.ref();
+    else this.#timer?.unref();
   }
 
   /** Ends the pending asynchronous wait with `cancelled`. */
