@@ -94,6 +94,72 @@ describe.skipIf(skip)('ShmRing', () => {
     c.close('consumer');
   });
 
+  it('never takes payload bytes for a header: the consumer reads only published headers, lap after lap', () => {
+    // The consumer finds messages by their stamped headers, not by the
+    // producer's index. Payloads here are nothing but would-be headers
+    // (stamp bit set, either lap parity, a plausible length), and the sizes
+    // shift every lap so that headers land where payloads lay before.
+    const cap = 1024;
+    const seg = ShmSegment.create(ShmRing.bytesFor(cap));
+    segments.push(seg);
+    const p = ShmRing.create(seg.buffer, 0, cap);
+    const c = ShmRing.attach(seg.buffer, 0);
+    const forged = (n: number, k: number) => {
+      const m = new Uint8Array(n);
+      const v = new DataView(m.buffer);
+      for (let i = 0; i + 4 <= n; i += 4) v.setUint32(i, (k + i) & 4 ? 0xc0000008 : 0x80000010, true);
+      return m;
+    };
+    let tag = 0;
+    let taken = 0;
+    for (let lap = 0; lap < 200; lap++) {
+      const sizes = [4 + (lap % 13) * 4, 100 + (lap % 7) * 8, 36, 252 - (lap % 5) * 4];
+      const sent: Uint8Array[] = [];
+      for (const n of sizes) {
+        const m = forged(n, lap + n);
+        if (!p.tryWrite(m, tag + sent.length)) break;
+        sent.push(m);
+      }
+      expect(sent.length).toBeGreaterThan(0);
+      // Half now, the rest after a look at the empty ring between messages.
+      for (let i = 0; i < sent.length; i++) {
+        expect(c.isEmpty()).toBe(false);
+        const len = c.peek();
+        expect(len).toBe(sent[i]!.length);
+        expect(c.tag).toBe(tag + i);
+        expect(Buffer.compare(c.data.subarray(c.offset, c.offset + len), sent[i]!)).toBe(0);
+        c.release();
+        taken++;
+      }
+      expect(c.peek()).toBe(-1);
+      expect(c.isEmpty()).toBe(true);
+      tag += sent.length;
+    }
+    expect(taken).toBe(tag);
+    expect(taken).toBeGreaterThan(400); // many laps of a 1 KiB ring
+    p.close('producer');
+    c.close('consumer');
+  });
+
+  it('finds the first message whatever the buffer held before the ring was laid out', () => {
+    const cap = 256;
+    const seg = ShmSegment.create(ShmRing.bytesFor(cap));
+    segments.push(seg);
+    // Garbage that reads as a published header of lap 0 at the first slot.
+    new Uint32Array(seg.buffer).fill(0x80000008);
+    const p = ShmRing.create(seg.buffer, 0, cap);
+    const c = ShmRing.attach(seg.buffer, 0);
+    expect(c.peek()).toBe(-1);
+    expect(c.isEmpty()).toBe(true);
+    expect(p.tryWrite(Uint8Array.of(1, 2, 3), 7)).toBe(true);
+    expect(c.peek()).toBe(3);
+    expect(c.tag).toBe(7);
+    c.release();
+    expect(c.peek()).toBe(-1);
+    p.close('producer');
+    c.close('consumer');
+  });
+
   it('moves thousands of random-sized messages to another process and back intact', async () => {
     const cap = 1 << 16;
     const ring1 = ShmRing.bytesFor(cap);

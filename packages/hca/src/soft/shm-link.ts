@@ -33,7 +33,9 @@ import { forgetPeerRegions } from './mr-memory.js';
 import { fromRing, isVmRef } from './vm-path.js';
 import type { Peer } from './wire.js';
 
-const MAGIC = Buffer.from('IBALSHM1');
+// The digit is the ring layout's version: a peer with another layout (the
+// first, IBALSHM1, polled the ring's head) never links up and stays on UDP.
+const MAGIC = Buffer.from('IBALSHM2');
 const HELLO = 1;
 const SWITCH = 2;
 const BYE = 3;

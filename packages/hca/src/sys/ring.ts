@@ -1,19 +1,29 @@
 // A single-producer single-consumer ring of messages in shared memory, in
 // the manner of Open MPI's vader/sm FIFOs and of io_uring's rings: the
 // producer owns `head`, the consumer owns `tail`, each on its own cache line
-// so they never false-share; each side publishes its index with an atomic
-// store after writing (or reading) the bytes it covers.
+// so they never false-share.
 //
 // Layout from byteOffset (all lines 64 bytes):
-//   line 0  head (u32, bytes ever written, wrapping)
+//   line 0  head (u32, bytes ever written, wrapping; informational)
 //   line 1  tail (u32, bytes ever consumed)
 //   line 2  data doorbell  (rung by the producer, waited on by the consumer)
 //   line 3  space doorbell (rung by the consumer, waited on by a producer that found the ring full)
 //   line 4  magic, capacity, closed flags
 //   line 5+ data: `capacity` bytes (a power of two)
-// A message is an 8-byte header (length, tag) and its bytes padded to 8,
-// so every payload starts 8-byte aligned. A message never wraps: when it
-// does not fit before the end, a wrap marker sends the reader back to 0.
+// A message is an 8-byte header (stamped length, tag) and its bytes padded
+// to 8, so every payload starts 8-byte aligned. A message never wraps: when
+// it does not fit before the end, a wrap marker sends the reader back to 0.
+//
+// The consumer learns of a message from its header alone, as FastForward
+// queues do, not from `head`: a header is published last, with an atomic
+// store, and carries a stamp (bit 31 set, bit 30 the parity of its lap
+// around the ring) that no stale header or payload byte at that place can
+// carry. Before publishing, the producer clears the word where the next
+// header will go, so what the consumer reads there is either nothing yet or
+// that next header. Waiting for data thus reads the one line the message
+// arrives in: polling `head` cost a second cache miss per message, and the
+// producer's store to it a third. The producer reads `tail` only when its
+// last view of it says the ring is full.
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
 import { Doorbell, type DoorbellOptions, type WaitOutcome } from './doorbell.js';
 
@@ -24,8 +34,10 @@ const META = (4 * LINE) / 4;
 const DATA_BELL_OFF = 2 * LINE;
 const SPACE_BELL_OFF = 3 * LINE;
 const HEADER = 5 * LINE;
-const MAGIC = 0x69626c72; // 'iblr'
-const WRAP = 0xffffffff;
+const MAGIC = 0x69626c32; // 'ibl2': stamped headers (the first layout, 'iblr', polled head)
+const STAMP = 0x80000000;
+const LEN_MASK = 0x3fffffff;
+const WRAP = LEN_MASK; // a length no message has (maxMessage < 2^29)
 const PRODUCER_CLOSED = 1;
 const CONSUMER_CLOSED = 2;
 
@@ -47,6 +59,8 @@ export class ShmRing {
     const w = new Int32Array(buffer, byteOffset, HEADER / 4);
     w.fill(0);
     w[META + 1] = capacity;
+    // The first header's place: nothing there yet, whatever the buffer held.
+    new Uint32Array(buffer, byteOffset + HEADER, 1)[0] = 0;
     Atomics.store(w, META, MAGIC);
     return new ShmRing(buffer, byteOffset, options);
   }
@@ -73,8 +87,11 @@ export class ShmRing {
   readonly #w: Int32Array;
   readonly #u32: Uint32Array;
   readonly #mask: number;
+  readonly #lapShift: number;
   #head: number; // producer's own copy
   #tail: number; // consumer's own copy
+  /** The producer's last view of tail: the shared word is read only when this says full. */
+  #tailSeen: number;
   #resAt = -1;
   #resLen = 0;
   #recEnd = -1;
@@ -90,11 +107,13 @@ export class ShmRing {
     this.capacity = this.#w[META + 1]!;
     checkPlace(buffer, byteOffset, this.capacity);
     this.#mask = this.capacity - 1;
+    this.#lapShift = 31 - Math.clz32(this.capacity);
     this.maxMessage = this.capacity / 2 - 8;
     this.data = new Uint8Array(buffer, byteOffset + HEADER, this.capacity);
     this.#u32 = new Uint32Array(buffer, byteOffset + HEADER, this.capacity / 4);
     this.#head = Atomics.load(this.#w, HEAD) >>> 0;
     this.#tail = Atomics.load(this.#w, TAIL) >>> 0;
+    this.#tailSeen = this.#tail;
     this.dataBell = new Doorbell(buffer, byteOffset + DATA_BELL_OFF, options);
     this.spaceBell = new Doorbell(buffer, byteOffset + SPACE_BELL_OFF, options);
   }
@@ -115,9 +134,13 @@ export class ShmRing {
     const head = this.#head;
     const idx = head & this.#mask;
     const skip = this.capacity - idx < rec ? this.capacity - idx : 0;
-    const used = (head - (Atomics.load(this.#w, TAIL) >>> 0)) >>> 0;
-    if (this.capacity - used < skip + rec) return -1;
-    if (skip) this.#u32[idx >>> 2] = WRAP;
+    // 8 more: the word after the message is cleared at commit, and must be free.
+    const need = skip + rec + 8;
+    if (this.capacity - ((head - this.#tailSeen) >>> 0) < need) {
+      this.#tailSeen = Atomics.load(this.#w, TAIL) >>> 0;
+      if (this.capacity - ((head - this.#tailSeen) >>> 0) < need) return -1;
+    }
+    if (skip) Atomics.store(this.#u32, idx >>> 2, this.#stamp(head) | WRAP);
     const at = (head + skip) & this.#mask;
     this.#resAt = at;
     this.#resLen = length;
@@ -130,11 +153,22 @@ export class ShmRing {
     const at = this.#resAt;
     if (at < 0) throw new InvalidArgumentError('commit without reserve');
     this.#resAt = -1;
-    this.#u32[at >>> 2] = this.#resLen;
-    this.#u32[(at >>> 2) + 1] = tag >>> 0;
-    this.#head = (this.#head + 8 + ((this.#resLen + 7) & ~7)) >>> 0;
-    Atomics.store(this.#w, HEAD, this.#head | 0);
+    const u32 = this.#u32;
+    const rec = 8 + ((this.#resLen + 7) & ~7);
+    u32[(at >>> 2) + 1] = tag >>> 0;
+    // A message ending at the ring's end is followed by the next lap's first
+    // header, whose old stamp already reads as nothing.
+    const next = (at + rec) & this.#mask;
+    if (next !== 0) u32[next >>> 2] = 0;
+    Atomics.store(u32, at >>> 2, this.#stamp(this.#head) | this.#resLen);
+    this.#head = (this.#head + rec) >>> 0;
+    this.#w[HEAD] = this.#head | 0;
     if (notify) this.dataBell.ring();
+  }
+
+  /** The stamp of a header at absolute position `pos`: set, and the parity of its lap. */
+  #stamp(pos: number): number {
+    return (STAMP | (((pos >>> this.#lapShift) & 1) << 30)) >>> 0;
   }
 
   /** Copies `src` in as one message; false when the ring is full now. */
@@ -158,17 +192,20 @@ export class ShmRing {
    * are data[offset, offset + length) until release().
    */
   peek(): number {
-    const head = Atomics.load(this.#w, HEAD) >>> 0;
     let tail = this.#tail;
-    if (tail === head) return -1;
     let idx = tail & this.#mask;
-    let len = this.#u32[idx >>> 2]!;
+    let h = Atomics.load(this.#u32, idx >>> 2);
+    let stamp = this.#stamp(tail);
+    if ((h & ~LEN_MASK) >>> 0 !== stamp) return -1;
+    let len = h & LEN_MASK;
     if (len === WRAP) {
       tail = (tail + this.capacity - idx) >>> 0;
       this.#tail = tail;
-      if (tail === head) return -1;
       idx = 0;
-      len = this.#u32[0]!;
+      h = Atomics.load(this.#u32, 0);
+      stamp = this.#stamp(tail);
+      if ((h & ~LEN_MASK) >>> 0 !== stamp) return -1;
+      len = h & LEN_MASK;
     }
     if (len > this.maxMessage) throw new InvalidArgumentError(`corrupt ring: message length ${len}`);
     this.offset = idx + 8;
@@ -196,8 +233,14 @@ export class ShmRing {
     return len;
   }
 
+  /** Whether no message waits for the consumer (its next header, past a wrap marker, is not yet published). */
   isEmpty(): boolean {
-    return (Atomics.load(this.#w, HEAD) >>> 0) === this.#tail;
+    const tail = this.#tail;
+    const h = Atomics.load(this.#u32, (tail & this.#mask) >>> 2);
+    if ((h & ~LEN_MASK) >>> 0 !== this.#stamp(tail)) return true;
+    if ((h & LEN_MASK) !== WRAP) return false;
+    const next = (tail + this.capacity - (tail & this.#mask)) >>> 0;
+    return (Atomics.load(this.#u32, 0) & ~LEN_MASK) >>> 0 !== this.#stamp(next);
   }
 
   // ---- waiting ----------------------------------------------------------
