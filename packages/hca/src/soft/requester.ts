@@ -78,6 +78,9 @@ export class Requester {
   private tailUnasked = false;
   private probing = false;
   private probeTimer: NodeJS.Timeout | undefined;
+  /** Bumped by every packet that does not ask for an ACK; the probe timer's view of "still busy". */
+  private unaskedSeq = 0;
+  private probeSeq = 0;
   private readonly tx: Tx;
   /** Scratch for by-reference READ descriptors (QPN, PSN, ranges). */
   private readonly vmDesc = new Uint8Array(8 + vmDescBytes(32));
@@ -145,7 +148,10 @@ export class Requester {
     }
     if (rc) {
       this.armTimer();
-      if (this.tailUnasked && this.sendIdx === sq.tail && !this.probeTimer) this.probeTimer = setTimeout(this.onProbe, TAIL_PROBE_MS);
+      if (this.tailUnasked && this.sendIdx === sq.tail && !this.probeTimer) {
+        this.probeSeq = this.unaskedSeq;
+        this.probeTimer = setTimeout(this.onProbe, TAIL_PROBE_MS);
+      }
     }
     this.retire();
   }
@@ -162,6 +168,14 @@ export class Requester {
     if (qp.state !== QpState.RTS && qp.state !== QpState.SQD) return;
     if (!this.tailUnasked || this.drained() || this.rnrWait || this.blocked) return;
     if (this.sendIdx !== qp.sq.tail) return;
+    if (this.unaskedSeq !== this.probeSeq) {
+      // Sent since the timer was set: the tail is not idle yet. Look again a
+      // probe interval later (the timer is not moved on every post: that
+      // cost each message of a ping-pong a clearTimeout and a setTimeout).
+      this.probeSeq = this.unaskedSeq;
+      this.probeTimer = setTimeout(this.onProbe, TAIL_PROBE_MS);
+      return;
+    }
     const lastPsn = psnAdd(this.psn, PSN_MASK);
     const index = this.findWqe(lastPsn);
     if (index < 0) return;
@@ -285,6 +299,7 @@ export class Requester {
         psnDiff(h.psn, this.acked) >= WINDOW / 2;
       h.ackReq = wantAck;
       if (wantAck) this.quietMsgs = 0;
+      else this.unaskedSeq++;
       this.tailUnasked = !wantAck;
     }
     const buf = this.tx.begin();
@@ -391,8 +406,7 @@ export class Requester {
         this.timer.unref();
         this.timerIdle = true;
       }
-      if (this.probeTimer) clearTimeout(this.probeTimer);
-      this.probeTimer = undefined;
+      // The probe timer, too, runs out (onProbe finds the tail asked for).
       this.tailUnasked = false;
     }
   }
