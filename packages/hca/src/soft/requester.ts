@@ -34,6 +34,11 @@ const isReadOrAtomic = (op: number) => op === WrOpcode.RDMA_READ || op === WrOpc
 // A table: it is read on every post.
 const ACK_TIMEOUT_MS = Array.from({ length: 32 }, (_, t) => (t === 0 ? 0 : Math.max(1, (4.096 * 2 ** t) / 1000)));
 
+/** The retransmit timer's tick: a quarter of the timeout, so it fires 1-1.25 timeouts after the last progress. */
+function timerTickMs(ms: number): number {
+  return Math.max(1, ms / 4);
+}
+
 export function ackTimeoutMs(timeout: number): number {
   return ACK_TIMEOUT_MS[timeout & 31]!;
 }
@@ -57,7 +62,15 @@ export class Requester {
   private rdAtomicOutstanding = 0;
   private retryLeft = 0;
   private rnrLeft = 0;
-  private lastProgress = 0;
+  /**
+   * Bumped by every sign of progress (an ACK, a post after idle, a retry).
+   * The retransmit timer ticks a quarter of the timeout apart and times out
+   * after a timeout's worth of ticks without a bump: reading the clock at
+   * each ACK and post instead cost a ping-pong ~45 ns a read on this VM.
+   */
+  private progressSeq = 0;
+  private timerSeq = 0;
+  private quietTicks = 0;
   /** The retransmit timer runs unreferenced with nothing outstanding (see retire). */
   private timerIdle = false;
   private timer: NodeJS.Timeout | undefined;
@@ -442,7 +455,7 @@ export class Requester {
   private progress(): void {
     this.retryLeft = this.qp.retryCnt;
     this.rnrLeft = this.qp.rnrRetry;
-    this.lastProgress = performance.now();
+    this.progressSeq++;
     this.retryPsn = -1;
   }
 
@@ -547,7 +560,7 @@ export class Requester {
       this.rnrTimer = setTimeout(() => {
         this.rnrTimer = undefined;
         this.rnrWait = false;
-        this.lastProgress = performance.now();
+        this.progressSeq++;
         this.pump();
       }, delay);
       return;
@@ -684,15 +697,16 @@ export class Requester {
         // Idle until this post: the timeout runs from now.
         this.timerIdle = false;
         this.timer.ref();
-        this.lastProgress = performance.now();
+        this.progressSeq++;
       }
       return;
     }
     this.timerIdle = false;
     const ms = ackTimeoutMs(this.qp.timeout);
     if (ms === 0) return;
-    if (this.lastProgress === 0) this.lastProgress = performance.now();
-    this.timer = setTimeout(this.onTimer, ms);
+    this.timerSeq = this.progressSeq;
+    this.quietTicks = 0;
+    this.timer = setTimeout(this.onTimer, timerTickMs(ms));
   }
 
   private readonly onTimer = (): void => {
@@ -701,10 +715,16 @@ export class Requester {
     if (qp.state !== QpState.RTS && qp.state !== QpState.SQD) return;
     if (this.drained()) return;
     const ms = ackTimeoutMs(qp.timeout);
-    const idle = performance.now() - this.lastProgress;
-    if (this.rnrWait || idle < ms) {
-      // Progress since the timer was set (or an RNR wait): check again when the full timeout would elapse.
-      this.timer = setTimeout(this.onTimer, Math.max(1, ms - idle));
+    const tick = timerTickMs(ms);
+    if (this.rnrWait || this.progressSeq !== this.timerSeq) {
+      // Progress in this tick (or an RNR wait): the timeout runs from here.
+      this.timerSeq = this.progressSeq;
+      this.quietTicks = 0;
+      this.timer = setTimeout(this.onTimer, tick);
+      return;
+    }
+    if (++this.quietTicks * tick < ms) {
+      this.timer = setTimeout(this.onTimer, tick);
       return;
     }
     qp.host.counters.txTimeouts++;
@@ -716,7 +736,7 @@ export class Requester {
     this.retryLeft--;
     const w = sq.at(index);
     const from = w.opcode === WrOpcode.RDMA_READ ? psnAdd(w.psn, w.respPkts) : psnDiff(psnAdd(this.acked, 1), w.psn) > 0 ? psnAdd(this.acked, 1) : w.psn;
-    this.lastProgress = performance.now();
+    this.progressSeq++;
     this.goBack(index, from);
     this.pump();
   };
