@@ -241,13 +241,19 @@ export function encodeHeaders(buf: Uint8Array, off: number, h: ParsedPacket): nu
  * to a multiple of 4, record it in PadCnt, append the ICRC. Returns the
  * packet's total length.
  */
-export function finishPacket(buf: Uint8Array, hdrLen: number, payloadLen: number, calc: IcrcCalculator): number {
+/**
+ * Pads the payload to 4 bytes, sets the BTH pad count and writes the ICRC
+ * with `calc`; with none, the ICRC bytes are zero (a packet that never
+ * leaves the host's memory, see UdpWire.icrcFor). Returns the packet's length.
+ */
+export function finishPacket(buf: Uint8Array, hdrLen: number, payloadLen: number, calc: IcrcCalculator | undefined): number {
   const pad = -payloadLen & 3;
   let end = hdrLen + payloadLen;
   for (let i = 0; i < pad; i++) buf[end++] = 0;
   setBthPadCount(buf, 0, pad);
   const total = end + ICRC_BYTES;
-  writeIcrc(buf, total, calc);
+  if (calc) writeIcrc(buf, total, calc);
+  else buf[total - 4] = buf[total - 3] = buf[total - 2] = buf[total - 1] = 0;
   return total;
 }
 

@@ -6,7 +6,8 @@ import type { Peer, UdpWire } from './wire.js';
  * Builds and sends packets for one QP. `h` is filled in field by field and
  * reused for every packet; begin() encodes it into a recycled datagram
  * buffer, the caller writes the payload at `hdrLen`, and end() pads, adds the
- * ICRC and sends. Nothing on this path allocates.
+ * ICRC (unless it goes through a shared-memory ring) and sends. Nothing on
+ * this path allocates.
  */
 export class Tx {
   readonly h = newParsedPacket();
@@ -25,7 +26,7 @@ export class Tx {
   }
 
   end(peer: Peer, payLen: number): void {
-    const len = finishPacket(this.buf, this.hdrLen, payLen, peer.tx);
+    const len = finishPacket(this.buf, this.hdrLen, payLen, this.wire.icrcFor(peer));
     this.wire.send(this.buf, len, peer);
   }
 

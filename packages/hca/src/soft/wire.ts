@@ -1,8 +1,9 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
-import { IcrcCalculator, checkIcrc, readIcrc } from '../packet/icrc.js';
+import { IcrcCalculator, checkIcrc, readIcrc, writeIcrc } from '../packet/icrc.js';
 import { icrcOverIpv4Header, roceLengthOk } from '../packet/icrc-ipv4-frame.js';
+import { BTH_BYTES, ICRC_BYTES } from '../packet/opcode.js';
 import { PcapWriter } from '../pcap.js';
 import { FaultAction, type FaultInjector } from './faults.js';
 import { ipToBytes } from './gid.js';
@@ -99,7 +100,9 @@ export class Peer {
  * Each received packet. `icrc` undefined: the packet came behind the header
  * peer.rx assumes (or one the wire cannot see), and the receiver checks the
  * ICRC with peer.rx. true/false: the raw wire saw another IPv4 header and
- * already checked the ICRC over it.
+ * already checked the ICRC over it, or the packet came through a
+ * shared-memory ring, which carries none (true; false if fault injection
+ * flipped a bit of it, as a wire's bit error fails the ICRC).
  */
 export type PacketHandler = (buf: Buffer, peer: Peer, icrc?: boolean) => void;
 
@@ -382,7 +385,20 @@ export class UdpWire implements ShmWireHost {
     return this.free.pop() ?? Buffer.allocUnsafeSlow(MAX_PACKET);
   }
 
-  /** Send `len` bytes of `buf` (a complete RoCE packet with ICRC) to `peer`. */
+  /**
+   * The ICRC calculator for a packet about to go to `peer`, or undefined
+   * when it goes through a shared-memory ring and so needs none. The ICRC
+   * guards bytes on a wire, where a NIC computes and checks it in hardware;
+   * a ring is memory of this host, so computing and checking it there (four
+   * CRCs per round trip of a signaled WRITE, ~150 ns) bought nothing. A
+   * capture still gets complete packets: with IBAL_PCAP set, every packet
+   * carries its ICRC.
+   */
+  icrcFor(peer: Peer): IcrcCalculator | undefined {
+    return peer.link?.out !== undefined && !this.pcap ? undefined : peer.tx;
+  }
+
+  /** Send `len` bytes of `buf` (a complete RoCE packet, its ICRC as icrcFor says) to `peer`. */
   send(buf: Buffer, len: number, peer: Peer): void {
     if (this.closed) return;
     this.counters.txPackets++;
@@ -473,7 +489,7 @@ export class UdpWire implements ShmWireHost {
   }
 
   receiveFromShm(buf: Buffer, peer: Peer): void {
-    if (!this.closed) this.receivePacket(buf, peer);
+    if (!this.closed) this.receivePacket(buf, peer, undefined, 0, true);
   }
 
   /** One datagram to `peer` over the raw sockets; false when it could not be queued. */
@@ -613,11 +629,15 @@ export class UdpWire implements ShmWireHost {
    * fault injection (which may corrupt the packet) and while the receive
    * slot still holds the header; a held or delayed packet keeps the verdict.
    */
-  private receivePacket(msg: Buffer, peer: Peer, frame?: Uint8Array, at = 0): void {
+  private receivePacket(msg: Buffer, peer: Peer, frame?: Uint8Array, at = 0, fromRing = false): void {
+    // A ring's packet carries an ICRC only if its sender captures too; a
+    // capture here gets one, computed before any injected fault.
+    if (fromRing && this.pcap && msg.length >= BTH_BYTES + ICRC_BYTES) writeIcrc(msg, msg.length, peer.rx);
     const f = this.faults;
+    const corrupted = f ? f.counters.corrupted : 0;
     const action = f ? f.decide(msg, msg.length) : FaultAction.Deliver;
     if (action === FaultAction.Drop) return;
-    const icrc = frame ? this.checkOverRealHeader(frame, at, msg, peer) : undefined;
+    const icrc = fromRing ? f === undefined || f.counters.corrupted === corrupted : frame ? this.checkOverRealHeader(frame, at, msg, peer) : undefined;
     if (f) {
       switch (action) {
         case FaultAction.Duplicate:
