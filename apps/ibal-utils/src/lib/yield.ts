@@ -15,6 +15,12 @@ export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** Yields a turn, then asks `done` again, until it says true (it bounds itself, e.g. with an IdleTimer). */
+export async function yieldUntil(done: () => boolean): Promise<void> {
+  do await nextTurn();
+  while (!done());
+}
+
 /** How long a wait keeps polling after the last packet progress moved, before yielding a turn. */
 const SPIN_MS = 0.05;
 

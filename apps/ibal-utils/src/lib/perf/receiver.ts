@@ -4,7 +4,7 @@
 import type { RecvWr } from '@ibal/verbs';
 import { failedStatus, isSuccess } from '../completions.js';
 import type { IdleTimer } from '../idle-timer.js';
-import { nextTurn, ProgressSpinner } from '../yield.js';
+import { nextTurn, ProgressSpinner, yieldUntil } from '../yield.js';
 import type { PerfSide } from './resources.js';
 
 export class Receiver {
@@ -28,10 +28,18 @@ export class Receiver {
     this.side.qp.postRecv(this.#wr);
   }
 
-  /** Takes one receive completion (waiting, bounded by `idle`) and posts a replacement if the run needs it. */
-  async one(idle: IdleTimer, spinner: ProgressSpinner): Promise<void> {
-    const cq = this.side.recvCq;
+  /**
+   * Takes one receive completion (waiting, bounded by `idle`) and posts a
+   * replacement if the run needs it. Undefined when it came within the
+   * spin, else a promise that yields between spins (see lat.ts).
+   */
+  one(idle: IdleTimer, spinner: ProgressSpinner): Promise<void> | undefined {
     spinner.begin();
+    return this.#pollOne(idle, spinner) ? undefined : yieldUntil(() => this.#pollOne(idle, spinner));
+  }
+
+  #pollOne(idle: IdleTimer, spinner: ProgressSpinner): boolean {
+    const cq = this.side.recvCq;
     for (;;) {
       const wcs = cq.poll(1);
       if (wcs.length === 1) {
@@ -40,10 +48,10 @@ export class Receiver {
         this.received++;
         if (this.#posted < this.total) this.#post();
         idle.progress();
-        return;
+        return true;
       }
       idle.check();
-      if (!spinner.spin()) await nextTurn();
+      if (!spinner.spin()) return false;
     }
   }
 
