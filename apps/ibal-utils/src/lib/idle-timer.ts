@@ -17,6 +17,8 @@ export class IdleTimer {
   #moves = 0;
   #seen = 0;
   #quietTicks = 0;
+  /** The abort reason once fired: check() runs on every spin, and reading signal.aborted goes through a getter's brand check. */
+  #fired: IdleTimeoutError | undefined;
 
   constructor(
     readonly ms: number,
@@ -30,7 +32,8 @@ export class IdleTimer {
       }
       if (++this.#quietTicks < TICKS) return;
       clearInterval(this.#timer);
-      this.#controller.abort(new IdleTimeoutError(`timed out after ${ms / 1000} s ${what()}`));
+      this.#fired = new IdleTimeoutError(`timed out after ${ms / 1000} s ${what()}`);
+      this.#controller.abort(this.#fired);
     }, Math.max(1, ms / TICKS));
   }
 
@@ -40,7 +43,7 @@ export class IdleTimer {
 
   /** Throws the timeout error if the timer fired. */
   check(): void {
-    this.#controller.signal.throwIfAborted();
+    if (this.#fired) throw this.#fired;
   }
 
   progress(): void {
