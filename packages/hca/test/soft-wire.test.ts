@@ -37,6 +37,34 @@ async function traffic(a: Side, b: Side) {
   await completions(b, 1);
 }
 
+/**
+ * traffic() between two new devices, `who` of them capturing into `file`
+ * (IBAL_PCAP is read when a device opens); returns the capture, at least
+ * ten records, and the devices' UDP ports.
+ */
+async function captureTraffic(file: string, who: 'both' | 'b'): Promise<{ recs: ReturnType<typeof readCapture>; ports: number[] }> {
+  const early = who === 'b' ? await side({}) : undefined;
+  if (early) live.push(early);
+  process.env.IBAL_PCAP = file;
+  let ports: number[];
+  try {
+    const a = early ?? (await side({}));
+    if (!early) live.push(a);
+    const b = await side({});
+    live.push(b);
+    connect(a, b, {});
+    ports = [a.ctx.queryPort(1).udpPort, b.ctx.queryPort(1).udpPort];
+    await traffic(a, b);
+  } finally {
+    delete process.env.IBAL_PCAP;
+  }
+  close(...live);
+  live = [];
+  const recs = readCapture(fs.readFileSync(file));
+  expect(recs.length).toBeGreaterThan(10);
+  return { recs, ports };
+}
+
 describe('the UDP wire', () => {
   it('runs over IPv6 (::1)', async () => {
     const [x, y] = await pair({ address: '::1' });
@@ -49,21 +77,7 @@ describe('the UDP wire', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ibal-cap-'));
     const file = path.join(dir, 'icrc.pcap');
     // Only b captures: over a ring, a sends no ICRC, and b's capture fills it in.
-    const a = await side({});
-    live.push(a);
-    process.env.IBAL_PCAP = file;
-    try {
-      const b = await side({});
-      live.push(b);
-      connect(a, b, {});
-      await traffic(a, b);
-    } finally {
-      delete process.env.IBAL_PCAP;
-    }
-    close(...live);
-    live = [];
-    const recs = readCapture(fs.readFileSync(file));
-    expect(recs.length).toBeGreaterThan(10);
+    const { recs } = await captureTraffic(file, 'b');
     for (const rec of recs) {
       // The devices listen on ephemeral ports, not 4791: find the UDP payload by hand.
       const ip = ipFromLinkFrame(rec.linkType, rec.data)!;
@@ -77,20 +91,7 @@ describe('the UDP wire', () => {
   it.skipIf(!hasTshark())('IBAL_PCAP writes a capture that tshark decodes as RoCEv2 with no malformed packet', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ibal-cap-'));
     const file = path.join(dir, 'session.pcap');
-    process.env.IBAL_PCAP = file;
-    let ports: number[] = [];
-    try {
-      const [a, b] = await pair();
-      live.push(a, b);
-      ports = [a.ctx.queryPort(1).udpPort, b.ctx.queryPort(1).udpPort];
-      await traffic(a, b);
-    } finally {
-      delete process.env.IBAL_PCAP;
-    }
-    close(...live);
-    live = [];
-    const recs = readCapture(fs.readFileSync(file));
-    expect(recs.length).toBeGreaterThan(10);
+    const { recs, ports } = await captureTraffic(file, 'both');
     const decodeAs = ports.flatMap((p) => ['-d', `udp.port==${p},infiniband`]);
     const out = spawnSync('tshark', ['-n', '-r', file, ...decodeAs, '-T', 'fields', '-e', 'infiniband.bth.opcode', '-e', '_ws.malformed', '-e', '_ws.expert.severity'], {
       encoding: 'utf8',
