@@ -11,6 +11,7 @@ import { checkIcrc, computeIcrcFromFrame, readIcrc, writeIcrc } from '../src/pac
 import { ipFromLinkFrame, readCapture } from '../src/pcap-reader.js';
 import { locateUdp } from '../src/packet/ip-frame.js';
 import { close, completions, connect, pair, side, type Side } from './helpers/pair.js';
+import { MAX_HEARD_PEERS } from '../src/soft/wire.js';
 
 const SIG = SendFlags.SIGNALED;
 let live: Side[] = [];
@@ -254,6 +255,45 @@ describe('empty datagrams', () => {
     expect(wire.counters.rxEmpty - before.empty).toBe(20);
     expect(b.dev.counters.rxPackets).toBe(before.rx);
     expect(peers()).toBe(before.peers);
+  });
+});
+
+describe('the peer cache', () => {
+  it('stays bounded under datagrams from ever new ports, and never drops a peer something sends to', async () => {
+    const [a, b] = await pair();
+    live.push(a, b);
+    const wire = b.dev.wire;
+    const cache = (wire as unknown as { peers: Map<string, Map<number, unknown>> }).peers;
+    const peers = () => [...cache.values()].reduce((n, m) => n + m.size, 0);
+    const before = { peers: peers(), rx: b.dev.counters.rxPackets, evicted: wire.counters.peersEvicted };
+    const port = b.ctx.queryPort(1).udpPort;
+    // b's QP looked a up when it was connected: that peer is pinned.
+    const aPeer = cache.get('127.0.0.1')?.get(a.ctx.queryPort(1).udpPort);
+    expect(aPeer).toBeDefined();
+    const N = MAX_HEARD_PEERS + 300;
+    // Junk from a new port each: a BTH's worth of zeros, dropped as malformed once its peer is made.
+    const junk = Buffer.alloc(16);
+    // The kernel may hand a closed socket's port out again: count the distinct ones.
+    const used = new Set<number>();
+    for (let i = 0; i < N; i++) {
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+      used.add(sock.address().port);
+      await new Promise<void>((r) => sock.send(junk, port, '127.0.0.1', () => r()));
+      sock.close();
+    }
+    expect(used.size).toBeGreaterThan(MAX_HEARD_PEERS + 100);
+    const deadline = Date.now() + 10_000;
+    while (b.dev.counters.rxPackets - before.rx < N && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(b.dev.counters.rxPackets - before.rx).toBe(N);
+    // Over shared memory, peers on this host still negotiating a link are kept too (at most 256 rings).
+    const slack = process.env.IBAL_SOFT_SHM === '1' ? 256 : 0;
+    expect(peers()).toBeLessThanOrEqual(before.peers + MAX_HEARD_PEERS + slack);
+    expect(wire.counters.peersEvicted - before.evicted).toBeGreaterThanOrEqual(used.size - MAX_HEARD_PEERS - slack);
+    // a's peer in b's wire is the same object, and the pair still talks, both ways.
+    expect(cache.get('127.0.0.1')?.get(a.ctx.queryPort(1).udpPort)).toBe(aPeer);
+    await traffic(a, b);
+    await traffic(b, a);
   });
 });
 

@@ -654,6 +654,12 @@ export class ShmLinks {
     link.pendingHead = 0;
   }
 
+  /** The wire dropped `peer` from its cache: drop its link too (a failed or never-started negotiation's). */
+  forgetPeer(peer: Peer): void {
+    const l = this.links.get(peer);
+    if (l) this.forget(l);
+  }
+
   private forget(link: PeerLink): void {
     this.teardown(link);
     this.links.delete(link.peer);

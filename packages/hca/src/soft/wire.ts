@@ -84,6 +84,16 @@ export class Peer {
    * form is tried first for its packets.
    */
   assumesId0 = false;
+  /**
+   * Something here sends to it (a QP, an AH, a MAD reply, the shm control
+   * path looked it up through peer()): kept for good. A peer only heard
+   * from is kept only while few are (see UdpWire's MAX_HEARD_PEERS).
+   */
+  pinned = false;
+  /** Its key in the wire's IPv4 receive cache, once there. */
+  key4 = -1;
+  /** Other spellings of its address it is cached under (IPv6 written another way). */
+  aliases: string[] | undefined;
   constructor(
     readonly address: string,
     readonly port: number,
@@ -128,9 +138,20 @@ export interface WireCounters {
    * quickly that nothing listens at a peer's port, as `nc -u -z` does).
    */
   rxEmpty: number;
+  /** Peers only ever heard from, dropped from the cache to keep it bounded (see MAX_HEARD_PEERS). */
+  peersEvicted: number;
 }
 
 const SENT_CB_EVERY = 32;
+/**
+ * Peers that only sent to us and that nothing here sends to are cached up
+ * to this many, the oldest dropped first: every datagram from a new source
+ * address or port makes a peer (two ICRC calculators, and a same-host link
+ * offer for a local one), so without a bound a stream of datagrams from
+ * changing ports, junk or spoofed, would grow this process without end.
+ * rxe keeps no per-source state before a packet reaches a QP.
+ */
+export const MAX_HEARD_PEERS = 1024;
 
 function literalLookup(
   address: string,
@@ -167,6 +188,7 @@ export class UdpWire implements ShmWireHost {
     rxIcrcRealHeader: 0,
     rxIcrcAssumedHeader: 0,
     rxEmpty: 0,
+    peersEvicted: 0,
   };
   readonly family: 4 | 6;
   readonly addr: Uint8Array;
@@ -178,6 +200,8 @@ export class UdpWire implements ShmWireHost {
   readonly shm: ShmLinks | undefined;
 
   private readonly peers = new Map<string, Map<number, Peer>>();
+  /** Unpinned peers, oldest first. */
+  private readonly heardOnly = new Set<Peer>();
   private readonly free: Buffer[] = [];
   /** UDP sends complete in order, so one shared callback can recycle buffers FIFO. */
   private readonly inflight: Buffer[] = [];
@@ -333,7 +357,7 @@ export class UdpWire implements ShmWireHost {
     return new UdpWire(socket, address, socket.address().port, pcap);
   }
 
-  peer(address: string, port: number): Peer {
+  private lookup(address: string, port: number, pin: boolean): Peer {
     let byPort = this.peers.get(address);
     if (!byPort) {
       byPort = new Map();
@@ -358,11 +382,55 @@ export class UdpWire implements ShmWireHost {
           c.set(port, p);
         }
       }
+      if (canonical !== address) (p.aliases ??= []).push(address);
       // Known before the offer: negotiating may look the peer up again.
       byPort.set(port, p);
-      if (fresh) this.shm?.offer(p);
+      if (fresh) {
+        if (pin) p.pinned = true;
+        else this.heard(p);
+        this.shm?.offer(p);
+      }
+    }
+    if (pin && !p.pinned) {
+      p.pinned = true;
+      this.heardOnly.delete(p);
     }
     return p;
+  }
+
+  /** The peer at `address`:`port`, to send to: made if new, and kept for good. */
+  peer(address: string, port: number): Peer {
+    return this.lookup(address, port, true);
+  }
+
+  /** The peer a datagram came from: cached, among the bounded unpinned ones unless something sends to it. */
+  private from(address: string, port: number): Peer {
+    return this.lookup(address, port, false);
+  }
+
+  private heard(p: Peer): void {
+    const h = this.heardOnly;
+    h.add(p);
+    if (h.size <= MAX_HEARD_PEERS) return;
+    for (const old of h) {
+      if (h.size <= MAX_HEARD_PEERS) break;
+      // A same-host link up or being negotiated stays (their number has its own bound).
+      if (old === p || old.link?.in || old.link?.out) continue;
+      h.delete(old);
+      this.forgetPeer(old);
+    }
+  }
+
+  private forgetPeer(p: Peer): void {
+    for (const a of [p.address, ...(p.aliases ?? [])]) {
+      const m = this.peers.get(a);
+      if (m?.get(p.port) !== p) continue;
+      m.delete(p.port);
+      if (m.size === 0) this.peers.delete(a);
+    }
+    if (p.key4 >= 0 && this.peers4.get(p.key4) === p) this.peers4.delete(p.key4);
+    this.shm?.forgetPeer(p);
+    this.counters.peersEvicted++;
   }
 
   /**
@@ -511,11 +579,9 @@ export class UdpWire implements ShmWireHost {
       this.counters.rxEmpty++;
       return;
     }
-    if (isShmControl(msg)) {
-      this.shm?.onControl(msg, this.peer(address, port));
-      return;
-    }
-    this.receivePacket(msg, this.peer(address, port));
+    const peer = this.from(address, port);
+    if (isShmControl(msg)) this.shm?.onControl(msg, peer);
+    else this.receivePacket(msg, peer);
   }
 
   /** One recvmmsg batch: each datagram is copied out (fault injection may keep it) and handled in order. */
@@ -536,11 +602,12 @@ export class UdpWire implements ShmWireHost {
         const key = b.address4(i) * 65536 + port;
         peer = this.peers4.get(key);
         if (!peer) {
-          peer = this.peer(b.address(i), port);
+          peer = this.from(b.address(i), port);
+          peer.key4 = key;
           this.peers4.set(key, peer);
         }
       } else {
-        peer = this.peer(b.address(i), port);
+        peer = this.from(b.address(i), port);
       }
       if (isShmControl(msg)) this.shm?.onControl(msg, peer);
       else this.receivePacket(msg, peer);
@@ -578,7 +645,8 @@ export class UdpWire implements ShmWireHost {
       const key = src * 65536 + srcPort;
       let peer = this.peers4.get(key);
       if (!peer) {
-        peer = this.peer(`${d[at + 12]}.${d[at + 13]}.${d[at + 14]}.${d[at + 15]}`, srcPort);
+        peer = this.from(`${d[at + 12]}.${d[at + 13]}.${d[at + 14]}.${d[at + 15]}`, srcPort);
+        peer.key4 = key;
         this.peers4.set(key, peer);
       }
       const n = udpLen - 8;
