@@ -120,7 +120,6 @@ export class Context extends Resource {
     return drain(queue, options.signal, () => this.#queues.delete(queue));
   }
 
-  /** ibv_close_device; refused while PDs, CQs or completion channels are alive. */
   /**
    * ibal extension, as a Node handle's ref(): the context keeps the event
    * loop alive while open (the default). Returns this.
@@ -144,6 +143,7 @@ export class Context extends Resource {
     return this;
   }
 
+  /** ibv_close_device; refused while PDs, CQs or completion channels are alive. */
   close(): void {
     this.closeWith('close', () => {
       this[kHandle].close();

@@ -238,13 +238,9 @@ export function encodeHeaders(buf: Uint8Array, off: number, h: ParsedPacket): nu
 /**
  * Complete a packet whose headers (hdrLen bytes, from encodeHeaders at
  * offset 0) and payload are in place: zero the pad that brings the payload
- * to a multiple of 4, record it in PadCnt, append the ICRC. Returns the
- * packet's total length.
- */
-/**
- * Pads the payload to 4 bytes, sets the BTH pad count and writes the ICRC
- * with `calc`; with none, the ICRC bytes are zero (a packet that never
- * leaves the host's memory, see UdpWire.icrcFor). Returns the packet's length.
+ * to a multiple of 4, record it in PadCnt, append the ICRC computed with
+ * `calc` (with none, zero ICRC bytes: a packet that never leaves the host's
+ * memory, see UdpWire.icrcFor). Returns the packet's total length.
  */
 export function finishPacket(buf: Uint8Array, hdrLen: number, payloadLen: number, calc: IcrcCalculator | undefined): number {
   const pad = -payloadLen & 3;

@@ -551,11 +551,12 @@ export class UdpWire implements ShmWireHost {
     }
   }
 
-  /** A packet the peer wrote into our shared-memory ring: the same path as a datagram. */
+  /** The process behind `peer` exited (noticed by the shared-memory path). */
   peerExited(peer: Peer): void {
     this.onPeerExit(peer);
   }
 
+  /** A packet the peer wrote into our shared-memory ring: the same path as a datagram. */
   receiveFromShm(buf: Buffer, peer: Peer): void {
     if (!this.closed) this.receivePacket(buf, peer, undefined, 0, true);
   }
