@@ -90,8 +90,6 @@ export class Peer {
    * from is kept only while few are (see UdpWire's MAX_HEARD_PEERS).
    */
   pinned = false;
-  /** Its key in the wire's IPv4 receive cache, once there. */
-  key4 = -1;
   /** Other spellings of its address it is cached under (IPv6 written another way). */
   aliases: string[] | undefined;
   constructor(
@@ -152,6 +150,11 @@ const SENT_CB_EVERY = 32;
  * rxe keeps no per-source state before a packet reaches a QP.
  */
 export const MAX_HEARD_PEERS = 1024;
+
+/** An IPv4 endpoint as a number: the address (4 bytes of `bytes` from `at`) times 65536 plus the port. */
+function ipv4Key(bytes: Uint8Array, at: number, port: number): number {
+  return (((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0) * 65536 + port;
+}
 
 function literalLookup(
   address: string,
@@ -386,8 +389,7 @@ export class UdpWire implements ShmWireHost {
       // Known before the offer: negotiating may look the peer up again.
       byPort.set(port, p);
       if (fresh) {
-        if (pin) p.pinned = true;
-        else this.heard(p);
+        if (!pin) this.heard(p);
         this.shm?.offer(p);
       }
     }
@@ -428,7 +430,10 @@ export class UdpWire implements ShmWireHost {
       m.delete(p.port);
       if (m.size === 0) this.peers.delete(a);
     }
-    if (p.key4 >= 0 && this.peers4.get(p.key4) === p) this.peers4.delete(p.key4);
+    if (p.family === 4) {
+      const key = ipv4Key(p.addr, 0, p.port);
+      if (this.peers4.get(key) === p) this.peers4.delete(key);
+    }
     this.shm?.forgetPeer(p);
     this.counters.peersEvicted++;
   }
@@ -604,7 +609,6 @@ export class UdpWire implements ShmWireHost {
         peer = this.peers4.get(key);
         if (!peer) {
           peer = this.from(b.address(i), port);
-          peer.key4 = key;
           this.peers4.set(key, peer);
         }
       } else {
@@ -642,12 +646,10 @@ export class UdpWire implements ShmWireHost {
         continue;
       }
       const srcPort = (d[u]! << 8) | d[u + 1]!;
-      const src = ((d[at + 12]! << 24) | (d[at + 13]! << 16) | (d[at + 14]! << 8) | d[at + 15]!) >>> 0;
-      const key = src * 65536 + srcPort;
+      const key = ipv4Key(d, at + 12, srcPort);
       let peer = this.peers4.get(key);
       if (!peer) {
         peer = this.from(`${d[at + 12]}.${d[at + 13]}.${d[at + 14]}.${d[at + 15]}`, srcPort);
-        peer.key4 = key;
         this.peers4.set(key, peer);
       }
       const n = udpLen - 8;
