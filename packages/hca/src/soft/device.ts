@@ -8,6 +8,7 @@ import { DecodeResult, decodePacket, newParsedPacket } from '../packet/packet.js
 import type { AsyncEvent, HcaDevice, HcaProvider, QpInitAttr } from '../provider.js';
 import { SoftContext } from './context.js';
 import { DeviceCounters } from './counters.js';
+import { Directory } from './directory.js';
 import { FaultInjector, type FaultOptions } from './faults.js';
 import { GSI_QPN, receiveGsi } from './gsi.js';
 import { gidFromIp, ipToBytes } from './gid.js';
@@ -66,6 +67,8 @@ export class SoftDevice implements HcaDevice, QpHost {
   readonly activeMtuEnum: number;
   faults: FaultInjector | undefined;
   removed = false;
+  /** What same-host peers may READ without asking (directory.ts): made with the first wire that has the fast path. */
+  directory: Directory | undefined;
 
   private readonly requestedPort: number | undefined;
   private wireRef: UdpWire | undefined;
@@ -141,6 +144,14 @@ export class SoftDevice implements HcaDevice, QpHost {
           wire.faults = this.faults;
           wire.onPacket = this.receive;
           wire.onPeerExit = this.peerExit;
+          if (wire.shm) {
+            this.directory ??= Directory.create();
+            if (this.directory) {
+              this.mrs.publishIn(this.directory);
+              for (const qp of this.qps.values()) this.directory.publishQp(qp);
+            }
+            wire.shm.directory = this.directory?.desc;
+          }
         }
       } finally {
         this.binding = undefined;

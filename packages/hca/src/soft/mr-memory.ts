@@ -23,7 +23,7 @@ import { sysStatus } from '../sys/status.js';
 export const SHARED_MR_MIN_BYTES = 64 << 10;
 
 /** The first page of a region: magic and nonce; the caller's bytes follow. */
-const HEADER = 4096;
+export const REGION_HEADER = 4096;
 const MAGIC = 0x49424d52; // 'IBMR'
 
 export interface SharedRegion {
@@ -49,12 +49,12 @@ function sharedAllowed(): boolean {
 export function allocRegionMemory(length: number): Uint8Array {
   if (length >= SHARED_MR_MIN_BYTES && sharedAllowed()) {
     try {
-      const { buffer, fd } = sys().memfdMap(HEADER + length);
+      const { buffer, fd } = sys().memfdMap(REGION_HEADER + length);
       const head = new Uint32Array(buffer, 0, 4);
       randomFillSync(head, 2, 2);
       head[0] = MAGIC;
       regions.set(buffer, { fd, nonceHi: head[2]!, nonceLo: head[3]! });
-      return new Uint8Array(buffer, HEADER, length);
+      return new Uint8Array(buffer, REGION_HEADER, length);
     } catch {
       // Out of memory for tmpfs, or no addon after all: the heap serves.
     }
@@ -73,9 +73,25 @@ const MAX_MAPPED = 64;
 const mapped = new Map<string, Uint8Array | null>();
 
 function nonceMatches(view: Uint8Array, hi: number, lo: number): boolean {
-  if (view.byteLength < HEADER) return false;
+  if (view.byteLength < REGION_HEADER) return false;
   const head = new Uint32Array(view.buffer, view.byteOffset, 4);
   return head[0] === MAGIC && head[2] === hi && head[3] === lo;
+}
+
+/**
+ * A new mapping of a peer's region (its first page included), which the
+ * caller owns and must detach; undefined when it cannot be mapped or is not
+ * the region the descriptor means.
+ */
+export function mapPeerRegion(pid: number, fd: number, hi: number, lo: number): Uint8Array | undefined {
+  try {
+    const v = new Uint8Array(sys().fileMap(`/proc/${pid}/fd/${fd}`));
+    if (nonceMatches(v, hi, lo)) return v;
+    sys().detach(v.buffer);
+  } catch {
+    // gone, or not ours to map
+  }
+  return undefined;
 }
 
 /**
@@ -88,14 +104,7 @@ export function peerRegion(pid: number, fd: number, hi: number, lo: number): Uin
   const key = `${pid}:${fd}:${hi}:${lo}`;
   let view = mapped.get(key);
   if (view === undefined) {
-    view = null;
-    try {
-      const v = new Uint8Array(sys().fileMap(`/proc/${pid}/fd/${fd}`));
-      if (nonceMatches(v, hi, lo)) view = v;
-      else sys().detach(v.buffer);
-    } catch {
-      // gone, or not ours to map: process_vm_* decides
-    }
+    view = mapPeerRegion(pid, fd, hi, lo) ?? null;
     if (mapped.size >= MAX_MAPPED) evict(mapped.keys().next().value!);
     mapped.set(key, view);
   }

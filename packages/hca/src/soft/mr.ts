@@ -1,6 +1,7 @@
 import { Access } from '../enums.js';
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
 import type { HcaMr } from '../provider.js';
+import type { Directory } from './directory.js';
 
 /** The PD a resource belongs to; compared by identity for every key check. */
 export interface PdRef {
@@ -48,6 +49,14 @@ export class MrTable {
   private tag = 0x5a;
   /** I/O virtual addresses handed out per MR, page-aligned like real ones, never reused. */
   private nextIova = 0x7f0000000000;
+  /** Where MRs are published for same-host peers' direct READs (directory.ts), once the device has one. */
+  private directory: Directory | undefined;
+
+  /** Publishes every MR in `dir` from now on, starting with those registered already. */
+  publishIn(dir: Directory): void {
+    this.directory = dir;
+    for (const mr of this.slots) if (mr) dir.publishMr(mr);
+  }
 
   register(pd: PdRef, buf: Uint8Array, access: number): SoftMr {
     if ((access & ~0xf) !== 0) throw new InvalidArgumentError(`unknown access flags 0x${access.toString(16)}`);
@@ -62,12 +71,14 @@ export class MrTable {
     this.nextIova += Math.ceil(Math.max(buf.length, 1) / 4096) * 4096 + 4096;
     const mr = new SoftMr(this, pd, buf, addr, access, key);
     this.slots[index] = mr;
+    this.directory?.publishMr(mr);
     return mr;
   }
 
   remove(mr: SoftMr): void {
     const index = mr.lkey >>> 8;
     if (this.slots[index] === mr) {
+      this.directory?.clearMr(mr);
       this.slots[index] = undefined;
       this.freeSlots.push(index);
     }

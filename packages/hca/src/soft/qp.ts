@@ -12,6 +12,7 @@ import { RecvWqe, Ring, SendWqe } from './wqe.js';
 import type { Peer, UdpWire } from './wire.js';
 import { resolvePeer } from './ah.js';
 import type { DeviceCounters } from './counters.js';
+import type { Directory } from './directory.js';
 
 /** What a QP needs from the device it lives on. */
 export interface QpHost {
@@ -19,6 +20,8 @@ export interface QpHost {
   readonly mrs: MrTable;
   readonly counters: DeviceCounters;
   readonly activeMtu: number;
+  /** Where QPs are published for same-host peers' direct READs (directory.ts), if anywhere. */
+  readonly directory: Directory | undefined;
   raise(e: AsyncEvent): void;
   unregisterQp(qp: SoftQp): void;
   /**
@@ -141,6 +144,7 @@ export class SoftQp implements HcaQp {
     if (mask & QpAttrMask.MAX_DEST_RD_ATOMIC) this.maxDestRdAtomic = attr.maxDestRdAtomic!;
     if (mask & QpAttrMask.EN_SQD_ASYNC_NOTIFY) this.enSqdAsyncNotify = attr.enSqdAsyncNotify ?? 0;
     if (mask & QpAttrMask.STATE) this.moveTo(attr.qpState!, mask);
+    this.host.directory?.publishQp(this);
   }
 
   private moveTo(next: number, mask: number): void {
@@ -301,6 +305,7 @@ export class SoftQp implements HcaQp {
   toError(event?: number): void {
     if (this.state === QpState.ERR) return;
     this.state = QpState.ERR;
+    this.host.directory?.publishQp(this);
     this.req.stop();
     this.resp.stop();
     if (event !== undefined) this.host.raise({ eventType: event, qp: this });
@@ -326,6 +331,7 @@ export class SoftQp implements HcaQp {
   destroy(): void {
     this.check();
     this.closed = true;
+    this.host.directory?.clearQp(this.qpNum);
     this.resp.flushPendingAck();
     this.req.stop();
     this.resp.stop();

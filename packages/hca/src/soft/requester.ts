@@ -7,7 +7,7 @@ import { checkSgl, gather, scatter } from './sgl.js';
 import type { SoftQp } from './qp.js';
 import { Tx } from './tx.js';
 import type { SendWqe } from './wqe.js';
-import { VM_MIN_BYTES, encodeVmDesc, fromRing, isVmRef, markVmRef, vmDescBytes, vmSourceBytes } from './vm-path.js';
+import { VM_MIN_BYTES, encodeVmDesc, fromRing, isVmRef, markVmRef, vmCounters, vmDescBytes, vmSourceBytes } from './vm-path.js';
 import type { Peer } from './wire.js';
 
 /**
@@ -94,6 +94,8 @@ export class Requester {
   /** Bumped by every packet that does not ask for an ACK; the probe timer's view of "still busy". */
   private unaskedSeq = 0;
   private probeSeq = 0;
+  /** A direct READ waits for the ACK of unsignaled messages before it, which nothing asked for yet. */
+  private ackWanted = false;
   private readonly tx: Tx;
   /** Scratch for by-reference READ descriptors (QPN, PSN, ranges). */
   private readonly vmDesc = new Uint8Array(8 + vmDescBytes(32));
@@ -144,12 +146,20 @@ export class Requester {
       if (!w.started) {
         if (state === QpState.SQD) break;
         if (!this.startWqe(w)) break;
-        if (w.done) {
+        if (w.done && !w.direct) {
           // A local error: nothing goes out after it.
           this.sendIdx++;
           this.blocked = true;
           break;
         }
+      }
+      if (w.direct) {
+        // Done when it started: it has no packets to send, now or on a resend.
+        // It completes once everything before it is ACKed; a READ request
+        // would have asked for that ACK, so ask for it now (below).
+        if (this.tailUnasked && sq.head < this.sendIdx) this.ackWanted = true;
+        this.sendIdx++;
+        continue;
       }
       if (rc && psnDiff(this.psn, this.acked) > WINDOW) break;
       this.sendPacket(w);
@@ -160,6 +170,10 @@ export class Requester {
       }
     }
     if (rc) {
+      if (this.ackWanted) {
+        this.ackWanted = false;
+        if (this.tailUnasked) this.askForAck();
+      }
       this.armTimer();
       if (this.tailUnasked && this.sendIdx === sq.tail && !this.probeTimer) {
         this.probeSeq = this.unaskedSeq;
@@ -189,6 +203,11 @@ export class Requester {
       this.probeTimer = setTimeout(this.onProbe, TAIL_PROBE_MS);
       return;
     }
+    this.askForAck();
+  };
+
+  /** Sends the last packet again with AckReq set; the responder ACKs everything (or NAKs what it is missing). */
+  private askForAck(): void {
     const lastPsn = psnAdd(this.psn, PSN_MASK);
     const index = this.findWqe(lastPsn);
     if (index < 0) return;
@@ -196,7 +215,7 @@ export class Requester {
     this.probing = true;
     this.pump();
     this.probing = false;
-  };
+  }
 
   private startWqe(w: SendWqe): boolean {
     const qp = this.qp;
@@ -226,7 +245,38 @@ export class Requester {
       vmDescBytes(w.numSge) <= mtu &&
       qp.host.wire.vmPeer(qp.peer!);
     if (w.vm) w.npkts = 1;
+    if (w.vm && op === WrOpcode.RDMA_READ && this.readDirect(w)) return true;
     if (isReadOrAtomic(op)) this.rdAtomicOutstanding++;
+    return true;
+  }
+
+  /**
+   * A large READ from a same-host peer that publishes what its responder
+   * checks (directory.ts): when every check passes, the bytes are copied
+   * here and now out of the peer's mapped memory and the READ is done; the
+   * peer's process does nothing. It takes no PSN and no READ credit (the
+   * peer's responder never sees it). Memory the peer's HCA may write
+   * (LOCAL_WRITE) may still change under requests of ours it has not
+   * executed, which its responder would execute first: from such memory
+   * only a READ with nothing before it outstanding goes this way. False
+   * when the READ is to go to the responder instead.
+   */
+  private readDirect(w: SendWqe): boolean {
+    const qp = this.qp;
+    const link = qp.peer!.link!;
+    const dir = qp.host.wire.shm?.directoryOf(link);
+    if (!dir) return false;
+    const src = dir.check(link.pid, qp.destQpNum, qp.qpNum, link.remoteToken, w.rkey, w.remoteAddr, w.length);
+    if (!src) return false;
+    if (dir.access & Access.LOCAL_WRITE && qp.sq.head !== this.sendIdx) return false;
+    // Whatever landed when the entries moved under the copy is overwritten by the READ that then goes the usual way.
+    if (!scatter(qp.host.mrs, qp.pd, w, 0, src, 0, w.length) || !dir.valid()) return false;
+    w.direct = true;
+    w.done = true;
+    w.status = WcStatus.SUCCESS;
+    w.npkts = 0;
+    vmCounters.direct++;
+    vmCounters.bytes += w.length;
     return true;
   }
 
@@ -403,7 +453,7 @@ export class Requester {
       const w = sq.at(sq.head);
       if (!w.done) break;
       sq.head++;
-      if (isReadOrAtomic(w.opcode) && w.status === WcStatus.SUCCESS) this.rdAtomicOutstanding--;
+      if (isReadOrAtomic(w.opcode) && w.status === WcStatus.SUCCESS && !w.direct) this.rdAtomicOutstanding--;
       qp.completeSend(w, w.status);
       if (w.status !== WcStatus.SUCCESS) {
         qp.toError();

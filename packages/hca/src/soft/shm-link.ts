@@ -29,8 +29,10 @@ import { hostIdentity, sameHostKey } from '../sys/host.js';
 import { sysStatus } from '../sys/status.js';
 import { addressOf, vmRead } from '../sys/vm.js';
 import { copyBytes } from './copy.js';
-import { forgetPeerRegions } from './mr-memory.js';
+import { forgetPeerRegions, mapPeerRegion } from './mr-memory.js';
 import { fromRing, isVmRef } from './vm-path.js';
+import { PeerDirectory, type DirectoryDesc } from './directory.js';
+import { sys } from '../sys/load.js';
 import type { Peer } from './wire.js';
 
 // The digit is the ring layout's version: a peer with another layout (the
@@ -100,6 +102,10 @@ interface HelloBody {
   probe?: string;
   magic?: string;
   vm?: boolean;
+  /** The token the sender's wire knows us by (Peer.token). */
+  you?: number;
+  /** The sender's device directory (directory.ts). */
+  dir?: DirectoryDesc;
 }
 
 /** What the wire lends the links. */
@@ -149,6 +155,11 @@ export class PeerLink {
   vmOk = false;
   /** We can process_vm_* on the peer (told it in our SWITCH). */
   vmGranted = false;
+  /** What the peer's wire calls us: its directory's QP entries name their peer by it. */
+  remoteToken = 0;
+  /** The peer device's directory, as its HELLO described it, and our mapping of it once made (null: it cannot be). */
+  dirDesc: DirectoryDesc | undefined;
+  dir: PeerDirectory | null | undefined;
   constructor(readonly peer: Peer) {}
 }
 
@@ -228,6 +239,8 @@ export class ShmLinks {
   private readonly active: PeerLink[] = [];
   private readonly liveness: NodeJS.Timeout;
   private closed = false;
+  /** This wire's device's directory, offered in every HELLO (directory.ts). */
+  directory: DirectoryDesc | undefined;
 
   static create(host: ShmWireHost): ShmLinks | undefined {
     if (!shmPathWanted()) return undefined;
@@ -381,6 +394,9 @@ export class ShmLinks {
     }
     this.counters.linksUp++;
     link.vmGranted = canReach(link.pid, body.probe, body.magic);
+    link.remoteToken = Number.isInteger(body.you) ? body.you! >>> 0 : 0;
+    const d = body.dir;
+    link.dirDesc = d && Number.isInteger(d.fd) && d.fd >= 0 && Number.isInteger(d.hi) && Number.isInteger(d.lo) ? { fd: d.fd, hi: d.hi >>> 0, lo: d.lo >>> 0 } : undefined;
     // Everything we sent by UDP so far precedes this datagram on the socket.
     this.control(peer, SWITCH, { vm: link.vmGranted });
     if (link.holding) {
@@ -423,7 +439,7 @@ export class ShmLinks {
     }
     const id = hostIdentity()!;
     const p = vmProbe();
-    this.control(link.peer, HELLO, { key: this.key, pid: id.pid, name: link.inSeg.name, probe: p?.addr, magic: p?.magic });
+    this.control(link.peer, HELLO, { key: this.key, pid: id.pid, name: link.inSeg.name, probe: p?.addr, magic: p?.magic, you: link.peer.token, dir: this.directory });
     link.helloTimer = setTimeout(() => this.hello(link), HELLO_RETRY_MS);
     link.helloTimer.unref();
   }
@@ -647,6 +663,8 @@ export class ShmLinks {
     link.outSeg = link.inSeg = undefined;
     if (link.inActive) this.active.splice(this.active.indexOf(link), 1);
     if (link.pid) forgetPeerRegions(link.pid);
+    if (link.dir) sys().detach(link.dir.mapping.buffer as ArrayBuffer);
+    link.dir = link.dirDesc = undefined;
     link.turns?.close();
     link.turns = undefined;
     link.inActive = false;
@@ -679,6 +697,21 @@ export class ShmLinks {
       if (link.in) link.in.dataBell.ref = on;
       if (link.out) link.out.spaceBell.ref = on;
     }
+  }
+
+  /**
+   * The directory of the device behind `link`, mapped on first use; only
+   * for a peer whose memory we showed we may reach (the mapping goes
+   * through /proc/<pid>/fd, which asks the kernel for the same access).
+   */
+  directoryOf(link: PeerLink): PeerDirectory | undefined {
+    if (link.dir === undefined) {
+      const d = link.dirDesc;
+      const m = d && link.vmGranted && link.out && !link.dead ? mapPeerRegion(link.pid, d.fd, d.hi, d.lo) : undefined;
+      link.dir = (m && PeerDirectory.of(m)) ?? null;
+      if (m && !link.dir) sys().detach(m.buffer as ArrayBuffer);
+    }
+    return link.dir ?? undefined;
   }
 
   /** Whether packets to `peer` currently go through shared memory. */

@@ -38,10 +38,11 @@ const SEG_BYTES = 32;
 
 /**
  * Transfers done by reference in this process: as the responder (pulls for
- * WRITE, pushes for READ) and as a READ's requester copying from the
- * responder's region (readPulls).
+ * WRITE, pushes for READ), as a READ's requester copying from the
+ * responder's region (readPulls), and READs done with no responder at all
+ * (direct: directory.ts).
  */
-export const vmCounters = { pulls: 0, pushes: 0, bytes: 0, mapped: 0, readPulls: 0 };
+export const vmCounters = { pulls: 0, pushes: 0, bytes: 0, mapped: 0, readPulls: 0, direct: 0 };
 
 /** Buffers that arrived through a shared-memory ring (not from the network). */
 export const fromRing = new WeakSet<Uint8Array>();

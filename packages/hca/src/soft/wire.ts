@@ -92,6 +92,11 @@ export class Peer {
   pinned = false;
   /** Other spellings of its address it is cached under (IPv6 written another way). */
   aliases: string[] | undefined;
+  /**
+   * Names this peer to the peer itself: a same-host HELLO tells it, and our
+   * directory's QP entries name their QP's peer by it (directory.ts).
+   */
+  readonly token = (Math.random() * 0xfffffffe + 1) >>> 0;
   constructor(
     readonly address: string,
     readonly port: number,

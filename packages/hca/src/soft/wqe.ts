@@ -52,6 +52,8 @@ export class SendWqe {
   respPkts = 0;
   /** A large WRITE/READ to a same-host peer, sent by reference (vm-path.ts): one PSN. */
   vm = false;
+  /** A READ done at start, copied straight out of the peer's memory (directory.ts): no packets, no PSN. */
+  direct = false;
   done = false;
   status = 0;
 
@@ -91,6 +93,7 @@ export class SendWqe {
     this.psn = 0;
     this.npkts = 0;
     this.started = false;
+    this.direct = false;
     this.respPkts = 0;
     this.done = false;
     this.status = 0;

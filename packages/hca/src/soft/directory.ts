@@ -1,0 +1,237 @@
+// What a device lets its same-host peers READ without asking it. A large
+// RDMA READ otherwise waits for the responder's process to run: its
+// JavaScript reads the request off the ring, checks it, and answers (or
+// copies), and only then can the requester go on. A real HCA reads host
+// memory with no help from the host's CPU; this is the soft HCA's way of
+// doing the same between two processes of one host.
+//
+// Each device publishes, in a shared region (mr-memory.ts) whose descriptor
+// its shm HELLO carries, one entry per QP and one per MR whose memory is a
+// shared region: exactly what its responder checks for a READ (the QP's
+// state, access flags, PD and the peer it is connected to; the MR's key,
+// bounds, PD and permissions). A requester whose READ passes every check
+// copies the bytes out of the responder's mapped region itself and
+// completes the READ at once: no packet, no PSN. A READ that fails any
+// check, or meets an entry being rewritten, goes to the responder as
+// before, whose own checks then decide and report (REM_ACCESS_ERR and so
+// on). The entries can therefore only let through a READ the responder
+// would have let through; they never refuse one.
+//
+// Entries are seqlocks: the owner makes an entry's first word odd, writes
+// the rest, then makes it even again. A reader takes the word, reads, copies
+// the bytes, and takes the word again; a change means the entry moved under
+// it (an MR deregistered mid-copy) and the READ goes the slow way, which
+// overwrites what the copy left.
+import { Access, QpState, QpType } from '../enums.js';
+import { REGION_HEADER, allocRegionMemory, peerRegion, sharedRegionOf } from './mr-memory.js';
+import type { SoftMr } from './mr.js';
+
+/** MRs (by key index, rkey >>> 8) and QPs (by QPN modulo) a directory has room for; others are not published. */
+const MR_SLOTS = 4096;
+const QP_SLOTS = 1024;
+/** Words per entry. MR: seq, rkey, pd, region fd + 1, nonce hi, nonce lo, access, 0, then f64 iova, length, offset in region. */
+const MR_WORDS = 16;
+/** QP: seq, qpn, readable, pd, dest QPN, peer token, 0, 0. */
+const QP_WORDS = 8;
+const HEAD_WORDS = 16;
+const MR_BASE = HEAD_WORDS;
+const QP_BASE = MR_BASE + MR_SLOTS * MR_WORDS;
+const BYTES = (QP_BASE + QP_SLOTS * QP_WORDS) * 4;
+const MAGIC = 0x49424452; // 'IBDR'
+const VERSION = 1;
+
+/** What a HELLO carries so the peer can map a directory. */
+export interface DirectoryDesc {
+  fd: number;
+  hi: number;
+  lo: number;
+}
+
+/** The QP fields an entry is made of. */
+export interface DirectoryQp {
+  readonly qpNum: number;
+  readonly qpType: number;
+  readonly state: number;
+  readonly accessFlags: number;
+  readonly maxDestRdAtomic: number;
+  readonly pd: { readonly id: number };
+  readonly destQpNum: number;
+  readonly peer: { readonly token: number } | undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Begins rewriting the entry at word `at` (odd sequence). */
+function begin(u32: Uint32Array, at: number): number {
+  const seq = (Atomics.load(u32, at) + 1) | 1;
+  Atomics.store(u32, at, seq);
+  return seq;
+}
+
+/** The owner's side: one per device. */
+export class Directory {
+  private readonly u32: Uint32Array;
+  private readonly f64: Float64Array;
+
+  private constructor(
+    mem: Uint8Array,
+    readonly desc: DirectoryDesc,
+  ) {
+    this.u32 = new Uint32Array(mem.buffer, mem.byteOffset, BYTES / 4);
+    this.f64 = new Float64Array(mem.buffer, mem.byteOffset, BYTES / 8);
+    this.u32[1] = VERSION;
+    this.u32[2] = MR_SLOTS;
+    this.u32[3] = QP_SLOTS;
+    Atomics.store(this.u32, 0, MAGIC);
+  }
+
+  /** A directory in shared memory, or undefined where regions stay on the heap (nobody could map it). */
+  static create(): Directory | undefined {
+    const mem = allocRegionMemory(BYTES);
+    const region = sharedRegionOf(mem);
+    return region ? new Directory(mem, { fd: region.fd, hi: region.nonceHi, lo: region.nonceLo }) : undefined;
+  }
+
+  /** Publishes `mr` when a peer could READ it directly (remote read, shared region), else clears its slot. */
+  publishMr(mr: SoftMr): void {
+    const index = mr.rkey >>> 8;
+    if (index >= MR_SLOTS) return;
+    const region = mr.access & Access.REMOTE_READ ? sharedRegionOf(mr.buf) : undefined;
+    const u = this.u32;
+    const at = MR_BASE + index * MR_WORDS;
+    const seq = begin(u, at);
+    if (region) {
+      u[at + 1] = mr.rkey;
+      u[at + 2] = mr.pd.id;
+      u[at + 3] = region.fd + 1;
+      u[at + 4] = region.nonceHi;
+      u[at + 5] = region.nonceLo;
+      u[at + 6] = mr.access;
+      const f = at >>> 1;
+      this.f64[f + 4] = mr.addr;
+      this.f64[f + 5] = mr.buf.length;
+      this.f64[f + 6] = mr.buf.byteOffset;
+    } else {
+      u[at + 1] = 0;
+    }
+    Atomics.store(u, at, seq + 1);
+  }
+
+  clearMr(mr: SoftMr): void {
+    const index = mr.rkey >>> 8;
+    if (index >= MR_SLOTS) return;
+    const at = MR_BASE + index * MR_WORDS;
+    if (this.u32[at + 1] !== mr.rkey) return;
+    const seq = begin(this.u32, at);
+    this.u32[at + 1] = 0;
+    Atomics.store(this.u32, at, seq + 1);
+  }
+
+  /** Publishes what a READ to `qp` is checked against; called on every change of it. */
+  publishQp(qp: DirectoryQp): void {
+    const u = this.u32;
+    const at = QP_BASE + (qp.qpNum % QP_SLOTS) * QP_WORDS;
+    const seq = begin(u, at);
+    const s = qp.state;
+    const readable =
+      qp.qpType === QpType.RC &&
+      (s === QpState.RTR || s === QpState.RTS || s === QpState.SQD) &&
+      qp.maxDestRdAtomic > 0 &&
+      (qp.accessFlags & Access.REMOTE_READ) !== 0 &&
+      qp.peer !== undefined;
+    u[at + 1] = qp.qpNum;
+    u[at + 2] = readable ? 1 : 0;
+    u[at + 3] = qp.pd.id;
+    u[at + 4] = qp.destQpNum;
+    u[at + 5] = qp.peer?.token ?? 0;
+    Atomics.store(u, at, seq + 1);
+  }
+
+  clearQp(qpNum: number): void {
+    const at = QP_BASE + (qpNum % QP_SLOTS) * QP_WORDS;
+    if (this.u32[at + 1] !== qpNum) return;
+    const seq = begin(this.u32, at);
+    this.u32[at + 1] = 0;
+    this.u32[at + 2] = 0;
+    Atomics.store(this.u32, at, seq + 1);
+  }
+}
+
+/** A peer's directory, mapped here: checks a READ the way the peer's responder would. */
+export class PeerDirectory {
+  private readonly u32: Uint32Array;
+  private readonly f64: Float64Array;
+  private mrAt = 0;
+  private mrSeq = 0;
+  private qpAt = 0;
+  private qpSeq = 0;
+  /** The access flags of the MR the last successful check() named. */
+  access = 0;
+
+  private constructor(readonly mapping: Uint8Array) {
+    this.u32 = new Uint32Array(mapping.buffer, mapping.byteOffset + REGION_HEADER, BYTES / 4);
+    this.f64 = new Float64Array(mapping.buffer, mapping.byteOffset + REGION_HEADER, BYTES / 8);
+  }
+
+  /** Wraps a mapping of a peer's directory region; undefined when it is not one this code can read. */
+  static of(mapping: Uint8Array): PeerDirectory | undefined {
+    if (mapping.byteLength < REGION_HEADER + BYTES) return undefined;
+    const d = new PeerDirectory(mapping);
+    const u = d.u32;
+    return Atomics.load(u, 0) === MAGIC && u[1] === VERSION && u[2] === MR_SLOTS && u[3] === QP_SLOTS ? d : undefined;
+  }
+
+  /**
+   * The peer's bytes a READ of [va, va + len) with `rkey` on its QP
+   * `destQpn` would return, as a view of its mapped region, when every
+   * check the peer's responder makes passes: its QP `destQpn` accepts
+   * READs, is connected to our QP `fromQpn` on the link that knows us as
+   * `token`, and `rkey` names an MR of that QP's PD allowing remote reads
+   * that covers the range. Undefined otherwise. Call valid() after copying.
+   */
+  check(pid: number, destQpn: number, fromQpn: number, token: number, rkey: number, va: number, len: number): Uint8Array | undefined {
+    // A dead process's memory stays mapped here, entries and all; a READ
+    // from it must end as one to any lost peer does (RETRY_EXC_ERR), not
+    // return what it left behind. The link notices too, but up to a
+    // liveness period later.
+    if (!alive(pid)) return undefined;
+    const u = this.u32;
+    const qa = QP_BASE + (destQpn % QP_SLOTS) * QP_WORDS;
+    const qs = Atomics.load(u, qa);
+    if (qs & 1 || u[qa + 1] !== destQpn || u[qa + 2] !== 1 || u[qa + 4] !== fromQpn || u[qa + 5] !== token || token === 0) return undefined;
+    const index = rkey >>> 8;
+    if (index >= MR_SLOTS) return undefined;
+    const ma = MR_BASE + index * MR_WORDS;
+    const ms = Atomics.load(u, ma);
+    if (ms & 1 || u[ma + 1] !== rkey >>> 0 || rkey === 0 || u[ma + 2] !== u[qa + 3]) return undefined;
+    const access = u[ma + 6]!;
+    if (!(access & Access.REMOTE_READ)) return undefined;
+    const f = ma >>> 1;
+    const off = va - this.f64[f + 4]!;
+    const length = this.f64[f + 5]!;
+    if (!(off >= 0) || len < 0 || off + len > length) return undefined;
+    const region = peerRegion(pid, u[ma + 3]! - 1, u[ma + 4]!, u[ma + 5]!);
+    const start = this.f64[f + 6]! + off;
+    if (!region || start + len > region.length) return undefined;
+    // The entries we read must still be the ones whose sequence we took.
+    if (Atomics.load(u, qa) !== qs || Atomics.load(u, ma) !== ms) return undefined;
+    this.qpAt = qa;
+    this.qpSeq = qs;
+    this.mrAt = ma;
+    this.mrSeq = ms;
+    this.access = access;
+    return region.subarray(start, start + len);
+  }
+
+  /** Neither entry the last check() passed has changed since: what was copied from its view is what a READ returns. */
+  valid(): boolean {
+    return Atomics.load(this.u32, this.qpAt) === this.qpSeq && Atomics.load(this.u32, this.mrAt) === this.mrSeq;
+  }
+}

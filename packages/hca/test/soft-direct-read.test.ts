@@ -1,0 +1,260 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Access, QpAttrMask, QpState, QpType, SendFlags, WrOpcode, wcStatusName } from '../src/enums.js';
+import { Directory, PeerDirectory } from '../src/soft/directory.js';
+import { allocRegionMemory, mapPeerRegion } from '../src/soft/mr-memory.js';
+import { MrTable } from '../src/soft/mr.js';
+import { vmCounters } from '../src/soft/vm-path.js';
+import { sys as addon } from '../src/sys/load.js';
+import { sysStatus } from '../src/sys/status.js';
+import { PeerProcess, type PeerHello } from './helpers/child.js';
+import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
+
+// A large READ from a same-host peer whose directory (directory.ts) says
+// its responder would accept it is copied by the requester alone: the
+// responder's process sees no packet. Anything its responder would refuse
+// goes to it, and is refused as before.
+const sys = sysStatus();
+const skip = !(sys.shm.on && sys.futex.on && sys.vm.on && sys.sameHostKey) && process.env.IBAL_NATIVE_REQUIRED !== '1';
+const SIG = SendFlags.SIGNALED;
+const MiB = 1 << 20;
+let saved: string | undefined;
+let sides: Side[] = [];
+let peers: PeerProcess[] = [];
+beforeAll(() => {
+  saved = process.env.IBAL_SOFT_SHM;
+  process.env.IBAL_SOFT_SHM = '1';
+});
+afterAll(() => {
+  if (saved === undefined) delete process.env.IBAL_SOFT_SHM;
+  else process.env.IBAL_SOFT_SHM = saved;
+});
+afterEach(() => {
+  peers.forEach((p) => p.kill());
+  peers = [];
+  close(...sides);
+  sides = [];
+});
+
+/** Two linked sides with provider (shared-region) memory, b's filled with a pattern. */
+async function linked(): Promise<[Side, Side]> {
+  const [a, b] = await pair({ size: 4 * MiB, providerMemory: true });
+  sides.push(a, b);
+  b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+  a.qp.postSend([{ wrId: 1, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
+  await completions(a, 1);
+  await completions(b, 1);
+  for (let i = 0; i < b.mr.buf.length; i++) b.mr.buf[i] = (i * 7 + (i >>> 11)) & 0xff;
+  return [a, b];
+}
+
+function read(a: Side, wrId: number, rkey: number, remoteAddr: number, length: number, at = 0) {
+  a.qp.postSend([{ wrId, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + at, length, lkey: a.mr.lkey }], rdma: { remoteAddr, rkey } }]);
+}
+
+const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x.buffer, x.byteOffset, x.length).equals(Buffer.from(y.buffer, y.byteOffset, y.length));
+
+describe.skipIf(skip)('soft HCA direct READ between local processes', () => {
+  it('copies a READ into every SGE with no packet to the responder, which does nothing', async () => {
+    const [a, b] = await linked();
+    const before = { ...vmCounters };
+    const rx = b.dev.wire.counters.rxPackets;
+    a.qp.postSend([
+      {
+        wrId: 2,
+        opcode: WrOpcode.RDMA_READ,
+        sendFlags: SIG,
+        sgList: [
+          { addr: a.mr.addr + 5, length: 100_000, lkey: a.mr.lkey },
+          { addr: a.mr.addr + 2 * MiB, length: MiB - 3, lkey: a.mr.lkey },
+        ],
+        rdma: { remoteAddr: b.mr.addr + 77, rkey: b.mr.rkey },
+      },
+    ]);
+    // Done before postSend returned: the completion is already there.
+    const [w] = await completions(a, 1);
+    expect(wcStatusName(w!.status)).toBe('SUCCESS');
+    expect(w!.byteLen).toBe(100_000 + MiB - 3);
+    expect(same(a.mr.buf.subarray(5, 100_005), b.mr.buf.subarray(77, 100_077))).toBe(true);
+    expect(same(a.mr.buf.subarray(2 * MiB, 3 * MiB - 3), b.mr.buf.subarray(100_077, 100_077 + MiB - 3))).toBe(true);
+    expect(vmCounters.direct - before.direct).toBe(1);
+    expect(vmCounters.readPulls).toBe(before.readPulls);
+    expect(vmCounters.pushes).toBe(before.pushes);
+    expect(b.dev.wire.counters.rxPackets).toBe(rx);
+    // The QP goes on as usual afterwards, both ways.
+    b.qp.postRecv([{ wrId: 3, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+    a.qp.postSend([{ wrId: 4, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 16, lkey: a.mr.lkey }] }]);
+    expect(wcStatusName((await completions(a, 1))[0]!.status)).toBe('SUCCESS');
+    expect(wcStatusName((await completions(b, 1))[0]!.status)).toBe('SUCCESS');
+  });
+
+  it('never passes a WRITE of ours to memory the responder lets be written; read-only memory it may', async () => {
+    const [a, b] = await linked();
+    const before = { ...vmCounters };
+    // b's MR allows remote writes: a READ behind a WRITE to it must see the WRITE.
+    a.mr.buf.fill(0xc3, 0, MiB);
+    a.qp.postSend([
+      { wrId: 10, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: MiB, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + MiB, rkey: b.mr.rkey } },
+      { wrId: 11, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + 2 * MiB, length: MiB, lkey: a.mr.lkey }], rdma: { remoteAddr: b.mr.addr + MiB, rkey: b.mr.rkey } },
+    ]);
+    const ws = await completions(a, 2);
+    expect(ws.map((w) => [w.wrId, wcStatusName(w.status)])).toEqual([
+      [10, 'SUCCESS'],
+      [11, 'SUCCESS'],
+    ]);
+    expect(a.mr.buf.subarray(2 * MiB, 3 * MiB).every((x) => x === 0xc3)).toBe(true);
+    expect(vmCounters.direct).toBe(before.direct);
+
+    // Memory only readable remotely cannot change under any request of ours: a READ of it may pass a SEND still unanswered.
+    const ro = b.pd.regMr(b.pd.allocBuffer!(MiB), Access.REMOTE_READ);
+    ro.buf.fill(0x3c);
+    b.qp.postRecv([{ wrId: 12, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+    const mid = { ...vmCounters };
+    a.qp.postSend([
+      { wrId: 13, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 32, lkey: a.mr.lkey }] },
+      { wrId: 14, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: MiB, lkey: a.mr.lkey }], rdma: { remoteAddr: ro.addr, rkey: ro.rkey } },
+    ]);
+    expect(vmCounters.direct - mid.direct).toBe(1);
+    // Completions still come in order: the SEND's first.
+    const ws2 = await completions(a, 2);
+    expect(ws2.map((w) => [w.wrId, wcStatusName(w.status)])).toEqual([
+      [13, 'SUCCESS'],
+      [14, 'SUCCESS'],
+    ]);
+    expect(a.mr.buf.subarray(0, MiB).every((x) => x === 0x3c)).toBe(true);
+    await completions(b, 1);
+    ro.dereg();
+  });
+
+  const refused: [string, (a: Side, b: Side) => void][] = [
+    ['a wrong rkey', (a, b) => read(a, 20, (b.mr.rkey ^ 0x80) >>> 0, b.mr.addr, MiB)],
+    ['a range past the MR', (a, b) => read(a, 21, b.mr.rkey, b.mr.addr + b.mr.buf.length - MiB + 1, MiB)],
+    [
+      'an MR without remote read',
+      (a, b) => {
+        const mr = b.pd.regMr(b.pd.allocBuffer!(MiB), Access.LOCAL_WRITE | Access.REMOTE_WRITE);
+        read(a, 22, mr.rkey, mr.addr, MiB);
+      },
+    ],
+    [
+      'a deregistered MR',
+      (a, b) => {
+        const mr = b.pd.regMr(b.pd.allocBuffer!(MiB), Access.REMOTE_READ);
+        const { rkey, addr } = mr;
+        mr.dereg();
+        read(a, 23, rkey, addr, MiB);
+      },
+    ],
+    [
+      'a QP that no longer allows remote reads',
+      (a, b) => {
+        b.qp.modify({ qpAccessFlags: Access.REMOTE_WRITE }, QpAttrMask.ACCESS_FLAGS);
+        read(a, 24, b.mr.rkey, b.mr.addr, MiB);
+      },
+    ],
+    [
+      'an MR of another PD',
+      (a, b) => {
+        const pd2 = b.ctx.allocPd();
+        const mr = pd2.regMr(pd2.allocBuffer!(MiB), Access.REMOTE_READ);
+        read(a, 25, mr.rkey, mr.addr, MiB);
+      },
+    ],
+  ];
+  for (const [what, post] of refused) {
+    it(`leaves ${what} to the responder, which answers REM_ACCESS_ERR; nothing is copied`, async () => {
+      const [a, b] = await linked();
+      a.mr.buf.fill(0x11, 0, MiB);
+      const before = { ...vmCounters };
+      post(a, b);
+      const [w] = await completions(a, 1);
+      expect(wcStatusName(w!.status)).toBe('REM_ACCESS_ERR');
+      expect(vmCounters.direct).toBe(before.direct);
+      expect(a.mr.buf.subarray(0, MiB).every((x) => x === 0x11)).toBe(true);
+    });
+  }
+});
+
+describe.skipIf(skip)('soft HCA direct READ from another process', () => {
+  it('reads its memory without it; once it is killed, a READ ends RETRY_EXC_ERR and copies nothing', async () => {
+    const peer = new PeerProcess({ PEER_QP_TYPE: '2', PEER_MR_SIZE: String(2 * MiB), PEER_MR_PROVIDER: '1' });
+    peers.push(peer);
+    const hello = await peer.next<PeerHello & { rkey: number; addr: number }>('hello');
+    const opts = { size: 4 * MiB, providerMemory: true, timeout: 10, retryCnt: 2 };
+    const s = await side(opts);
+    sides.push(s);
+    connectRemote(s, hello, { ...opts, sqPsn: 0x500 });
+    peer.send({ qpn: s.qp.qpNum, gid: Buffer.from(s.ctx.queryGid(1, 0)).toString('hex'), port: s.ctx.queryPort(1).udpPort, psn: 0x500 });
+    await peer.next('ready');
+    for (let i = 0; i < MiB; i++) s.mr.buf[i] = (i * 31 + 5) & 0xff;
+    s.qp.postSend([{ wrId: 1, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: s.mr.addr, length: MiB, lkey: s.mr.lkey }], rdma: { remoteAddr: hello.addr + 4096, rkey: hello.rkey } }]);
+    expect(wcStatusName((await completions(s, 1))[0]!.status)).toBe('SUCCESS');
+    // The link and the peer's directory are known once that WRITE went through its ring; a READ may take a few to get there.
+    let direct = 0;
+    for (let i = 0; i < 20 && direct === 0; i++) {
+      const before = vmCounters.direct;
+      s.mr.buf.fill(0, 2 * MiB, 3 * MiB);
+      read(s, 2 + i, hello.rkey, hello.addr + 4096, MiB, 2 * MiB);
+      expect(wcStatusName((await completions(s, 1))[0]!.status)).toBe('SUCCESS');
+      expect(same(s.mr.buf.subarray(2 * MiB, 3 * MiB), s.mr.buf.subarray(0, MiB))).toBe(true);
+      direct = vmCounters.direct - before;
+    }
+    expect(direct).toBe(1);
+
+    const exited = new Promise((r) => peer.child.once('exit', r));
+    peer.kill();
+    await exited;
+    const before = vmCounters.direct;
+    s.mr.buf.fill(0x77, 2 * MiB, 3 * MiB);
+    read(s, 99, hello.rkey, hello.addr + 4096, MiB, 2 * MiB);
+    const [w] = await completions(s, 1, 20_000);
+    expect(wcStatusName(w!.status)).toBe('RETRY_EXC_ERR');
+    expect(vmCounters.direct).toBe(before);
+    expect(s.mr.buf.subarray(2 * MiB, 3 * MiB).every((x) => x === 0x77)).toBe(true);
+  });
+});
+
+describe.skipIf(skip)('the directory a device publishes', () => {
+  it('lets a check through only while both entries stay as they were', () => {
+    const dir = Directory.create()!;
+    expect(dir).toBeDefined();
+    const pd = { id: 7 };
+    const mrs = new MrTable();
+    const mem = allocRegionMemory(1 << 16);
+    mem.set([1, 2, 3, 4], 100);
+    const mr = mrs.register(pd, mem, Access.REMOTE_READ);
+    mrs.publishIn(dir);
+    const qp = { qpNum: 0x42, qpType: QpType.RC, state: QpState.RTS, accessFlags: Access.REMOTE_READ, maxDestRdAtomic: 4, pd, destQpNum: 0x99, peer: { token: 1234 } };
+    dir.publishQp(qp);
+    const mapping = mapPeerRegion(process.pid, dir.desc.fd, dir.desc.hi, dir.desc.lo)!;
+    const peer = PeerDirectory.of(mapping)!;
+    try {
+      const view = peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr + 100, 4);
+      expect([...view!]).toEqual([1, 2, 3, 4]);
+      expect(peer.valid()).toBe(true);
+      // Anything the responder would refuse.
+      expect(peer.check(process.pid, 0x42, 0x99, 4321, mr.rkey, mr.addr, 4)).toBeUndefined(); // another peer
+      expect(peer.check(process.pid, 0x42, 0x98, 1234, mr.rkey, mr.addr, 4)).toBeUndefined(); // another QP of ours
+      expect(peer.check(process.pid, 0x43, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeUndefined(); // another QP of theirs
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr - 1, 4)).toBeUndefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr + (1 << 16) - 3, 4)).toBeUndefined();
+      // An entry rewritten after the check: what was copied may not be what a READ returns.
+      peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4);
+      dir.publishQp(qp);
+      expect(peer.valid()).toBe(false);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeDefined();
+      dir.publishQp({ ...qp, state: QpState.ERR });
+      expect(peer.valid()).toBe(false);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeUndefined();
+      dir.publishQp(qp);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeDefined();
+      mr.dereg();
+      expect(peer.valid()).toBe(false);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeUndefined();
+      // Another PD's MR in a QP's name.
+      const other = mrs.register({ id: 8 }, mem, Access.REMOTE_READ);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, other.rkey, other.addr, 4)).toBeUndefined();
+    } finally {
+      addon().detach(mapping.buffer as ArrayBuffer);
+    }
+  });
+});
