@@ -967,7 +967,7 @@ export class SdpConnection {
     // Provider-allocated: the soft HCA puts it in a shared region, which a local sink maps once and
     // copies its READs out of itself (the copy then runs in the sink, not here next to this side's
     // own copy into the window); a hardware HCA gets memory it can register.
-    this.#window ??= regMr(this.#res.pd, WINDOW_BYTES, Access.LOCAL_WRITE | Access.REMOTE_READ);
+    this.#window ??= regMr(this.#res.pd, WINDOW_BYTES, Access.REMOTE_READ);
     const left = c.buf.length - c.offset;
     const least = Math.min(left, MIN_STAGE);
     let head = this.#winHead;
