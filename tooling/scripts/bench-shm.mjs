@@ -8,7 +8,8 @@
 //  - 1 MiB transfers: through a ShmRing (copy in, copy out) and with one
 //    process_vm_writev into the peer's buffer;
 //  - the soft HCA between two processes (`ibal perf`): 8-byte RC SEND and
-//    RDMA WRITE latency and 1 MiB RDMA WRITE bandwidth over its same-host
+//    RDMA WRITE latency, 1 MiB RDMA WRITE bandwidth, 64 KiB RDMA READ
+//    latency and 1 MiB RDMA READ bandwidth over its same-host
 //    shared-memory path (IBAL_SOFT_SHM=1), its batched UDP wire
 //    (sendmmsg/recvmmsg) and Node's dgram socket (IBAL_SOFT_MMSG=0).
 // Each is repeated BENCH_REPS times (default 5); medians are reported.
@@ -207,6 +208,9 @@ const SOFT_TESTS = [
   // perftest's default of 5000 iterations on the shared-memory path, where a
   // short run measures mostly its own start; fewer on the slower UDP wires.
   { key: 'writeBw1MiB', test: 'write', mode: 'bw', size: MIB, iters: 1000, itersShm: 5000, field: 'BW_average' },
+  // READ, which on the shared-memory path the requester completes alone from the responder's published memory.
+  { key: 'readLat64K', test: 'read', mode: 'lat', size: 64 << 10, iters: 1000, field: 't_typical' },
+  { key: 'readBw1MiB', test: 'read', mode: 'bw', size: MIB, iters: 1000, itersShm: 5000, field: 'BW_average' },
 ];
 let devSeq = 0;
 
@@ -291,6 +295,8 @@ async function main() {
     softShmWriteBwVsCMemcpy: ratio(m.soft_shm_writeBw1MiB, m.cMemcpyMiBps),
     softShmSendLatVsUdp: ratio(m.soft_shm_sendLat8, m.soft_udpBatched_sendLat8),
     softShmWriteBwVsUdp: ratio(m.soft_shm_writeBw1MiB, m.soft_udpBatched_writeBw1MiB),
+    softShmReadBwVsCMemcpy: ratio(m.soft_shm_readBw1MiB, m.cMemcpyMiBps),
+    softShmReadBwVsUdp: ratio(m.soft_shm_readBw1MiB, m.soft_udpBatched_readBw1MiB),
   };
   fs.mkdirSync(outDir, { recursive: true });
   fs.writeFileSync(path.join(outDir, 'shm.json'), JSON.stringify(results, null, 2) + '\n');
@@ -314,10 +320,11 @@ async function main() {
     '',
     'The soft HCA between two processes (`ibal perf`, RC; latency: t_typical half round trip in µs; bandwidth: BW average in MB/s, 2^20 bytes):',
     '',
-    '| path | SEND 8 B µs | WRITE 8 B µs | WRITE 1 MiB MB/s |',
-    '|---|---:|---:|---:|',
+    '| path | SEND 8 B µs | WRITE 8 B µs | WRITE 1 MiB MB/s | READ 64 KiB µs (round trip) | READ 1 MiB MB/s |',
+    '|---|---:|---:|---:|---:|---:|',
     ...Object.keys(SOFT_PATHS).map(
-      (n) => `| ${n} | ${fmt(m[`soft_${n}_sendLat8`], 2)} | ${fmt(m[`soft_${n}_writeLat8`], 2)} | ${fmt(m[`soft_${n}_writeBw1MiB`], 0)} |`,
+      (n) =>
+        `| ${n} | ${fmt(m[`soft_${n}_sendLat8`], 2)} | ${fmt(m[`soft_${n}_writeLat8`], 2)} | ${fmt(m[`soft_${n}_writeBw1MiB`], 0)} | ${fmt(m[`soft_${n}_readLat64K`], 2)} | ${fmt(m[`soft_${n}_readBw1MiB`], 0)} |`,
     ),
     '',
     '| headline | value |',
@@ -327,6 +334,8 @@ async function main() {
     `| soft HCA shm WRITE 1 MiB bw / C memcpy (issue aim ≥ 0.4) | ${fmt(results.headline.softShmWriteBwVsCMemcpy, 3)} |`,
     `| soft HCA shm / batched UDP, SEND 8 B latency | ${fmt(results.headline.softShmSendLatVsUdp, 2)} |`,
     `| soft HCA shm / batched UDP, WRITE 1 MiB bw | ${fmt(results.headline.softShmWriteBwVsUdp, 2)} |`,
+    `| soft HCA shm READ 1 MiB bw / C memcpy | ${fmt(results.headline.softShmReadBwVsCMemcpy, 3)} |`,
+    `| soft HCA shm / batched UDP, READ 1 MiB bw | ${fmt(results.headline.softShmReadBwVsUdp, 2)} |`,
     `| ring latency / C floor | ${fmt(results.headline.ringLatencyVsC, 2)} |`,
     `| ring 1 MiB bw / C memcpy | ${fmt(results.headline.ring1MiBVsCMemcpy, 3)} |`,
     `| process_vm_writev 1 MiB bw / C memcpy | ${fmt(results.headline.vmWriteVsCMemcpy, 3)} |`,
