@@ -214,6 +214,19 @@ describe.skipIf(skip)('soft HCA direct READ from another process', () => {
 });
 
 describe.skipIf(skip)('the directory a device publishes', () => {
+  it('lives with the device\'s wire: dropped when its last context closes, made anew when it opens again', async () => {
+    const [a, b] = await pair({ size: MiB, providerMemory: true });
+    sides.push(a, b);
+    const first = a.dev.directory;
+    expect(first).toBeDefined();
+    a.ctx.close();
+    expect(a.dev.directory).toBeUndefined();
+    const ctx = await a.dev.open();
+    expect(a.dev.directory).toBeDefined();
+    expect(a.dev.directory).not.toBe(first);
+    ctx.close();
+  });
+
   it('lets a check through only while both entries stay as they were', () => {
     const dir = Directory.create()!;
     expect(dir).toBeDefined();

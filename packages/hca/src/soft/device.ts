@@ -67,7 +67,7 @@ export class SoftDevice implements HcaDevice, QpHost {
   readonly activeMtuEnum: number;
   faults: FaultInjector | undefined;
   removed = false;
-  /** What same-host peers may READ without asking (directory.ts): made with the first wire that has the fast path. */
+  /** What same-host peers may READ without asking (directory.ts): made with each wire that has the fast path, dropped with it. */
   directory: Directory | undefined;
 
   private readonly requestedPort: number | undefined;
@@ -145,7 +145,7 @@ export class SoftDevice implements HcaDevice, QpHost {
           wire.onPacket = this.receive;
           wire.onPeerExit = this.peerExit;
           if (wire.shm) {
-            this.directory ??= Directory.create();
+            this.directory = Directory.create();
             if (this.directory) {
               this.mrs.publishIn(this.directory);
               for (const qp of this.qps.values()) this.directory.publishQp(qp);
@@ -188,6 +188,9 @@ export class SoftDevice implements HcaDevice, QpHost {
     if (this.contexts.size === 0 && this.wireRef) {
       this.wireRef.close();
       this.wireRef = undefined;
+      // Peers unmap it as their links to the closed wire go down; its memory goes once collected.
+      this.mrs.publishIn(undefined);
+      this.directory = undefined;
     }
   }
 

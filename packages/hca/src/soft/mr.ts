@@ -52,10 +52,10 @@ export class MrTable {
   /** Where MRs are published for same-host peers' direct READs (directory.ts), once the device has one. */
   private directory: Directory | undefined;
 
-  /** Publishes every MR in `dir` from now on, starting with those registered already. */
-  publishIn(dir: Directory): void {
+  /** Publishes every MR in `dir` from now on, starting with those registered already (undefined: nowhere). */
+  publishIn(dir: Directory | undefined): void {
     this.directory = dir;
-    for (const mr of this.slots) if (mr) dir.publishMr(mr);
+    if (dir) for (const mr of this.slots) if (mr) dir.publishMr(mr);
   }
 
   register(pd: PdRef, buf: Uint8Array, access: number): SoftMr {
