@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Access, QpAttrMask, QpState, QpType, SendFlags, WrOpcode, wcStatusName } from '../src/enums.js';
 import { Directory, PeerDirectory } from '../src/soft/directory.js';
@@ -5,6 +8,7 @@ import { allocRegionMemory, mapPeerRegion } from '../src/soft/mr-memory.js';
 import { MrTable } from '../src/soft/mr.js';
 import { vmCounters } from '../src/soft/vm-path.js';
 import { sys as addon } from '../src/sys/load.js';
+import { addressOf } from '../src/sys/vm.js';
 import { sysStatus } from '../src/sys/status.js';
 import { PeerProcess, type PeerHello } from './helpers/child.js';
 import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
@@ -35,9 +39,9 @@ afterEach(() => {
   sides = [];
 });
 
-/** Two linked sides with provider (shared-region) memory, b's filled with a pattern. */
-async function linked(): Promise<[Side, Side]> {
-  const [a, b] = await pair({ size: 4 * MiB, providerMemory: true });
+/** Two linked sides with provider (shared-region) memory or heap memory, b's filled with a pattern. */
+async function linked(providerMemory = true): Promise<[Side, Side]> {
+  const [a, b] = await pair({ size: 4 * MiB, providerMemory });
   sides.push(a, b);
   b.qp.postRecv([{ wrId: 1, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
   a.qp.postSend([{ wrId: 1, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 8, lkey: a.mr.lkey }] }]);
@@ -54,8 +58,11 @@ function read(a: Side, wrId: number, rkey: number, remoteAddr: number, length: n
 const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x.buffer, x.byteOffset, x.length).equals(Buffer.from(y.buffer, y.byteOffset, y.length));
 
 describe.skipIf(skip)('soft HCA direct READ between local processes', () => {
-  it('copies a READ into every SGE with no packet to the responder, which does nothing', async () => {
-    const [a, b] = await linked();
+  it.each([
+    ['a shared region', true],
+    ['the heap (process_vm_readv)', false],
+  ])('copies a READ of %s into every SGE with no packet to the responder, which does nothing', async (_, providerMemory) => {
+    const [a, b] = await linked(providerMemory);
     const before = { ...vmCounters };
     const rx = b.dev.wire.counters.rxPackets;
     a.qp.postSend([
@@ -175,8 +182,9 @@ describe.skipIf(skip)('soft HCA direct READ between local processes', () => {
 });
 
 describe.skipIf(skip)('soft HCA direct READ from another process', () => {
-  it('reads its memory without it; once it is killed, a READ ends RETRY_EXC_ERR and copies nothing', async () => {
-    const peer = new PeerProcess({ PEER_QP_TYPE: '2', PEER_MR_SIZE: String(2 * MiB), PEER_MR_PROVIDER: '1' });
+  /** A peer process with an MR of 2 MiB (in a shared region or on its heap), connected, its first MiB from 4096 written with a pattern and read back directly once. */
+  async function remotePeer(provider: string, env: Record<string, string> = {}) {
+    const peer = new PeerProcess({ PEER_QP_TYPE: '2', PEER_MR_SIZE: String(2 * MiB), PEER_MR_PROVIDER: provider, ...env });
     peers.push(peer);
     const hello = await peer.next<PeerHello & { rkey: number; addr: number }>('hello');
     const opts = { size: 4 * MiB, providerMemory: true, timeout: 10, retryCnt: 2 };
@@ -199,7 +207,14 @@ describe.skipIf(skip)('soft HCA direct READ from another process', () => {
       direct = vmCounters.direct - before;
     }
     expect(direct).toBe(1);
+    return { peer, hello, s };
+  }
 
+  it.each([
+    ['a shared region', '1'],
+    ['the heap', '0'],
+  ])('reads its memory in %s without it; once it is killed, a READ ends RETRY_EXC_ERR and copies nothing', async (_, provider) => {
+    const { peer, hello, s } = await remotePeer(provider);
     const exited = new Promise((r) => peer.child.once('exit', r));
     peer.kill();
     await exited;
@@ -210,6 +225,26 @@ describe.skipIf(skip)('soft HCA direct READ from another process', () => {
     expect(wcStatusName(w!.status)).toBe('RETRY_EXC_ERR');
     expect(vmCounters.direct).toBe(before);
     expect(s.mr.buf.subarray(2 * MiB, 3 * MiB).every((x) => x === 0x77)).toBe(true);
+  });
+
+  it('completes a READ while the other process is stopped, running no JavaScript at all', async () => {
+    const flag = path.join(os.tmpdir(), `ibal-direct-read-${process.pid}-${Date.now()}`);
+    const { peer, hello, s } = await remotePeer('0', { PEER_BLOCK_FILE: flag });
+    try {
+      // The peer stops its thread until `flag` exists (peer.mjs).
+      peer.send({ block: true });
+      await peer.next('blocked');
+      s.mr.buf.fill(0, 2 * MiB, 3 * MiB);
+      read(s, 52, hello.rkey, hello.addr + 4096, MiB, 2 * MiB);
+      const [w] = await completions(s, 1, 5_000);
+      expect(wcStatusName(w!.status)).toBe('SUCCESS');
+      expect(same(s.mr.buf.subarray(2 * MiB, 3 * MiB), s.mr.buf.subarray(0, MiB))).toBe(true);
+    } finally {
+      fs.writeFileSync(flag, '');
+    }
+    // It was the flag, written after the READ completed, that let the peer go on.
+    expect((await peer.next<{ byFlag: boolean }>('unblocked')).byFlag).toBe(true);
+    fs.rmSync(flag, { force: true });
   });
 });
 
@@ -241,31 +276,40 @@ describe.skipIf(skip)('the directory a device publishes', () => {
     const mapping = mapPeerRegion(process.pid, dir.desc.fd, dir.desc.hi, dir.desc.lo)!;
     const peer = PeerDirectory.of(mapping)!;
     try {
-      const view = peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr + 100, 4);
-      expect([...view!]).toEqual([1, 2, 3, 4]);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr + 100, 4)).toBe(true);
+      expect([...peer.view!]).toEqual([1, 2, 3, 4]);
       expect(peer.valid()).toBe(true);
       // Anything the responder would refuse.
-      expect(peer.check(process.pid, 0x42, 0x99, 4321, mr.rkey, mr.addr, 4)).toBeUndefined(); // another peer
-      expect(peer.check(process.pid, 0x42, 0x98, 1234, mr.rkey, mr.addr, 4)).toBeUndefined(); // another QP of ours
-      expect(peer.check(process.pid, 0x43, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeUndefined(); // another QP of theirs
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr - 1, 4)).toBeUndefined();
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr + (1 << 16) - 3, 4)).toBeUndefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 4321, mr.rkey, mr.addr, 4)).toBe(false); // another peer
+      expect(peer.check(process.pid, 0x42, 0x98, 1234, mr.rkey, mr.addr, 4)).toBe(false); // another QP of ours
+      expect(peer.check(process.pid, 0x43, 0x99, 1234, mr.rkey, mr.addr, 4)).toBe(false); // another QP of theirs
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr - 1, 4)).toBe(false);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr + (1 << 16) - 3, 4)).toBe(false);
       // An entry rewritten after the check: what was copied may not be what a READ returns.
       peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4);
       dir.publishQp(qp);
       expect(peer.valid()).toBe(false);
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeDefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBe(true);
       dir.publishQp({ ...qp, state: QpState.ERR });
       expect(peer.valid()).toBe(false);
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeUndefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBe(false);
       dir.publishQp(qp);
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeDefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBe(true);
       mr.dereg();
       expect(peer.valid()).toBe(false);
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBeUndefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, mr.rkey, mr.addr, 4)).toBe(false);
       // Another PD's MR in a QP's name.
       const other = mrs.register({ id: 8 }, mem, Access.REMOTE_READ);
-      expect(peer.check(process.pid, 0x42, 0x99, 1234, other.rkey, other.addr, 4)).toBeUndefined();
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, other.rkey, other.addr, 4)).toBe(false);
+      // Memory on the heap: named by its address in the process, for process_vm_readv.
+      const heap = new Uint8Array(4096);
+      const hmr = mrs.register(pd, heap, Access.REMOTE_READ);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, hmr.rkey, hmr.addr + 10, 20)).toBe(true);
+      expect(peer.view).toBeUndefined();
+      expect(peer.address).toBe(Number(addressOf(heap)) + 10);
+      // Not remotely readable: not published.
+      const local = mrs.register(pd, new Uint8Array(4096), Access.LOCAL_WRITE);
+      expect(peer.check(process.pid, 0x42, 0x99, 1234, local.rkey, local.addr, 4)).toBe(false);
     } finally {
       addon().detach(mapping.buffer as ArrayBuffer);
     }

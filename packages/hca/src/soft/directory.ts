@@ -6,12 +6,15 @@
 // doing the same between two processes of one host.
 //
 // Each device publishes, in a shared region (mr-memory.ts) whose descriptor
-// its shm HELLO carries, one entry per QP and one per MR whose memory is a
-// shared region: exactly what its responder checks for a READ (the QP's
-// state, access flags, PD and the peer it is connected to; the MR's key,
-// bounds, PD and permissions). A requester whose READ passes every check
-// copies the bytes out of the responder's mapped region itself and
-// completes the READ at once: no packet, no PSN. A READ that fails any
+// its shm HELLO carries, one entry per QP and one per remotely readable MR:
+// exactly what its responder checks for a READ (the QP's state, access
+// flags, PD and the peer it is connected to; the MR's key, bounds, PD and
+// permissions), and where the MR's bytes are (its shared region, or its
+// address in the process). A requester whose READ passes every check
+// copies the bytes itself, out of the responder's mapped region or with
+// process_vm_readv, and completes the READ at once: no packet, no PSN. So
+// an MPI rendezvous READ of a busy rank's buffer, say, no longer waits for
+// that rank to run its event loop. A READ that fails any
 // check, or meets an entry being rewritten, goes to the responder as
 // before, whose own checks then decide and report (REM_ACCESS_ERR and so
 // on). The entries can therefore only let through a READ the responder
@@ -23,13 +26,18 @@
 // it (an MR deregistered mid-copy) and the READ goes the slow way, which
 // overwrites what the copy left.
 import { Access, QpState, QpType } from '../enums.js';
+import { addressOf } from '../sys/vm.js';
 import { REGION_HEADER, allocRegionMemory, peerRegion, sharedRegionOf } from './mr-memory.js';
 import type { SoftMr } from './mr.js';
 
 /** MRs (by key index, rkey >>> 8) and QPs (by QPN modulo) a directory has room for; others are not published. */
 const MR_SLOTS = 4096;
 const QP_SLOTS = 1024;
-/** Words per entry. MR: seq, rkey, pd, region fd + 1, nonce hi, nonce lo, access, 0, then f64 iova, length, offset in region. */
+/**
+ * Words per entry. MR: seq, rkey, pd, region fd + 1 (0: not in a region),
+ * nonce hi, nonce lo, access, 0, then f64 iova, length, and the offset of
+ * its bytes in the region or, outside one, their address in the process.
+ */
 const MR_WORDS = 16;
 /** QP: seq, qpn, readable, pd, dest QPN, peer token, 0, 0. */
 const QP_WORDS = 8;
@@ -57,6 +65,15 @@ export interface DirectoryQp {
   readonly pd: { readonly id: number };
   readonly destQpNum: number;
   readonly peer: { readonly token: number } | undefined;
+}
+
+/** Where `buf`'s bytes are in this process, or -1 without the addon. */
+function processAddress(buf: Uint8Array): number {
+  try {
+    return Number(addressOf(buf));
+  } catch {
+    return -1;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -99,25 +116,27 @@ export class Directory {
     return region ? new Directory(mem, { fd: region.fd, hi: region.nonceHi, lo: region.nonceLo }) : undefined;
   }
 
-  /** Publishes `mr` when a peer could READ it directly (remote read, shared region), else clears its slot. */
+  /** Publishes `mr` when a peer could READ it (remote read), else clears its slot. */
   publishMr(mr: SoftMr): void {
     const index = mr.rkey >>> 8;
     if (index >= MR_SLOTS) return;
-    const region = mr.access & Access.REMOTE_READ ? sharedRegionOf(mr.buf) : undefined;
+    const readable = (mr.access & Access.REMOTE_READ) !== 0 && mr.buf.length > 0;
+    const region = readable ? sharedRegionOf(mr.buf) : undefined;
+    const where = region ? mr.buf.byteOffset : readable ? processAddress(mr.buf) : -1;
     const u = this.u32;
     const at = MR_BASE + index * MR_WORDS;
     const seq = begin(u, at);
-    if (region) {
+    if (where >= 0) {
       u[at + 1] = mr.rkey;
       u[at + 2] = mr.pd.id;
-      u[at + 3] = region.fd + 1;
-      u[at + 4] = region.nonceHi;
-      u[at + 5] = region.nonceLo;
+      u[at + 3] = region ? region.fd + 1 : 0;
+      u[at + 4] = region ? region.nonceHi : 0;
+      u[at + 5] = region ? region.nonceLo : 0;
       u[at + 6] = mr.access;
       const f = at >>> 1;
       this.f64[f + 4] = mr.addr;
       this.f64[f + 5] = mr.buf.length;
-      this.f64[f + 6] = mr.buf.byteOffset;
+      this.f64[f + 6] = where;
     } else {
       u[at + 1] = 0;
     }
@@ -174,6 +193,13 @@ export class PeerDirectory {
   private qpSeq = 0;
   /** The access flags of the MR the last successful check() named. */
   access = 0;
+  /**
+   * Where the bytes the last successful check() named lie: a view of the
+   * peer's mapped region, or (view undefined) their address in the peer,
+   * for process_vm_readv.
+   */
+  view: Uint8Array | undefined;
+  address = 0;
 
   private constructor(readonly mapping: Uint8Array) {
     this.u32 = new Uint32Array(mapping.buffer, mapping.byteOffset + REGION_HEADER, BYTES / 4);
@@ -189,45 +215,52 @@ export class PeerDirectory {
   }
 
   /**
-   * The peer's bytes a READ of [va, va + len) with `rkey` on its QP
-   * `destQpn` would return, as a view of its mapped region, when every
-   * check the peer's responder makes passes: its QP `destQpn` accepts
-   * READs, is connected to our QP `fromQpn` on the link that knows us as
-   * `token`, and `rkey` names an MR of that QP's PD allowing remote reads
-   * that covers the range. Undefined otherwise. Call valid() after copying.
+   * Whether every check the peer's responder makes for a READ of
+   * [va, va + len) with `rkey` on its QP `destQpn` passes: that QP accepts
+   * READs and is connected to our QP `fromQpn` on the link that knows us as
+   * `token`, and `rkey` names an MR of its PD allowing remote reads that
+   * covers the range. Then `view` or `address` says where the bytes are.
+   * Call valid() after copying them.
    */
-  check(pid: number, destQpn: number, fromQpn: number, token: number, rkey: number, va: number, len: number): Uint8Array | undefined {
+  check(pid: number, destQpn: number, fromQpn: number, token: number, rkey: number, va: number, len: number): boolean {
     // A dead process's memory stays mapped here, entries and all; a READ
     // from it must end as one to any lost peer does (RETRY_EXC_ERR), not
     // return what it left behind. The link notices too, but up to a
     // liveness period later.
-    if (!alive(pid)) return undefined;
+    if (!alive(pid)) return false;
     const u = this.u32;
     const qa = QP_BASE + (destQpn % QP_SLOTS) * QP_WORDS;
     const qs = Atomics.load(u, qa);
-    if (qs & 1 || u[qa + 1] !== destQpn || u[qa + 2] !== 1 || u[qa + 4] !== fromQpn || u[qa + 5] !== token || token === 0) return undefined;
+    if (qs & 1 || u[qa + 1] !== destQpn || u[qa + 2] !== 1 || u[qa + 4] !== fromQpn || u[qa + 5] !== token || token === 0) return false;
     const index = rkey >>> 8;
-    if (index >= MR_SLOTS) return undefined;
+    if (index >= MR_SLOTS) return false;
     const ma = MR_BASE + index * MR_WORDS;
     const ms = Atomics.load(u, ma);
-    if (ms & 1 || u[ma + 1] !== rkey >>> 0 || rkey === 0 || u[ma + 2] !== u[qa + 3]) return undefined;
+    if (ms & 1 || u[ma + 1] !== rkey >>> 0 || rkey === 0 || u[ma + 2] !== u[qa + 3]) return false;
     const access = u[ma + 6]!;
-    if (!(access & Access.REMOTE_READ)) return undefined;
+    if (!(access & Access.REMOTE_READ)) return false;
     const f = ma >>> 1;
     const off = va - this.f64[f + 4]!;
     const length = this.f64[f + 5]!;
-    if (!(off >= 0) || len < 0 || off + len > length) return undefined;
-    const region = peerRegion(pid, u[ma + 3]! - 1, u[ma + 4]!, u[ma + 5]!);
+    if (!(off >= 0) || len < 0 || off + len > length) return false;
+    const fd1 = u[ma + 3]!;
     const start = this.f64[f + 6]! + off;
-    if (!region || start + len > region.length) return undefined;
+    let view: Uint8Array | undefined;
+    if (fd1 !== 0) {
+      const region = peerRegion(pid, fd1 - 1, u[ma + 4]!, u[ma + 5]!);
+      if (!region || start + len > region.length) return false;
+      view = region.subarray(start, start + len);
+    }
     // The entries we read must still be the ones whose sequence we took.
-    if (Atomics.load(u, qa) !== qs || Atomics.load(u, ma) !== ms) return undefined;
+    if (Atomics.load(u, qa) !== qs || Atomics.load(u, ma) !== ms) return false;
     this.qpAt = qa;
     this.qpSeq = qs;
     this.mrAt = ma;
     this.mrSeq = ms;
     this.access = access;
-    return region.subarray(start, start + len);
+    this.view = view;
+    this.address = start;
+    return true;
   }
 
   /** Neither entry the last check() passed has changed since: what was copied from its view is what a READ returns. */

@@ -9,6 +9,7 @@ import { Tx } from './tx.js';
 import type { SendWqe } from './wqe.js';
 import { VM_MIN_BYTES, encodeVmDesc, fromRing, isVmRef, markVmRef, vmCounters, vmDescBytes, vmSourceBytes } from './vm-path.js';
 import type { Peer } from './wire.js';
+import { vmRead } from '../sys/vm.js';
 
 /**
  * Packets in flight before the requester waits for an ACK. Bounded so a
@@ -253,8 +254,8 @@ export class Requester {
   /**
    * A large READ from a same-host peer that publishes what its responder
    * checks (directory.ts): when every check passes, the bytes are copied
-   * here and now out of the peer's mapped memory and the READ is done; the
-   * peer's process does nothing. It takes no PSN and no READ credit (the
+   * here and now out of the peer's memory (its mapped region, or with
+   * process_vm_readv) and the READ is done; the peer's process does nothing. It takes no PSN and no READ credit (the
    * peer's responder never sees it). Memory the peer's HCA may write
    * (LOCAL_WRITE) may still change under requests of ours it has not
    * executed, which its responder would execute first: from such memory
@@ -266,17 +267,36 @@ export class Requester {
     const link = qp.peer!.link!;
     const dir = qp.host.wire.shm?.directoryOf(link);
     if (!dir) return false;
-    const src = dir.check(link.pid, qp.destQpNum, qp.qpNum, link.remoteToken, w.rkey, w.remoteAddr, w.length);
-    if (!src) return false;
+    if (!dir.check(link.pid, qp.destQpNum, qp.qpNum, link.remoteToken, w.rkey, w.remoteAddr, w.length)) return false;
     if (dir.access & Access.LOCAL_WRITE && qp.sq.head !== this.sendIdx) return false;
+    const copied = dir.view ? scatter(qp.host.mrs, qp.pd, w, 0, dir.view, 0, w.length) : this.pullFrom(w, link.pid, dir.address);
     // Whatever landed when the entries moved under the copy is overwritten by the READ that then goes the usual way.
-    if (!scatter(qp.host.mrs, qp.pd, w, 0, src, 0, w.length) || !dir.valid()) return false;
+    if (!copied || !dir.valid()) return false;
     w.direct = true;
     w.done = true;
     w.status = WcStatus.SUCCESS;
     w.npkts = 0;
     vmCounters.direct++;
     vmCounters.bytes += w.length;
+    return true;
+  }
+
+  /** Reads a direct READ's bytes from `address` in process `pid` into its SGEs; false when that fails (the MR went away under us). */
+  private pullFrom(w: SendWqe, pid: number, address: number): boolean {
+    const qp = this.qp;
+    let at = address;
+    for (let i = 0; i < w.numSge; i++) {
+      const len = w.sgeLen[i]!;
+      if (len === 0) continue;
+      const off = qp.host.mrs.resolve(w.sgeKey[i]!, qp.pd, w.sgeAddr[i]!, len, Access.LOCAL_WRITE);
+      if (off < 0) return false;
+      try {
+        vmRead(pid, BigInt(at), qp.host.mrs.bufferOf(w.sgeKey[i]!).subarray(off, off + len));
+      } catch {
+        return false;
+      }
+      at += len;
+    }
     return true;
   }
 
