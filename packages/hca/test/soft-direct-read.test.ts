@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Access, QpAttrMask, QpState, QpType, SendFlags, WrOpcode, wcStatusName } from '../src/enums.js';
 import { Directory, PeerDirectory } from '../src/soft/directory.js';
 import { allocRegionMemory, mapPeerRegion } from '../src/soft/mr-memory.js';
@@ -12,6 +12,7 @@ import { addressOf } from '../src/sys/vm.js';
 import { sysStatus } from '../src/sys/status.js';
 import { PeerProcess, type PeerHello } from './helpers/child.js';
 import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
+import { useShmMode } from './helpers/shm-mode.js';
 
 // A large READ from a same-host peer whose directory (directory.ts) says
 // its responder would accept it is copied by the requester alone: the
@@ -21,17 +22,9 @@ const sys = sysStatus();
 const skip = !(sys.shm.on && sys.futex.on && sys.vm.on && sys.sameHostKey) && process.env.IBAL_NATIVE_REQUIRED !== '1';
 const SIG = SendFlags.SIGNALED;
 const MiB = 1 << 20;
-let saved: string | undefined;
 let sides: Side[] = [];
 let peers: PeerProcess[] = [];
-beforeAll(() => {
-  saved = process.env.IBAL_SOFT_SHM;
-  process.env.IBAL_SOFT_SHM = '1';
-});
-afterAll(() => {
-  if (saved === undefined) delete process.env.IBAL_SOFT_SHM;
-  else process.env.IBAL_SOFT_SHM = saved;
-});
+useShmMode();
 afterEach(() => {
   peers.forEach((p) => p.kill());
   peers = [];

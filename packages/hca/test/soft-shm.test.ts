@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { QpType, SendFlags, WcOpcode, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
 import { newWorkCompletion } from '../src/provider.js';
 import type { SoftQp } from '../src/soft/qp.js';
@@ -8,23 +8,16 @@ import { sysStatus } from '../src/sys/status.js';
 import { POLL_MAX_MS, POLL_MIN_MS, nextPollMs } from '../src/soft/shm-link.js';
 import { PeerProcess, type PeerHello } from './helpers/child.js';
 import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
+import { useShmMode } from './helpers/shm-mode.js';
 
 // The same-host fast path itself; the rest of the soft suite runs over it
 // too in the `shm` vitest project (IBAL_SOFT_SHM=1).
 const sys = sysStatus();
 const skip = !(sys.shm.on && sys.futex.on && sys.sameHostKey) && process.env.IBAL_NATIVE_REQUIRED !== '1';
 const SIG = SendFlags.SIGNALED;
-let saved: string | undefined;
 let sides: Side[] = [];
 let peers: PeerProcess[] = [];
-beforeAll(() => {
-  saved = process.env.IBAL_SOFT_SHM;
-  process.env.IBAL_SOFT_SHM = '1';
-});
-afterAll(() => {
-  if (saved === undefined) delete process.env.IBAL_SOFT_SHM;
-  else process.env.IBAL_SOFT_SHM = saved;
-});
+useShmMode();
 afterEach(() => {
   peers.forEach((p) => p.kill());
   close(...sides);

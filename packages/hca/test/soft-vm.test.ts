@@ -1,26 +1,19 @@
 import fs from 'node:fs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
 import { sharedRegionOf } from '../src/soft/mr-memory.js';
 import { vmCounters } from '../src/soft/vm-path.js';
 import { sysStatus } from '../src/sys/status.js';
 import { close, completions, pair, type Side } from './helpers/pair.js';
+import { useShmMode } from './helpers/shm-mode.js';
 
 // Large RDMA WRITE/READ between same-host soft devices move by reference:
 // one process_vm_readv/writev instead of MTU packets (vm-path.ts).
 const sys = sysStatus();
 const skip = !(sys.shm.on && sys.futex.on && sys.vm.on && sys.sameHostKey) && process.env.IBAL_NATIVE_REQUIRED !== '1';
 const SIG = SendFlags.SIGNALED;
-let saved: string | undefined;
 let sides: Side[] = [];
-beforeAll(() => {
-  saved = process.env.IBAL_SOFT_SHM;
-  process.env.IBAL_SOFT_SHM = '1';
-});
-afterAll(() => {
-  if (saved === undefined) delete process.env.IBAL_SOFT_SHM;
-  else process.env.IBAL_SOFT_SHM = saved;
-});
+useShmMode();
 afterEach(() => {
   close(...sides);
   sides = [];

@@ -26,6 +26,7 @@
 // it (an MR deregistered mid-copy) and the READ goes the slow way, which
 // overwrites what the copy left.
 import { Access, QpState, QpType } from '../enums.js';
+import { processExists } from '../sys/host.js';
 import { addressOf } from '../sys/vm.js';
 import { REGION_HEADER, allocRegionMemory, peerRegion, sharedRegionOf } from './mr-memory.js';
 import type { SoftMr } from './mr.js';
@@ -73,15 +74,6 @@ function processAddress(buf: Uint8Array): number {
     return Number(addressOf(buf));
   } catch {
     return -1;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -227,7 +219,7 @@ export class PeerDirectory {
     // from it must end as one to any lost peer does (RETRY_EXC_ERR), not
     // return what it left behind. The link notices too, but up to a
     // liveness period later.
-    if (!alive(pid)) return false;
+    if (!processExists(pid)) return false;
     const u = this.u32;
     const qa = QP_BASE + (destQpn % QP_SLOTS) * QP_WORDS;
     const qs = Atomics.load(u, qa);

@@ -25,7 +25,7 @@ import { ipToBytes } from './gid.js';
 import { LoopTurns } from '../sys/loop-turns.js';
 import { ShmRing } from '../sys/ring.js';
 import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
-import { hostIdentity, sameHostKey } from '../sys/host.js';
+import { hostIdentity, processExists, sameHostKey } from '../sys/host.js';
 import { sysStatus } from '../sys/status.js';
 import { addressOf, vmRead } from '../sys/vm.js';
 import { copyBytes } from './copy.js';
@@ -631,13 +631,7 @@ export class ShmLinks {
   private checkPeers(): void {
     for (const link of this.links.values()) {
       if (link.dead || !link.pid) continue;
-      let alive = true;
-      try {
-        process.kill(link.pid, 0);
-      } catch (err) {
-        alive = (err as NodeJS.ErrnoException).code === 'EPERM';
-      }
-      if (!alive) {
+      if (!processExists(link.pid)) {
         this.teardown(link);
         this.host.peerExited(link.peer);
       } else if (link.out?.peerClosed) this.teardown(link);

@@ -39,3 +39,13 @@ export function sameHostKey(): string | undefined {
   const id = hostIdentity();
   return id ? `${id.bootId}/${id.netns}/${id.pidns}` : undefined;
 }
+
+/** Whether process `pid` exists (EPERM: it does, as someone else's). */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
 import { fromNative } from './errors.js';
+import { processExists } from './host.js';
 import { sys } from './load.js';
 
 const PREFIX = 'ibal-';
@@ -105,15 +106,6 @@ export class ShmSegment {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Unlinks /dev/shm/ibal-<pid>-* segments whose creating pid is dead and
@@ -131,7 +123,7 @@ export function sweepStaleSegments(dir = '/dev/shm'): string[] {
     const m = NAME_RE.exec(e);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (pid === process.pid || alive(pid)) continue;
+    if (pid === process.pid || processExists(pid)) continue;
     try {
       if (sys().shmUnlink(`/${e}`)) swept.push(`/${e}`);
     } catch {
