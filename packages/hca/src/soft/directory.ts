@@ -24,7 +24,10 @@
 // the rest, then makes it even again. A reader takes the word, reads, copies
 // the bytes, and takes the word again; a change means the entry moved under
 // it (an MR deregistered mid-copy) and the READ goes the slow way, which
-// overwrites what the copy left.
+// overwrites what the copy left. Every word is written and read with
+// Atomics, whose order holds on any CPU (plain accesses may be reordered
+// around the sequence word on ARM, say); numbers past 32 bits are kept as
+// two words.
 import { Access, QpState, QpType } from '../enums.js';
 import { processExists } from '../sys/host.js';
 import { addressOf } from '../sys/vm.js';
@@ -36,8 +39,9 @@ const MR_SLOTS = 4096;
 const QP_SLOTS = 1024;
 /**
  * Words per entry. MR: seq, rkey, pd, region fd + 1 (0: not in a region),
- * nonce hi, nonce lo, access, 0, then f64 iova, length, and the offset of
- * its bytes in the region or, outside one, their address in the process.
+ * nonce hi, nonce lo, access, 0, then as two words each its iova, length,
+ * and the offset of its bytes in the region or, outside one, their address
+ * in the process.
  */
 const MR_WORDS = 16;
 /** QP: seq, qpn, readable, pd, dest QPN, peer token, 0, 0. */
@@ -47,7 +51,7 @@ const MR_BASE = HEAD_WORDS;
 const QP_BASE = MR_BASE + MR_SLOTS * MR_WORDS;
 const BYTES = (QP_BASE + QP_SLOTS * QP_WORDS) * 4;
 const MAGIC = 0x49424452; // 'IBDR'
-const VERSION = 1;
+const VERSION = 2;
 
 /** What a HELLO carries so the peer can map a directory. */
 export interface DirectoryDesc {
@@ -77,6 +81,18 @@ function processAddress(buf: Uint8Array): number {
   }
 }
 
+const TWO32 = 2 ** 32;
+
+/** Writes a number below 2^53 as two words at `at` (high first). */
+function putNum(u32: Uint32Array, at: number, v: number): void {
+  Atomics.store(u32, at, Math.floor(v / TWO32));
+  Atomics.store(u32, at + 1, v >>> 0);
+}
+
+function getNum(u32: Uint32Array, at: number): number {
+  return Atomics.load(u32, at) * TWO32 + Atomics.load(u32, at + 1);
+}
+
 /** Begins rewriting the entry at word `at` (odd sequence). */
 function begin(u32: Uint32Array, at: number): number {
   const seq = (Atomics.load(u32, at) + 1) | 1;
@@ -87,14 +103,12 @@ function begin(u32: Uint32Array, at: number): number {
 /** The owner's side: one per device. */
 export class Directory {
   private readonly u32: Uint32Array;
-  private readonly f64: Float64Array;
 
   private constructor(
     mem: Uint8Array,
     readonly desc: DirectoryDesc,
   ) {
     this.u32 = new Uint32Array(mem.buffer, mem.byteOffset, BYTES / 4);
-    this.f64 = new Float64Array(mem.buffer, mem.byteOffset, BYTES / 8);
     this.u32[1] = VERSION;
     this.u32[2] = MR_SLOTS;
     this.u32[3] = QP_SLOTS;
@@ -119,18 +133,17 @@ export class Directory {
     const at = MR_BASE + index * MR_WORDS;
     const seq = begin(u, at);
     if (where >= 0) {
-      u[at + 1] = mr.rkey;
-      u[at + 2] = mr.pd.id;
-      u[at + 3] = region ? region.fd + 1 : 0;
-      u[at + 4] = region ? region.nonceHi : 0;
-      u[at + 5] = region ? region.nonceLo : 0;
-      u[at + 6] = mr.access;
-      const f = at >>> 1;
-      this.f64[f + 4] = mr.addr;
-      this.f64[f + 5] = mr.buf.length;
-      this.f64[f + 6] = where;
+      Atomics.store(u, at + 1, mr.rkey);
+      Atomics.store(u, at + 2, mr.pd.id);
+      Atomics.store(u, at + 3, region ? region.fd + 1 : 0);
+      Atomics.store(u, at + 4, region ? region.nonceHi : 0);
+      Atomics.store(u, at + 5, region ? region.nonceLo : 0);
+      Atomics.store(u, at + 6, mr.access);
+      putNum(u, at + 8, mr.addr);
+      putNum(u, at + 10, mr.buf.length);
+      putNum(u, at + 12, where);
     } else {
-      u[at + 1] = 0;
+      Atomics.store(u, at + 1, 0);
     }
     Atomics.store(u, at, seq + 1);
   }
@@ -139,9 +152,9 @@ export class Directory {
     const index = mr.rkey >>> 8;
     if (index >= MR_SLOTS) return;
     const at = MR_BASE + index * MR_WORDS;
-    if (this.u32[at + 1] !== mr.rkey) return;
+    if (Atomics.load(this.u32, at + 1) !== mr.rkey) return;
     const seq = begin(this.u32, at);
-    this.u32[at + 1] = 0;
+    Atomics.store(this.u32, at + 1, 0);
     Atomics.store(this.u32, at, seq + 1);
   }
 
@@ -157,20 +170,20 @@ export class Directory {
       qp.maxDestRdAtomic > 0 &&
       (qp.accessFlags & Access.REMOTE_READ) !== 0 &&
       qp.peer !== undefined;
-    u[at + 1] = qp.qpNum;
-    u[at + 2] = readable ? 1 : 0;
-    u[at + 3] = qp.pd.id;
-    u[at + 4] = qp.destQpNum;
-    u[at + 5] = qp.peer?.token ?? 0;
+    Atomics.store(u, at + 1, qp.qpNum);
+    Atomics.store(u, at + 2, readable ? 1 : 0);
+    Atomics.store(u, at + 3, qp.pd.id);
+    Atomics.store(u, at + 4, qp.destQpNum);
+    Atomics.store(u, at + 5, qp.peer?.token ?? 0);
     Atomics.store(u, at, seq + 1);
   }
 
   clearQp(qpNum: number): void {
     const at = QP_BASE + (qpNum % QP_SLOTS) * QP_WORDS;
-    if (this.u32[at + 1] !== qpNum) return;
+    if (Atomics.load(this.u32, at + 1) !== qpNum) return;
     const seq = begin(this.u32, at);
-    this.u32[at + 1] = 0;
-    this.u32[at + 2] = 0;
+    Atomics.store(this.u32, at + 1, 0);
+    Atomics.store(this.u32, at + 2, 0);
     Atomics.store(this.u32, at, seq + 1);
   }
 }
@@ -178,7 +191,6 @@ export class Directory {
 /** A peer's directory, mapped here: checks a READ the way the peer's responder would. */
 export class PeerDirectory {
   private readonly u32: Uint32Array;
-  private readonly f64: Float64Array;
   private mrAt = 0;
   private mrSeq = 0;
   private qpAt = 0;
@@ -195,7 +207,6 @@ export class PeerDirectory {
 
   private constructor(readonly mapping: Uint8Array) {
     this.u32 = new Uint32Array(mapping.buffer, mapping.byteOffset + REGION_HEADER, BYTES / 4);
-    this.f64 = new Float64Array(mapping.buffer, mapping.byteOffset + REGION_HEADER, BYTES / 8);
   }
 
   /** Wraps a mapping of a peer's directory region; undefined when it is not one this code can read. */
@@ -223,23 +234,22 @@ export class PeerDirectory {
     const u = this.u32;
     const qa = QP_BASE + (destQpn % QP_SLOTS) * QP_WORDS;
     const qs = Atomics.load(u, qa);
-    if (qs & 1 || u[qa + 1] !== destQpn || u[qa + 2] !== 1 || u[qa + 4] !== fromQpn || u[qa + 5] !== token || token === 0) return false;
+    if (qs & 1 || token === 0) return false;
+    if (Atomics.load(u, qa + 1) !== destQpn || Atomics.load(u, qa + 2) !== 1 || Atomics.load(u, qa + 4) !== fromQpn || Atomics.load(u, qa + 5) !== token) return false;
     const index = rkey >>> 8;
-    if (index >= MR_SLOTS) return false;
+    if (index >= MR_SLOTS || rkey === 0) return false;
     const ma = MR_BASE + index * MR_WORDS;
     const ms = Atomics.load(u, ma);
-    if (ms & 1 || u[ma + 1] !== rkey >>> 0 || rkey === 0 || u[ma + 2] !== u[qa + 3]) return false;
-    const access = u[ma + 6]!;
+    if (ms & 1 || Atomics.load(u, ma + 1) !== rkey >>> 0 || Atomics.load(u, ma + 2) !== Atomics.load(u, qa + 3)) return false;
+    const access = Atomics.load(u, ma + 6);
     if (!(access & Access.REMOTE_READ)) return false;
-    const f = ma >>> 1;
-    const off = va - this.f64[f + 4]!;
-    const length = this.f64[f + 5]!;
-    if (!(off >= 0) || len < 0 || off + len > length) return false;
-    const fd1 = u[ma + 3]!;
-    const start = this.f64[f + 6]! + off;
+    const off = va - getNum(u, ma + 8);
+    if (!(off >= 0) || len < 0 || off + len > getNum(u, ma + 10)) return false;
+    const fd1 = Atomics.load(u, ma + 3);
+    const start = getNum(u, ma + 12) + off;
     let view: Uint8Array | undefined;
     if (fd1 !== 0) {
-      const region = peerRegion(pid, fd1 - 1, u[ma + 4]!, u[ma + 5]!);
+      const region = peerRegion(pid, fd1 - 1, Atomics.load(u, ma + 4), Atomics.load(u, ma + 5));
       if (!region || start + len > region.length) return false;
       view = region.subarray(start, start + len);
     }
