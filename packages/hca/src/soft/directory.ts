@@ -13,11 +13,10 @@
 // address in the process). A requester whose READ passes every check
 // copies the bytes itself, out of the responder's mapped region or with
 // process_vm_readv, and completes the READ at once: no packet, no PSN. So
-// an MPI rendezvous READ of a busy rank's buffer, say, no longer waits for
-// that rank to run its event loop. A READ that fails any
-// check, or meets an entry being rewritten, goes to the responder as
-// before, whose own checks then decide and report (REM_ACCESS_ERR and so
-// on). The entries can therefore only let through a READ the responder
+// a READ of a busy process's memory need not wait for it to run its event
+// loop. A READ that fails any check, or meets an entry being rewritten,
+// goes to the responder as before, whose own checks then decide and report
+// (REM_ACCESS_ERR and so on). The entries can therefore only let through a READ the responder
 // would have let through; they never refuse one.
 //
 // Entries are seqlocks: the owner makes an entry's first word odd, writes
