@@ -270,7 +270,7 @@ export class Requester {
     if (!dir.check(link.pid, qp.destQpNum, qp.qpNum, link.remoteToken, w.rkey, w.remoteAddr, w.length)) return false;
     if (dir.access & Access.LOCAL_WRITE && qp.sq.head !== this.sendIdx) return false;
     const copied = dir.view ? scatter(qp.host.mrs, qp.pd, w, 0, dir.view, 0, w.length) : this.pullFrom(w, link.pid, dir.address);
-    // Whatever landed when the entries moved under the copy is overwritten by the READ that then goes the usual way.
+    // Entries moved under the copy: the READ goes the usual way and overwrites what landed, or fails (a failed READ's buffer is undefined, as for any HCA).
     if (!copied || !dir.valid()) return false;
     w.direct = true;
     w.done = true;
