@@ -966,7 +966,9 @@ export class SdpConnection {
   #stage(c: TxChunk): boolean {
     // Provider-allocated: the soft HCA puts it in a shared region, which a local sink maps once and
     // copies its READs out of itself (the copy then runs in the sink, not here next to this side's
-    // own copy into the window); a hardware HCA gets memory it can register.
+    // own copy into the window); a hardware HCA gets memory it can register. Remote reads only: no
+    // HCA writes it (the CPU copies into it), so a local sink's READ need not wait behind messages
+    // of its own still in flight (see @ibal/hca, direct READ).
     this.#window ??= regMr(this.#res.pd, WINDOW_BYTES, Access.REMOTE_READ);
     const left = c.buf.length - c.offset;
     const least = Math.min(left, MIN_STAGE);

@@ -106,7 +106,6 @@ export class ShmSegment {
   }
 }
 
-
 /**
  * Unlinks /dev/shm/ibal-<pid>-* segments whose creating pid is dead and
  * returns their names. Segments of live processes are left alone.
