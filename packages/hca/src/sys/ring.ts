@@ -193,25 +193,25 @@ export class ShmRing {
    */
   peek(): number {
     let tail = this.#tail;
-    let idx = tail & this.#mask;
-    let h = Atomics.load(this.#u32, idx >>> 2);
-    let stamp = this.#stamp(tail);
-    if ((h & ~LEN_MASK) >>> 0 !== stamp) return -1;
-    let len = h & LEN_MASK;
+    let len = this.#published(tail);
     if (len === WRAP) {
-      tail = (tail + this.capacity - idx) >>> 0;
+      tail = (tail + this.capacity - (tail & this.#mask)) >>> 0;
       this.#tail = tail;
-      idx = 0;
-      h = Atomics.load(this.#u32, 0);
-      stamp = this.#stamp(tail);
-      if ((h & ~LEN_MASK) >>> 0 !== stamp) return -1;
-      len = h & LEN_MASK;
+      len = this.#published(tail);
     }
+    if (len < 0) return -1;
     if (len > this.maxMessage) throw new InvalidArgumentError(`corrupt ring: message length ${len}`);
+    const idx = tail & this.#mask;
     this.offset = idx + 8;
     this.tag = this.#u32[(idx >>> 2) + 1]!;
     this.#recEnd = (tail + 8 + ((len + 7) & ~7)) >>> 0;
     return len;
+  }
+
+  /** The length (or WRAP) in the header at absolute position `pos`, or -1 while none with its lap's stamp is published there. */
+  #published(pos: number): number {
+    const h = Atomics.load(this.#u32, (pos & this.#mask) >>> 2);
+    return (h & ~LEN_MASK) >>> 0 === this.#stamp(pos) ? h & LEN_MASK : -1;
   }
 
   /** Consumes the message returned by the last peek; rings the space doorbell. */
@@ -236,11 +236,9 @@ export class ShmRing {
   /** Whether no message waits for the consumer (its next header, past a wrap marker, is not yet published). */
   isEmpty(): boolean {
     const tail = this.#tail;
-    const h = Atomics.load(this.#u32, (tail & this.#mask) >>> 2);
-    if ((h & ~LEN_MASK) >>> 0 !== this.#stamp(tail)) return true;
-    if ((h & LEN_MASK) !== WRAP) return false;
-    const next = (tail + this.capacity - (tail & this.#mask)) >>> 0;
-    return (Atomics.load(this.#u32, 0) & ~LEN_MASK) >>> 0 !== this.#stamp(next);
+    const len = this.#published(tail);
+    if (len !== WRAP) return len < 0;
+    return this.#published((tail + this.capacity - (tail & this.#mask)) >>> 0) < 0;
   }
 
   // ---- waiting ----------------------------------------------------------
