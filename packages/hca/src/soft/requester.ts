@@ -255,8 +255,9 @@ export class Requester {
    * A large READ from a same-host peer that publishes what its responder
    * checks (directory.ts): when every check passes, the bytes are copied
    * here and now out of the peer's memory (its mapped region, or with
-   * process_vm_readv) and the READ is done; the peer's process does nothing. It takes no PSN and no READ credit (the
-   * peer's responder never sees it). Memory the peer's HCA may write
+   * process_vm_readv) and the READ is done; the peer's process does
+   * nothing. It takes no PSN and no READ credit (the peer's responder never
+   * sees it). Memory the peer's HCA may write
    * (LOCAL_WRITE) may still change under requests of ours it has not
    * executed, which its responder would execute first: from such memory
    * only a READ with nothing before it outstanding goes this way. False
