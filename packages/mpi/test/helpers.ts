@@ -26,6 +26,7 @@ export interface JobOptions {
   onOutput?: (rank: number, text: string) => void;
 }
 
+/** `script`: a file in fixtures/, or an absolute path. */
 export async function runJob(n: number, script: string, args: string[] = [], o: JobOptions = {}): Promise<JobResult> {
   const t0 = Date.now();
   const jobId = `test-${process.pid}-${Math.random().toString(36).slice(2)}`;
@@ -38,7 +39,7 @@ export async function runJob(n: number, script: string, args: string[] = [], o: 
   const exits: Promise<void>[] = [];
   try {
     for (let r = 0; r < n; r++) {
-      const child = spawn(process.execPath, [path.join(fixtures, script), ...args], {
+      const child = spawn(process.execPath, [path.resolve(fixtures, script), ...args], {
         env: {
           ...process.env,
           ...o.env,
