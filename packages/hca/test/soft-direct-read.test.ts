@@ -125,6 +125,39 @@ describe.skipIf(skip)('soft HCA direct READ between local processes', () => {
     ro.dereg();
   });
 
+  it.each([
+    ['a READ', WrOpcode.RDMA_READ],
+    ['an atomic', WrOpcode.ATOMIC_FETCH_AND_ADD],
+  ])('follows %s that went to the responder behind an unsignaled SEND; that request is what asks for the ACK', async (_, op) => {
+    const [a, b] = await linked();
+    const ro = b.pd.regMr(b.pd.allocBuffer!(MiB), Access.REMOTE_READ);
+    for (let i = 0; i < MiB; i++) ro.buf[i] = (i * 13) & 0xff;
+    b.qp.postRecv([{ wrId: 30, sgList: [{ addr: b.mr.addr, length: 64, lkey: b.mr.lkey }] }]);
+    const before = { ...vmCounters };
+    // The READ (below the direct size) or atomic in the middle is the responder's to execute; its
+    // response acknowledges the SEND, so the direct READ after it must not ask again (it used to, by
+    // resending that request, again and again, until the stack overflowed inside postSend).
+    const middle =
+      op === WrOpcode.RDMA_READ
+        ? { wrId: 32, opcode: op, sendFlags: SIG, sgList: [{ addr: a.mr.addr + 64, length: 4096, lkey: a.mr.lkey }], rdma: { remoteAddr: ro.addr + 8, rkey: ro.rkey } }
+        : { wrId: 32, opcode: op, sendFlags: SIG, sgList: [{ addr: a.mr.addr + 64, length: 8, lkey: a.mr.lkey }], atomic: { remoteAddr: b.mr.addr + 1024, rkey: b.mr.rkey, compareAdd: 1n } };
+    a.qp.postSend([
+      { wrId: 31, opcode: WrOpcode.SEND, sendFlags: 0, sgList: [{ addr: a.mr.addr, length: 32, lkey: a.mr.lkey }] },
+      middle,
+      { wrId: 33, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + MiB, length: MiB - 64, lkey: a.mr.lkey }], rdma: { remoteAddr: ro.addr + 64, rkey: ro.rkey } },
+    ]);
+    expect(vmCounters.direct - before.direct).toBe(1);
+    const ws = await completions(a, 2);
+    expect(ws.map((w) => [w.wrId, wcStatusName(w.status)])).toEqual([
+      [32, 'SUCCESS'],
+      [33, 'SUCCESS'],
+    ]);
+    if (op === WrOpcode.RDMA_READ) expect(same(a.mr.buf.subarray(64, 64 + 4096), ro.buf.subarray(8, 8 + 4096))).toBe(true);
+    expect(same(a.mr.buf.subarray(MiB, 2 * MiB - 64), ro.buf.subarray(64))).toBe(true);
+    expect(wcStatusName((await completions(b, 1))[0]!.status)).toBe('SUCCESS');
+    ro.dereg();
+  });
+
   const refused: [string, (a: Side, b: Side) => void][] = [
     ['a wrong rkey', (a, b) => read(a, 20, (b.mr.rkey ^ 0x80) >>> 0, b.mr.addr, MiB)],
     ['a range past the MR', (a, b) => read(a, 21, b.mr.rkey, b.mr.addr + b.mr.buf.length - MiB + 1, MiB)],

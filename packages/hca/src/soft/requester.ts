@@ -329,6 +329,8 @@ export class Requester {
       h.rethRkey = w.rkey;
       h.rethDmaLen = w.length - off;
       h.ackReq = true;
+      // Its response acknowledges every request before it: the tail is asked for.
+      this.tailUnasked = false;
       const out = this.tx.begin();
       if (w.vm && !this.sendReadDesc(w, h.psn, peer)) return;
       if (w.vm) markVmRef(out);
@@ -344,6 +346,7 @@ export class Requester {
       h.atomicSwapAdd = op === WrOpcode.ATOMIC_CMP_AND_SWP ? w.swap : w.compareAdd;
       h.atomicCompare = op === WrOpcode.ATOMIC_CMP_AND_SWP ? w.compareAdd : 0n;
       h.ackReq = true;
+      this.tailUnasked = false; // as for a READ: its response acknowledges what came before
       this.tx.begin();
       this.tx.end(peer, 0);
       this.pktIdx = 1;
