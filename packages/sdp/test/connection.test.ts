@@ -221,6 +221,73 @@ describe('SDP data path over a QP pair', () => {
     await sb.until(() => sb.bytes === 500_000);
   });
 
+  it.each([1, 2, 3])('keeps both streams whole under random write sizes and readers that pause at random (seed %i)', async (seed) => {
+    let st = seed;
+    const r = () => {
+      // xorshift32: the same sizes and pauses for a seed, run after run
+      st ^= st << 13;
+      st ^= st >>> 17;
+      st ^= st << 5;
+      return (st >>> 0) / 4294967296;
+    };
+    const { a, b, sa, sb } = await setup();
+    // Sizes on every path: tiny Data messages, around the zero-copy threshold and an SrcAvail's
+    // in-line bytes, around the 64 KiB direct READ size, and several MiB (window wraps).
+    const size = () => {
+      const k = r();
+      if (k < 0.35) return 1 + Math.floor(r() * 200);
+      if (k < 0.6) return 32 * 1024 - 100 + Math.floor(r() * 200);
+      if (k < 0.85) return 64 * 1024 - 50 + Math.floor(r() * 200);
+      return 1 + Math.floor(r() * 3_500_000);
+    };
+    const streams = [
+      { from: a, to: b, sink: sb, parts: [] as Buffer[] },
+      { from: b, to: a, sink: sa, parts: [] as Buffer[] },
+    ];
+    for (const s of streams) {
+      let total = 0;
+      while (total < 24 << 20) {
+        const p = randomBytes(size());
+        s.parts.push(p);
+        total += p.length;
+      }
+    }
+    // Each reader refuses at random moments and is resumed a little later.
+    const timers = new Set<NodeJS.Timeout>();
+    for (const s of streams) {
+      const sink = s.sink;
+      const take = sink.data.bind(sink);
+      sink.data = (c: Buffer) => {
+        take(c);
+        if (r() > 0.02) return true;
+        const t = setTimeout(() => {
+          timers.delete(t);
+          s.to.resume();
+        }, 1 + Math.floor(r() * 5));
+        timers.add(t);
+        return false;
+      };
+    }
+    // Writers interleave, in random runs, while both readers read.
+    const next = streams.map(() => 0);
+    while (next.some((n, i) => n < streams[i]!.parts.length)) {
+      const i = r() < 0.5 ? 0 : 1;
+      const s = streams[i]!;
+      for (let k = 1 + Math.floor(r() * 4); k > 0 && next[i]! < s.parts.length; k--) s.from.write(s.parts[next[i]!++]!);
+      if (r() < 0.2) await new Promise((res) => setImmediate(res));
+    }
+    try {
+      for (const s of streams) {
+        const want = Buffer.concat(s.parts);
+        await s.sink.until(() => s.sink.bytes === want.length || s.sink.error !== undefined || streams.some((x) => x.sink.error), 30_000);
+        expect(streams.map((x) => x.sink.error?.message)).toEqual([undefined, undefined]);
+        expect(Buffer.concat(s.sink.chunks).equals(want)).toBe(true);
+      }
+    } finally {
+      for (const t of timers) clearTimeout(t);
+    }
+  });
+
   it('reports AbortConn as ECONNRESET', async () => {
     const { a, sb } = await setup();
     await a.abort();
