@@ -552,7 +552,19 @@ export class SdpConnection {
     const name = wcStatusName(status);
     const kind = wrId >= READ_WR ? 'RDMA READ' : wrId >= RECV_BASE ? 'receive' : 'send';
     // RETRY_EXC_ERR: the peer stopped answering (it died, or its QP is gone).
-    this.#fail(new SdpSocketError('ECONNRESET', kind === 'receive' ? 'read' : 'write', `${kind} completed with ${name}`));
+    this.#failFromPeer(new SdpSocketError('ECONNRESET', kind === 'receive' ? 'read' : 'write', `${kind} completed with ${name}`));
+  }
+
+  /**
+   * Fails for what the peer sent or did. What arrived intact before it goes
+   * up first, to a reader that takes it: it may have come in the same batch
+   * of completions, and would have been handed up a moment later.
+   */
+  #failFromPeer(err: Error): void {
+    if (this.#failed) return;
+    this.#deliver(false);
+    if (this.#failed || this.#closed) return;
+    this.#fail(err);
   }
 
   #fail(err: Error): void {
@@ -684,11 +696,11 @@ export class SdpConnection {
   }
 
   #protocolError(msg: string): void {
-    this.#fail(new SdpSocketError('ECONNRESET', 'read', 'SDP protocol error', {}, { cause: new SdpProtocolError(msg) }));
+    this.#failFromPeer(new SdpSocketError('ECONNRESET', 'read', 'SDP protocol error', {}, { cause: new SdpProtocolError(msg) }));
   }
 
-  /** Hands received bytes up in order while the sink takes them, then starts the READs that can start. */
-  #deliver(): void {
+  /** Hands received bytes up in order while the sink takes them, then starts the READs that can start (unless told not to). */
+  #deliver(startReads = true): void {
     const rxBuf = this.#rxBuf;
     while (this.#rx.length > 0 && !this.#paused && !this.#failed) {
       const e = this.#rx[0]!;
@@ -737,7 +749,7 @@ export class SdpConnection {
         this.#maybeFinished();
       }
     }
-    this.#startReads();
+    if (startReads) this.#startReads();
   }
 
   /**
