@@ -269,6 +269,70 @@ describe('SdpSocket and SdpServer', () => {
   });
 });
 
+describe('SdpSocket under a random mix of stream calls', () => {
+  it.each([1, 2])('echoes writes, corked batches and writes with callbacks intact while the reader pauses at random (seed %i)', async (seed) => {
+    let st = seed * 0x9e3779b9;
+    const r = () => {
+      st ^= st << 13;
+      st ^= st >>> 17;
+      st ^= st << 5;
+      return (st >>> 0) / 4294967296;
+    };
+    const size = () => (r() < 0.5 ? 1 + Math.floor(r() * 300) : r() < 0.7 ? 60_000 + Math.floor(r() * 10_000) : 1 + Math.floor(r() * 2_000_000));
+    const server = createServer((s) => {
+      track(s).on('error', () => {});
+      s.pipe(s);
+    });
+    const port = await listening(server);
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    // The reader stops now and then, and starts again a moment later.
+    const parts: Buffer[] = [];
+    let received = 0;
+    c.on('data', (d: Buffer) => {
+      parts.push(d);
+      received += d.length;
+      if (r() < 0.05) {
+        c.pause();
+        setTimeout(() => c.resume(), 1 + Math.floor(r() * 4));
+      }
+    });
+    const sent: Buffer[] = [];
+    let callbacks = 0;
+    let writes = 0;
+    let total = 0;
+    while (total < 40 << 20) {
+      const k = r();
+      if (k < 0.2) {
+        // A corked batch leaves as one: an HTTP head and body.
+        c.cork();
+        for (let i = 1 + Math.floor(r() * 5); i > 0; i--) {
+          const b = randomBytes(size());
+          sent.push(b);
+          total += b.length;
+          writes++;
+          c.write(b, () => callbacks++);
+        }
+        process.nextTick(() => c.uncork());
+      } else {
+        const b = randomBytes(size());
+        sent.push(b);
+        total += b.length;
+        writes++;
+        if (!c.write(b, () => callbacks++)) await once(c, 'drain');
+      }
+      if (r() < 0.1) await new Promise((res) => setImmediate(res));
+    }
+    const ended = once(c, 'end');
+    c.end();
+    await ended;
+    expect(received).toBe(total);
+    expect(Buffer.concat(parts).equals(Buffer.concat(sent))).toBe(true);
+    expect(callbacks).toBe(writes);
+    expect(c.bytesWritten).toBe(total);
+  });
+});
+
 describe('SdpServer lifecycle', () => {
   it('close() during listen() leaves nothing listening', async () => {
     const server = createServer();
