@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SdpConnection, type ConnectionOptions } from '../src/connection.js';
 import { Collector } from './helpers/collector.js';
 import { qpPair, type QpPair } from './helpers/qp-pair.js';
+import { seeded } from './helpers/seeded.js';
 
 const OPTS: ConnectionOptions = { rxBufs: 8, rxBufSize: 4096, txBufs: 8, zcopyThreshold: 32 * 1024 };
 
@@ -179,14 +180,7 @@ describe('SDP data path over a QP pair', () => {
   });
 
   it.each([1, 2, 3])('keeps both streams whole under random write sizes and readers that pause at random (seed %i)', async (seed) => {
-    let st = seed;
-    const r = () => {
-      // xorshift32: the same sizes and pauses for a seed, run after run
-      st ^= st << 13;
-      st ^= st >>> 17;
-      st ^= st << 5;
-      return (st >>> 0) / 4294967296;
-    };
+    const r = seeded(seed);
     const { a, b, sa, sb } = await setup();
     // Sizes on every path: tiny Data messages, around the zero-copy threshold and an SrcAvail's
     // in-line bytes, around the 64 KiB direct READ size, and several MiB (window wraps).

@@ -5,6 +5,7 @@ import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer } from '../src/index.js';
 import { errorOf, once, sleep } from './helpers/wait.js';
+import { seeded } from './helpers/seeded.js';
 
 const open: (SdpSocket | SdpServer)[] = [];
 
@@ -271,13 +272,7 @@ describe('SdpSocket and SdpServer', () => {
 
 describe('SdpSocket under a random mix of stream calls', () => {
   it.each([1, 2])('echoes writes, corked batches and writes with callbacks intact while the reader pauses at random (seed %i)', async (seed) => {
-    let st = seed * 0x9e3779b9;
-    const r = () => {
-      st ^= st << 13;
-      st ^= st >>> 17;
-      st ^= st << 5;
-      return (st >>> 0) / 4294967296;
-    };
+    const r = seeded(seed * 0x9e3779b9);
     const size = () => (r() < 0.5 ? 1 + Math.floor(r() * 300) : r() < 0.7 ? 60_000 + Math.floor(r() * 10_000) : 1 + Math.floor(r() * 2_000_000));
     const server = createServer((s) => {
       track(s).on('error', () => {});

@@ -34,7 +34,7 @@ export const enum FaultAction {
 }
 
 /** mulberry32: tiny, fast, and good enough to make fault runs reproducible. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -8,6 +8,7 @@
 // [DEST_AT, DEST_AT + DEST_BYTES).
 import { SendFlags, WrOpcode } from '../../src/enums.js';
 import type { SendWr } from '../../src/provider.js';
+import { mulberry32 } from '../../src/soft/faults.js';
 
 export const MiB = 1 << 20;
 const KiB = 1 << 10;
@@ -22,17 +23,6 @@ const DEST_AT = MiB;
 const DEST_BYTES = 3 * MiB;
 /** Requester memory the mix needs. */
 export const LOCAL_BYTES = DEST_AT + DEST_BYTES;
-
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A length that lands on every path: tiny, around an MTU, around the 64 KiB by-reference/direct size, large. */
 function pickLength(r: () => number, max: number): number {
@@ -81,7 +71,7 @@ export class RcMix {
     private readonly ro?: Region & { buf: Uint8Array },
     private readonly maxSend = 4096,
   ) {
-    this.r = rng(seed);
+    this.r = mulberry32(seed);
     for (let i = 0; i < SRC_BYTES; i++) local.buf[i] = Math.floor(this.r() * 256);
     this.model = Uint8Array.from(initial.subarray(0, MODEL_BYTES));
     this.view = new DataView(this.model.buffer);
