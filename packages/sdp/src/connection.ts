@@ -439,7 +439,7 @@ export class SdpConnection {
 
   /** Sends a credit update as a keepalive probe: a dead peer fails it with RETRY_EXC_ERR. */
   probe(): void {
-    if (this.#closed || this.#sentDisConn) return;
+    if (this.#closed || this.#failed) return;
     if (this.#txMr && this.#credits >= 1 && this.#freeSlots() > 0) this.#sendControl(CREDIT_UPDATE);
   }
 
@@ -1072,7 +1072,9 @@ export class SdpConnection {
   }
 
   #maybeCreditUpdate(): void {
-    if (this.#failed || this.#sentDisConn || !this.#txMr) return;
+    // Also after our DisConn: the peer may still be sending, and only we can give it credits (as a
+    // half-closed TCP socket still advertises its window).
+    if (this.#failed || this.#closed || !this.#txMr) return;
     // What the peer believes it may still send us.
     const estimate = this.#advBufs - ((this.#lastRecvMseq - this.#advMseqAck) | 0);
     const gain = this.#rxPosted - estimate;

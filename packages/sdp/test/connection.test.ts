@@ -113,6 +113,19 @@ describe('SDP data path over a QP pair', () => {
     await sb.until(() => sb.finishedFlag);
   });
 
+  it('keeps returning credits after its own DisConn: the peer\'s many small writes all arrive', async () => {
+    const { a, b, sa, sb } = await setup();
+    a.end();
+    await sb.until(() => sb.ended);
+    // Far more Data messages than a's 8 receive buffers: each credit b spends must come back from a.
+    const chunk = randomBytes(1000);
+    for (let i = 0; i < 2000; i++) b.write(chunk);
+    b.end();
+    await sa.until(() => (sa.bytes === 2_000_000 && sa.ended && sa.finishedFlag) || sa.error !== undefined, 20_000);
+    expect(sa.error).toBeUndefined();
+    expect(Buffer.concat(sa.chunks).equals(Buffer.concat(Array.from({ length: 2000 }, () => chunk)))).toBe(true);
+  });
+
   it('finishes when its last send is an RdmaRdCompl that follows its own DisConn', async () => {
     const { a, b, sa, sb } = await setup();
     a.end();
@@ -179,7 +192,7 @@ describe('SDP data path over a QP pair', () => {
     await sb.until(() => sb.bytes === 500_000);
   });
 
-  it.each([1, 2, 3])('keeps both streams whole under random write sizes and readers that pause at random (seed %i)', async (seed) => {
+  it.each([1, 2, 3, 118])('keeps both streams whole, and half-closes both, under random write sizes and readers that pause at random (seed %i)', async (seed) => {
     const r = seeded(seed);
     const { a, b, sa, sb } = await setup();
     // Sizes on every path: tiny Data messages, around the zero-copy threshold and an SrcAvail's
@@ -219,21 +232,27 @@ describe('SDP data path over a QP pair', () => {
         return false;
       };
     }
-    // Writers interleave, in random runs, while both readers read.
+    // Writers interleave, in random runs, while both readers read; each half-closes (DisConn) after
+    // its last write, while the other direction may still be sending, READing and owing RdmaRdCompls.
     const next = streams.map(() => 0);
     while (next.some((n, i) => n < streams[i]!.parts.length)) {
       const i = r() < 0.5 ? 0 : 1;
       const s = streams[i]!;
+      if (next[i]! === s.parts.length) continue;
       for (let k = 1 + Math.floor(r() * 4); k > 0 && next[i]! < s.parts.length; k--) s.from.write(s.parts[next[i]!++]!);
+      if (next[i]! === s.parts.length) s.from.end();
       if (r() < 0.2) await new Promise((res) => setImmediate(res));
     }
     try {
       for (const s of streams) {
         const want = Buffer.concat(s.parts);
-        await s.sink.until(() => s.sink.bytes === want.length || s.sink.error !== undefined || streams.some((x) => x.sink.error), 30_000);
+        const failed = () => streams.some((x) => x.sink.error);
+        await s.sink.until(() => (s.sink.bytes === want.length && s.sink.ended && s.sink.finishedFlag) || failed(), 30_000);
         expect(streams.map((x) => x.sink.error?.message)).toEqual([undefined, undefined]);
         expect(Buffer.concat(s.sink.chunks).equals(want)).toBe(true);
       }
+      // Both DisConns went and came back: each side finished, with nothing unread and nothing unsent.
+      expect([sa.finishedFlag, sb.finishedFlag]).toEqual([true, true]);
     } finally {
       for (const t of timers) clearTimeout(t);
     }

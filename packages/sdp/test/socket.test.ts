@@ -98,6 +98,23 @@ describe('SdpSocket and SdpServer', () => {
     await Promise.all([once(c, 'close'), once(s, 'close')]);
   });
 
+  it('answers at length after the client half-closed: end(request), then a reply of many small writes', async () => {
+    const { port, next } = await serve({ allowHalfOpen: true });
+    const c = track(connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
+    await once(c, 'connect');
+    const s = await next();
+    const request = collect(s);
+    c.end('GET');
+    expect((await request).toString()).toBe('GET');
+    // Thousands of Data messages: the half-closed client must keep returning credits for them.
+    const line = Buffer.alloc(700, 'x');
+    const reply = collect(c);
+    for (let i = 0; i < 3000; i++) if (!s.write(line)) await once(s, 'drain');
+    s.end();
+    expect((await reply).length).toBe(3000 * line.length);
+    await Promise.all([once(c, 'close'), once(s, 'close')]);
+  });
+
   it('half-closes server → client first', async () => {
     const server = createServer({ allowHalfOpen: true }, (s) => {
       track(s);
