@@ -345,6 +345,46 @@ describe('SdpSocket under a random mix of stream calls', () => {
   });
 });
 
+describe('SdpSocket destroyed mid-stream', () => {
+  it.each([1, 2, 3, 4, 5, 6])('either end destroyed at a random moment of a two-way stream: the other closes, with ECONNRESET or cleanly, and nothing hangs (seed %i)', async (seed) => {
+    const r = seeded(seed * 7919);
+    const { port, next } = await serve();
+    const c = track(connect(port, '127.0.0.1'));
+    await once(c, 'connect');
+    const s = await next();
+    s.pipe(s);
+    const errors: NodeJS.ErrnoException[] = [];
+    for (const x of [c, s]) {
+      x.on('error', (e: NodeJS.ErrnoException) => errors.push(e));
+      x.on('data', () => {});
+    }
+    // 'close' whatever came before it ('error' included), within 20 s.
+    const closeOf = (x: SdpSocket) =>
+      new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no close within 20 s')), 20_000);
+        x.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    const cClosed = closeOf(c);
+    const closed = Promise.all([cClosed, closeOf(s)]);
+    const victim = r() < 0.5 ? c : s;
+    const after = Math.floor(r() * 40);
+    for (let i = 0; i < 60 && !victim.destroyed; i++) {
+      const size = r() < 0.5 ? 1 + Math.floor(r() * 2000) : 1 + Math.floor(r() * 1_500_000);
+      if (i === after) victim.destroy();
+      else if (!c.destroyed && !c.write(Buffer.alloc(size, i))) await Promise.race([once(c, 'drain').catch(() => {}), cClosed]);
+      if (r() < 0.3) await sleep(0);
+    }
+    if (!victim.destroyed) victim.destroy();
+    await closed;
+    // Only the survivor may see an error, and only a reset.
+    for (const e of errors) expect(e.code).toBe('ECONNRESET');
+    expect(errors.length).toBeLessThanOrEqual(1);
+  });
+});
+
 describe('SdpServer lifecycle', () => {
   it('close() during listen() leaves nothing listening', async () => {
     const server = createServer();
