@@ -1,7 +1,8 @@
 // Sockets and servers in one process, connected through @ibal/cm.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
+import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer } from '../src/index.js';
 import { errorOf, once, sleep } from './helpers/wait.js';
@@ -382,6 +383,82 @@ describe('SdpSocket destroyed mid-stream', () => {
     // Only the survivor may see an error, and only a reset.
     for (const e of errors) expect(e.code).toBe('ECONNRESET');
     expect(errors.length).toBeLessThanOrEqual(1);
+  });
+});
+
+describe("Node's http over SdpSocket", () => {
+  it('carries random request and response bodies (empty to 3 MB, sized or chunked) on keep-alive sockets, hash-identical', async () => {
+    const r = seeded(4242);
+    const bodyOf = (n: number, tag: number) => {
+      const b = Buffer.allocUnsafe(n);
+      for (let i = 0; i < n; i += 4096) b.fill((tag + i / 4096) & 0xff, i, Math.min(n, i + 4096));
+      return b;
+    };
+    const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+    const hs = http.createServer((req, res) => {
+      const h = createHash('sha256');
+      let n = 0;
+      req.on('data', (d: Buffer) => {
+        h.update(d);
+        n += d.length;
+      });
+      req.on('end', () => {
+        const size = Number(req.headers['x-want']);
+        const body = bodyOf(size, size);
+        res.setHeader('x-got', `${n}:${h.digest('hex')}`);
+        // Half the responses sized, half chunked in pieces.
+        if (req.headers['x-chunked']) {
+          for (let at = 0; at < body.length; at += 300_001) res.write(body.subarray(at, at + 300_001));
+          res.end();
+        } else {
+          res.setHeader('content-length', body.length);
+          res.end(body);
+        }
+      });
+    });
+    const server = createServer((s) => {
+      track(s).on('error', () => {});
+      hs.emit('connection', s);
+    });
+    const port = await listening(server);
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 3 });
+    // The agent's sockets are SDP sockets too.
+    (agent as unknown as { createConnection: (o: { port: number; host: string }) => SdpSocket }).createConnection = (o) => track(connect(o.port, o.host));
+    try {
+      const one = (i: number) =>
+        new Promise<void>((resolve, reject) => {
+          const up = r() < 0.3 ? 0 : Math.floor(r() * 3_000_000);
+          const down = r() < 0.3 ? 0 : Math.floor(r() * 3_000_000);
+          const body = bodyOf(up, i);
+          const req = http.request({ port, host: '127.0.0.1', method: 'POST', path: `/${i}`, agent, headers: { 'x-want': String(down), ...(r() < 0.5 ? { 'x-chunked': '1' } : {}) } }, (res) => {
+            // Taken now: a keep-alive socket leaves the response when it ends.
+            const transport = (res.socket as SdpSocket | null)?.transport;
+            const parts: Buffer[] = [];
+            res.on('data', (d: Buffer) => parts.push(d));
+            res.on('end', () => {
+              try {
+                expect(transport).toBe('sdp');
+                expect(res.headers['x-got']).toBe(`${up}:${sha(body)}`);
+                expect(sha(Buffer.concat(parts))).toBe(sha(bodyOf(down, down)));
+                resolve();
+              } catch (e) {
+                reject(e);
+              }
+            });
+          });
+          req.on('error', reject);
+          // Half the request bodies in several writes.
+          if (r() < 0.5) {
+            for (let at = 0; at < body.length; at += 250_003) req.write(body.subarray(at, at + 250_003));
+            req.end();
+          } else req.end(body);
+        });
+      const all: Promise<void>[] = [];
+      for (let i = 0; i < 40; i++) all.push(one(i));
+      await Promise.all(all);
+    } finally {
+      agent.destroy();
+    }
   });
 });
 
