@@ -432,7 +432,7 @@ describe("Node's http over SdpSocket", () => {
           const body = bodyOf(up, i);
           const req = http.request({ port, host: '127.0.0.1', method: 'POST', path: `/${i}`, agent, headers: { 'x-want': String(down), ...(r() < 0.5 ? { 'x-chunked': '1' } : {}) } }, (res) => {
             // Taken now: a keep-alive socket leaves the response when it ends.
-            const transport = (res.socket as SdpSocket | null)?.transport;
+            const transport = (res.socket as unknown as SdpSocket | null)?.transport;
             const parts: Buffer[] = [];
             res.on('data', (d: Buffer) => parts.push(d));
             res.on('end', () => {
