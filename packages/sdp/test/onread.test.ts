@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer, type SdpOnread } from '../src/index.js';
+import { seeded } from './helpers/seeded.js';
 import { once, sleep } from './helpers/wait.js';
 
 const open: (SdpSocket | SdpServer)[] = [];
@@ -45,6 +46,37 @@ function sha(b: Buffer | Buffer[]): string {
 }
 
 describe('onread', () => {
+  it.each([1, 2, 3])('takes a random stream (sizes on every path) into buffers of random sizes, pausing at random, in order (seed %i)', async (seed) => {
+    const r = seeded(seed * 104729);
+    const sizes = Array.from({ length: 120 }, () => {
+      const k = r();
+      return k < 0.4 ? 1 + Math.floor(r() * 300) : k < 0.7 ? 64 * 1024 - 100 + Math.floor(r() * 200) : 1 + Math.floor(r() * 2_500_000);
+    });
+    const chunks = sizes.map((n) => randomBytes(n));
+    const port = await source(chunks);
+    const buffer = Buffer.alloc(1 + Math.floor(r() * 200_000));
+    const got: Buffer[] = [];
+    let s: SdpSocket | undefined = undefined;
+    s = connect({
+      port,
+      host: '127.0.0.1',
+      onread: {
+        buffer,
+        callback: (n, buf) => {
+          got.push(Buffer.from(buf.subarray(0, n)));
+          if (r() > 0.03) return true;
+          setTimeout(() => s!.resume(), 1 + Math.floor(r() * 3));
+          return false;
+        },
+      },
+    });
+    open.push(s);
+    await once(s, 'end', 60_000);
+    expect(sha(got)).toBe(sha(chunks));
+    expect(s.bytesRead).toBe(sizes.reduce((a, n) => a + n, 0));
+  }, 90_000);
+
+
   it('copies every byte into the caller’s buffer, a buffer-full per callback, with no data events', async () => {
     const chunks = mixed();
     const port = await source(chunks);
