@@ -98,9 +98,9 @@ export function runNode(file, { timeoutMs = 30_000, env = {} } = {}) {
 
 /**
  * Declares one test per runnable example of the package's README (and one
- * that there is at least one): each must exit with status 0 (every
- * rank, for a job), write nothing to stderr, and print something. `launch` runs examples marked
- * `ranks=N` (an MPI job); without it they are an error.
+ * that there is at least one): each must exit with status 0 (every rank,
+ * for a job), write nothing to stderr, and print something. `launch` runs
+ * examples marked `ranks=N` (an MPI job); without it they are an error.
  */
 export function describeReadme(pkgUrl, { launch, timeoutMs = 30_000 } = {}) {
   const pkgDir = fileURLToPath(pkgUrl);

@@ -12,10 +12,10 @@ import { mulberry32 } from '../../src/soft/faults.js';
 
 export const MiB = 1 << 20;
 const KiB = 1 << 10;
-export const SLOT = 256 * KiB;
-export const SLOTS = 12;
-export const COUNTERS = SLOTS * SLOT;
-export const COUNTER_COUNT = 64;
+const SLOT = 256 * KiB;
+const SLOTS = 12;
+const COUNTERS = SLOTS * SLOT;
+const COUNTER_COUNT = 64;
 /** Responder bytes the model covers: the slots and the counters. */
 export const MODEL_BYTES = COUNTERS + 8 * COUNTER_COUNT;
 const SRC_BYTES = MiB;
