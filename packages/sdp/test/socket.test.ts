@@ -42,6 +42,14 @@ async function serve(opts: { allowHalfOpen?: boolean } = {}) {
   return { server, port, next };
 }
 
+/** A client connected to a new server, and the server's side of it. */
+async function connected(opts: { allowHalfOpen?: boolean } = {}) {
+  const { server, port, next } = await serve(opts);
+  const c = track(connect({ port, host: '127.0.0.1', ...opts }));
+  await once(c, 'connect');
+  return { server, port, c, s: await next() };
+}
+
 function track<T extends SdpSocket>(s: T): T {
   open.push(s);
   return s;
@@ -83,10 +91,7 @@ describe('SdpSocket and SdpServer', () => {
   });
 
   it('half-closes in both directions with allowHalfOpen', async () => {
-    const { port, next } = await serve({ allowHalfOpen: true });
-    const c = track(connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
-    await once(c, 'connect');
-    const s = await next();
+    const { c, s } = await connected({ allowHalfOpen: true });
     // Client → server closes first; the server still talks.
     const atServer = collect(s);
     c.end('client done');
@@ -100,10 +105,7 @@ describe('SdpSocket and SdpServer', () => {
   });
 
   it('answers at length after the client half-closed: end(request), then a reply of many small writes', async () => {
-    const { port, next } = await serve({ allowHalfOpen: true });
-    const c = track(connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
-    await once(c, 'connect');
-    const s = await next();
+    const { c, s } = await connected({ allowHalfOpen: true });
     const request = collect(s);
     c.end('GET');
     expect((await request).toString()).toBe('GET');
@@ -217,10 +219,7 @@ describe('SdpSocket and SdpServer', () => {
   });
 
   it("emits 'timeout' after idle time and resets the peer with ECONNRESET on destroy", async () => {
-    const { port, next } = await serve();
-    const c = track(connect(port, '127.0.0.1'));
-    await once(c, 'connect');
-    const s = await next();
+    const { c, s } = await connected();
     c.setTimeout(150);
     await once(c, 'timeout', 5000);
     c.setTimeout(0);
@@ -260,10 +259,7 @@ describe('SdpSocket and SdpServer', () => {
   });
 
   it('applies backpressure: write() returns false and drain follows when the reader resumes', async () => {
-    const { port, next } = await serve();
-    const c = track(connect(port, '127.0.0.1'));
-    await once(c, 'connect');
-    const s = await next();
+    const { c, s } = await connected();
     s.pause();
     const chunk = Buffer.alloc(8000, 1);
     let sent = 0;
@@ -349,10 +345,7 @@ describe('SdpSocket under a random mix of stream calls', () => {
 describe('SdpSocket destroyed mid-stream', () => {
   it.each([1, 2, 3, 4, 5, 6])('either end destroyed at a random moment of a two-way stream: the other closes, with ECONNRESET or cleanly, and nothing hangs (seed %i)', async (seed) => {
     const r = seeded(seed * 7919);
-    const { port, next } = await serve();
-    const c = track(connect(port, '127.0.0.1'));
-    await once(c, 'connect');
-    const s = await next();
+    const { c, s } = await connected();
     s.pipe(s);
     const errors: NodeJS.ErrnoException[] = [];
     for (const x of [c, s]) {
