@@ -1173,10 +1173,15 @@ export class CmId {
     });
   }
 
-  /** A new REQ from the same peer QPN: the peer forgot this connection. */
+  /** A new REQ or REP from the same peer QPN: the peer forgot this connection. */
   #staleTeardown(): void {
     if (this.cmState === CmState.ESTABLISHED) {
       this.#sendDreq();
+      this.#reportDisconnect(0);
+    } else if (this.cmState === CmState.DREQ_SENT) {
+      // Our DREQ will get no DREP from a peer that no longer knows the connection; waiting out its
+      // retries would make every new connection to that peer's QPN stale meanwhile.
+      this.#enterTimewait();
       this.#reportDisconnect(0);
     }
   }

@@ -24,6 +24,8 @@ const RD_ATOMIC = MAX_READS;
 const REJ_INVALID_SERVICE_ID = 8;
 /** The passive CM still held a connection from our QPN (a process before us died); it has dropped it now. */
 const REJ_STALE_CONN = 10;
+/** Connection attempts after a STALE_CONN reject (see connectLink). */
+const STALE_RETRIES = 7;
 
 type Handler = (e: CmEvent) => void;
 
@@ -175,13 +177,16 @@ export interface ConnectLinkOptions {
 
 /** The active side: resolve, REQ with Hello, REP with HelloAck, RTU. */
 export async function connectLink(o: ConnectLinkOptions, sink: ConnectionSink, opts: ConnectionOptions): Promise<Link> {
-  // A STALE_CONN reject means the peer's CM remembered a dead process's
-  // connection from our address and QPN and has just released it: retry.
+  // A STALE_CONN reject means one CM remembered a connection of a dead
+  // process from the same address and QPN, and has just let it go: retry.
+  // Each attempt meets a new QPN of the peer's, so a peer restarted on the
+  // same port while we still held several connections of its earlier runs
+  // can take one attempt per connection held.
   for (let attempt = 0; ; attempt++) {
     try {
       return await connectOnce(o, sink, opts);
     } catch (err) {
-      if (!(err as { stale?: boolean }).stale || attempt >= 2) throw err;
+      if (!(err as { stale?: boolean }).stale || attempt >= STALE_RETRIES) throw err;
     }
   }
 }
