@@ -6,7 +6,7 @@ import { vmCounters } from '../src/soft/vm-path.js';
 import { sysStatus } from '../src/sys/status.js';
 import { PeerProcess, type PeerHello } from './helpers/child.js';
 import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
-import { LOCAL_BYTES, MODEL_BYTES, MiB, RcMix } from './helpers/rc-mix.js';
+import { LOCAL_BYTES, MODEL_BYTES, MiB, RcMix, type Batch } from './helpers/rc-mix.js';
 
 // Random mixes of everything an RC QP does (helpers/rc-mix.ts), checked
 // against a model of the responder's memory: SENDs (inline or not, signaled
@@ -34,6 +34,14 @@ afterEach(() => {
   live = [];
 });
 
+/** Posts a batch and checks what the requester sees: its completions, in order and successful, and what its READs and atomics returned. */
+async function postAndCheck(s: Side, mix: RcMix, batch: Batch, where: string): Promise<void> {
+  s.qp.postSend(batch.wrs);
+  const got = await completions(s, batch.signaled.length, 30_000);
+  expect(got.map((w) => [w.wrId, wcStatusName(w.status)]), where).toEqual(batch.signaled.map((id) => [id, 'SUCCESS']));
+  expect(mix.check(batch), where).toBeUndefined();
+}
+
 /** Runs `batches` random batches between two devices of this process; returns what went by reference and direct, and the retransmissions. */
 async function run(seed: number, batches: number, opts: Parameters<typeof pair>[0] = {}) {
   const [a, b] = await pair({ size: 4 * MiB, providerMemory: true, maxSendWr: 512, ...opts });
@@ -58,11 +66,8 @@ async function run(seed: number, batches: number, opts: Parameters<typeof pair>[
     const batch = mix.batch(recvSeq - recvDone);
     if (batch.wrs.length === 0) continue;
     ops += batch.wrs.length;
-    a.qp.postSend(batch.wrs);
     const where = `seed ${seed} batch ${i}`;
-    const got = await completions(a, batch.signaled.length, 30_000);
-    expect(got.map((w) => [w.wrId, wcStatusName(w.status)]), where).toEqual(batch.signaled.map((id) => [id, 'SUCCESS']));
-    expect(mix.check(batch), where).toBeUndefined();
+    await postAndCheck(a, mix, batch, where);
     if (batch.sends.length > 0) {
       const rx = await completions(b, batch.sends.length, 30_000);
       batch.sends.forEach((s, k) => {
@@ -130,11 +135,7 @@ describe('soft HCA RC: random mixes of every operation against a model of the re
       // The peer reposts each receive as it takes it; a few SENDs a batch never outrun its 256.
       const batch = mix.batch(4);
       if (batch.wrs.length === 0) continue;
-      s.qp.postSend(batch.wrs);
-      const where = `seed ${seed} batch ${i}`;
-      const got = await completions(s, batch.signaled.length, 30_000);
-      expect(got.map((w) => [w.wrId, wcStatusName(w.status)]), where).toEqual(batch.signaled.map((id) => [id, 'SUCCESS']));
-      expect(mix.check(batch), where).toBeUndefined();
+      await postAndCheck(s, mix, batch, `seed ${seed} batch ${i}`);
       for (const x of batch.sends) {
         stream.update(s.mr.buf.subarray(x.from, x.from + x.len));
         streamBytes += x.len;

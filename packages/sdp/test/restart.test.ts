@@ -4,14 +4,15 @@
 // runs (their peer died before answering our DREQ). Every connection must
 // still succeed, as TCP's would to a restarted server.
 
-// Over UDP, where every run of the peer binds the RoCE port 4791 (set before any device opens).
-process.env.IBAL_SOFT_SHM = '0';
-
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, type SdpSocket } from '../src/index.js';
 import { Peer, fixtures } from './helpers/child.js';
 import { once } from './helpers/wait.js';
+
+// Over UDP, where every run of the peer binds the RoCE port 4791. Imports run first, but no
+// device opens before the first connect below, which reads this.
+process.env.IBAL_SOFT_SHM = '0';
 
 const peers: Peer[] = [];
 afterAll(() => {
