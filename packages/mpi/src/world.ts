@@ -226,8 +226,14 @@ export class World {
     let failed: Error | undefined = this.engine.failure;
     if (!failed) {
       try {
-        // Outstanding rendezvous sends still own user buffers: let them finish.
-        if (this.engine.pendingSends > 0) await this.engine.until(() => this.engine.pendingSends === 0);
+        // Outstanding rendezvous sends still own user buffers: let them
+        // finish. Messages a transport still queues (eager sends, which
+        // completed when queued, and FINs) move only while this rank makes
+        // progress, which the fence below does not: hand them over first, or
+        // a peer waiting for them would wait at its receive while this rank
+        // waits at the fence.
+        const engine = this.engine;
+        if (engine.pendingSends > 0 || engine.unsent > 0) await engine.until(() => engine.pendingSends === 0 && engine.unsent === 0);
         await this.#client.fence(timeoutMs);
       } catch (err) {
         failed = err as Error;

@@ -36,6 +36,38 @@ describe('point to point', () => {
     expect(JSON.parse(r.stdout[0]!).transports).toEqual(['self', 'verbs']);
   });
 
+  // Both directions flooded before anyone receives: each side's queue stalls
+  // for credits (verbs) or ring room (shm) that only the other side returns.
+  // Over verbs this hung with the default credit window before credits went
+  // back in CREDIT messages while the data queue is stalled.
+  for (const [name, env] of [
+    ['shared memory, 4 KiB rings', { MPILITE_SHM_RING_BYTES: '4096' }],
+    ['verbs RC over UDP', { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }],
+    ['verbs RC over UDP, the smallest credit window', { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0', MPILITE_VERBS_CREDITS: '4' }],
+    ["verbs RC, the soft HCA's same-host path", { MPILITE_TRANSPORTS: 'verbs' }],
+  ] as const) {
+    it(`3 ranks flood each other before receiving: ${name}`, async () => {
+      const r = await runJob(3, 'exchange-flood.mjs', ['300'], { env, timeoutMs: 30_000 });
+      expectClean(r);
+      for (const out of r.stdout) expect(out).toContain('exchange-flood ok');
+    });
+  }
+
+  // Eager sends complete when queued; finalize must still deliver what the
+  // transport holds, or the receiver waits at its Recv while the sender waits
+  // at finalize's fence (it did, over every transport).
+  for (const [name, env] of [
+    ['shared memory', {}],
+    ['verbs RC over UDP', { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }],
+    ["verbs RC, the soft HCA's same-host path", { MPILITE_TRANSPORTS: 'verbs' }],
+  ] as const) {
+    it(`finalize delivers eager sends still queued: ${name}`, async () => {
+      const r = await runJob(2, 'finalize-flush.mjs', [], { env, timeoutMs: 30_000 });
+      expectClean(r);
+      for (const out of r.stdout) expect(out).toContain('finalize-flush ok');
+    });
+  }
+
   it('everything eager or everything rendezvous (thresholds from the environment)', async () => {
     const eager = await runJob(2, 'p2p-check.mjs', [], { env: { MPILITE_SHM_EAGER_LIMIT: '131000', MPILITE_SHM_RING_BYTES: String(1 << 20) } });
     expectClean(eager);

@@ -223,6 +223,13 @@ export class Engine implements Progress {
     return this.#sends.size;
   }
 
+  /** Messages transports still hold for their peers (eager sends complete when queued). */
+  get unsent(): number {
+    let n = 0;
+    for (const ep of this.endpoints) if (ep) n += ep.queued;
+    return n;
+  }
+
   close(): void {
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;

@@ -36,6 +36,10 @@ export class SelfTransport implements Transport, Endpoint {
     done(new Error('self transport has no rendezvous'));
   }
 
+  get queued(): number {
+    return this.#queue.length;
+  }
+
   progress(): number {
     if (this.#queue.length === 0) return 0;
     const q = this.#queue;

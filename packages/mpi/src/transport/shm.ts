@@ -71,7 +71,7 @@ export class ShmEndpoint implements Endpoint {
   send(header: Int32Array, payload: Uint8Array | undefined): void {
     if (this.#queue.length > 0 || !this.#write(header, payload)) {
       this.#queue.push({ header: header.slice(0, HDR_WORDS), payload: payload?.slice() });
-      this.#askForSpace();
+      this.flush();
     }
   }
 
@@ -87,21 +87,17 @@ export class ShmEndpoint implements Endpoint {
     return true;
   }
 
-  // Raise the flag, then look once more: either the consumer sees the flag
-  // after it drains, or this retry sees the room it made.
-  #askForSpace(): void {
-    Atomics.store(this.#fullFlag, 0, 1);
-    this.flush();
-  }
-
   /** Writes what the ring had no room for; returns how many went. */
   flush(): number {
     let n = 0;
     while (this.#queue.length > 0) {
       const m = this.#queue[0]!;
       if (!this.#write(m.header, m.payload)) {
+        // Raise the flag, then look once more: a consumer that drained
+        // between the failed write and the flag saw no flag and rang no one,
+        // and both sides could then sleep for good.
         Atomics.store(this.#fullFlag, 0, 1);
-        break;
+        if (!this.#write(m.header, m.payload)) break;
       }
       this.#queue.shift();
       n++;

@@ -16,6 +16,8 @@ export interface Endpoint {
   readonly kind: string;
   /** Messages up to this many bytes go eagerly. */
   readonly eagerLimit: number;
+  /** Messages send() accepted that have not reached the peer's side yet (ring full, no credits): only progress moves them. */
+  readonly queued: number;
   /**
    * Sends a header (HDR_WORDS words) and an optional payload, after every
    * message sent before it. Copies both before returning, so the caller may

@@ -102,6 +102,10 @@ class VerbsEndpoint implements Endpoint {
     this.credits = new Credits(window);
   }
 
+  get queued(): number {
+    return this.queue.length + this.readQueue.length;
+  }
+
   postRecv(slot: number): void {
     this.qp.postRecv({ wrId: wrId(KIND_RECV, this.idx, slot), sgList: [this.recvMr.sge(slot * this.slot, this.slot)] });
   }
@@ -139,7 +143,12 @@ class VerbsEndpoint implements Endpoint {
       this.#postRead(this.readQueue.shift()!);
       n++;
     }
-    if (this.queue.length === 0 && this.credits.shouldReturn()) {
+    // Credits ride on data messages, but a queue stalled for want of credits
+    // carries none: when both sides' queues stall so, only CREDIT messages
+    // (on the credit kept back for them) free both. Without this, two ranks
+    // that each sent a window's worth of eager messages to the other before
+    // receiving waited on each other forever.
+    if (this.credits.shouldReturn() && (this.queue.length === 0 || !this.credits.canSend())) {
       const h = this.#t.scratch;
       h.fill(0);
       h[W_TYPE] = MsgType.CREDIT;
