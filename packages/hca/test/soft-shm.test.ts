@@ -5,7 +5,7 @@ import { QpType, SendFlags, WcOpcode, WcStatus, WrOpcode, wcStatusName } from '.
 import { newWorkCompletion } from '../src/provider.js';
 import type { SoftQp } from '../src/soft/qp.js';
 import { sysStatus } from '../src/sys/status.js';
-import { POLL_MAX_MS, POLL_MIN_MS, nextPollMs } from '../src/soft/shm-link.js';
+import { POLL_MAX_MS, POLL_MIN_MS, POLL_OVERSUBSCRIBED_MS, nextPollMs, pollCeilingMs } from '../src/soft/shm-link.js';
 import { PeerProcess, type PeerHello } from './helpers/child.js';
 import { close, completions, connectRemote, pair, side, type Side } from './helpers/pair.js';
 import { useShmMode } from './helpers/shm-mode.js';
@@ -185,5 +185,21 @@ describe('the shared-memory reader\'s poll window', () => {
     expect(w).toBe(POLL_MIN_MS);
     // A window that grew holds while sleeps stay between four and sixteen windows.
     expect(nextPollMs(0.4, 'ok', 5)).toBe(0.4);
+  });
+
+  it('stays short while this process and its local peers outnumber the cores', () => {
+    expect(pollCeilingMs(1, 2)).toBe(POLL_MAX_MS);
+    expect(pollCeilingMs(2, 2)).toBe(POLL_OVERSUBSCRIBED_MS);
+    expect(pollCeilingMs(3, 4)).toBe(POLL_MAX_MS);
+    const ceiling = pollCeilingMs(3, 2);
+    // Answers that come soon after each sleep no longer grow it...
+    let w = POLL_MIN_MS;
+    for (let i = 0; i < 6; i++) w = nextPollMs(w, 'ok', 0.05, ceiling);
+    expect(w).toBe(POLL_OVERSUBSCRIBED_MS);
+    // ...a window grown before a third peer came is cut at once, whatever the sleep...
+    expect(nextPollMs(POLL_MAX_MS, 'ok', 5, ceiling)).toBe(POLL_OVERSUBSCRIBED_MS);
+    expect(nextPollMs(POLL_MAX_MS, 'timed-out', 1000, ceiling)).toBe(POLL_OVERSUBSCRIBED_MS);
+    // ...and grows again once the peers fit the cores.
+    expect(nextPollMs(w, 'ok', 0.05, pollCeilingMs(1, 2))).toBe(2 * POLL_OVERSUBSCRIBED_MS);
   });
 });
