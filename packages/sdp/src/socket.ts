@@ -385,10 +385,15 @@ export class SdpSocket extends Duplex {
     for (const f of this.#waiting.splice(0)) f();
   }
 
-  /** EOF. With onread nothing reads the stream, so a read(0) lets 'end' follow, as net.Socket does. */
+  /**
+   * EOF. The read(0) lets 'end' follow at once when nothing is buffered, even
+   * with no reader (no 'data' listener, or onread), as net.Socket does: a
+   * client that only wrote and ended then closes when the peer ends too,
+   * and its process can exit.
+   */
   #pushEnd(): void {
     this.push(null);
-    if (this.#onread) this.read(0);
+    this.read(0);
   }
 
   /** With onread, pausing stops the callback as well; resume() hands over what a stop held back first. */

@@ -133,6 +133,17 @@ describe('SdpSocket and SdpServer', () => {
     expect(await once(server, 'got')).toBe('still here');
   });
 
+  it("closes a socket nobody reads once both sides ended, as net.Socket does (a writer's process can then exit)", async () => {
+    const { c, s } = await connected();
+    const got = collect(s);
+    // The client never listens for data: only its writable side is used.
+    c.end(Buffer.alloc(300_000, 7));
+    expect((await got).length).toBe(300_000);
+    s.end();
+    await once(c, 'close');
+    expect(c.destroyed).toBe(true);
+  });
+
   it("emits 'close' with net's hadError: false after a clean close, true after an error (and after 'error')", async () => {
     const { port, next } = await serve();
     const c = track(connect(port, '127.0.0.1'));
