@@ -311,16 +311,22 @@ export class SdpConnection {
     return this.#sentDisConn && !this.#failed;
   }
 
+  /** Neither failed nor closed, and no DisConn sent or asked for: end() may still be called. */
+  get endable(): boolean {
+    return !this.#closed && !this.#failed && !this.#sentDisConn && this.#finalCb === undefined;
+  }
+
   /**
-   * For a socket being destroyed after its DisConn: resolves true once the
-   * last sends completed, the DisConn among them (at most `ms` later), so it
-   * may close without a reset, as TCP's close after shutdown sends no RST.
+   * For a socket being destroyed after its DisConn (sent, or asked for by
+   * end()): resolves true once the last sends completed, the DisConn among
+   * them (at most `ms` later), so it may close without a reset, as TCP's
+   * close sends FIN, not RST.
    * Received bytes nobody read make it false at once, as TCP resets a
    * connection closed with unread data; an unread end of stream does not.
    */
   settle(ms: number): Promise<boolean> {
     if (this.#finished) return Promise.resolve(true);
-    if (this.#failed || this.#closed || !this.#sentDisConn || !this.#onlyEofUnread()) return Promise.resolve(false);
+    if (this.#failed || this.#closed || (!this.#sentDisConn && this.#finalCb === undefined) || !this.#onlyEofUnread()) return Promise.resolve(false);
     if (this.#sendsDone()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const t = setTimeout(() => {

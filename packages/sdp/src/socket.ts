@@ -96,8 +96,9 @@ export class SdpSocket extends Duplex {
     return this.#connecting;
   }
 
+  /** As net.Socket's: true until connected, and again once destroyed. */
   get pending(): boolean {
-    return this.#conn === undefined && this.#tcp === undefined;
+    return this.#connecting || this.destroyed || (this.#conn === undefined && this.#tcp === undefined);
   }
 
   get readyState(): string {
@@ -204,10 +205,26 @@ export class SdpSocket extends Duplex {
 
   #refd = true;
 
-  /** Closes gracefully if the connection was finished, else resets it (AbortConn), as net.Socket.resetAndDestroy. */
+  /**
+   * As net.Socket's: resets the connection (AbortConn, the peer gets
+   * ECONNRESET) and destroys the socket, with no error here. Before the
+   * connection is up, it resets once connected; on a closed socket it
+   * destroys with ERR_SOCKET_CLOSED.
+   */
   resetAndDestroy(): this {
-    return this.destroy(new SdpSocketError('ECONNRESET', 'write', 'reset by resetAndDestroy'));
+    if (this.destroyed || (!this.#link && !this.#tcp && !this.#connecting)) {
+      const err = Object.assign(new Error('Socket is closed'), { code: 'ERR_SOCKET_CLOSED' });
+      return this.destroy(err);
+    }
+    this.#reset = true;
+    if (this.#connecting) {
+      this.once('connect', () => this.destroy());
+      return this;
+    }
+    return this.destroy();
   }
+
+  #reset = false;
 
   connect(options: SdpConnectOptions, cb?: () => void): this;
   connect(port: number, host?: string, cb?: () => void): this;
@@ -357,8 +374,13 @@ export class SdpSocket extends Duplex {
     const onread = this.#onread;
     return {
       copies: onread !== undefined,
-      data: onread ? (chunk) => onread.deliver(chunk) : (chunk) => this.push(chunk),
-      end: () => this.#pushEnd(),
+      // A destroyed socket hands nothing up and emits no 'end', as net.Socket's
+      // closed handle reads no more; what still arrives while its teardown
+      // waits for our DisConn to land is dropped.
+      data: onread ? (chunk) => this.destroyed || onread.deliver(chunk) : (chunk) => this.destroyed || this.push(chunk),
+      end: () => {
+        if (!this.destroyed) this.#pushEnd();
+      },
       failed: (err) => this.destroy(err),
       finished: () => {
         this.#finishedGracefully = true;
@@ -466,7 +488,8 @@ export class SdpSocket extends Duplex {
     this.#timeoutTimer = this.#keepAliveTimer = undefined;
     this.#connecting = false;
     if (this.#tcp) {
-      this.#tcp.destroy();
+      if (this.#reset) this.#tcp.resetAndDestroy();
+      else this.#tcp.destroy();
       cb(err);
       return;
     }
@@ -476,9 +499,17 @@ export class SdpSocket extends Duplex {
       return;
     }
     const conn = link.conn;
-    // After both DisConns only our last sends may be in flight: let them land, then close without a reset.
+    // As TCP's close(), which sends FIN, not RST, unless received data is
+    // still unread: a DisConn after what was written, and once our last
+    // sends landed, a teardown without a reset. net.Socket's destroy() and
+    // destroy(err) both close so; resetAndDestroy() and this connection's
+    // own failures (an SdpSocketError) reset.
+    // Bytes the application never read, still in this stream's buffer,
+    // count as unread too (a paused net.Socket leaves them in the kernel).
+    const reset = this.#reset || err instanceof SdpSocketError || this.readableLength > 0;
+    if (!reset && conn.endable) conn.end();
     this.#closing ??= (async () => {
-      const graceful = !err && (this.#finishedGracefully || (conn.ended && (await conn.settle(2000))));
+      const graceful = !reset && (this.#finishedGracefully || (await conn.settle(2000)));
       await link.teardown(!graceful);
     })();
     this.#closing.then(

@@ -229,13 +229,33 @@ describe('SdpSocket and SdpServer', () => {
     expect(closed).toBe(true);
   });
 
-  it("emits 'timeout' after idle time and resets the peer with ECONNRESET on destroy", async () => {
+  it("emits 'timeout' after idle time; destroy() then closes as TCP's close does (the peer sees the end), resetAndDestroy() resets (ECONNRESET there, no error here)", async () => {
     const { c, s } = await connected();
     c.setTimeout(150);
     await once(c, 'timeout', 5000);
     c.setTimeout(0);
-    const err = errorOf(s);
+    const got = collect(s);
     c.destroy();
+    expect((await got).length).toBe(0);
+    await once(s, 'close');
+
+    const second = await connected();
+    const err = errorOf(second.s);
+    let localError: Error | undefined;
+    second.c.on('error', (e: Error) => (localError = e));
+    second.c.resetAndDestroy();
+    expect((await err).code).toBe('ECONNRESET');
+    await once(second.c, 'close');
+    expect(localError).toBeUndefined();
+  });
+
+  it('destroy() with bytes received and never read resets the peer (ECONNRESET), as TCP sends RST for a close with unread data', async () => {
+    const { c, s } = await connected();
+    s.pause();
+    const err = errorOf(c);
+    c.write(Buffer.alloc(100_000, 3));
+    await sleep(100);
+    s.destroy();
     expect((await err).code).toBe('ECONNRESET');
   });
 
@@ -257,12 +277,13 @@ describe('SdpSocket and SdpServer', () => {
     const c = track(connect({ port, host: '127.0.0.1', signal: ac.signal }));
     await once(c, 'connect');
     const peer = await next();
-    const peerErr = errorOf(peer);
+    const peerEnd = collect(peer);
     const err = errorOf(c);
     ac.abort();
     expect(await err).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
     expect(c.destroyed).toBe(true);
-    expect((await peerErr).code).toBe('ECONNRESET');
+    // The peer sees a close, not a reset, as a TCP peer sees the FIN of net's destroy.
+    expect((await peerEnd).length).toBe(0);
     // Already aborted: the socket never connects.
     const d = track(connect({ port, host: '127.0.0.1', signal: AbortSignal.abort() }));
     expect(await errorOf(d)).toMatchObject({ name: 'AbortError' });

@@ -50,7 +50,7 @@ describe.skipIf(!hasTshark)('tshark', () => {
     await once(d, 'connect');
     await new Promise((r) => setTimeout(r, 50));
     const reset = errorOf(accepted[accepted.length - 1]!);
-    d.destroy();
+    d.resetAndDestroy();
     expect((await reset).code).toBe('ECONNRESET');
     await new Promise<void>((r) => server.close(() => r()));
 
