@@ -234,7 +234,17 @@ export class World {
         // waits at the fence.
         const engine = this.engine;
         if (engine.pendingSends > 0 || engine.unsent > 0) await engine.until(() => engine.pendingSends === 0 && engine.unsent === 0);
-        await this.#client.fence(timeoutMs);
+        // Keep making progress at the fence too: a peer may still be handing
+        // over messages (ones this rank will never receive, in an erroneous
+        // program) that only this rank's draining makes room for.
+        let fenced = false;
+        let fenceErr: unknown;
+        void this.#client.fence(timeoutMs).then(
+          () => (fenced = true),
+          (err: unknown) => ((fenceErr = err), (fenced = true)),
+        ).finally(() => engine.kick());
+        await engine.until(() => fenced);
+        if (fenceErr) throw fenceErr;
       } catch (err) {
         failed = err as Error;
       }

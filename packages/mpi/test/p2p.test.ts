@@ -68,6 +68,19 @@ describe('point to point', () => {
     });
   }
 
+  // Erroneous, but it must not hang: the sender's finalize waits for its
+  // queue to drain, which the receiver's draining at its own fence allows.
+  for (const [name, env] of [
+    ['shared memory', {}],
+    ['verbs RC over UDP', { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }],
+  ] as const) {
+    it(`a job whose eager sends are never received still finalizes: ${name}`, async () => {
+      const r = await runJob(2, 'unmatched-sends.mjs', [], { env, timeoutMs: 30_000 });
+      expectClean(r);
+      for (const out of r.stdout) expect(out).toContain('unmatched-sends ok');
+    });
+  }
+
   it('everything eager or everything rendezvous (thresholds from the environment)', async () => {
     const eager = await runJob(2, 'p2p-check.mjs', [], { env: { MPILITE_SHM_EAGER_LIMIT: '131000', MPILITE_SHM_RING_BYTES: String(1 << 20) } });
     expectClean(eager);
