@@ -10,6 +10,7 @@
 // TIMEWAIT_EXIT), data moves on accepted connections, and once every id is
 // gone the CM holds nothing: no connection, timer or id.
 import { afterEach, describe, expect, it } from 'vitest';
+import { seeded } from '@ibal/tooling/seeded';
 import { Access, SendFlags, WrOpcode, addSoftDevice, regMr, type FaultOptions, type MR } from '@ibal/verbs';
 import { CmEventType, RejReason, cmResources, createEventChannel, createId, type CmEvent, type CmId } from '../src/index.js';
 import { until } from './helpers.js';
@@ -19,16 +20,6 @@ const CLIENT_ACTS = ['use', 'use', 'destroyEarly', 'destroyAfterEstablished', 'd
 const SERVER_ACTS = ['accept', 'accept', 'reject', 'ignore', 'acceptThenDisconnect', 'acceptThenDestroy'] as const;
 type ClientAct = (typeof CLIENT_ACTS)[number];
 type ServerAct = (typeof SERVER_ACTS)[number];
-
-function seeded(seed: number): () => number {
-  let st = seed | 0 || 1;
-  return () => {
-    st ^= st << 13;
-    st ^= st >>> 17;
-    st ^= st << 5;
-    return (st >>> 0) / 4294967296;
-  };
-}
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {

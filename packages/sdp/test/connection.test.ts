@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { SdpConnection, type ConnectionOptions } from '../src/connection.js';
 import { Collector } from './helpers/collector.js';
 import { qpPair, type QpPair } from './helpers/qp-pair.js';
-import { seeded } from './helpers/seeded.js';
+import { seeded } from '@ibal/tooling/seeded';
 
 const OPTS: ConnectionOptions = { rxBufs: 8, rxBufSize: 4096, txBufs: 8, zcopyThreshold: 32 * 1024 };
 

@@ -6,7 +6,7 @@ import { BSDH_SIZE, Mid, writeBsdh } from '../src/protocol/bsdh.js';
 import { RDMA_RD_COMPL_SIZE, SRC_AVAIL_HEADER_SIZE, writeRdmaRdCompl, writeSrcAvail } from '../src/protocol/messages.js';
 import { Collector } from './helpers/collector.js';
 import { qpPair, type QpPair } from './helpers/qp-pair.js';
-import { seeded } from './helpers/seeded.js';
+import { seeded } from '@ibal/tooling/seeded';
 
 // A peer that breaks SDP: the connection is driven from the other end of its
 // QP by hand, with messages no SdpConnection would send. Each must end the

@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer, type SdpOnread } from '../src/index.js';
-import { seeded } from './helpers/seeded.js';
+import { seeded } from '@ibal/tooling/seeded';
 import { once, sleep } from './helpers/wait.js';
 
 const open: (SdpSocket | SdpServer)[] = [];

@@ -6,7 +6,7 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer } from '../src/index.js';
 import { errorOf, once, sleep } from './helpers/wait.js';
-import { seeded } from './helpers/seeded.js';
+import { seeded } from '@ibal/tooling/seeded';
 
 const open: (SdpSocket | SdpServer)[] = [];
 
