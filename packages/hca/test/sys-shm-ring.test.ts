@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ResourceClosedError } from '../src/errors.js';
+import { InvalidArgumentError, ResourceClosedError } from '../src/errors.js';
 import { SysCallError } from '../src/sys/errors.js';
 import { ShmRing } from '../src/sys/ring.js';
 import { ShmSegment, sweepStaleSegments } from '../src/sys/shm.js';
+import { sys } from '../src/sys/load.js';
 import { sysStatus } from '../src/sys/status.js';
 import { SysChild } from './helpers/sys-child.js';
 
@@ -47,6 +48,14 @@ describe.skipIf(skip)('ShmSegment', () => {
     expect(new Uint8Array(b.buffer)[1234]).toBe(99);
     b.close();
     expect(() => ShmSegment.open(a.name)).toThrow(SysCallError);
+  });
+
+  it('refuses a mapping over 4 GiB with a typed error before allocating it (Node would free it twice and abort)', () => {
+    expect(() => ShmSegment.create(2 ** 32 + 4096)).toThrow(InvalidArgumentError);
+    expect(() => sys().memfdMap(2 ** 32 + 64)).toThrow(RangeError);
+    const m = sys().memfdMap(4096);
+    expect(m.buffer.byteLength).toBe(4096);
+    sys().detach(m.buffer);
   });
 
   it('sweeps the segment of a creator that was killed', async () => {

@@ -3,7 +3,7 @@
 import { NotFoundError, validateAhAttr } from '@ibal/hca';
 import type { AhAttr, HcaAh } from '@ibal/hca';
 import { kHandle, kLimits } from './internal.js';
-import type { PD } from './pd.js';
+import { checkPd, type PD } from './pd.js';
 import { Resource } from './resource.js';
 
 export class AH extends Resource {
@@ -38,7 +38,7 @@ export class AH extends Resource {
 
 /** ibv_create_ah. The port defaults to 1. */
 export function createAh(pd: PD, attr: AhAttr): AH {
-  pd.assertOpen();
+  checkPd(pd, 'createAh');
   validateAhAttr(attr, 'createAh: attr');
   const portNum = attr.portNum ?? 1;
   const ports = pd.context[kLimits].physPortCnt;

@@ -108,6 +108,10 @@ export class CQ extends Resource {
     const results = this.#results;
     if (!(n >= 1 && n <= results.pool.length && Number.isInteger(n))) {
       if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`poll: n must be a positive integer, got ${String(n)}`);
+      // As ibv_poll_cq, any n may be asked for; no more than the CQ holds can
+      // come back, so the pool never grows past that (poll(2 ** 31) once ran
+      // the process out of memory).
+      n = Math.min(n, this.cqe);
       results.ensure(n);
     }
     const count = this[kHandle].poll(n, results.pool);

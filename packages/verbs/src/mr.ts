@@ -3,7 +3,7 @@
 import { Access, CapacityError, InvalidArgumentError } from '@ibal/hca';
 import type { HcaMr, Sge } from '@ibal/hca';
 import { kHandle, kLimits } from './internal.js';
-import type { PD } from './pd.js';
+import { checkPd, type PD } from './pd.js';
 import { Resource } from './resource.js';
 
 /** Memory regMr accepts: any byte view, or a whole (Shared)ArrayBuffer. */
@@ -108,7 +108,7 @@ export function checkMrAccess(access: number): void {
  * them); given a length, allocates zeroed memory first.
  */
 export function regMr(pd: PD, memory: MrMemory | number, access: number): MR {
-  pd.assertOpen();
+  checkPd(pd, 'regMr');
   checkMrAccess(access);
   const max = pd.context[kLimits].maxMrSize;
   if (typeof memory === 'number' && Number.isSafeInteger(memory) && memory > max) {

@@ -1,6 +1,6 @@
 // ibv_pd: the protection domain MRs, QPs, SRQs and AHs belong to.
 
-import type { HcaPd } from '@ibal/hca';
+import { InvalidArgumentError, type HcaPd } from '@ibal/hca';
 import type { Context } from './context.js';
 import { kHandle } from './internal.js';
 import { Resource } from './resource.js';
@@ -28,4 +28,15 @@ export class PD extends Resource {
   [Symbol.dispose](): void {
     this.dealloc();
   }
+}
+
+/**
+ * The PD a verb was given: a closed one fails as any closed resource does
+ * (ResourceClosedError); anything that is not a PD at all is an
+ * InvalidArgumentError, not a TypeError from deep inside.
+ */
+export function checkPd(pd: unknown, verb: string): PD {
+  if (!(pd instanceof PD)) throw new InvalidArgumentError(`${verb}: pd must be a PD (from context.allocPd()), got ${pd === null ? 'null' : typeof pd}`);
+  pd.assertOpen();
+  return pd;
 }

@@ -18,7 +18,7 @@ import type { HcaAh, HcaQp, QpAttr, QpCap, RecvWr, SendWr as HcaSendWr, Sge } fr
 import { CQ } from './cq.js';
 import { bindWrapper } from './events.js';
 import { kHandle, kLimits } from './internal.js';
-import type { PD } from './pd.js';
+import { checkPd, type PD } from './pd.js';
 import { Resource } from './resource.js';
 import { SRQ } from './srq.js';
 import { NO_RECV_WR, NO_SEND_WR, type SendLimits, type SendWr, checkRecvWr, checkSendWr, postChecked } from './wr.js';
@@ -247,7 +247,7 @@ function capValue(v: number | undefined, dflt: number, name: string, max: number
 
 /** ibv_create_qp. The QP starts in RESET. */
 export function createQp(pd: PD, init: QpInitAttr): QP {
-  pd.assertOpen();
+  checkPd(pd, 'createQp');
   if (typeof init !== 'object' || init === null) throw new InvalidArgumentError('createQp: init must be an object');
   const { qpType, sendCq, recvCq, srq } = init;
   if (qpType !== QpType.RC && qpType !== QpType.UC && qpType !== QpType.UD) {

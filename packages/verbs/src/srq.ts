@@ -5,7 +5,7 @@ import { CapacityError, InvalidArgumentError, SrqAttrMask } from '@ibal/hca';
 import type { HcaSrq, RecvWr, SrqAttr } from '@ibal/hca';
 import { bindWrapper } from './events.js';
 import { kHandle, kLimits } from './internal.js';
-import type { PD } from './pd.js';
+import { checkPd, type PD } from './pd.js';
 import { Resource } from './resource.js';
 import { NO_RECV_WR, checkRecvWr, postChecked } from './wr.js';
 
@@ -100,7 +100,7 @@ export class SRQ extends Resource {
 
 /** ibv_create_srq. Arm the limit afterwards with modifySrq. */
 export function createSrq(pd: PD, attr: SrqInitAttr): SRQ {
-  pd.assertOpen();
+  checkPd(pd, 'createSrq');
   if (typeof attr !== 'object' || attr === null) throw new InvalidArgumentError('createSrq: attr must be an object');
   const { maxWr, maxSge = 1 } = attr;
   const lim = pd.context[kLimits];

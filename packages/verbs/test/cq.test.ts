@@ -84,6 +84,12 @@ describe('poll', () => {
     expect(cq.poll(100).map((wc) => wc.wrId)).toEqual(Array.from({ length: 90 }, (_, i) => 300 + i));
   });
 
+  it('takes any n, however far beyond what the CQ holds, as ibv_poll_cq does', () => {
+    pushN(3);
+    expect(cq.poll(2 ** 31).map((wc) => wc.wrId)).toEqual([0, 1, 2]);
+    expect(cq.poll(Number.MAX_SAFE_INTEGER)).toHaveLength(0);
+  });
+
   it('refuses a bad count', () => {
     for (const n of [0, -1, 1.5, Number.NaN]) expect(() => cq.poll(n), String(n)).toThrow(InvalidArgumentError);
   });

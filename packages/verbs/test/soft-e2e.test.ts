@@ -107,6 +107,18 @@ describe('verbs over the soft HCA', () => {
     ah.destroy();
   });
 
+  it("registers an MR of the device's whole maxMrSize (4 GiB): it used to abort the process", async () => {
+    const { ctx, pd } = await endpoint();
+    const max = ctx.queryDevice().maxMrSize;
+    // Its shared region would pass the 4 GiB Node lets external memory have;
+    // the heap serves it instead (its pages are only reserved, not touched).
+    const mr = regMr(pd, max, Access.LOCAL_WRITE | Access.REMOTE_READ);
+    expect(mr.buf.length).toBe(max);
+    mr.buf[max - 1] = 7;
+    expect(mr.buf[max - 1]).toBe(7);
+    mr.dereg();
+  });
+
   it('a bad rkey surfaces as WorkCompletionError REM_ACCESS_ERR; the responder gets QP_ACCESS_ERR', async () => {
     const [a, b] = await rcPair();
     a.qp.postSend({ wrId: 9, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [a.mr.sge(0, 8)], rdma: { remoteAddr: b.mr.addr, rkey: 0x1234 } });

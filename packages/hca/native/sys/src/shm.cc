@@ -33,7 +33,19 @@ void Drop(Mapping* m) {  // under registryLock
   delete m;
 }
 
+// Node hands external memory to JavaScript as a Buffer's, and refuses a
+// Buffer longer than its kMaxLength (4 GiB on Node 20) only after running
+// the finalizer, which node-addon-api then frees again: a double free that
+// aborted the process. So no mapping larger than that reaches it.
+constexpr double kMaxExternal = 4294967296.0;
+
 Napi::ArrayBuffer Expose(Napi::Env env, Mapping* m) {
+  if (static_cast<double>(m->length) > kMaxExternal) {
+    munmap(m->addr, m->length);
+    if (m->fd >= 0) close(m->fd);
+    delete m;
+    throw Napi::RangeError::New(env, "a mapping larger than 4 GiB cannot be handed to JavaScript");
+  }
   {
     std::lock_guard<std::mutex> g(registryLock);
     registry.push_back(m);
@@ -47,7 +59,7 @@ Napi::ArrayBuffer Expose(Napi::Env env, Mapping* m) {
 }
 
 bool SizeOk(double size) {
-  return size > 0 && size <= 1e15 && size == static_cast<double>(static_cast<uint64_t>(size));
+  return size > 0 && size <= kMaxExternal && size == static_cast<double>(static_cast<uint64_t>(size));
 }
 
 std::string NameArg(const Napi::CallbackInfo& info) {
@@ -67,8 +79,8 @@ Napi::Value ShmMap(const Napi::CallbackInfo& info) {
   std::string name = NameArg(info);
   double size = NumberArg(info, 1, "size");
   bool create = info.Length() > 2 && info[2].ToBoolean();
-  if (!(size >= 0) || size > 1e15 || size != static_cast<double>(static_cast<uint64_t>(size)) || (create && size == 0)) {
-    throw Napi::RangeError::New(env, "size must be a positive integer");
+  if (!(size >= 0) || size > kMaxExternal || size != static_cast<double>(static_cast<uint64_t>(size)) || (create && size == 0)) {
+    throw Napi::RangeError::New(env, "size must be a positive integer of at most 4 GiB");
   }
   int fd = shm_open(name.c_str(), create ? (O_RDWR | O_CREAT | O_EXCL) : O_RDWR, 0600);
   if (fd < 0) throw ErrnoError(env, errno, "shm_open " + name);
@@ -120,7 +132,7 @@ Napi::Value ShmMap(const Napi::CallbackInfo& info) {
 Napi::Value MemfdMap(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double size = NumberArg(info, 0, "size");
-  if (!SizeOk(size)) throw Napi::RangeError::New(env, "size must be a positive integer");
+  if (!SizeOk(size)) throw Napi::RangeError::New(env, "size must be a positive integer of at most 4 GiB");
   size_t len = static_cast<size_t>(size);
   int fd = memfd_create("ibal-mr", MFD_CLOEXEC);
   if (fd < 0) throw ErrnoError(env, errno, "memfd_create");
