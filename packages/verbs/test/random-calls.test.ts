@@ -8,7 +8,7 @@
 // TypeErrors.
 import { describe, expect, it } from 'vitest';
 import { seeded } from '@ibal/tooling/seeded';
-import { IbalError, addSoftDevice, createAh, createQp, createSrq, openDevice, regMr, type CQ, type MR, type PD, type QP } from '../src/index.js';
+import { Access, IbalError, Mtu, SendFlags, WrOpcode, QpAttrMask as M, QpState, QpType, addSoftDevice, createAh, createQp, createSrq, openDevice, regMr, type CQ, type Context, type MR, type PD, type QP } from '../src/index.js';
 
 const base = Number(process.env.VERBS_TEST_SEED ?? Math.floor(Math.random() * 1e6));
 
@@ -19,6 +19,11 @@ async function run(seed: number, iterations: number): Promise<string[]> {
   const dev = addSoftDevice({ name: `rc_${process.pid}_${seed}`, address: '127.0.0.1', port: 0 });
   const ctx = await openDevice(dev.name);
   const gid = ctx.queryGid(1, 0);
+  // A peer device with an RC QP connected to one of ours, so that random
+  // work requests really travel and its responder meets what they carry.
+  const peerDev = addSoftDevice({ name: `rcp_${process.pid}_${seed}`, address: '127.0.0.1', port: 0 });
+  const peerCtx = await openDevice(peerDev.name);
+  const [qpA, qpB, mrA, peerMr] = connectedPair(ctx, peerCtx);
   const weird = (): unknown => pick([undefined, null, -1, 0, 1, 2, 3, 7, 64, 4096, 2 ** 31, 2 ** 32, 2 ** 53, -0, NaN, Infinity, 1.5, '1', 'x', {}, [], true, 1n, () => 1, new Uint8Array(4), { addr: 0, length: 4, lkey: 0 }]);
   const num = (): unknown => (r() < 0.6 ? pick([0, 1, 2, 3, 4, 8, 16, 64, 100, 4096, 65536]) : weird());
   const pds: unknown[] = [ctx.allocPd()];
@@ -82,7 +87,23 @@ async function run(seed: number, iterations: number): Promise<string[]> {
     () => ctx.queryPort(num() as number),
     () => ctx.queryGid(num() as number, num() as number),
     () => ctx.queryDevice(),
+    () => qpB.postRecv({ wrId: i0++, sgList: [peerMr.sge(int(4096), int(4096))] }),
+    // Well-formed requests on the connected QP whose remote side is often
+    // wrong (rkey, address past the MR, length), so the peer's responder
+    // answers with NAKs and the QP errors and flushes.
+    () =>
+      qpA.postSend({
+        wrId: i0++,
+        opcode: pick([WrOpcode.SEND, WrOpcode.SEND_WITH_IMM, WrOpcode.RDMA_WRITE, WrOpcode.RDMA_WRITE_WITH_IMM, WrOpcode.RDMA_READ, WrOpcode.ATOMIC_CMP_AND_SWP, WrOpcode.ATOMIC_FETCH_AND_ADD]),
+        sendFlags: SendFlags.SIGNALED,
+        sgList: [mrA.sge(8 * int(512), pick([0, 1, 8, 8, 100, 4096]))],
+        rdma: { remoteAddr: peerMr.addr + pick([0, 8, 4096, 8184, 8192, 1 << 20]), rkey: r() < 0.8 ? peerMr.rkey : int(2 ** 32) },
+        atomic: { remoteAddr: peerMr.addr + pick([0, 8, 4, 8192]), rkey: r() < 0.8 ? peerMr.rkey : int(2 ** 32), compareAdd: 1n, swap: 2n },
+        imm: 7,
+      } as never),
+    () => (some(cqs) as CQ).poll?.(16),
   ];
+  let i0 = 0;
   const untyped = new Set<string>();
   for (let i = 0; i < iterations; i++) {
     const k = int(calls.length);
@@ -95,10 +116,40 @@ async function run(seed: number, iterations: number): Promise<string[]> {
       if (fromLibrary && !(e instanceof IbalError && typeof e.code === 'string')) untyped.add(`call ${k}: ${(e as Error).constructor.name}: ${(e as Error).message}`);
     }
     for (const list of [pds, mrs, cqs, qps, ahs, srqs] as unknown[][]) if (list.length > 24) list.splice(0, list.length - 24);
+    // Let packets move now and then.
+    if (i % 100 === 0) await new Promise((res) => setImmediate(res));
   }
+  await new Promise((res) => setTimeout(res, 50));
+  // The pair did carry work: completions (good, failed or flushed) came back.
+  let completions = 0;
+  for (let got = qpA.sendCq.poll(64).length; got > 0; got = qpA.sendCq.poll(64).length) completions += got;
+  if (completions === 0) untyped.add('no work request on the connected pair ever completed');
   for (const q of qps) (q as QP).destroy?.();
   dev.remove();
+  peerDev.remove();
   return [...untyped];
+}
+
+function connectedPair(ctx: Context, peer: Context): [QP, QP, MR, MR] {
+  const ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
+  const end = (c: Context) => {
+    const pd = c.allocPd();
+    const cq = c.createCq(512);
+    const qp = createQp(pd, { qpType: QpType.RC, sendCq: cq, recvCq: cq, cap: { maxSendWr: 256, maxRecvWr: 256, maxSendSge: 3, maxRecvSge: 3, maxInlineData: 64 } });
+    return { qp, mr: regMr(pd, 8192, ALL) };
+  };
+  const a = end(ctx);
+  const b = end(peer);
+  for (const [x, xc, y, yc] of [[a, ctx, b, peer], [b, peer, a, ctx]] as const) {
+    x.qp.modifyQp({ qpState: QpState.INIT, pkeyIndex: 0, portNum: 1, qpAccessFlags: ALL }, M.STATE | M.PKEY_INDEX | M.PORT | M.ACCESS_FLAGS);
+    x.qp.modifyQp(
+      { qpState: QpState.RTR, pathMtu: Mtu.MTU_1024, destQpNum: y.qp.qpNum, rqPsn: 0, maxDestRdAtomic: 4, minRnrTimer: 1, ahAttr: { dgid: yc.queryGid(1, 0), portNum: 1, udpPort: yc.queryPort(1).udpPort } },
+      M.STATE | M.AV | M.PATH_MTU | M.DEST_QPN | M.RQ_PSN | M.MAX_DEST_RD_ATOMIC | M.MIN_RNR_TIMER,
+    );
+    x.qp.modifyQp({ qpState: QpState.RTS, sqPsn: 0, timeout: 8, retryCnt: 2, rnrRetry: 1, maxRdAtomic: 4 }, M.STATE | M.SQ_PSN | M.TIMEOUT | M.RETRY_CNT | M.RNR_RETRY | M.MAX_QP_RD_ATOMIC);
+    void xc;
+  }
+  return [a.qp, b.qp, a.mr, b.mr];
 }
 
 describe(`verbs calls with random, often wrong, arguments (seeds from ${base})`, () => {
