@@ -149,7 +149,8 @@ async function raceTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
  * endpoint, or rejects with ConnectionRejectedError (REJ and its reason),
  * CmTimeoutError (no answer), SidrError or ConnectionError.
  */
-export async function connect(addr: CmAddressInput, opts: ConnectOptions = {}): Promise<Connection> {
+export async function connect(addr: CmAddressInput, opts: ConnectOptions | null = {}): Promise<Connection> {
+  opts ??= {};
   const ch = new EventChannel();
   const id = createId(ch, opts);
   const bound = opts.timeoutMs ?? setupBoundMs(id);

@@ -176,8 +176,10 @@ export class CmId {
   #native: NativeCmId | undefined;
 
   /** @internal Use createId(). */
-  constructor(channel: EventChannel, opts: CreateIdOptions = {}) {
+  constructor(channel: EventChannel, opts: CreateIdOptions | null = {}) {
     if (!(channel instanceof EventChannel)) throw new InvalidArgumentError('createId: channel must be an EventChannel');
+    if (opts === null) opts = {};
+    if (typeof opts !== 'object') throw new InvalidArgumentError('createId: options must be an object');
     if (channel.closed) throw new ResourceClosedError('event channel');
     this.portSpace = checkPortSpace(opts.portSpace ?? PortSpace.TCP);
     this.qpType = this.portSpace === PortSpace.UDP ? QpType.UD : QpType.RC;
@@ -191,6 +193,7 @@ export class CmId {
 
   /** rdma_set_option for the CM's timing knobs. */
   setOption(opts: CmOptions): void {
+    if (typeof opts !== 'object' || opts === null) throw new InvalidArgumentError('setOption: options must be an object');
     checkBits(opts.cmResponseTimeout, 5, 'cmResponseTimeout');
     checkBits(opts.maxCmRetries, 4, 'maxCmRetries');
     checkBits(opts.ackTimeout, 5, 'ackTimeout');
@@ -318,7 +321,8 @@ export class CmId {
    * rdma_resolve_addr: pick the local device for `dst` (or `src`), then
    * ADDR_RESOLVED (or ADDR_ERROR) arrives on the channel.
    */
-  resolveAddr(dst: CmAddressInput, opts: { src?: CmAddressInput; timeoutMs?: number } = {}): void {
+  resolveAddr(dst: CmAddressInput, opts: { src?: CmAddressInput; timeoutMs?: number } | null = {}): void {
+    opts ??= {};
     this.#assertLive('resolveAddr');
     const d = parseAddress(dst, 'resolveAddr dst');
     const s = opts.src !== undefined ? parseAddress(opts.src, 'resolveAddr src') : undefined;
@@ -382,7 +386,8 @@ export class CmId {
    * to RTS, with RDMA_UDP_QKEY). Without a PD or CQs, the id makes its own
    * and destroyQp releases them.
    */
-  createQp(pd?: PD, init: CreateQpInit = {}): QP {
+  createQp(pd?: PD, init: CreateQpInit | null = {}): QP {
+    init ??= {};
     if (this.#native) return this.#native.createQp(pd, init);
     this.#assertLive('createQp');
     const ctx = this.verbs;
@@ -624,7 +629,8 @@ export class CmId {
   }
 
   /** rdma_connect: REQ (or SIDR_REQ for UDP ids); ESTABLISHED, REJECTED, UNREACHABLE or CONNECT_ERROR follows. */
-  connect(param: ConnectParam = {}): void {
+  connect(param: ConnectParam | null = {}): void {
+    param ??= {};
     if (this.#native) return this.#native.connect(param);
     this.#assertLive('connect');
     if (this.state !== RdmaCmState.ROUTE_RESOLVED) throw new CmStateError(`connect: resolve the route first (the id is ${rdmaCmStateName(this.state)})`);
@@ -794,7 +800,8 @@ export class CmId {
   }
 
   /** rdma_accept: REP (the QP goes to RTR and RTS first), or SIDR_REP for UDP ids. */
-  accept(param: ConnectParam = {}): void {
+  accept(param: ConnectParam | null = {}): void {
+    param ??= {};
     if (this.#native) return this.#native.accept(param);
     this.#assertLive('accept');
     const dev = this.#dev;

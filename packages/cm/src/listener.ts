@@ -126,7 +126,8 @@ export class Listener implements AsyncIterable<ConnectRequest>, AsyncDisposable 
 }
 
 /** Bind and listen: `for await (const req of await listen(addr)) ...`. */
-export async function listen(addr: CmAddressInput, opts: ListenOptions = {}): Promise<Listener> {
+export async function listen(addr: CmAddressInput, opts: ListenOptions | null = {}): Promise<Listener> {
+  opts ??= {};
   const ch = new EventChannel();
   const id = createId(ch, opts);
   try {

@@ -4,7 +4,7 @@ import dns from 'node:dns';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { ConnectionSink } from './connection.js';
-import { SdpSocketError } from './errors.js';
+import { SdpSocketError, argError } from './errors.js';
 import { listenLink, type Link, type LinkListener } from './link.js';
 import { resolveOptions, type SdpOptions } from './options.js';
 import { SdpSocket } from './socket.js';
@@ -84,7 +84,7 @@ export class SdpServer extends EventEmitter {
     if (typeof args[0] === 'object' && args[0] !== null) o = args[0] as SdpListenOptions;
     else o = { port: args[0] as number | undefined, host: args[1] as string | undefined, backlog: args[2] as number | undefined };
     const port = o.port === undefined || o.port === null ? 0 : Number(o.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`options.port should be >= 0 and < 65536. Received ${String(o.port)}.`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(o.port)}.`);
     if (this.#listening || this.#starting) throw new SdpSocketError('ERR_SERVER_ALREADY_LISTEN', 'listen', 'listen method has been called more than once without closing.');
     if (cb) this.once('listening', cb);
     this.#starting = true;

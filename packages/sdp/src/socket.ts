@@ -74,13 +74,14 @@ export class SdpSocket extends Duplex {
   #closing: Promise<void> | undefined;
   readonly #onread: OnreadDelivery | undefined;
 
-  constructor(options: SdpSocketOptions = {}) {
+  constructor(options: SdpSocketOptions | null = {}) {
     // 'close' is emitted by _destroy, with net's hadError argument (the stream's own carries none).
-    super({ allowHalfOpen: options.allowHalfOpen ?? false, emitClose: false, autoDestroy: true, decodeStrings: true });
-    const onread = checkOnread(options.onread);
+    // null means no options, as net.Socket takes it.
+    super({ allowHalfOpen: options?.allowHalfOpen ?? false, emitClose: false, autoDestroy: true, decodeStrings: true });
+    const onread = checkOnread(options?.onread);
     this.#onread = onread ? new OnreadDelivery(onread) : undefined;
     // Not the stream constructor's own `signal`: an aborted one destroys at once, before these fields exist.
-    if (options.signal) addAbortSignal(options.signal, this);
+    if (options?.signal) addAbortSignal(options.signal, this);
   }
 
   /** @internal The server side: an accepted connection. */
@@ -555,7 +556,7 @@ function resolvedLookup(addresses: LookupAddress[]): net.LookupFunction {
 export function normalizeConnectArgs(a: SdpConnectOptions | number | string, b?: string | (() => void), c?: () => void): [SdpConnectOptions, (() => void) | undefined] {
   if (typeof a === 'object' && a !== null) return [a, typeof b === 'function' ? b : c];
   const port = Number(a);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`Port should be >= 0 and < 65536. Received ${String(a)}.`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${String(a)}.`);
   if (typeof b === 'function') return [{ port }, b];
   return [{ port, ...(b !== undefined ? { host: b } : {}) }, c];
 }

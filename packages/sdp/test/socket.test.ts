@@ -189,6 +189,16 @@ describe('SdpSocket and SdpServer', () => {
     expect(events).toEqual(['end', 'close false']);
   });
 
+  it("bad ports throw net's RangeError ERR_SOCKET_BAD_PORT; null options are no options, as net takes them", async () => {
+    for (const p of [-1, 65536, 1.5, Number.NaN, 'x']) {
+      expect(() => connect(p as number), String(p)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_SOCKET_BAD_PORT' }) as unknown as Error);
+      expect(() => createServer().listen(p as number), String(p)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_SOCKET_BAD_PORT' }) as unknown as Error);
+    }
+    const s = new SdpSocket(null);
+    expect(s.pending).toBe(true);
+    s.destroy();
+  });
+
   it('refuses a port with no listener with ECONNREFUSED', async () => {
     const server = createServer();
     const port = await listening(server);
