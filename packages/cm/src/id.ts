@@ -178,7 +178,7 @@ export class CmId {
   /** @internal Use createId(). */
   constructor(channel: EventChannel, opts: CreateIdOptions | null = {}) {
     if (!(channel instanceof EventChannel)) throw new InvalidArgumentError('createId: channel must be an EventChannel');
-    if (opts === null) opts = {};
+    opts ??= {};
     if (typeof opts !== 'object') throw new InvalidArgumentError('createId: options must be an object');
     if (channel.closed) throw new ResourceClosedError('event channel');
     this.portSpace = checkPortSpace(opts.portSpace ?? PortSpace.TCP);
