@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { seeded } from '@ibal/tooling/seeded';
 import { InvalidArgumentError, ResourceClosedError } from '../src/errors.js';
 import { SysCallError } from '../src/sys/errors.js';
 import { ShmRing } from '../src/sys/ring.js';
@@ -15,17 +16,6 @@ afterAll(async () => {
   await Promise.all(children.map((c) => c.kill()));
   segments.forEach((s) => s.close());
 });
-
-// xorshift32: the same messages on every run, no Math.random.
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const shmPath = (name: string) => `/dev/shm/${name.slice(1)}`;
 
@@ -180,7 +170,8 @@ describe.skipIf(skip)('ShmRing', () => {
     children.push(child);
     await child.next('ready');
 
-    const rand = prng(0x1ba1);
+    // The same messages on every run, no Math.random.
+    const rand = seeded(0x1ba1);
     const N = 3000;
     const msgs: Uint8Array[] = [];
     for (let i = 0; i < N; i++) {
