@@ -1,12 +1,36 @@
 // Protocol thresholds, tunable by environment as Open MPI's MCA parameters
 // (btl_vader_eager_limit, btl_openib_eager_limit, ...).
 
+import { InvalidArgumentError } from './errors.js';
+
+/** The transports init() knows, by the names MPILITE_TRANSPORTS uses. */
+const TRANSPORTS = ['shm', 'verbs'];
+
 function envInt(name: string, dflt: number, min: number, max: number): number {
   const v = process.env[name];
   if (v === undefined || v === '') return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new RangeError(`${name}=${v}: expected an integer in [${min}, ${max}]`);
+  if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name}=${v}: expected an integer in [${min}, ${max}]`);
   return n;
+}
+
+function envPow2(name: string, dflt: number, min: number, max: number): number {
+  const n = envInt(name, dflt, min, max);
+  if ((n & (n - 1)) !== 0) throw new InvalidArgumentError(`${name}=${n}: expected a power of two`);
+  return n;
+}
+
+// A misspelt name would otherwise only surface at the first peer that needs
+// the transport, after every rank has waited at the rendezvous.
+function envTransports(): string[] {
+  const v = process.env.MPILITE_TRANSPORTS;
+  if (v === undefined || v.trim() === '') return [...TRANSPORTS];
+  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const unknown = names.filter((n) => !TRANSPORTS.includes(n));
+  if (unknown.length > 0 || names.length === 0) {
+    throw new InvalidArgumentError(`MPILITE_TRANSPORTS=${v}: expected a comma-separated list of ${TRANSPORTS.join(', ')}`);
+  }
+  return names;
 }
 
 export interface MpiConfig {
@@ -33,10 +57,10 @@ export interface MpiConfig {
 export function readConfig(): MpiConfig {
   return {
     shmEagerLimit: envInt('MPILITE_SHM_EAGER_LIMIT', 16384, 0, 1 << 20),
-    shmRingBytes: envInt('MPILITE_SHM_RING_BYTES', 1 << 18, 1 << 12, 1 << 26),
+    shmRingBytes: envPow2('MPILITE_SHM_RING_BYTES', 1 << 18, 1 << 12, 1 << 26),
     verbsEagerLimit: envInt('MPILITE_VERBS_EAGER_LIMIT', 8192, 0, 1 << 16),
     verbsCredits: envInt('MPILITE_VERBS_CREDITS', 32, 4, 1024),
-    transports: (process.env.MPILITE_TRANSPORTS ?? 'shm,verbs').split(',').map((s) => s.trim()).filter(Boolean),
+    transports: envTransports(),
     syncWaitUs: envInt('MPILITE_SYNC_WAIT_US', 20000, 0, 10_000_000),
     spinNs: envInt('MPILITE_SPIN_NS', 50_000, 0, 10_000_000),
     collLarge: envInt('MPILITE_COLL_LARGE', 65536, 0, 1 << 30),

@@ -14,7 +14,11 @@ let pending: Promise<World> | undefined;
 export async function init(): Promise<Comm> {
   if (world?.finalized) throw new NotInitializedError('MPI cannot be initialized again after finalize');
   if (!world) {
-    pending ??= World.create();
+    // A failed init() leaves nothing behind (World.create), so it may be tried again.
+    pending ??= World.create().catch((err: unknown) => {
+      pending = undefined;
+      throw err;
+    });
     world = await pending;
   }
   return world.commWorld;

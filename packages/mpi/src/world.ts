@@ -60,8 +60,45 @@ export class World {
 
   static async create(): Promise<World> {
     const w = new World(detectLaunch(), readConfig());
-    await w.#wireUp();
+    try {
+      await w.#wireUp();
+    } catch (err) {
+      await w.#abandon(err as Error);
+      throw err;
+    }
     return w;
+  }
+
+  /**
+   * init() failed: tells the job why (the ranks waiting at a fence for this
+   * one fail with it now, not at their timeout) and lets go of everything
+   * init took. Without this, rank 0's rendezvous server, the bootstrap
+   * connection and the transports kept the process alive after init()
+   * rejected. The caller has the error, so no exit watchdog is left either.
+   */
+  async #abandon(err: Error): Promise<void> {
+    this.#finalized = true;
+    const client = this.#client as BootstrapClient | undefined;
+    if (client) {
+      client.abort(1, `init failed: ${err.message}`);
+      // fin is answered after the abort is handled, so an in-process server
+      // has told every rank before it closes below.
+      await client.finish(1000);
+    }
+    this.engine.close();
+    for (const t of this.#transports.reverse()) {
+      try {
+        await t.close();
+      } catch {
+        /* a transport init left half made: close what can be closed */
+      }
+    }
+    if (this.#server) {
+      await this.#server.close();
+      if (this.launch.addressFile) fs.rmSync(this.launch.addressFile, { force: true });
+    }
+    if (this.#abortTimer) clearTimeout(this.#abortTimer);
+    this.#abortTimer = undefined;
   }
 
   check(): void {

@@ -93,7 +93,7 @@ describe('launcher detection', () => {
   });
 
   it('bad values are typed errors', () => {
-    expect(() => detectLaunch({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2' })).toThrow(RangeError);
+    expect(() => detectLaunch({ OMPI_COMM_WORLD_RANK: 'x', OMPI_COMM_WORLD_SIZE: '2' })).toThrow(expect.objectContaining({ code: 'ERR_MPI_BOOTSTRAP' }));
   });
 });
 

@@ -28,30 +28,41 @@ export interface JobOptions {
 
 /** `script`: a file in fixtures/, or an absolute path. */
 export async function runJob(n: number, script: string, args: string[] = [], o: JobOptions = {}): Promise<JobResult> {
-  const t0 = Date.now();
   const jobId = `test-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const server = new RendezvousServer({ size: n, jobId });
   const { port } = await server.listen();
   let abort: AbortInfo | undefined;
   server.on('abort', (a: AbortInfo) => (abort = a));
+  try {
+    const envs = Array.from({ length: n }, (_, r) => ({
+      MPILITE_RANK: String(r),
+      MPILITE_SIZE: String(n),
+      MPILITE_LOCAL_RANK: String(r),
+      MPILITE_LOCAL_SIZE: String(n),
+      MPILITE_JOBID: jobId,
+      MPILITE_RENDEZVOUS: `127.0.0.1:${port}`,
+    }));
+    const res = await runProcesses(envs, script, args, o);
+    res.abort = abort;
+    return res;
+  } finally {
+    await server.close();
+  }
+}
+
+/**
+ * Starts one process per entry of `envs` (added to this environment and
+ * `o.env`), as a launcher that is not `mpilite run` would (srun, mpirun),
+ * and waits for all of them to exit.
+ */
+export async function runProcesses(envs: Record<string, string>[], script: string, args: string[] = [], o: JobOptions = {}): Promise<JobResult> {
+  const t0 = Date.now();
   const children: ChildProcess[] = [];
   const res: JobResult = { codes: [], signals: [], stdout: [], stderr: [], abort: undefined, ms: 0 };
   const exits: Promise<void>[] = [];
   try {
-    for (let r = 0; r < n; r++) {
-      const child = spawn(process.execPath, [path.resolve(fixtures, script), ...args], {
-        env: {
-          ...process.env,
-          ...o.env,
-          MPILITE_RANK: String(r),
-          MPILITE_SIZE: String(n),
-          MPILITE_LOCAL_RANK: String(r),
-          MPILITE_LOCAL_SIZE: String(n),
-          MPILITE_JOBID: jobId,
-          MPILITE_RENDEZVOUS: `127.0.0.1:${port}`,
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+    envs.forEach((env, r) => {
+      const child = spawn(process.execPath, [path.resolve(fixtures, script), ...args], { env: { ...process.env, ...o.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
       children.push(child);
       res.stdout[r] = '';
       res.stderr[r] = '';
@@ -69,7 +80,7 @@ export async function runJob(n: number, script: string, args: string[] = [], o: 
           }),
         ),
       );
-    }
+    });
     o.onStart?.(children);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), o.timeoutMs ?? 60_000)));
@@ -78,9 +89,7 @@ export async function runJob(n: number, script: string, args: string[] = [], o: 
     if (outcome === 'timeout') throw new Error(`job ${script} did not end within ${o.timeoutMs ?? 60_000} ms:\n${res.stderr.join('\n')}\n${res.stdout.join('\n')}`);
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null && c.pid) process.kill(c.pid, 'SIGKILL');
-    await server.close();
   }
-  res.abort = abort;
   res.ms = Date.now() - t0;
   return res;
 }

@@ -20,6 +20,7 @@
 // port is never mistaken for the rendezvous.
 import os from 'node:os';
 import path from 'node:path';
+import { BootstrapError } from '../errors.js';
 
 export type LauncherKind = 'mpilite' | 'mpirun' | 'srun' | 'singleton';
 
@@ -42,7 +43,13 @@ export interface LaunchInfo {
 
 function int(v: string | undefined, name: string): number {
   const n = Number(v);
-  if (v === undefined || !Number.isInteger(n) || n < 0) throw new RangeError(`${name}=${String(v)} is not a non-negative integer`);
+  if (v === undefined || v.trim() === '' || !Number.isInteger(n) || n < 0) throw new BootstrapError(`${name}=${String(v)} is not a non-negative integer`);
+  return n;
+}
+
+function port(v: string | undefined, name: string): number {
+  const n = int(v, name);
+  if (n < 1 || n > 65535) throw new BootstrapError(`${name}=${String(v)} is not a port (1-65535)`);
   return n;
 }
 
@@ -58,11 +65,24 @@ export function derivedPort(jobId: string): number {
 
 export function parseHostPort(s: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(s.trim());
-  if (!m) throw new RangeError(`expected host:port, got ${s}`);
-  return { host: m[1]!, port: Number(m[2]) };
+  const p = m ? Number(m[2]) : NaN;
+  if (!m || !m[1] || !(p >= 1 && p <= 65535)) throw new BootstrapError(`expected host:port with a port in 1-65535, got ${s}`);
+  return { host: m[1], port: p };
 }
 
+/**
+ * Reads the launcher's environment. Values no launcher would set (a rank
+ * outside the job, a job of no ranks, a port out of range) are
+ * BootstrapErrors here, before any rank waits for this one at the rendezvous.
+ */
 export function detectLaunch(env: NodeJS.ProcessEnv = process.env): LaunchInfo {
+  const l = launchOf(env);
+  if (l.size < 1) throw new BootstrapError(`${l.launcher}: a job of ${l.size} ranks`);
+  if (l.rank >= l.size) throw new BootstrapError(`${l.launcher}: rank ${l.rank} of a job of ${l.size} ranks`);
+  return l;
+}
+
+function launchOf(env: NodeJS.ProcessEnv): LaunchInfo {
   if (env.MPILITE_RANK !== undefined && env.MPILITE_RENDEZVOUS) {
     return {
       launcher: 'mpilite',
@@ -121,7 +141,7 @@ function external(
 ): LaunchInfo {
   const allLocal = localSize >= size;
   const host = env.MPILITE_RENDEZVOUS_HOST ?? (allLocal ? '127.0.0.1' : (remoteHost ?? '127.0.0.1'));
-  const port = env.MPILITE_RENDEZVOUS_PORT ? int(env.MPILITE_RENDEZVOUS_PORT, 'MPILITE_RENDEZVOUS_PORT') : derivedPort(jobId);
+  const rdvPort = env.MPILITE_RENDEZVOUS_PORT ? port(env.MPILITE_RENDEZVOUS_PORT, 'MPILITE_RENDEZVOUS_PORT') : derivedPort(jobId);
   const dir = sessionDir ?? os.tmpdir();
   return {
     launcher,
@@ -130,7 +150,7 @@ function external(
     localRank,
     localSize,
     jobId,
-    rendezvous: { host, port },
+    rendezvous: { host, port: rdvPort },
     serve: rank === 0,
     listenHost: allLocal && !env.MPILITE_RENDEZVOUS_HOST ? '127.0.0.1' : '0.0.0.0',
     addressFile: path.join(dir, `mpilite-${jobId.replace(/[^A-Za-z0-9_.-]/g, '_')}.addr`),

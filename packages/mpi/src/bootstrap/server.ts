@@ -8,6 +8,9 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { readLines, writeLine, type Message } from './lines.js';
 
+/** How long close() lets a peer read what is left before it drops the connection. */
+const CLOSE_GRACE_MS = 1000;
+
 export interface RendezvousServerOptions {
   /** Ranks in the job. */
   size: number;
@@ -47,6 +50,8 @@ export class RendezvousServer extends EventEmitter {
   #finished = 0;
   #aborted: AbortInfo | undefined;
   #closed = false;
+  /** Every accepted connection, introduced or not, for close(). */
+  readonly #sockets = new Set<net.Socket>();
 
   constructor(options: RendezvousServerOptions) {
     super();
@@ -84,6 +89,8 @@ export class RendezvousServer extends EventEmitter {
 
   #accept(socket: net.Socket): void {
     socket.setNoDelay(true);
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
     let client: Client | undefined;
     socket.on('error', () => {});
     readLines(socket, (m) => {
@@ -146,11 +153,23 @@ export class RendezvousServer extends EventEmitter {
     }
   }
 
-  /** Stops listening and drops every connection. */
+  /** Stops listening and closes every connection, within CLOSE_GRACE_MS. */
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    for (const c of this.#clients.values()) c.socket.destroy();
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    // end(), not destroy(): a socket closed with input it has not read sends
+    // a reset, and the reset discards what its peer has not read yet, such
+    // as the abort just written to it (an in-process server closing after
+    // its rank's init failed).
+    for (const s of this.#sockets) s.end();
+    const force = setTimeout(() => {
+      for (const s of this.#sockets) s.destroy();
+    }, CLOSE_GRACE_MS);
+    return new Promise((resolve) =>
+      this.#server.close(() => {
+        clearTimeout(force);
+        resolve();
+      }),
+    );
   }
 }
