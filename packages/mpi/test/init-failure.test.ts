@@ -6,6 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { detectLaunch } from '../src/bootstrap/launcher.js';
 import { readConfig } from '../src/config.js';
+import { finalize, init } from '../src/index.js';
 import { runJob, runProcesses, type JobResult } from './helpers.js';
 
 interface Outcome {
@@ -68,6 +69,15 @@ describe('init() with settings that cannot work', () => {
     }
     process.env.MPILITE_TRANSPORTS = ' verbs , shm ';
     expect(readConfig().transports).toEqual(['verbs', 'shm']);
+  });
+
+  it('leaves init() free to be called again once the setting is mended', async () => {
+    process.env.MPILITE_TRANSPORTS = 'verb';
+    await expect(init()).rejects.toMatchObject({ code: 'ERR_IBAL_INVALID_ARGUMENT' });
+    delete process.env.MPILITE_TRANSPORTS;
+    const comm = await init();
+    expect([comm.rank, comm.size]).toEqual([0, 1]);
+    await finalize();
   });
 });
 
