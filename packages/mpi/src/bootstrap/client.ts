@@ -29,6 +29,8 @@ export class BootstrapClient {
     for (const m of backlog) this.#handle(m);
     readLines(socket, (m) => this.#handle(m));
     socket.on('close', () => {
+      // Nothing will answer a fin now: do not make finish() wait it out.
+      this.#finResolve?.();
       if (!this.#finished) this.#raise({ rank: -1, reason: 'the rendezvous server went away (launcher or rank 0 died)', errorCode: 1 });
     });
   }
