@@ -3,10 +3,12 @@
 // DEFAULT_WARMUP_MS), then the timed loop; latency is half a
 // round trip; bandwidth sends a window of 64 messages and waits for a short
 // ack; collectives report the average over ranks of each rank's mean time.
-import { SUM, finalize, init, wtime, type Comm } from '@ibal/mpi';
+import { InvalidArgumentError, SUM, finalize, init, wtime, type Comm } from '@ibal/mpi';
 
 export type BenchKind = 'latency' | 'bw' | 'bibw' | 'allreduce' | 'bcast' | 'alltoall';
 export const BENCH_KINDS: BenchKind[] = ['latency', 'bw', 'bibw', 'allreduce', 'bcast', 'alltoall'];
+/** Kinds every rank takes part in; the others are between ranks 0 and 1. */
+export const COLLECTIVE_KINDS: BenchKind[] = ['allreduce', 'bcast', 'alltoall'];
 
 export interface BenchResult {
   bench: BenchKind;
@@ -142,7 +144,7 @@ export function defaultSizes(kind: BenchKind): number[] {
 
 export async function benchRank(kind: BenchKind, sizes: number[], base: number, json: boolean, warmupMs = DEFAULT_WARMUP_MS): Promise<void> {
   const comm = await init();
-  if (kind !== 'allreduce' && kind !== 'bcast' && kind !== 'alltoall' && comm.size < 2) throw new Error(`${kind} needs 2 ranks`);
+  if (!COLLECTIVE_KINDS.includes(kind) && comm.size < 2) throw new InvalidArgumentError(`${kind} needs 2 ranks or more`);
   const results: { size: number; value: number }[] = [];
   const unit = kind === 'bw' || kind === 'bibw' ? 'MB/s' : 'us';
   if (comm.rank === 0 && !json) {

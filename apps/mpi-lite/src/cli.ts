@@ -3,7 +3,8 @@
 //   mpilite bench latency|bw|bibw|allreduce|bcast|alltoall [-n N] [--json]
 //   mpilite info                              (how a rank here would join: launcher, transports)
 import { fileURLToPath } from 'node:url';
-import { BENCH_KINDS, DEFAULT_WARMUP_MS, benchRank, defaultSizes, type BenchKind } from './bench-rank.js';
+import { abort, finalized, initialized } from '@ibal/mpi';
+import { BENCH_KINDS, COLLECTIVE_KINDS, DEFAULT_WARMUP_MS, benchRank, defaultSizes, type BenchKind } from './bench-rank.js';
 import { UsageError, parseRunArgs, runHelp, runJob } from './run.js';
 
 const benchHelp = `usage: mpilite bench ${BENCH_KINDS.join('|')} [-n N] [--sizes a,b,...] [--iters K] [--warmup-ms T] [--json]
@@ -29,7 +30,7 @@ commands:
 async function bench(argv: string[]): Promise<number> {
   const kind = argv[0] as BenchKind;
   if (!BENCH_KINDS.includes(kind)) throw new UsageError(`bench: expected one of ${BENCH_KINDS.join(', ')}`);
-  let np = kind === 'allreduce' || kind === 'bcast' || kind === 'alltoall' ? 4 : 2;
+  let np = COLLECTIVE_KINDS.includes(kind) ? 4 : 2;
   let sizes = defaultSizes(kind);
   let iters = 0;
   let json = false;
@@ -48,6 +49,7 @@ async function bench(argv: string[]): Promise<number> {
     } else throw new UsageError(`bench: unknown option ${a}`);
   }
   if (!Number.isInteger(np) || np < 1) throw new UsageError('-n must be a positive integer');
+  if (np < 2 && !COLLECTIVE_KINDS.includes(kind)) throw new UsageError(`bench ${kind} needs -n 2 or more (ranks 0 and 1 exchange)`);
   if (sizes.some((s) => !Number.isInteger(s) || s < 0)) throw new UsageError('--sizes must be non-negative integers');
   if (!Number.isInteger(iters) || iters < 0) throw new UsageError('--iters must be a positive integer');
   if (!Number.isFinite(warmupMs) || warmupMs < 0) throw new UsageError('--warmup-ms must be a non-negative number');
@@ -81,7 +83,14 @@ async function main(argv: string[]): Promise<number> {
       }
       return bench(rest);
     case '__bench-rank':
-      await benchRank(rest[0] as BenchKind, rest[1]!.split(',').map(Number), Number(rest[2]), rest[3] === 'json', rest[4] === undefined ? DEFAULT_WARMUP_MS : Number(rest[4]));
+      try {
+        await benchRank(rest[0] as BenchKind, rest[1]!.split(',').map(Number), Number(rest[2]), rest[3] === 'json', rest[4] === undefined ? DEFAULT_WARMUP_MS : Number(rest[4]));
+      } catch (err) {
+        // A rank that only returned would stay in the job (its bootstrap
+        // connection holds the process) while the others wait for it.
+        if (initialized() && !finalized()) return abort(1, err instanceof Error ? err.message : String(err));
+        throw err;
+      }
       return 0;
     case 'help':
     case '--help':

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { allowedCpus } from '../src/bind.js';
-import { example, fixture, mpilite } from './helpers.js';
+import { cli, example, fixture, mpilite } from './helpers.js';
 
 describe('mpilite run', () => {
   it('tags every line with its rank', async () => {
@@ -141,5 +141,16 @@ describe('mpilite bench', () => {
     expect(ar.code, ar.stderr).toBe(0);
     expect(ar.stdout).toContain('# MPI-lite Allreduce Latency Test (OSU style), 3 ranks');
     expect(ar.stdout).toMatch(/^131072\s+\d+\.\d+$/m);
+  });
+
+  it('a point-to-point bench of one rank: a usage error before any rank starts; a rank that fails anyway ends the job', async () => {
+    const one = await mpilite(['bench', 'latency', '-n', '1'], { timeoutMs: 30_000 });
+    expect(one.code).toBe(2);
+    expect(one.stderr).toContain('bench latency needs -n 2 or more');
+    // The rank itself, started by hand with one rank: it used to print the
+    // error and stay in the job, holding the launcher until killed.
+    const r = await mpilite(['run', '-n', '1', cli, '__bench-rank', 'bw', '8', '10', 'text'], { timeoutMs: 30_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('bw needs 2 ranks or more');
   });
 });
