@@ -142,10 +142,12 @@ function createResources(id: CmId, opts: ConnectionOptions): { pd: PD; cq: CQ; c
   return { pd, cq, channel };
 }
 
-function cmError(e: CmEvent | Error, where: Endpoint, syscall = 'connect'): SdpSocketError {
+function cmError(e: CmEvent | Error, where: { address: string; port?: number }, syscall = 'connect'): SdpSocketError {
   if (e instanceof Error) {
     const code = (e as { code?: string }).code;
-    if (code === 'ERR_IBAL_CM_ADDR' || code === 'ERR_IBAL_NOT_FOUND') return new SdpSocketError('EHOSTUNREACH', syscall, e.message, where, { cause: e });
+    // An address no device has: the peer's is unreachable; a local one is
+    // not available, as net says of a bind or listen address not on this host.
+    if (code === 'ERR_IBAL_CM_ADDR' || code === 'ERR_IBAL_NOT_FOUND') return new SdpSocketError(syscall === 'connect' ? 'EHOSTUNREACH' : 'EADDRNOTAVAIL', syscall, e.message, where, { cause: e });
     if (code === 'ERR_IBAL_CM_ADDR_IN_USE') return new SdpSocketError('EADDRINUSE', syscall === 'connect' ? 'bind' : syscall, e.message, where, { cause: e });
     return new SdpSocketError('ECONNREFUSED', syscall, e.message, where, { cause: e });
   }
@@ -230,7 +232,12 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
   let res: { pd: PD; cq: CQ; channel: CompChannel } | undefined;
   let conn: SdpConnection | undefined;
   try {
-    await id.bindAddr({ address: o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0'), port: o.localPort ?? 0 });
+    const bindTo = o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0');
+    try {
+      await id.bindAddr({ address: bindTo, port: o.localPort ?? 0 });
+    } catch (err) {
+      throw cmError(err as Error, { address: bindTo, ...(o.localPort ? { port: o.localPort } : {}) }, 'bind');
+    }
     const udpPort = o.udpPort ?? localUdpPort(o.host, o.port);
     id.resolveAddr({ address: o.host, port: o.port, ...(udpPort !== undefined ? { udpPort } : {}) }, { timeoutMs });
     let e = await next();
@@ -311,7 +318,7 @@ export async function listenLink(
     id.listen(o.backlog ?? 511);
   } catch (err) {
     id.destroy();
-    throw cmError(err as Error, { address: host, port: o.port }, 'listen');
+    throw cmError(err as Error, { address: host, ...(o.port ? { port: o.port } : {}) }, 'listen');
   }
   const bound = id.localAddr!;
   const entry = { address: host, udpPort: bound.udpPort };

@@ -536,10 +536,14 @@ export class SdpSocket extends Duplex {
   }
 }
 
-/** The connect errors that mean nobody answered over SDP at that address (try the next one, or TCP). */
+/**
+ * The connect errors that mean nobody answered over SDP at that address (try
+ * the next one, or TCP), or that no RDMA device has the local address asked
+ * for (EADDRNOTAVAIL), which TCP may still have.
+ */
 function unreached(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT';
+  return code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT' || code === 'EADDRNOTAVAIL';
 }
 
 /** A lookup that answers with addresses already found, in either of the forms net asks for. */

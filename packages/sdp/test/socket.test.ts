@@ -3,6 +3,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import http from 'node:http';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SdpServer, SdpSocket, connect, createServer } from '../src/index.js';
 import { errorOf, once, sleep } from './helpers/wait.js';
@@ -279,6 +280,38 @@ describe('SdpSocket and SdpServer', () => {
     const d = track(connect({ port, host: '127.0.0.1', localPort }));
     expect(await errorOf(d)).toMatchObject({ code: 'EADDRINUSE' });
     expect(() => connect({ port, host: '127.0.0.1', localPort: 70000 })).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_BAD_PORT' }) as unknown as Error);
+  });
+
+  it('says EADDRNOTAVAIL, as net does, for a local or listen address no RDMA device has; transparent mode takes TCP then', async () => {
+    // 192.0.2.1 (TEST-NET-1) is on no interface here: net and SDP must fail alike.
+    const nowhere = '192.0.2.1';
+    const { port } = await serve();
+    const how = (e: NodeJS.ErrnoException & { address?: string }) => ({ code: e.code, syscall: e.syscall, address: e.address });
+    const tcpConnect = net.connect({ port, host: '127.0.0.1', localAddress: nowhere }).on('error', () => {});
+    const c = track(connect({ port, host: '127.0.0.1', localAddress: nowhere }));
+    const [tcpErr, err] = await Promise.all([errorOf(tcpConnect), errorOf(c)]);
+    expect(how(err)).toEqual({ code: 'EADDRNOTAVAIL', syscall: 'bind', address: nowhere });
+    expect(how(err)).toEqual(how(tcpErr));
+    const tcpServer = net.createServer().listen(0, nowhere);
+    const server = createServer();
+    open.push(server);
+    server.listen(0, nowhere);
+    const [tcpListenErr, listenErr] = await Promise.all([errorOf(tcpServer), errorOf(server)]);
+    expect(how(listenErr)).toEqual({ code: 'EADDRNOTAVAIL', syscall: 'listen', address: nowhere });
+    expect(how(listenErr)).toEqual(how(tcpListenErr));
+    // 127.0.0.2 is this host's (all of 127/8 is), but the soft device is on
+    // 127.0.0.1 alone: the register hook's connect goes over TCP from it.
+    const plain = net.createServer((s) => s.end('over tcp'));
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    try {
+      const f = track(new SdpSocket());
+      f.connect({ port: (plain.address() as net.AddressInfo).port, host: '127.0.0.1', localAddress: '127.0.0.2', fallbackToTcp: true });
+      const body = await collect(f);
+      expect(body.toString()).toBe('over tcp');
+      expect([f.transport, f.localAddress]).toEqual(['tcp', '127.0.0.2']);
+    } finally {
+      plain.close();
+    }
   });
 
   it('destroys the socket with an AbortError when its signal aborts, as net.Socket does', async () => {
