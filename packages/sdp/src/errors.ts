@@ -35,3 +35,12 @@ export function argError(Ctor: typeof TypeError | typeof RangeError, code: strin
   (e as NodeJS.ErrnoException).code = code;
   return e;
 }
+
+/** What Node's argument errors say they received ("Received type string ('x')", "Received null"). */
+export function received(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (typeof v === 'function') return `function ${v.name || '<anonymous>'}`;
+  if (typeof v === 'object') return `an instance of ${(v as object).constructor?.name ?? 'Object'}`;
+  const shown = typeof v === 'string' ? `'${v.length > 25 ? `${v.slice(0, 25)}...` : v}'` : String(v);
+  return `type ${typeof v} (${shown})`;
+}

@@ -3,6 +3,7 @@
 import dns from 'node:dns';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
+import { inspect } from 'node:util';
 import type { ConnectionSink } from './connection.js';
 import { SdpSocketError, argError } from './errors.js';
 import { listenLink, type Link, type LinkListener } from './link.js';
@@ -81,8 +82,10 @@ export class SdpServer extends EventEmitter {
   listen(...args: unknown[]): this {
     const cb = typeof args[args.length - 1] === 'function' ? (args.pop() as () => void) : undefined;
     let o: SdpListenOptions;
-    if (typeof args[0] === 'object' && args[0] !== null) o = args[0] as SdpListenOptions;
-    else o = { port: args[0] as number | undefined, host: args[1] as string | undefined, backlog: args[2] as number | undefined };
+    if (typeof args[0] === 'object' && args[0] !== null) {
+      o = args[0] as SdpListenOptions;
+      if (!('port' in o) && !('path' in o)) throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(o)}`);
+    } else o = { port: args[0] as number | undefined, host: args[1] as string | undefined, backlog: args[2] as number | undefined };
     const port = o.port === undefined || o.port === null ? 0 : Number(o.port);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(o.port)}.`);
     if (this.#listening || this.#starting) throw new SdpSocketError('ERR_SERVER_ALREADY_LISTEN', 'listen', 'listen method has been called more than once without closing.');

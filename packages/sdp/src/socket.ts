@@ -6,7 +6,7 @@ import dns, { type LookupAddress } from 'node:dns';
 import net from 'node:net';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { SdpConnection, type ConnectionSink } from './connection.js';
-import { SdpSocketError, argError } from './errors.js';
+import { SdpSocketError, argError, received } from './errors.js';
 import { connectLink, type Link } from './link.js';
 import { OnreadDelivery, checkOnread, type SdpOnread } from './onread.js';
 import { resolveOptions, type SdpOptions } from './options.js';
@@ -71,6 +71,8 @@ export class SdpSocket extends Duplex {
   #timeoutTimer: NodeJS.Timeout | undefined;
   #keepAliveTimer: NodeJS.Timeout | undefined;
   #finishedGracefully = false;
+  /** The peer's end ended this side as well (no allowHalfOpen): writes are EPIPE, as net's. */
+  #endedByPeer = false;
   #closing: Promise<void> | undefined;
   readonly #onread: OnreadDelivery | undefined;
 
@@ -82,6 +84,24 @@ export class SdpSocket extends Duplex {
     this.#onread = onread ? new OnreadDelivery(onread) : undefined;
     // Not the stream constructor's own `signal`: an aborted one destroys at once, before these fields exist.
     if (options?.signal) addAbortSignal(options.signal, this);
+    this.on('end', () => {
+      if (!this.allowHalfOpen) this.#endedByPeer = true;
+    });
+  }
+
+  /**
+   * As net.Socket's: once the peer's end has ended this side too (no
+   * allowHalfOpen), a write is the peer's doing, EPIPE to the callback and
+   * as the socket's error, rather than the stream's write-after-end, which
+   * blames the caller.
+   */
+  override write(chunk: unknown, encoding?: BufferEncoding | ((err?: Error | null) => void), cb?: (err?: Error | null) => void): boolean {
+    if (!this.#endedByPeer || !this.writableEnded) return super.write(chunk, encoding as BufferEncoding, cb);
+    const done = typeof encoding === 'function' ? encoding : cb;
+    const err = new SdpSocketError('EPIPE', 'write', 'This socket has been ended by the other party');
+    if (done) process.nextTick(done, err);
+    this.destroy(err);
+    return false;
   }
 
   /** @internal The server side: an accepted connection. */
@@ -95,6 +115,11 @@ export class SdpSocket extends Duplex {
 
   get connecting(): boolean {
     return this.#connecting;
+  }
+
+  /** As net.Socket's (deprecated there, still read by older libraries): writableLength once connected. */
+  get bufferSize(): number | undefined {
+    return this.#conn || this.#tcp ? this.writableLength : undefined;
   }
 
   /** As net.Socket's: true until connected, and again once destroyed. */
@@ -176,7 +201,8 @@ export class SdpSocket extends Duplex {
 
   /** Emits 'timeout' after `ms` of inactivity, as net.Socket does; 0 turns it off. */
   setTimeout(ms: number, cb?: () => void): this {
-    if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`The value of "msecs" is out of range. It must be a non-negative finite number. Received ${ms}`);
+    if (typeof ms !== 'number') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "msecs" argument must be of type number. Received ${received(ms)}`);
+    if (!Number.isFinite(ms) || ms < 0) throw argError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "msecs" is out of range. It must be a non-negative finite number. Received ${ms}`);
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);
       else this.once('timeout', cb);

@@ -4,7 +4,8 @@
 // readyState and pending. Found and now pinned: a client that never reads
 // never closed after both ends; destroy() reset the peer where TCP's close
 // sends FIN; resetAndDestroy() raised an error locally; pending stayed false
-// after close.
+// after close; a write after the peer's end was the stream's write-after-end
+// where net says EPIPE.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import * as sdp from '../src/index.js';
@@ -27,6 +28,10 @@ const scenarios: Record<string, Scenario> = {
   'the server destroys, nobody reads': { server: (s) => void setTimeout(() => s.destroy(), 20), client: async () => {} },
   'destroy(err) on the client': { server: (s, n) => s.on('data', n), client: async (c) => (await connected(c), await sleep(10), void c.destroy(new Error('boom'))) },
   'destroy() right after a large write': { server: (s, n) => s.on('data', n), client: async (c, n) => (c.on('data', n), await connected(c), c.write(Buffer.alloc(3_000_000, 1)), void setTimeout(() => c.destroy(), 30)) },
+  "a write after the peer's end": {
+    server: (s) => void s.end('bye'),
+    client: async (c, n, log) => void (c.on('data', n), c.once('close', () => c.write('late', (e) => log.push(`client:write callback ${(e as NodeJS.ErrnoException | null)?.code}`)))),
+  },
   'write after end': { server: (s, n) => s.on('data', n), client: async (c, n) => (c.on('data', n), c.end('x'), void c.write('y')) },
   'a half-open server answers after the end': { serverOpts: { allowHalfOpen: true }, server: (s, n) => s.on('data', n).on('end', () => setTimeout(() => s.end('late'), 20)), client: async (c, n) => void (c.on('data', n), c.end('req')) },
   'the end waits for a paused reader': { server: (s) => void s.end('abc'), client: async (c, n) => (c.pause(), await sleep(50), c.on('data', n), void c.resume()) },

@@ -648,6 +648,25 @@ describe('host names, as net.connect resolves them', () => {
     expect(() => connect({ port: 9, host: 'x.test', family: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
   });
 
+  it('throws what net throws for bad setTimeout and listen arguments, and has bufferSize', async () => {
+    const thrown = (f: () => unknown) => {
+      try {
+        f();
+        return 'no throw';
+      } catch (e) {
+        return `${(e as Error).constructor.name} ${(e as NodeJS.ErrnoException).code}: ${(e as Error).message}`;
+      }
+    };
+    for (const v of ['x', '10', null, undefined, -1, Infinity, NaN]) {
+      expect(thrown(() => new SdpSocket().setTimeout(v as number)), String(v)).toBe(thrown(() => new net.Socket().setTimeout(v as number)));
+    }
+    for (const o of [{}, { host: '127.0.0.1' }, { backlog: 5 }]) {
+      expect(thrown(() => createServer().listen(o)), JSON.stringify(o)).toBe(thrown(() => net.createServer().listen(o)));
+    }
+    const { c } = await connected();
+    expect([new SdpSocket().bufferSize, c.bufferSize]).toEqual([new net.Socket().bufferSize, 0]);
+  });
+
   it("listens on 'localhost'", async () => {
     const server = createServer((s) => track(s).on('error', () => {}).end('hi'));
     open.push(server);
