@@ -1,7 +1,7 @@
 // @ibal/sdp: the Sockets Direct Protocol (IBTA Annex A4) with Node's net API.
 
 export { SdpSocket, connect, createConnection, type SdpSocketOptions, type SdpConnectOptions } from './socket.js';
-export { SdpServer, createServer, type SdpServerOptions, type SdpListenOptions } from './server.js';
+export { SdpServer, createServer, type SdpServerOptions, type SdpListenOptions, type SdpDropInfo } from './server.js';
 export { type SdpOptions } from './options.js';
 export { type SdpOnread } from './onread.js';
 export { SdpSocketError, SdpProtocolError } from './errors.js';

@@ -68,7 +68,29 @@ function patchedListen(this: net.Server, ...args: unknown[]): net.Server {
     if (!matchRule(rules, 'server', any ? undefined : a.address, a.port)) return;
     const sdp = new SdpServer({ allowHalfOpen: (server as unknown as { allowHalfOpen?: boolean }).allowHalfOpen ?? false });
     server[kSdp] = sdp;
-    sdp.on('connection', (s: SdpSocket) => server.emit('connection', s));
+    // net.Server counts its connections in _connections (maxConnections,
+    // getConnections and close() all read it); SDP's are counted there too,
+    // so the application's limit and close() cover both listeners.
+    const counts = server as unknown as { _connections: number; _emitCloseIfDrained?: () => void };
+    let sdpOpen = 0;
+    sdp.on('connection', (s: SdpSocket) => {
+      counts._connections++;
+      sdpOpen++;
+      s.once('close', () => {
+        counts._connections--;
+        sdpOpen--;
+        counts._emitCloseIfDrained?.();
+      });
+      server.emit('connection', s);
+    });
+    sdp.on('drop', (info: unknown) => server.emit('drop', info));
+    // SDP admits what the TCP connections leave of the limit (it counts its own).
+    Object.defineProperty(sdp, 'maxConnections', {
+      get: () => {
+        const max = server.maxConnections as number | undefined | null;
+        return max === undefined || max === null ? undefined : Math.max(0, max - (counts._connections - sdpOpen));
+      },
+    });
     // The TCP listener serves; an SDP listener that cannot start (no RDMA device) is reported, not fatal.
     sdp.on('error', (err: Error) => process.emitWarning(`@ibal/sdp: no SDP listener on port ${a.port}: ${err.message}`));
     sdp.listen({ port: a.port, host: a.address === '::' ? '0.0.0.0' : a.address });

@@ -7,6 +7,7 @@ import { inspect } from 'node:util';
 import type { ConnectionSink } from './connection.js';
 import { SdpSocketError, argError } from './errors.js';
 import { listenLink, type Link, type LinkListener } from './link.js';
+import type { Hello } from './protocol/hello.js';
 import { resolveOptions, type SdpOptions } from './options.js';
 import { SdpSocket } from './socket.js';
 
@@ -16,6 +17,20 @@ export interface SdpServerOptions extends SdpOptions {
   keepAlive?: boolean;
   keepAliveInitialDelay?: number;
   noDelay?: boolean;
+  /** As net's: accepted sockets start paused, reading nothing until resume(). */
+  pauseOnConnect?: boolean;
+  /** As net's: accepted sockets' readable and writable high-water marks. */
+  highWaterMark?: number;
+}
+
+/** What 'drop' carries, as net.Server's. */
+export interface SdpDropInfo {
+  localAddress: string;
+  localPort: number;
+  localFamily: string;
+  remoteAddress: string;
+  remotePort: number;
+  remoteFamily: string;
 }
 
 export interface SdpListenOptions {
@@ -96,7 +111,7 @@ export class SdpServer extends EventEmitter {
       listenLink(
         { port, ...(host !== undefined ? { host } : {}), ...(o.backlog !== undefined ? { backlog: o.backlog } : {}) },
         opts,
-        () => this.#admit(),
+        (hello) => this.#admit(hello),
         (link) => this.#onLink(link),
         () => this.#placeholderSink(),
         () => {
@@ -169,10 +184,24 @@ export class SdpServer extends EventEmitter {
     await new Promise<void>((resolve) => this.close(() => resolve()));
   }
 
-  #admit(): boolean {
+  #admit(hello: Hello): boolean {
     if (this.#closing) return false;
     const max = this.maxConnections;
-    if (max !== undefined && this.#sockets.size + this.#admitted >= max) return false;
+    if (max !== undefined && this.#sockets.size + this.#admitted >= max) {
+      // net emits 'drop' for a connection refused at maxConnections too.
+      const family = (a: string): string => (net.isIPv6(a) ? 'IPv6' : 'IPv4');
+      const l = this.#listener;
+      const info: SdpDropInfo = {
+        localAddress: hello.dstAddress,
+        localPort: l?.port ?? 0,
+        localFamily: family(hello.dstAddress),
+        remoteAddress: hello.srcAddress,
+        remotePort: hello.localPort,
+        remoteFamily: family(hello.srcAddress),
+      };
+      process.nextTick(() => this.emit('drop', info));
+      return false;
+    }
     this.#admitted++;
     return true;
   }
@@ -185,8 +214,10 @@ export class SdpServer extends EventEmitter {
   #onLink(link: Link): void {
     // Admitted before close() (the REP was sent): the peer holds a connection, so it is served.
     this.#admitted = Math.max(0, this.#admitted - 1);
-    const s = SdpSocket.accepted(link, { allowHalfOpen: this.#opts.allowHalfOpen ?? false });
+    const hwm = this.#opts.highWaterMark;
+    const s = SdpSocket.accepted(link, { allowHalfOpen: this.#opts.allowHalfOpen ?? false, ...(hwm !== undefined ? { highWaterMark: hwm } : {}) });
     if (this.#opts.keepAlive) s.setKeepAlive(true, this.#opts.keepAliveInitialDelay);
+    if (this.#opts.pauseOnConnect) s.pause();
     this.#sockets.add(s);
     s.once('close', () => {
       this.#sockets.delete(s);

@@ -22,6 +22,8 @@ export interface SdpSocketOptions extends SdpOptions {
   onread?: SdpOnread;
   /** As net.Socket's (a stream option): aborting it destroys the socket with an AbortError. */
   signal?: AbortSignal;
+  /** As net.Socket's (a stream option): the readable and writable high-water marks. */
+  highWaterMark?: number;
 }
 
 export interface SdpConnectOptions extends SdpSocketOptions {
@@ -79,7 +81,13 @@ export class SdpSocket extends Duplex {
   constructor(options: SdpSocketOptions | null = {}) {
     // 'close' is emitted by _destroy, with net's hadError argument (the stream's own carries none).
     // null means no options, as net.Socket takes it.
-    super({ allowHalfOpen: options?.allowHalfOpen ?? false, emitClose: false, autoDestroy: true, decodeStrings: true });
+    super({
+      allowHalfOpen: options?.allowHalfOpen ?? false,
+      emitClose: false,
+      autoDestroy: true,
+      decodeStrings: true,
+      ...(options?.highWaterMark !== undefined ? { highWaterMark: options.highWaterMark } : {}),
+    });
     const onread = checkOnread(options?.onread);
     this.#onread = onread ? new OnreadDelivery(onread) : undefined;
     // Not the stream constructor's own `signal`: an aborted one destroys at once, before these fields exist.
@@ -115,6 +123,17 @@ export class SdpSocket extends Duplex {
 
   get connecting(): boolean {
     return this.#connecting;
+  }
+
+  /**
+   * As net.Socket's (undocumented there, but http's server calls it when it
+   * finishes a response on a connection it will not keep): end, then destroy
+   * once the end is sent.
+   */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
   }
 
   /** As net.Socket's (deprecated there, still read by older libraries): writableLength once connected. */

@@ -1,6 +1,7 @@
 // Across processes, as the issue asks: each peer runs the built package.
 
 import { createHash } from 'node:crypto';
+import net from 'node:net';
 
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -49,6 +50,44 @@ describe('transparent mode: Node http, unchanged, over SDP', () => {
     expect(r.transports).toEqual({ sdp: 1000 });
     expect(r.upgrade).toEqual({ status: 101, echoed: 'frame-1frame-2', transport: 'sdp' });
   }, 240_000);
+
+  it("net.Server's maxConnections, getConnections and close() count SDP connections with TCP's", async () => {
+    const host = privateLoopback();
+    const server = peer(['--import', registerHook, `${fixtures}/limit-server.mjs`, host, '2'], { IBAL_SDP_RULES: `${host}:*`, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
+    const { port, sdp } = await server.message<{ port: number; sdp: boolean }>('port');
+    expect(sdp).toBe(true);
+    const firstLine = (s: net.Socket | SdpSocket) =>
+      new Promise<string>((resolve) => {
+        let text = '';
+        s.on('data', (d: Buffer) => {
+          text += d.toString();
+          if (text.includes('\n')) resolve(text.split('\n')[0]!);
+        });
+        s.on('close', () => resolve(`closed: ${text}`));
+      });
+    const a = connect(port, host);
+    sockets.push(a);
+    expect(await firstLine(a)).toBe('sdp');
+    const b = net.connect(port, host).on('error', () => {});
+    expect(await firstLine(b)).toBe('tcp');
+    // The limit is reached by one connection of each: SDP refuses, TCP drops.
+    const c = connect(port, host);
+    sockets.push(c);
+    expect((await errorOf(c)).code).toBe('ECONNREFUSED');
+    const d = net.connect(port, host).on('error', () => {});
+    expect(await firstLine(d)).toBe('closed: ');
+    expect((await server.message<{ drop: number }>('drop')).drop).toBeGreaterThanOrEqual(1);
+    server.proc.stdin!.write('count1\n');
+    expect((await server.message<{ count1: number }>('count1')).count1).toBe(2);
+    server.proc.stdin!.write('close\n');
+    await sleep(300);
+    a.destroy();
+    await sleep(300);
+    expect(server.messages.some((m) => 'closed' in m)).toBe(false);
+    b.destroy();
+    await server.message('closed');
+    expect(server.messages.filter((m) => 'drop' in m).length).toBe(2);
+  }, 60_000);
 
   it('falls back to TCP when the peer does not speak SDP', async () => {
     const host = privateLoopback();

@@ -211,13 +211,36 @@ describe('SdpSocket and SdpServer', () => {
     expect((err as NodeJS.ErrnoException & { port?: number }).port).toBe(port);
   });
 
-  it('refuses connections beyond maxConnections', async () => {
+  it("refuses connections beyond maxConnections, with net's 'drop' event", async () => {
     const { server, port } = await serve();
     server.maxConnections = 1;
     const a = track(connect(port, '127.0.0.1'));
     await once(a, 'connect');
+    const drop = once(server, 'drop');
     const b = track(connect(port, '127.0.0.1'));
     expect((await errorOf(b)).code).toBe('ECONNREFUSED');
+    expect(await drop).toEqual({ localAddress: '127.0.0.1', localPort: port, localFamily: 'IPv4', remoteAddress: '127.0.0.1', remotePort: expect.any(Number), remoteFamily: 'IPv4' });
+  });
+
+  it("takes net's pauseOnConnect and highWaterMark", async () => {
+    const accepted: SdpSocket[] = [];
+    const server = createServer({ pauseOnConnect: true, highWaterMark: 1024 }, (s) => {
+      accepted.push(track(s));
+      // A 'data' listener does not start a paused socket: nothing is read until resume().
+      s.on('data', () => accepted.push(s));
+    });
+    const port = await listening(server);
+    const c = track(connect({ port, host: '127.0.0.1', highWaterMark: 2048 }));
+    expect([c.readableHighWaterMark, c.writableHighWaterMark]).toEqual([2048, 2048]);
+    c.write('early');
+    await once(c, 'connect');
+    await sleep(100);
+    expect(accepted.length).toBe(1);
+    const s = accepted[0]!;
+    expect([s.isPaused(), s.readableHighWaterMark, s.writableHighWaterMark]).toEqual([true, 1024, 1024]);
+    const data = once<Buffer>(s, 'data');
+    s.resume();
+    expect((await data).toString()).toBe('early');
   });
 
   it('server.close() waits for its sockets before close', async () => {
