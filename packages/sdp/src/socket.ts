@@ -73,6 +73,8 @@ export class SdpSocket extends Duplex {
   #timeoutTimer: NodeJS.Timeout | undefined;
   #keepAliveTimer: NodeJS.Timeout | undefined;
   #finishedGracefully = false;
+  /** Bytes handed to _write/_writev: net's bytesWritten counts them once write() has them. */
+  #dispatched = 0;
   /** The peer's end ended this side as well (no allowHalfOpen): writes are EPIPE, as net's. */
   #endedByPeer = false;
   #closing: Promise<void> | undefined;
@@ -187,8 +189,15 @@ export class SdpSocket extends Duplex {
     return this.#tcp ? this.#tcp.bytesRead : (this.#conn?.bytesRead ?? 0);
   }
 
+  /**
+   * As net.Socket's: every byte write() took, sent or not yet (those waiting
+   * for the connection, for credits, or in the stream's buffer).
+   */
   get bytesWritten(): number {
-    return this.#tcp ? this.#tcp.bytesWritten : (this.#conn?.bytesWritten ?? 0);
+    let n = this.#dispatched;
+    // writableBuffer: the stream's queue behind the chunk in _write (not in Node's typings).
+    for (const e of (this as unknown as { writableBuffer: { chunk: Buffer }[] }).writableBuffer) n += e.chunk.length;
+    return n;
   }
 
   get timeout(): number | undefined {
@@ -358,7 +367,13 @@ export class SdpSocket extends Duplex {
   async #resolve(host: string, opts: SdpConnectOptions): Promise<LookupAddress[]> {
     const v = net.isIP(host);
     if (v) return [{ address: host, family: v }];
-    if (host === 'localhost' && !opts.lookup) return [{ address: '127.0.0.1', family: 4 }];
+    if (host === 'localhost' && !opts.lookup) {
+      // Still a 'lookup' event, as net's, after connect() has returned.
+      await new Promise((r) => process.nextTick(r));
+      if (this.destroyed) return [];
+      this.emit('lookup', null, '127.0.0.1', 4, host);
+      return [{ address: '127.0.0.1', family: 4 }];
+    }
     const family = opts.family ?? 0;
     const hints = opts.hints || (family === 0 ? dns.ADDRCONFIG : 0);
     const lookup = opts.lookup ?? (dns.lookup as net.LookupFunction);
@@ -487,19 +502,29 @@ export class SdpSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.#dispatched += chunk.length;
+    this.#writeNow(chunk, cb);
+  }
+
+  #writeNow(chunk: Buffer, cb: (err?: Error | null) => void): void {
     if (this.#tcp && !this.#connecting) {
       this.#tcp.write(chunk, cb);
     } else if (this.#conn) {
       this.#conn.write(chunk, cb);
     } else {
-      this.#waiting.push(() => this._write(chunk, _enc, cb));
+      this.#waiting.push(() => this.#writeNow(chunk, cb));
     }
   }
 
   override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    for (const c of chunks) this.#dispatched += c.chunk.length;
+    this.#writevNow(chunks, cb);
+  }
+
+  #writevNow(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
     const sink = this.#tcp && !this.#connecting ? this.#tcp : this.#conn;
     if (!sink) {
-      this.#waiting.push(() => this._writev(chunks, cb));
+      this.#waiting.push(() => this.#writevNow(chunks, cb));
       return;
     }
     if (sink === this.#conn) {

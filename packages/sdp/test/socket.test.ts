@@ -690,6 +690,23 @@ describe('host names, as net.connect resolves them', () => {
     expect([new SdpSocket().bufferSize, c.bufferSize]).toEqual([new net.Socket().bufferSize, 0]);
   });
 
+  it("counts bytes write() took before the connection is up, and emits 'lookup' for localhost, as net does", async () => {
+    const { port, next } = await serve();
+    const events: string[] = [];
+    const c = track(connect({ port, host: 'localhost' }, () => events.push('callback')));
+    c.on('lookup', (err: Error | null, address: string, family: number, host: string) => events.push(`lookup ${String(err)} ${address} ${family} ${host}`));
+    c.write('abc');
+    c.write(Buffer.alloc(10));
+    expect(c.bytesWritten).toBe(13);
+    await once(c, 'connect');
+    const s = await next();
+    const got = collect(s);
+    c.end('é');
+    expect((await got).length).toBe(15);
+    expect(c.bytesWritten).toBe(15);
+    expect(events).toEqual(['lookup null 127.0.0.1 4 localhost', 'callback']);
+  });
+
   it("listens on 'localhost'", async () => {
     const server = createServer((s) => track(s).on('error', () => {}).end('hi'));
     open.push(server);
