@@ -18,9 +18,9 @@ import { scatterv } from './coll/scatter.js';
 import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
 import { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
-import { bytesOf, checkBuffer, checkCounts, checkRank, checkTag, prefix } from './datatype.js';
+import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, prefix } from './datatype.js';
 import { InvalidArgumentError } from './errors.js';
-import { MAX, SUM, type Op, type TypedArray } from './ops.js';
+import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
 import { Request, completedRequest, promiseRequest } from './request.js';
 import { Status } from './status.js';
@@ -236,9 +236,9 @@ export class Comm {
   async Reduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Promise<void> {
     this.#root(root);
     const send = sendbuf === IN_PLACE ? checkBuffer(recvbuf, 'Reduce recvbuf (IN_PLACE)') : checkBuffer(sendbuf, 'Reduce sendbuf');
-    op.check(send);
+    checkOp(op, 'Reduce').check(send);
     if (this.rank === root) {
-      checkBuffer(recvbuf, 'Reduce recvbuf');
+      checkSameType(send, checkBuffer(recvbuf, 'Reduce recvbuf'), 'Reduce');
       if (recvbuf!.length < send.length) throw new InvalidArgumentError(`Reduce: recvbuf has ${recvbuf!.length} elements, sendbuf ${send.length}`);
     }
     return reduce(this.#coll(), sendbuf === IN_PLACE ? send.slice() : send, this.rank === root ? recvbuf!.subarray(0, send.length) : undefined, op, root);
@@ -247,7 +247,8 @@ export class Comm {
   async Allreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
     checkBuffer(recvbuf, 'Allreduce recvbuf');
     const send = sendbuf === IN_PLACE ? recvbuf : checkBuffer(sendbuf, 'Allreduce sendbuf');
-    op.check(send);
+    checkOp(op, 'Allreduce').check(send);
+    checkSameType(send, recvbuf, 'Allreduce');
     if (recvbuf.length < send.length) throw new InvalidArgumentError(`Allreduce: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
     return allreduce(this.#coll(), send, recvbuf.subarray(0, send.length), op);
   }
@@ -257,8 +258,9 @@ export class Comm {
     this.#root(root);
     const n = sendbuf.length;
     const counts = new Array<number>(this.size).fill(n);
-    if (this.rank === root && (checkBuffer(recvbuf, 'Gather recvbuf').length < n * this.size)) {
-      throw new InvalidArgumentError(`Gather: recvbuf needs ${n * this.size} elements`);
+    if (this.rank === root) {
+      checkSameType(sendbuf, checkBuffer(recvbuf, 'Gather recvbuf'), 'Gather');
+      if (recvbuf!.length < n * this.size) throw new InvalidArgumentError(`Gather: recvbuf needs ${n * this.size} elements`);
     }
     return gatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts), root);
   }
@@ -267,7 +269,7 @@ export class Comm {
     checkBuffer(sendbuf, 'Gatherv sendbuf');
     this.#root(root);
     if (this.rank === root) {
-      checkBuffer(recvbuf, 'Gatherv recvbuf');
+      checkSameType(sendbuf, checkBuffer(recvbuf, 'Gatherv recvbuf'), 'Gatherv');
       checkCounts(counts, displs ?? prefix(counts ?? []), this.size, 'Gatherv', recvbuf!.length);
       if (sendbuf.length < counts![root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
     }
@@ -279,8 +281,9 @@ export class Comm {
     this.#root(root);
     const n = recvbuf.length;
     const counts = new Array<number>(this.size).fill(n);
-    if (this.rank === root && checkBuffer(sendbuf, 'Scatter sendbuf').length < n * this.size) {
-      throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
+    if (this.rank === root) {
+      checkSameType(checkBuffer(sendbuf, 'Scatter sendbuf'), recvbuf, 'Scatter');
+      if (sendbuf!.length < n * this.size) throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
     }
     return scatterv(this.#coll(), sendbuf, counts, prefix(counts), recvbuf, root);
   }
@@ -289,7 +292,7 @@ export class Comm {
     checkBuffer(recvbuf, 'Scatterv recvbuf');
     this.#root(root);
     if (this.rank === root) {
-      checkBuffer(sendbuf, 'Scatterv sendbuf');
+      checkSameType(checkBuffer(sendbuf, 'Scatterv sendbuf'), recvbuf, 'Scatterv');
       checkCounts(counts, displs ?? prefix(counts ?? []), this.size, 'Scatterv', sendbuf!.length);
     }
     return scatterv(this.#coll(), sendbuf, counts, displs ?? (counts ? prefix(counts) : undefined), recvbuf, root);
@@ -297,7 +300,7 @@ export class Comm {
 
   async Allgather(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
     checkBuffer(sendbuf, 'Allgather sendbuf');
-    checkBuffer(recvbuf, 'Allgather recvbuf');
+    checkSameType(sendbuf, checkBuffer(recvbuf, 'Allgather recvbuf'), 'Allgather');
     const n = sendbuf.length;
     if (recvbuf.length < n * this.size) throw new InvalidArgumentError(`Allgather: recvbuf needs ${n * this.size} elements`);
     const counts = new Array<number>(this.size).fill(n);
@@ -306,7 +309,7 @@ export class Comm {
 
   async Allgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Promise<void> {
     checkBuffer(sendbuf, 'Allgatherv sendbuf');
-    checkBuffer(recvbuf, 'Allgatherv recvbuf');
+    checkSameType(sendbuf, checkBuffer(recvbuf, 'Allgatherv recvbuf'), 'Allgatherv');
     const d = displs ?? prefix(counts ?? []);
     checkCounts(counts, d, this.size, 'Allgatherv', recvbuf.length);
     return allgatherv(this.#coll(), sendbuf, recvbuf, counts, d);
@@ -314,7 +317,7 @@ export class Comm {
 
   async Alltoall(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
     checkBuffer(sendbuf, 'Alltoall sendbuf');
-    checkBuffer(recvbuf, 'Alltoall recvbuf');
+    checkSameType(sendbuf, checkBuffer(recvbuf, 'Alltoall recvbuf'), 'Alltoall');
     if (sendbuf.length % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${sendbuf.length} is not a multiple of ${this.size}`);
     const n = sendbuf.length / this.size;
     if (recvbuf.length < sendbuf.length) throw new InvalidArgumentError(`Alltoall: recvbuf needs ${sendbuf.length} elements`);
@@ -325,7 +328,7 @@ export class Comm {
 
   async Alltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Promise<void> {
     checkBuffer(sendbuf, 'Alltoallv sendbuf');
-    checkBuffer(recvbuf, 'Alltoallv recvbuf');
+    checkSameType(sendbuf, checkBuffer(recvbuf, 'Alltoallv recvbuf'), 'Alltoallv');
     const sd = sdispls ?? prefix(scounts ?? []);
     const rd = rdispls ?? prefix(rcounts ?? []);
     checkCounts(scounts, sd, this.size, 'Alltoallv (send)', sendbuf.length);
@@ -336,7 +339,9 @@ export class Comm {
   async Scan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
     checkBuffer(recvbuf, 'Scan recvbuf');
     const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Scan sendbuf');
-    op.check(send);
+    checkOp(op, 'Scan').check(send);
+    checkSameType(send, recvbuf, 'Scan');
+    if (recvbuf.length < send.length) throw new InvalidArgumentError(`Scan: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
     return scan(this.#coll(), send, recvbuf.subarray(0, send.length), op, false);
   }
 
@@ -344,19 +349,21 @@ export class Comm {
   async Exscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
     checkBuffer(recvbuf, 'Exscan recvbuf');
     const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Exscan sendbuf');
-    op.check(send);
+    checkOp(op, 'Exscan').check(send);
+    checkSameType(send, recvbuf, 'Exscan');
+    if (recvbuf.length < send.length) throw new InvalidArgumentError(`Exscan: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
     return scan(this.#coll(), send, recvbuf.subarray(0, send.length), op, true);
   }
 
   /** MPI_Reduce_scatter: block i (counts[i] elements) of the reduction goes to rank i. */
   async ReduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Promise<void> {
     checkBuffer(sendbuf, 'ReduceScatter sendbuf');
-    checkBuffer(recvbuf, 'ReduceScatter recvbuf');
+    checkSameType(sendbuf, checkBuffer(recvbuf, 'ReduceScatter recvbuf'), 'ReduceScatter');
     checkCounts(counts, undefined, this.size, 'ReduceScatter');
     const total = counts.reduce((a, b) => a + b, 0);
     if (sendbuf.length < total) throw new InvalidArgumentError(`ReduceScatter: sendbuf needs ${total} elements`);
     if (recvbuf.length < counts[this.rank]!) throw new InvalidArgumentError(`ReduceScatter: recvbuf needs ${counts[this.rank]} elements`);
-    op.check(sendbuf);
+    checkOp(op, 'ReduceScatter').check(sendbuf);
     if (counts.some((n) => n % op.unit !== 0)) throw new InvalidArgumentError(`ReduceScatter: ${op.name} needs counts in whole groups of ${op.unit} elements`);
     return reduceScatter(this.#coll(), sendbuf, recvbuf, counts, op);
   }
@@ -443,7 +450,7 @@ export class Comm {
 
   /** Reduces numbers (or arrays of numbers) with a built-in or user Op, at root. */
   async reduce(value: number | number[], op: Op = SUM, root = 0): Promise<number | number[] | undefined> {
-    const arr = Float64Array.from(Array.isArray(value) ? value : [value]);
+    const arr = numbers(value, 'reduce');
     const out = this.rank === root ? new Float64Array(arr.length) : undefined;
     await this.Reduce(arr, out, op, root);
     if (!out) return undefined;
@@ -452,7 +459,7 @@ export class Comm {
 
   /** Reduces numbers (or arrays of numbers) everywhere. */
   async allreduce(value: number | number[], op: Op = SUM): Promise<number | number[]> {
-    const arr = Float64Array.from(Array.isArray(value) ? value : [value]);
+    const arr = numbers(value, 'allreduce');
     const out = new Float64Array(arr.length);
     await this.Allreduce(arr, out, op);
     return Array.isArray(value) ? Array.from(out) : out[0]!;
@@ -518,4 +525,11 @@ function pack(obj: unknown): Uint8Array {
   } catch (err) {
     throw new InvalidArgumentError(`cannot send this value: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** What reduce and allreduce of values take: a number or an array of numbers, as doubles. */
+function numbers(value: unknown, what: string): Float64Array {
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  if (!list.every((v) => typeof v === 'number')) throw new InvalidArgumentError(`${what}: takes a number or an array of numbers`);
+  return Float64Array.from(list as number[]);
 }

@@ -1,7 +1,7 @@
 // Buffers are typed arrays, as in mpi4py's buffer interface: the element
 // type is the array's own, counts are in elements.
 import { InvalidArgumentError } from '@ibal/hca';
-import type { TypedArray } from './ops.js';
+import { arrayClass, type TypedArray } from './ops.js';
 
 export function isTypedArray(v: unknown): v is TypedArray {
   return ArrayBuffer.isView(v) && !(v instanceof DataView);
@@ -10,6 +10,18 @@ export function isTypedArray(v: unknown): v is TypedArray {
 export function checkBuffer(v: unknown, what: string): TypedArray {
   if (!isTypedArray(v)) throw new InvalidArgumentError(`${what} must be a typed array`);
   return v;
+}
+
+/**
+ * Collectives move elements: the receive buffer must hold the sender's
+ * element type (MPI's matching type signatures), or the result would be the
+ * other type's bytes reread, or a conversion that throws (BigInt into
+ * Float32Array).
+ */
+export function checkSameType(send: TypedArray, recv: TypedArray, what: string): void {
+  const a = arrayClass(send);
+  const b = arrayClass(recv);
+  if (a !== b) throw new InvalidArgumentError(`${what}: sendbuf holds ${a.name}, recvbuf ${b.name}; a collective needs the same element type on both`);
 }
 
 /** The bytes of a view, without copying. */

@@ -21,8 +21,28 @@ export type TypedArray =
 
 export type OpFunction = (invec: TypedArray, inoutvec: TypedArray) => void;
 
+const CLASSES: ReadonlySet<unknown> = new Set([Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]);
+
+/**
+ * The typed array class `a` is an instance of, past subclasses such as
+ * Node's Buffer (a Uint8Array whose own constructor is deprecated): what
+ * new arrays like `a` are made as, and what loops and pools are keyed by.
+ */
+export function arrayClass(a: TypedArray): new (n: number) => TypedArray {
+  let c: unknown = a.constructor;
+  while (c && !CLASSES.has(c)) c = Object.getPrototypeOf(c);
+  return (c ?? a.constructor) as new (n: number) => TypedArray;
+}
+
 /** out = ins[0] op (ins[1] op (... op ins[m - 1])) over the first n elements, in one pass. */
 type FoldLoop = (ins: readonly TypedArray[], out: TypedArray, n: number) => void;
+
+/** `op` as an Op (a built-in one or Op.create's); anything else is an InvalidArgumentError naming `what`. */
+export function checkOp(op: unknown, what: string): Op {
+  if (op instanceof Op) return op;
+  const got = op === null ? 'null' : typeof op === 'object' ? `an instance of ${(op as object).constructor?.name ?? 'Object'}` : typeof op;
+  throw new InvalidArgumentError(`${what}: op must be an Op (SUM, MAX, ..., or one from Op.create), got ${got}`);
+}
 
 export class Op {
   readonly name: string;
@@ -129,10 +149,11 @@ const STORE: ReadonlyMap<unknown, (e: string) => string> = new Map<unknown, (e: 
 function compiled<F>(make: (like: TypedArray) => string | undefined, params: string[]): (like: TypedArray) => F | undefined {
   const loops = new Map<unknown, F | undefined>();
   return (like) => {
-    if (loops.has(like.constructor)) return loops.get(like.constructor);
+    const key = arrayClass(like);
+    if (loops.has(key)) return loops.get(key);
     const body = make(like);
     const f = body === undefined ? undefined : (new Function(...params, body) as F);
-    loops.set(like.constructor, f);
+    loops.set(key, f);
     return f;
   };
 }
@@ -147,7 +168,7 @@ function builtin(name: string, combine: Combine, integerOnly = false): Op {
     let f = folds.get(m);
     if (!f) {
       f = compiled<FoldLoop>((l) => {
-        const store = STORE.get(l.constructor);
+        const store = STORE.get(arrayClass(l));
         if (!store) return undefined;
         const [z, o] = lit(l);
         const names = Array.from({ length: m }, (_, j) => `x${j}`);

@@ -26,7 +26,7 @@
 // is copied to the staging before the output is written.
 import { InvalidArgumentError } from '@ibal/hca';
 import { ANY_SOURCE } from '../constants.js';
-import type { Op, TypedArray } from '../ops.js';
+import { arrayClass, type Op, type TypedArray } from '../ops.js';
 import type { ArrayCtor, LocalGroup } from './local-group.js';
 import type { Coll } from './util.js';
 
@@ -50,9 +50,9 @@ export async function allreduceLocal(c: Coll, g: LocalGroup, sendbuf: TypedArray
   const st = await g.staging(c, recvbuf.byteLength);
   if (!st) return false;
   const { rank, size } = c;
-  const T = recvbuf.constructor as ArrayCtor<TypedArray>;
+  const T = arrayClass(recvbuf) as unknown as ArrayCtor<TypedArray>;
   const el = recvbuf.BYTES_PER_ELEMENT;
-  const type = TYPES.indexOf(recvbuf.constructor);
+  const type = TYPES.indexOf(T);
   const total = recvbuf.length;
   const perRound = Math.floor(st.areaBytes / el / op.unit) * op.unit;
   const mine = st.header(rank);

@@ -3,7 +3,7 @@
 // call's own tag (calls are numbered in the order every rank makes them, so
 // concurrent nonblocking collectives never mix their messages), and typed
 // array helpers.
-import type { TypedArray } from '../ops.js';
+import { arrayClass, type TypedArray } from '../ops.js';
 import type { Request } from '../request.js';
 import type { LocalGroup } from './local-group.js';
 import type { Status } from '../status.js';
@@ -30,11 +30,9 @@ export async function waitAll(reqs: Request<Status>[]): Promise<void> {
   for (const r of reqs) await r.wait();
 }
 
-type Ctor<T> = new (n: number) => T;
-
-/** A new zeroed array of `n` elements of `like`'s type. */
+/** A new zeroed array of `n` elements of `like`'s type (a Uint8Array for a Buffer). */
 export function alloc<T extends TypedArray>(like: T, n: number): T {
-  return new (like.constructor as Ctor<T>)(n);
+  return new (arrayClass(like))(n) as T;
 }
 
 export function copyOf<T extends TypedArray>(a: T): T {
@@ -82,7 +80,7 @@ export interface Scratch<T extends TypedArray> {
 
 /** An array of `n` elements of `like`'s type (contents undefined) until done(). */
 export function borrow<T extends TypedArray>(like: T, n: number): Scratch<T> {
-  const ctor = like.constructor;
+  const ctor = arrayClass(like);
   let list = pool.get(ctor);
   if (!list) pool.set(ctor, (list = []));
   const i = list.findIndex((a) => a.length >= n);
