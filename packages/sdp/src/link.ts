@@ -234,7 +234,7 @@ async function connectOnce(o: ConnectLinkOptions, sink: ConnectionSink, opts: Co
   try {
     const bindTo = o.localAddress ?? (o.host.includes(':') ? '::' : '0.0.0.0');
     try {
-      await id.bindAddr({ address: bindTo, port: o.localPort ?? 0 });
+      await id.bindAddr({ address: bindTo, port: o.localPort || 0 });
     } catch (err) {
       throw cmError(err as Error, { address: bindTo, ...(o.localPort ? { port: o.localPort } : {}) }, 'bind');
     }

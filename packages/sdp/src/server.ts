@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { inspect } from 'node:util';
 import type { ConnectionSink } from './connection.js';
-import { SdpSocketError, argError } from './errors.js';
+import { SdpSocketError, argError, received } from './errors.js';
 import { listenLink, type Link, type LinkListener } from './link.js';
 import type { Hello } from './protocol/hello.js';
 import { resolveOptions, type SdpOptions } from './options.js';
@@ -85,6 +85,8 @@ export class SdpServer extends EventEmitter {
   }
 
   getConnections(cb: (err: Error | null, count: number) => void): this {
+    // A callback that is not one would throw later, from the tick, where nothing can catch it.
+    if (typeof cb !== 'function') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "callback" argument must be of type function. Received ${received(cb)}`);
     const n = this.#sockets.size;
     process.nextTick(() => cb(null, n));
     return this;
@@ -100,9 +102,22 @@ export class SdpServer extends EventEmitter {
     if (typeof args[0] === 'object' && args[0] !== null) {
       o = args[0] as SdpListenOptions;
       if (!('port' in o) && !('path' in o)) throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(o)}`);
-    } else o = { port: args[0] as number | undefined, host: args[1] as string | undefined, backlog: args[2] as number | undefined };
-    const port = o.port === undefined || o.port === null ? 0 : Number(o.port);
+    } else {
+      // As net's: a host only as a string second argument; a backlog as the first number after the port.
+      const backlog = [args[1], args[2]].find((v) => typeof v === 'number') as number | undefined;
+      o = { port: args[0] as number | undefined, ...(typeof args[1] === 'string' ? { host: args[1] } : {}), ...(backlog !== undefined ? { backlog } : {}) };
+    }
+    // listen(cb) and listen(fn, ...) as net reads them: a leading function means no port given.
+    const given: unknown = typeof args[0] === 'function' ? undefined : o.port;
+    if (given !== undefined && given !== null && typeof given !== 'number' && typeof given !== 'string') {
+      throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${inspect(o)}`);
+    }
+    const port = given === undefined || given === null ? 0 : typeof given === 'string' && given.trim() === '' ? NaN : Number(given);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(o.port)}.`);
+    // A host that is not a string fails at its lookup, after the port's checks (net's order).
+    if (o.host && typeof o.host !== 'string') {
+      throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "hostname" argument must be of type string. Received ${received(o.host)}`);
+    }
     if (this.#listening || this.#starting) throw new SdpSocketError('ERR_SERVER_ALREADY_LISTEN', 'listen', 'listen method has been called more than once without closing.');
     if (cb) this.once('listening', cb);
     this.#starting = true;
@@ -148,6 +163,8 @@ export class SdpServer extends EventEmitter {
 
   /** Stops accepting; 'close' (and `cb`) come once every accepted socket has closed, as with net.Server. */
   close(cb?: (err?: Error) => void): this {
+    // As net's: a callback that is not a function is ignored.
+    if (typeof cb !== 'function') cb = undefined;
     if (!this.#listening && !this.#starting) {
       const err = new SdpSocketError('ERR_SERVER_NOT_RUNNING', 'close', 'Server is not running.');
       if (cb) process.nextTick(() => cb(err));

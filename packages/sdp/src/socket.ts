@@ -229,8 +229,11 @@ export class SdpSocket extends Duplex {
 
   /** Emits 'timeout' after `ms` of inactivity, as net.Socket does; 0 turns it off. */
   setTimeout(ms: number, cb?: () => void): this {
+    // As net's: a destroyed socket takes any arguments and does nothing.
+    if (this.destroyed) return this;
     if (typeof ms !== 'number') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "msecs" argument must be of type number. Received ${received(ms)}`);
     if (!Number.isFinite(ms) || ms < 0) throw argError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "msecs" is out of range. It must be a non-negative finite number. Received ${ms}`);
+    if (cb !== undefined && typeof cb !== 'function') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "callback" argument must be of type function. Received ${received(cb)}`);
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);
       else this.once('timeout', cb);
@@ -284,19 +287,11 @@ export class SdpSocket extends Duplex {
   connect(options: SdpConnectOptions, cb?: () => void): this;
   connect(port: number, host?: string, cb?: () => void): this;
   connect(a: SdpConnectOptions | number, b?: string | (() => void), c?: () => void): this {
-    const [opts, cb] = normalizeConnectArgs(a, b, c);
+    const [given, cb] = normalizeConnectArgs(a, b, c);
     if (this.#connecting || this.#conn || this.#tcp) throw new SdpSocketError('EISCONN', 'connect', 'socket is already connected or connecting');
     // Destroyed already (an aborted signal): nothing to connect.
     if (this.destroyed) return this;
-    if (opts.localPort !== undefined && !(Number.isInteger(opts.localPort) && opts.localPort >= 0 && opts.localPort <= 65535)) {
-      throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.localPort should be >= 0 and < 65536. Received ${String(opts.localPort)}.`);
-    }
-    if (opts.lookup !== undefined && typeof opts.lookup !== 'function') {
-      throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.lookup" property must be of type function. Received ${typeof opts.lookup}`);
-    }
-    if (opts.family !== undefined && opts.family !== 0 && opts.family !== 4 && opts.family !== 6) {
-      throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.family' must be one of: 0, 4, 6. Received ${String(opts.family)}`);
-    }
+    const opts = checkConnectOptions(given);
     if (cb) this.once('connect', cb);
     this.#connecting = true;
     if (opts.timeout !== undefined) this.setTimeout(opts.timeout);
@@ -306,7 +301,8 @@ export class SdpSocket extends Duplex {
   }
 
   async #establish(opts: SdpConnectOptions): Promise<void> {
-    const host = opts.host ?? '127.0.0.1';
+    // As net's `options.host || 'localhost'`.
+    const host = opts.host || '127.0.0.1';
     let addresses: LookupAddress[];
     try {
       addresses = await this.#resolve(host, opts);
@@ -628,11 +624,42 @@ function resolvedLookup(addresses: LookupAddress[]): net.LookupFunction {
 }
 
 export function normalizeConnectArgs(a: SdpConnectOptions | number | string, b?: string | (() => void), c?: () => void): [SdpConnectOptions, (() => void) | undefined] {
-  if (typeof a === 'object' && a !== null) return [a, typeof b === 'function' ? b : c];
-  const port = Number(a);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${String(a)}.`);
-  if (typeof b === 'function') return [{ port }, b];
-  return [{ port, ...(b !== undefined ? { host: b } : {}) }, c];
+  // As net's normalizeArgs: the callback is the last argument that is a function; a host only a string second argument.
+  const cb = typeof c === 'function' ? c : typeof b === 'function' ? b : undefined;
+  const options: SdpConnectOptions = typeof a === 'object' && a !== null ? a : { port: a as number, ...(typeof b === 'string' ? { host: b } : {}) };
+  if (options.port === undefined && (options as { path?: unknown }).path == null) {
+    throw argError(TypeError, 'ERR_MISSING_ARGS', 'The "options" or "port" or "path" argument must be specified');
+  }
+  if (options.port === undefined) throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', 'SDP connects to a port: options.path (IPC) is not for it');
+  return [options, cb];
+}
+
+/** The connect options net checks before it connects, in its order; the port as a number. */
+function checkConnectOptions(opts: SdpConnectOptions): SdpConnectOptions {
+  if (opts.localPort && typeof opts.localPort !== 'number') {
+    throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.localPort" property must be of type number. Received ${received(opts.localPort)}`);
+  }
+  const port: unknown = opts.port;
+  if (typeof port !== 'number' && typeof port !== 'string') {
+    throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.port" property must be of type number or string. Received ${received(port)}`);
+  }
+  const n = typeof port === 'string' && port.trim() === '' ? NaN : Number(port);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${received(port)}.`);
+  // As net's: a falsy localPort ('' too) means any port.
+  if (opts.localPort && !(Number.isInteger(opts.localPort) && opts.localPort > 0 && opts.localPort <= 65535)) {
+    throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.localPort should be >= 0 and < 65536. Received ${String(opts.localPort)}.`);
+  }
+  if (opts.lookup !== undefined && typeof opts.lookup !== 'function') {
+    throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.lookup" property must be of type function. Received ${typeof opts.lookup}`);
+  }
+  if (opts.family !== undefined && opts.family !== 0 && opts.family !== 4 && opts.family !== 6) {
+    throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.family' must be one of: 0, 4, 6. Received ${String(opts.family)}`);
+  }
+  // A host that is not a string fails at its lookup, last.
+  if (opts.host && typeof opts.host !== 'string') {
+    throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "hostname" argument must be of type string. Received ${received(opts.host)}`);
+  }
+  return n === port ? opts : { ...opts, port: n };
 }
 
 /** net.connect for SDP: returns the socket at once; 'connect' follows. */
