@@ -137,6 +137,12 @@ export class Comm {
     return st;
   }
 
+  /** MPI_Sendrecv_replace: sends `buf`, then receives into it (the bytes sent are copied first). */
+  async SendrecvReplace(buf: TypedArray, dest: number, sendtag: number, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
+    checkBuffer(buf, 'SendrecvReplace buffer');
+    return this.Sendrecv(buf.slice(), dest, sendtag, buf, source, recvtag);
+  }
+
   // ---- point to point, objects ------------------------------------------
 
   /** Sends any structured-cloneable value (mpi4py's comm.isend). */
@@ -376,6 +382,71 @@ export class Comm {
   /** MPI_Ibcast. */
   Ibcast(buf: TypedArray, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Bcast(buf, root));
+  }
+
+  // The other nonblocking collectives, as mpi4py names them. Each starts its
+  // collective at once (it takes its place in this communicator's order of
+  // collectives when called, as MPI requires) and progresses while the
+  // caller does other work; wait() on the request, or Request.waitAll.
+
+  /** MPI_Ireduce. */
+  Ireduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Request<void> {
+    return promiseRequest(this.#world.engine, this.Reduce(sendbuf, recvbuf, op, root));
+  }
+
+  /** MPI_Igather. */
+  Igather(sendbuf: TypedArray, recvbuf: TypedArray | undefined, root = 0): Request<void> {
+    return promiseRequest(this.#world.engine, this.Gather(sendbuf, recvbuf, root));
+  }
+
+  /** MPI_Igatherv. */
+  Igatherv(sendbuf: TypedArray, recvbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Request<void> {
+    return promiseRequest(this.#world.engine, this.Gatherv(sendbuf, recvbuf, counts, displs, root));
+  }
+
+  /** MPI_Iscatter. */
+  Iscatter(sendbuf: TypedArray | undefined, recvbuf: TypedArray, root = 0): Request<void> {
+    return promiseRequest(this.#world.engine, this.Scatter(sendbuf, recvbuf, root));
+  }
+
+  /** MPI_Iscatterv. */
+  Iscatterv(sendbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: TypedArray, root = 0): Request<void> {
+    return promiseRequest(this.#world.engine, this.Scatterv(sendbuf, counts, displs, recvbuf, root));
+  }
+
+  /** MPI_Iallgather. */
+  Iallgather(sendbuf: TypedArray, recvbuf: TypedArray): Request<void> {
+    return promiseRequest(this.#world.engine, this.Allgather(sendbuf, recvbuf));
+  }
+
+  /** MPI_Iallgatherv. */
+  Iallgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Request<void> {
+    return promiseRequest(this.#world.engine, this.Allgatherv(sendbuf, recvbuf, counts, displs));
+  }
+
+  /** MPI_Ialltoall. */
+  Ialltoall(sendbuf: TypedArray, recvbuf: TypedArray): Request<void> {
+    return promiseRequest(this.#world.engine, this.Alltoall(sendbuf, recvbuf));
+  }
+
+  /** MPI_Ialltoallv. */
+  Ialltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Request<void> {
+    return promiseRequest(this.#world.engine, this.Alltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
+  }
+
+  /** MPI_Iscan. */
+  Iscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+    return promiseRequest(this.#world.engine, this.Scan(sendbuf, recvbuf, op));
+  }
+
+  /** MPI_Iexscan. */
+  Iexscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+    return promiseRequest(this.#world.engine, this.Exscan(sendbuf, recvbuf, op));
+  }
+
+  /** MPI_Ireduce_scatter. */
+  IreduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Request<void> {
+    return promiseRequest(this.#world.engine, this.ReduceScatter(sendbuf, recvbuf, counts, op));
   }
 
   /** MPI_Iallreduce. */
