@@ -53,4 +53,17 @@ describe('native provider status', () => {
     expect(addon.isBindingBuffer(ab)).toBe(true);
     expect(addon.isBindingBuffer(new ArrayBuffer(16))).toBe(false);
   });
+
+  it.runIf(headers)('refuses lengths past 4 GiB or not integers, and leaves a large buffer untouched until it is used', () => {
+    // Past 4 GiB Node would free the memory twice; 1 TiB used to be allowed and zeroed, which ran the machine out of memory.
+    for (const bad of [2 ** 32 + 1, 2 ** 40, -1, 1.5, NaN, '8', null]) {
+      expect(() => nativeAllocBuffer(bad as number), String(bad)).toThrow(expect.objectContaining({ code: 'ERR_IBAL_INVALID_ARGUMENT' }));
+    }
+    const before = process.memoryUsage().rss;
+    const big = nativeAllocBuffer(1 << 30);
+    // Zeroing touched every page: a GiB of resident memory before anything used it.
+    expect(process.memoryUsage().rss - before).toBeLessThan(256 << 20);
+    const v = new Uint8Array(big);
+    expect([v.length, v[0], v[v.length - 1]]).toEqual([1 << 30, 0, 0]);
+  });
 });

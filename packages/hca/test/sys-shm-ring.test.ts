@@ -40,6 +40,34 @@ describe.skipIf(skip)('ShmSegment', () => {
     expect(() => ShmSegment.open(a.name)).toThrow(SysCallError);
   });
 
+  it('gives its memory back when closed, not when a GC collects the buffer', () => {
+    // Node runs an external buffer's finalizer only at collection: a closed
+    // segment kept its pages, and a loop of large ones filled the machine.
+    const free = () => {
+      const st = fs.statfsSync('/dev/shm');
+      return st.bavail * st.bsize;
+    };
+    const size = 256 << 20;
+    const before = free();
+    const seg = ShmSegment.create(size);
+    const view = new Uint8Array(seg.buffer);
+    view[size - 1] = 1;
+    // Other tests may make small segments meanwhile: allow them 64 MiB.
+    expect(before - free()).toBeGreaterThan(size - (64 << 20));
+    seg.close();
+    expect(view.length).toBe(0);
+    expect(before - free()).toBeLessThan(64 << 20);
+    // A memfd mapping (an MR's shared memory) likewise, while a view of the old buffer is still referenced.
+    const m = sys().memfdMap(size);
+    const keep = new Uint8Array(m.buffer);
+    keep.fill(1);
+    const rss = () => Number(/RssShmem:\s+(\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) * 1024;
+    const touched = rss();
+    sys().detach(m.buffer);
+    expect(touched - rss()).toBeGreaterThan(size - (64 << 20));
+    expect(keep.length).toBe(0);
+  });
+
   it('refuses a mapping over 4 GiB with a typed error before allocating it (Node would free it twice and abort)', () => {
     expect(() => ShmSegment.create(2 ** 32 + 4096)).toThrow(InvalidArgumentError);
     expect(() => sys().memfdMap(2 ** 32 + 64)).toThrow(RangeError);

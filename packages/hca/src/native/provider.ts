@@ -3,6 +3,7 @@
 // its tests run unchanged on an HCA. Nothing is loaded until devices() is
 // called; without the addon or without a device the list is empty and
 // noDeviceReason() says why.
+import { InvalidArgumentError } from '../errors.js';
 import type { HcaProvider } from '../provider.js';
 import { NativeDevice } from './device.js';
 import { NativeUnavailableError } from './errno.js';
@@ -40,6 +41,10 @@ export const nativeProvider: HcaProvider & { noDeviceReason(): string | undefine
  * buffer). Throws when the addon is unavailable.
  */
 export function nativeAllocBuffer(length: number): ArrayBuffer {
+  // Node hands out no ArrayBuffer over external memory past 4 GiB (its kMaxLength).
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 || length > 2 ** 32) {
+    throw new InvalidArgumentError(`nativeAllocBuffer: the length must be an integer from 0 to 4 GiB, got ${String(length)}`);
+  }
   const addon = tryVerbs();
   if (!addon) throw new NativeUnavailableError(`native memory is unavailable: ${nativeStatus().addon.reason}`);
   return addon.allocBuffer(length);

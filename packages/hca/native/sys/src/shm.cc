@@ -1,7 +1,11 @@
 // POSIX shared memory segments mapped into the process and handed to JS as
-// an external ArrayBuffer. The mapping lives as long as the ArrayBuffer: its
-// finalizer unmaps, and detaching it (close) drops the last reference at
-// once, so no JS view can reach unmapped memory.
+// an external ArrayBuffer. The mapping lives as long as the ArrayBuffer or
+// until it is detached (close), whichever comes first, and as long as any
+// RetainMapping holds it. Detaching must unmap at once: Node runs an
+// external ArrayBuffer's finalizer only when the object is collected, not
+// when it is detached, so memory closed by JS (a deregistered MR, a closed
+// segment) stayed mapped, and its tmpfs pages allocated, until a GC that
+// never counted them (a loop of 4 GiB segments filled the machine).
 #include "common.h"
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -18,7 +22,9 @@ struct Mapping {
   void* addr;
   size_t length;
   int fd = -1;  // kept open for as long as the memory lives (memfdMap)
-  int refs = 1;  // the ArrayBuffer's, plus one per RetainMapping
+  int refs = 1;  // the ArrayBuffer's (until detached or collected), plus one per RetainMapping
+  bool jsOwned = true;  // the ArrayBuffer's reference is still counted
+  bool finalized = false;  // the finalizer ran: nothing will name this struct again once refs is 0
 };
 
 // Mappings whose ArrayBuffer is alive, for RetainMapping; every worker
@@ -30,7 +36,19 @@ void Drop(Mapping* m) {  // under registryLock
   if (--m->refs > 0) return;
   munmap(m->addr, m->length);
   if (m->fd >= 0) close(m->fd);
-  delete m;
+  m->addr = nullptr;
+  m->fd = -1;
+  // The finalizer still holds the struct until it has run.
+  if (m->finalized) delete m;
+}
+
+// The ArrayBuffer lets go of the memory: detached by JS, or collected.
+void DropJs(Mapping* m) {  // under registryLock
+  auto it = std::find(registry.begin(), registry.end(), m);
+  if (it != registry.end()) registry.erase(it);
+  if (!m->jsOwned) return;
+  m->jsOwned = false;
+  Drop(m);
 }
 
 // Node hands external memory to JavaScript as a Buffer's, and refuses a
@@ -52,9 +70,9 @@ Napi::ArrayBuffer Expose(Napi::Env env, Mapping* m) {
   }
   return Napi::ArrayBuffer::New(env, m->addr, m->length, [](Napi::Env, void*, Mapping* m) {
     std::lock_guard<std::mutex> g(registryLock);
-    auto it = std::find(registry.begin(), registry.end(), m);
-    if (it != registry.end()) registry.erase(it);
-    Drop(m);
+    m->finalized = true;
+    if (m->jsOwned) DropJs(m);
+    else if (m->refs == 0) delete m;
   }, m);
 }
 
@@ -194,7 +212,16 @@ Napi::Value Detach(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsArrayBuffer()) throw ArgError(info.Env(), "detach takes an ArrayBuffer");
   Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
   if (ab.IsDetached()) return Napi::Boolean::New(info.Env(), false);
+  void* data = ab.Data();
   ab.Detach();
+  // Views are zero-length now, so the memory can go at once (see the top).
+  std::lock_guard<std::mutex> g(registryLock);
+  for (Mapping* m : registry) {
+    if (m->addr == data) {
+      DropJs(m);
+      break;
+    }
+  }
   return Napi::Boolean::New(info.Env(), true);
 }
 

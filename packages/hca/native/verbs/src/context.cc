@@ -5,8 +5,11 @@
 #include "context.h"
 #include "loop-call.h"
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <map>
 #include "common.h"
@@ -18,9 +21,15 @@ namespace ibal {
 struct Mem {
   uint8_t* p;
   size_t len;
+  size_t mapped;
   bool jsAlive;
   int regs;
 };
+
+// Node 20 refuses an ArrayBuffer over external memory longer than its
+// kMaxLength (4 GiB) only after running the finalizer, which node-addon-api
+// then runs again: no buffer longer than that may reach it (as sys/shm.cc).
+constexpr double kMaxBuffer = 4294967296.0;
 
 namespace {
 std::map<uintptr_t, Mem*> memByStart;
@@ -28,7 +37,7 @@ std::map<uintptr_t, Mem*> memByStart;
 void MaybeFree(Mem* m) {
   if (m->jsAlive || m->regs > 0) return;
   memByStart.erase(reinterpret_cast<uintptr_t>(m->p));
-  std::free(m->p);
+  munmap(m->p, m->mapped);
   delete m;
 }
 
@@ -47,15 +56,18 @@ Mem* FindMem(const uint8_t* p, size_t len) {
 // buffer is collected and no MR still names it.
 Napi::Value AllocBuffer(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw ArgError(env, "allocBuffer: the length must be a number");
   double want = info[0].As<Napi::Number>().DoubleValue();
-  if (!(want >= 0 && want <= 1ull << 40)) throw ArgError(env, "allocBuffer: bad length");
+  if (!(want >= 0 && want <= kMaxBuffer && want == std::floor(want))) throw ArgError(env, "allocBuffer: the length must be an integer from 0 to 4 GiB");
   size_t len = static_cast<size_t>(want);
   long page = sysconf(_SC_PAGESIZE);
   size_t cap = std::max<size_t>((len + page - 1) / page * page, page);
-  void* p = nullptr;
-  if (posix_memalign(&p, static_cast<size_t>(page), cap) != 0) throw ErrnoError(env, ENOMEM, "posix_memalign");
-  std::memset(p, 0, cap);
-  Mem* m = new Mem{static_cast<uint8_t*>(p), len, true, 0};
+  // Anonymous pages come zeroed and cost nothing until touched; zeroing
+  // aligned heap memory here touched all of it (a large buffer ran the
+  // machine out of memory before it was used).
+  void* p = mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw ErrnoError(env, errno, "mmap");
+  Mem* m = new Mem{static_cast<uint8_t*>(p), len, cap, true, 0};
   memByStart[reinterpret_cast<uintptr_t>(p)] = m;
   return Napi::ArrayBuffer::New(env, p, len, [](Napi::Env, void*, Mem* mem) {
     mem->jsAlive = false;
