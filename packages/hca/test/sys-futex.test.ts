@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, ResourceClosedError } from '../src/errors.js';
 import { Doorbell } from '../src/sys/doorbell.js';
@@ -153,9 +155,25 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     expect([let_go.status, let_go.signal]).toEqual([0, null]);
   });
 
-  it('rejects a misaligned or out-of-range word', () => {
+  it('rejects a misaligned or out-of-range word, and memory that is not a buffer', () => {
     const seg = segment();
     expect(() => new Doorbell(seg.buffer, 2)).toThrow(InvalidArgumentError);
     expect(() => new Doorbell(seg.buffer, 4092)).toThrow(InvalidArgumentError);
+    for (const bad of [null, undefined, new Uint8Array(64), 'x', 5]) expect(() => new Doorbell(bad as unknown as ArrayBuffer, 0)).toThrow(InvalidArgumentError);
+  });
+
+  it('works over a SharedArrayBuffer between worker threads (the addon refused it: "Invalid argument")', async () => {
+    const sab = new SharedArrayBuffer(64);
+    const bell = new Doorbell(sab, 0);
+    cleanup.push(bell);
+    expect(bell.waitSync(bell.seq(), 20)).toBe('timed-out');
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const doorbell = pathToFileURL(path.resolve(here, '../dist/index.js')).href;
+    const worker = new Worker(`const { workerData } = require('node:worker_threads'); import(workerData.doorbell).then((h) => setTimeout(() => new h.Doorbell(workerData.sab, 0).ring(), 50));`, { eval: true, workerData: { sab, doorbell } });
+    try {
+      expect(await bell.wait(bell.seq(), 10_000)).toBe('ok');
+    } finally {
+      await worker.terminate();
+    }
   });
 });

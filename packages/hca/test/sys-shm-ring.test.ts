@@ -121,6 +121,27 @@ describe.skipIf(skip)('ShmRing', () => {
     c.close('consumer');
   });
 
+  it('lives in a SharedArrayBuffer too (threads), and refuses memory that is not a buffer', () => {
+    const sab = new SharedArrayBuffer(ShmRing.bytesFor(1024));
+    const p = ShmRing.create(sab, 0, 1024);
+    const c = ShmRing.attach(sab, 0);
+    expect(p.tryWrite(Uint8Array.of(1, 2, 3), 9)).toBe(true);
+    p.dataBell.ring();
+    const out = new Uint8Array(8);
+    expect([c.read(out), c.tag, ...out.subarray(0, 3)]).toEqual([3, 9, 1, 2, 3]);
+    p.close('producer');
+    c.close('consumer');
+    for (const bad of [null, undefined, new Uint8Array(2048), 'x']) {
+      expect(() => ShmRing.create(bad as unknown as ArrayBuffer, 0, 1024)).toThrow(InvalidArgumentError);
+      expect(() => ShmRing.attach(bad as unknown as ArrayBuffer, 0)).toThrow(InvalidArgumentError);
+    }
+    for (const off of [-64, 1.5, NaN, -(2 ** 31)]) expect(() => ShmRing.attach(sab, off)).toThrow(InvalidArgumentError);
+    // null options are no options, as elsewhere.
+    const seg = ShmSegment.create(4096, null);
+    expect(seg.size).toBe(4096);
+    seg.close();
+  });
+
   it('never takes payload bytes for a header: the consumer reads only published headers, lap after lap', () => {
     // The consumer finds messages by their stamped headers, not by the
     // producer's index. Payloads here are nothing but would-be headers

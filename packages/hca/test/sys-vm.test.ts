@@ -60,6 +60,15 @@ describe.skipIf(skip)('vmWrite / vmRead', () => {
     expect(() => vmRead(pid, addr, new Uint8Array(64))).toThrow(expect.objectContaining({ code: 'ERR_IBAL_VM_NO_PROCESS' }));
   });
 
+  it('copies into and out of views of a SharedArrayBuffer (the addon refused them: "Invalid argument")', () => {
+    const shared = new Uint8Array(new SharedArrayBuffer(64)).fill(7);
+    const mine = new Uint8Array(64);
+    expect(vmRead(process.pid, addressOf(shared), mine)).toBe(64);
+    expect(mine.every((b) => b === 7)).toBe(true);
+    expect(vmWrite(process.pid, addressOf(shared) + 8n, new DataView(new SharedArrayBuffer(4), 0, 4))).toBe(4);
+    expect([shared[7], shared[8], shared[12]]).toEqual([7, 0, 7]);
+  });
+
   it('rejects bad arguments with InvalidArgumentError', () => {
     expect(() => vmWrite(0, 0n, new Uint8Array(1))).toThrow(InvalidArgumentError);
     expect(() => vmWrite(process.pid, -1n, new Uint8Array(1))).toThrow(InvalidArgumentError);

@@ -44,9 +44,10 @@ export class Doorbell {
   /** Bytes a doorbell occupies. */
   static readonly BYTES = 20;
 
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   readonly byteOffset: number;
   readonly #words: Int32Array;
+  readonly #bytes: Uint8Array;
   readonly #sys: SysAddon;
   readonly #maxSpinNs: number;
   #spinNs: number;
@@ -61,7 +62,8 @@ export class Doorbell {
   #closed = false;
   #ref = true;
 
-  constructor(buffer: ArrayBuffer, byteOffset: number, options: DoorbellOptions = {}) {
+  constructor(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, options: DoorbellOptions = {}) {
+    checkMemory(buffer, 'a doorbell');
     if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % 4 !== 0 || byteOffset + Doorbell.BYTES > buffer.byteLength) {
       throw new InvalidArgumentError(`doorbell offset ${byteOffset} must be 4-byte aligned and inside the buffer`);
     }
@@ -69,6 +71,9 @@ export class Doorbell {
     this.buffer = buffer;
     this.byteOffset = byteOffset;
     this.#words = new Int32Array(buffer, byteOffset, 5);
+    // The addon takes a view, which may be of a SharedArrayBuffer (worker
+    // threads ringing each other); N-API takes no SharedArrayBuffer itself.
+    this.#bytes = new Uint8Array(buffer);
     this.#maxSpinNs = Math.max(0, options.maxSpinNs ?? DEFAULT_MAX_SPIN_NS);
     this.#spinNs = this.#maxSpinNs;
   }
@@ -82,7 +87,7 @@ export class Doorbell {
   ring(): void {
     const w = this.#words;
     Atomics.add(w, 0, 1);
-    if (Atomics.load(w, 1) > 0) this.#sys.futexWake(this.buffer, this.byteOffset, 0x7fffffff);
+    if (Atomics.load(w, 1) > 0) this.#sys.futexWake(this.#bytes, this.byteOffset, 0x7fffffff);
     // The first ringer to see the pipe sleeper takes the flag and kicks; the
     // rest cost nothing until the waiter sleeps again (its loop may be busy
     // spinning on other work for a long time before it reads the pipe).
@@ -123,7 +128,7 @@ export class Doorbell {
     if (Atomics.load(this.#words, 0) !== seen) return Promise.resolve('ok');
     if (pipesWanted(this.#sys)) return this.#waitPipe(seen, timeoutMs);
     // The waiting thread counts itself a sleeper only while it sleeps.
-    this.#waiter ??= new this.#sys.FutexWaiter(this.buffer, this.byteOffset, (code) => this.#onResult(code), this.byteOffset + 4);
+    this.#waiter ??= new this.#sys.FutexWaiter(this.#bytes, this.byteOffset, (code) => this.#onResult(code), this.byteOffset + 4);
     const p = new Promise<WaitOutcome>((resolve, reject) => {
       this.#pending = (o) => (o instanceof Error ? reject(o) : resolve(o));
     });
@@ -173,7 +178,7 @@ export class Doorbell {
     let code: number;
     const t0 = performance.now();
     try {
-      code = this.#sys.futexWaitSync(this.buffer, this.byteOffset, seen >>> 0, this.#spinNs, timeoutMs < 0 ? -1 : timeoutMs, this.byteOffset + 4);
+      code = this.#sys.futexWaitSync(this.#bytes, this.byteOffset, seen >>> 0, this.#spinNs, timeoutMs < 0 ? -1 : timeoutMs, this.byteOffset + 4);
     } catch (err) {
       throw fromNative(err);
     }
@@ -255,5 +260,12 @@ export class Doorbell {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/** Rings and doorbells live in an ArrayBuffer (a mapping) or a SharedArrayBuffer (threads); nothing else. */
+export function checkMemory(buffer: unknown, what: string): void {
+  if (!(buffer instanceof ArrayBuffer) && !(buffer instanceof SharedArrayBuffer)) {
+    throw new InvalidArgumentError(`${what} needs an ArrayBuffer or a SharedArrayBuffer, got ${buffer === null ? 'null' : typeof buffer}`);
   }
 }

@@ -16,15 +16,15 @@ export interface SysAddon {
   detach(buffer: ArrayBuffer): boolean;
   addressOf(buffer: ArrayBuffer | ArrayBufferView): bigint;
   pageSize: number;
-  futexWake(buffer: ArrayBuffer, byteOffset: number, count: number): number;
-  futexWaitSync(buffer: ArrayBuffer, byteOffset: number, expected: number, spinNs: number, timeoutMs: number, waitersOffset?: number): number;
+  futexWake(buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, count: number): number;
+  futexWaitSync(buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, expected: number, spinNs: number, timeoutMs: number, waitersOffset?: number): number;
   WakePipe: new (onWake: () => void) => NativeWakePipe;
   wakeOpen(pid: number, fd: number): number;
   wakeKick(fd: number): boolean;
   fdClose(fd: number): void;
   /** Absent from addons built before it (loop-turns.ts falls back to setImmediate). */
   LoopSpin?: new (onTurn: () => void) => NativeLoopSpin;
-  FutexWaiter: new (buffer: ArrayBuffer, byteOffset: number, onResult: (code: number) => void, waitersOffset?: number) => NativeFutexWaiter;
+  FutexWaiter: new (buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, onResult: (code: number) => void, waitersOffset?: number) => NativeFutexWaiter;
   vmTransfer(write: boolean, pid: number, buffer: ArrayBuffer | ArrayBufferView, offset: number, length: number, remote: bigint): number;
   BatchSocket: new (options: NativeBatchSocketOptions) => NativeBatchSocket;
 }

@@ -25,7 +25,7 @@
 // producer's store to it a third. The producer reads `tail` only when its
 // last view of it says the ring is full.
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
-import { Doorbell, type DoorbellOptions, type WaitOutcome } from './doorbell.js';
+import { Doorbell, checkMemory, type DoorbellOptions, type WaitOutcome } from './doorbell.js';
 
 const LINE = 64;
 const HEAD = 0; // Int32 indexes
@@ -51,7 +51,7 @@ export class ShmRing {
   }
 
   /** Lays out a new, empty ring at `byteOffset` (64-byte aligned) of `buffer`. */
-  static create(buffer: ArrayBuffer, byteOffset: number, capacity: number, options?: DoorbellOptions): ShmRing {
+  static create(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, capacity: number, options?: DoorbellOptions): ShmRing {
     if (!Number.isInteger(capacity) || capacity < 256 || capacity > 1 << 30 || (capacity & (capacity - 1)) !== 0) {
       throw new InvalidArgumentError(`ring capacity must be a power of two in [256, 2^30], got ${capacity}`);
     }
@@ -66,7 +66,8 @@ export class ShmRing {
   }
 
   /** Attaches to a ring another process (or this one) created. */
-  static attach(buffer: ArrayBuffer, byteOffset: number, options?: DoorbellOptions): ShmRing {
+  static attach(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, options?: DoorbellOptions): ShmRing {
+    checkMemory(buffer, 'a ring');
     return new ShmRing(buffer, byteOffset, options);
   }
 
@@ -98,8 +99,8 @@ export class ShmRing {
   #closed = false;
   #ownBit = 0;
 
-  private constructor(buffer: ArrayBuffer, byteOffset: number, options?: DoorbellOptions) {
-    if (byteOffset % LINE !== 0 || byteOffset + HEADER > buffer.byteLength) {
+  private constructor(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, options?: DoorbellOptions) {
+    if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % LINE !== 0 || byteOffset + HEADER > buffer.byteLength) {
       throw new InvalidArgumentError(`ring offset ${byteOffset} must be 64-byte aligned and inside the buffer`);
     }
     this.#w = new Int32Array(buffer, byteOffset, HEADER / 4);
@@ -300,7 +301,8 @@ export class ShmRing {
   }
 }
 
-function checkPlace(buffer: ArrayBuffer, byteOffset: number, capacity: number): void {
+function checkPlace(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, capacity: number): void {
+  checkMemory(buffer, 'a ring');
   if (!Number.isInteger(byteOffset) || byteOffset < 0 || byteOffset % LINE !== 0) {
     throw new InvalidArgumentError(`ring offset ${byteOffset} must be 64-byte aligned`);
   }

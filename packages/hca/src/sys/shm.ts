@@ -39,10 +39,10 @@ export class ShmSegment {
   }
 
   /** Creates a new segment of `size` bytes (zero-filled, mode 0600). */
-  static create(size: number, options: ShmCreateOptions = {}): ShmSegment {
+  static create(size: number, options: ShmCreateOptions | null = {}): ShmSegment {
     if (!Number.isSafeInteger(size) || size <= 0) throw new InvalidArgumentError(`segment size must be a positive integer, got ${size}`);
     const addon = sys();
-    const name = options.name ?? `/${PREFIX}${process.pid}-${(counter++).toString(36)}`;
+    const name = options?.name ?? `/${PREFIX}${process.pid}-${(counter++).toString(36)}`;
     try {
       return new ShmSegment(name, addon.shmMap(name, size, true), true);
     } catch (err) {

@@ -63,15 +63,21 @@ inline Bytes BytesOf(Napi::Env env, Napi::Value v, const char* what) {
     Napi::ArrayBuffer ab = v.As<Napi::ArrayBuffer>();
     return {static_cast<uint8_t*>(ab.Data()), ab.ByteLength()};
   }
+  // The views' own data pointers, not their buffers': a view of a
+  // SharedArrayBuffer has a buffer N-API will not take as an ArrayBuffer
+  // ('Invalid argument'), yet its bytes are as good.
   if (v.IsTypedArray()) {
-    Napi::TypedArray ta = v.As<Napi::TypedArray>();
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
-    return {static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), ta.ByteLength()};
+    napi_typedarray_type type;
+    size_t count = 0;
+    void* data = nullptr;
+    if (napi_get_typedarray_info(env, v, &type, &count, &data, nullptr, nullptr) != napi_ok) throw ArgError(env, std::string(what) + ": unreadable typed array");
+    return {static_cast<uint8_t*>(data), v.As<Napi::TypedArray>().ByteLength()};
   }
   if (v.IsDataView()) {
-    Napi::DataView dv = v.As<Napi::DataView>();
-    Napi::ArrayBuffer ab = dv.ArrayBuffer();
-    return {static_cast<uint8_t*>(ab.Data()) + dv.ByteOffset(), dv.ByteLength()};
+    size_t len = 0;
+    void* data = nullptr;
+    if (napi_get_dataview_info(env, v, &len, &data, nullptr, nullptr) != napi_ok) throw ArgError(env, std::string(what) + ": unreadable DataView");
+    return {static_cast<uint8_t*>(data), len};
   }
   throw ArgError(env, std::string(what) + " must be an ArrayBuffer or a TypedArray");
 }
