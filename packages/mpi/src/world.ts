@@ -85,18 +85,9 @@ export class World {
       // has told every rank before it closes below.
       await client.finish(1000);
     }
-    this.engine.close();
-    for (const t of this.#transports.reverse()) {
-      try {
-        await t.close();
-      } catch {
-        /* a transport init left half made: close what can be closed */
-      }
-    }
-    if (this.#server) {
-      await this.#server.close();
-      if (this.launch.addressFile) fs.rmSync(this.launch.addressFile, { force: true });
-    }
+    // A transport init left half made may fail to close: init's own error is the one to report.
+    await this.#closeTransports().catch(() => {});
+    await this.#closeServer();
     if (this.#abortTimer) clearTimeout(this.#abortTimer);
     this.#abortTimer = undefined;
   }
@@ -288,26 +279,22 @@ export class World {
     }
     this.#finalized = true;
     await this.#client.finish();
-    this.engine.close();
-    for (const t of this.#transports.reverse()) await t.close();
-    if (this.#server) {
-      const server = this.#server;
-      if (!failed) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeoutMs);
-          server.once('done', () => {
-            clearTimeout(timer);
-            resolve();
-          });
-          server.once('abort', () => {
-            clearTimeout(timer);
-            resolve();
-          });
+    await this.#closeTransports();
+    const server = this.#server;
+    if (server && !failed) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        server.once('done', () => {
+          clearTimeout(timer);
+          resolve();
         });
-      }
-      await server.close();
-      if (this.launch.addressFile) fs.rmSync(this.launch.addressFile, { force: true });
+        server.once('abort', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
+    await this.#closeServer();
     // After an abort the exit watchdog stays: the job is over either way.
     if (failed) throw failed;
     if (this.#abortTimer) clearTimeout(this.#abortTimer);
@@ -315,5 +302,26 @@ export class World {
 
   get finalized(): boolean {
     return this.#finalized;
+  }
+
+  /** The engine and every transport, newest first; one that fails to close does not keep the others open, and its error comes after. */
+  async #closeTransports(): Promise<void> {
+    this.engine.close();
+    let first: unknown;
+    for (const t of this.#transports.reverse()) {
+      try {
+        await t.close();
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+
+  /** The rendezvous this rank served (rank 0 under mpirun and srun), and the file that said where. */
+  async #closeServer(): Promise<void> {
+    if (!this.#server) return;
+    await this.#server.close();
+    if (this.launch.addressFile) fs.rmSync(this.launch.addressFile, { force: true });
   }
 }
