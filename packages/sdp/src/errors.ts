@@ -44,3 +44,15 @@ export function received(v: unknown): string {
   const shown = typeof v === 'string' ? `'${v.length > 25 ? `${v.slice(0, 25)}...` : v}'` : String(v);
   return `type ${typeof v} (${shown})`;
 }
+
+/** net's validatePort: a number, or a string of one that is not blank, an integer in [0, 65535]; else ERR_SOCKET_BAD_PORT naming `name`. */
+export function checkPort(v: number | string, name: string): number {
+  const n = typeof v === 'string' && v.trim() === '' ? NaN : Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `${name} should be >= 0 and < 65536. Received ${received(v)}.`);
+  return n;
+}
+
+/** A host that is not a string fails at its lookup, as net's (through dns.lookup) does. */
+export function checkHostname(host: unknown): void {
+  if (host && typeof host !== 'string') throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "hostname" argument must be of type string. Received ${received(host)}`);
+}

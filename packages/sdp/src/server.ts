@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { inspect } from 'node:util';
 import type { ConnectionSink } from './connection.js';
-import { SdpSocketError, argError, received } from './errors.js';
+import { SdpSocketError, argError, checkHostname, checkPort, received } from './errors.js';
 import { listenLink, type Link, type LinkListener } from './link.js';
 import type { Hello } from './protocol/hello.js';
 import { resolveOptions, type SdpOptions } from './options.js';
@@ -112,12 +112,9 @@ export class SdpServer extends EventEmitter {
     if (given !== undefined && given !== null && typeof given !== 'number' && typeof given !== 'string') {
       throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' is invalid. Received ${inspect(o)}`);
     }
-    const port = given === undefined || given === null ? 0 : typeof given === 'string' && given.trim() === '' ? NaN : Number(given);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(o.port)}.`);
-    // A host that is not a string fails at its lookup, after the port's checks (net's order).
-    if (o.host && typeof o.host !== 'string') {
-      throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "hostname" argument must be of type string. Received ${received(o.host)}`);
-    }
+    const port = given === undefined || given === null ? 0 : checkPort(given as number | string, 'options.port');
+    // After the port's checks, as net's order has it.
+    checkHostname(o.host);
     if (this.#listening || this.#starting) throw new SdpSocketError('ERR_SERVER_ALREADY_LISTEN', 'listen', 'listen method has been called more than once without closing.');
     if (cb) this.once('listening', cb);
     this.#starting = true;

@@ -6,7 +6,7 @@ import dns, { type LookupAddress } from 'node:dns';
 import net from 'node:net';
 import { Duplex, addAbortSignal } from 'node:stream';
 import { SdpConnection, type ConnectionSink } from './connection.js';
-import { SdpSocketError, argError, received } from './errors.js';
+import { SdpSocketError, argError, checkHostname, checkPort, received } from './errors.js';
 import { connectLink, type Link } from './link.js';
 import { OnreadDelivery, checkOnread, type SdpOnread } from './onread.js';
 import { resolveOptions, type SdpOptions } from './options.js';
@@ -643,22 +643,17 @@ function checkConnectOptions(opts: SdpConnectOptions): SdpConnectOptions {
   if (typeof port !== 'number' && typeof port !== 'string') {
     throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.port" property must be of type number or string. Received ${received(port)}`);
   }
-  const n = typeof port === 'string' && port.trim() === '' ? NaN : Number(port);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${received(port)}.`);
+  const n = checkPort(port, 'Port');
   // As net's: a falsy localPort ('' too) means any port.
-  if (opts.localPort && !(Number.isInteger(opts.localPort) && opts.localPort > 0 && opts.localPort <= 65535)) {
-    throw argError(RangeError, 'ERR_SOCKET_BAD_PORT', `options.localPort should be >= 0 and < 65536. Received ${String(opts.localPort)}.`);
-  }
+  if (opts.localPort) checkPort(opts.localPort, 'options.localPort');
   if (opts.lookup !== undefined && typeof opts.lookup !== 'function') {
     throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "options.lookup" property must be of type function. Received ${typeof opts.lookup}`);
   }
   if (opts.family !== undefined && opts.family !== 0 && opts.family !== 4 && opts.family !== 6) {
     throw argError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.family' must be one of: 0, 4, 6. Received ${String(opts.family)}`);
   }
-  // A host that is not a string fails at its lookup, last.
-  if (opts.host && typeof opts.host !== 'string') {
-    throw argError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "hostname" argument must be of type string. Received ${received(opts.host)}`);
-  }
+  // The host last: net finds it wrong only at its lookup.
+  checkHostname(opts.host);
   return n === port ? opts : { ...opts, port: n };
 }
 
