@@ -288,7 +288,12 @@ export class SdpSocket extends Duplex {
   connect(port: number, host?: string, cb?: () => void): this;
   connect(a: SdpConnectOptions | number, b?: string | (() => void), c?: () => void): this {
     const [given, cb] = normalizeConnectArgs(a, b, c);
-    if (this.#connecting || this.#conn || this.#tcp) throw new SdpSocketError('EISCONN', 'connect', 'socket is already connected or connecting');
+    // As net's: a second connect while the first is under way fails the socket with EALREADY, later.
+    if (this.#connecting) {
+      process.nextTick(() => this.destroy(new SdpSocketError('EALREADY', 'connect', 'a connect is already under way')));
+      return this;
+    }
+    if (this.#conn || this.#tcp) throw new SdpSocketError('EISCONN', 'connect', 'socket is already connected');
     // Destroyed already (an aborted signal): nothing to connect.
     if (this.destroyed) return this;
     const opts = checkConnectOptions(given);

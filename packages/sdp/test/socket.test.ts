@@ -690,6 +690,25 @@ describe('host names, as net.connect resolves them', () => {
     expect([new SdpSocket().bufferSize, c.bufferSize]).toEqual([new net.Socket().bufferSize, 0]);
   });
 
+  it('fails a socket connected again while connecting with EALREADY, later, as net does (it threw at the call)', async () => {
+    const { port } = await serve();
+    const tcp = net.createServer((c) => c.resume());
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    try {
+      const outcome = async (s: net.Socket | SdpSocket, p: number) => {
+        s.connect(p, '127.0.0.1');
+        return (await errorOf(s)).code;
+      };
+      const t = net.connect((tcp.address() as net.AddressInfo).port, '127.0.0.1');
+      const c = track(connect(port, '127.0.0.1'));
+      expect(await outcome(c, port)).toBe(await outcome(t, (tcp.address() as net.AddressInfo).port));
+      expect(c.destroyed).toBe(true);
+      t.destroy();
+    } finally {
+      tcp.close();
+    }
+  });
+
   it("counts bytes write() took before the connection is up, and emits 'lookup' for localhost, as net does", async () => {
     const { port, next } = await serve();
     const events: string[] = [];
