@@ -241,7 +241,9 @@ export class SdpSocket extends Duplex {
     this.#timeoutMs = ms;
     if (this.#timeoutTimer) clearTimeout(this.#timeoutTimer);
     this.#timeoutTimer = undefined;
-    if (ms > 0) this.#armTimeout(ms);
+    // Over TCP the net socket keeps the time (its 'timeout' is forwarded).
+    if (this.#tcp) this.#tcp.setTimeout(ms);
+    else if (ms > 0) this.#armTimeout(ms);
     return this;
   }
 
@@ -430,6 +432,12 @@ export class SdpSocket extends Duplex {
       if (!this.destroyed && !this.readableEnded) this.destroy();
     });
     tcp.on('timeout', () => this.emit('timeout'));
+    // A timeout set while SDP was tried goes on over TCP, timed by the net socket, which sees its traffic.
+    if (this.#timeoutMs > 0) {
+      if (this.#timeoutTimer) clearTimeout(this.#timeoutTimer);
+      this.#timeoutTimer = undefined;
+      tcp.setTimeout(this.#timeoutMs);
+    }
   }
 
   #sinkFor(): ConnectionSink {
@@ -591,6 +599,9 @@ export class SdpSocket extends Duplex {
   }
 
   #armTimeout(ms: number): void {
+    // One 'timeout' per idle period, as net's: after it fires, the next needs
+    // activity first (the connection's lastActivity moving on).
+    let firedFor = -1;
     const check = (): void => {
       this.#timeoutTimer = undefined;
       if (this.destroyed || this.#timeoutMs !== ms) return;
@@ -600,7 +611,10 @@ export class SdpSocket extends Duplex {
         this.#timeoutTimer = setTimeout(check, ms - idle).unref();
         return;
       }
-      this.emit('timeout');
+      if (last !== firedFor) {
+        firedFor = last;
+        this.emit('timeout');
+      }
       if (!this.destroyed && this.#timeoutMs === ms) this.#timeoutTimer = setTimeout(check, ms).unref();
     };
     this.#timeoutTimer = setTimeout(check, ms).unref();

@@ -5,7 +5,8 @@
 // never closed after both ends; destroy() reset the peer where TCP's close
 // sends FIN; resetAndDestroy() raised an error locally; pending stayed false
 // after close; a write after the peer's end was the stream's write-after-end
-// where net says EPIPE.
+// where net says EPIPE; an idle socket emitted 'timeout' again every period
+// where net emits it once until there is activity again.
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import * as sdp from '../src/index.js';
@@ -35,6 +36,10 @@ const scenarios: Record<string, Scenario> = {
   'write after end': { server: (s, n) => s.on('data', n), client: async (c, n) => (c.on('data', n), c.end('x'), void c.write('y')) },
   'a half-open server answers after the end': { serverOpts: { allowHalfOpen: true }, server: (s, n) => s.on('data', n).on('end', () => setTimeout(() => s.end('late'), 20)), client: async (c, n) => void (c.on('data', n), c.end('req')) },
   'the end waits for a paused reader': { server: (s) => void s.end('abc'), client: async (c, n) => (c.pause(), await sleep(50), c.on('data', n), void c.resume()) },
+  'one timeout per idle period': {
+    server: (s, n) => s.on('data', n),
+    client: async (c, n) => (c.on('data', n), await connected(c), c.setTimeout(30), await sleep(150), c.write('x'), await sleep(150), void c.end()),
+  },
   'timeout, then end': { server: () => {}, client: async (c) => void (c.setTimeout(30), c.on('timeout', () => c.end())) },
   "end()'s callback": { server: (s, n) => s.on('data', n), client: async (c, n, log) => void (c.on('data', n), c.end('z', () => log.push('client:end callback'))) },
   'resetAndDestroy() when connected': { server: (s, n) => s.on('data', n), client: async (c) => (await connected(c), await sleep(10), void c.resetAndDestroy()) },

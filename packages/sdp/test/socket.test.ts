@@ -337,6 +337,28 @@ describe('SdpSocket and SdpServer', () => {
     }
   });
 
+  it('times out over a TCP fallback as the net socket under it does: once per idle period', async () => {
+    const plain = net.createServer((s) => s.resume());
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
+    try {
+      const f = track(new SdpSocket());
+      let timeouts = 0;
+      f.on('timeout', () => timeouts++);
+      f.setTimeout(30);
+      // No SDP listener on that port (the REJ comes at once): TCP takes it.
+      f.connect({ port: (plain.address() as net.AddressInfo).port, host: '127.0.0.1', fallbackToTcp: true });
+      await once(f, 'connect');
+      expect(f.transport).toBe('tcp');
+      await sleep(200);
+      expect(timeouts).toBe(1);
+      f.write('x');
+      await sleep(200);
+      expect(timeouts).toBe(2);
+    } finally {
+      plain.close();
+    }
+  });
+
   it('destroys the socket with an AbortError when its signal aborts, as net.Socket does', async () => {
     const { port, next } = await serve();
     const ac = new AbortController();
