@@ -21,7 +21,9 @@ export type TypedArray =
 
 export type OpFunction = (invec: TypedArray, inoutvec: TypedArray) => void;
 
-const CLASSES: ReadonlySet<unknown> = new Set([Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array]);
+/** The typed array classes, in a fixed order (ranks name a class by its index in it). */
+export const ARRAY_CLASSES: readonly unknown[] = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array];
+const CLASSES: ReadonlySet<unknown> = new Set(ARRAY_CLASSES);
 
 /**
  * The typed array class `a` is an instance of, past subclasses such as

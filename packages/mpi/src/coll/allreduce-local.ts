@@ -26,15 +26,15 @@
 // is copied to the staging before the output is written.
 import { InvalidArgumentError } from '@ibal/hca';
 import { ANY_SOURCE } from '../constants.js';
-import { arrayClass, type Op, type TypedArray } from '../ops.js';
+import { ARRAY_CLASSES, arrayClass, type Op, type TypedArray } from '../ops.js';
 import type { ArrayCtor, LocalGroup } from './local-group.js';
 import type { Coll } from './util.js';
 
 // Header line: what a member contributes to this round.
 const H_BYTES = 0;
 const H_TYPE = 1;
-// Array types by number, so members can tell they passed the same kind.
-const TYPES: readonly unknown[] = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array];
+// Array types by number (their index in ARRAY_CLASSES), so members can tell they passed the same kind.
+const TYPES = ARRAY_CLASSES;
 // Message from the folder: who it is, and how the fold went.
 const M_FOLDER = 0;
 const M_STATUS = 1;
