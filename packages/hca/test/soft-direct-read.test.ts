@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Access, QpAttrMask, QpState, QpType, SendFlags, WrOpcode, wcStatusName } from '../src/enums.js';
 import { Directory, PeerDirectory } from '../src/soft/directory.js';
-import { allocRegionMemory, mapPeerRegion } from '../src/soft/mr-memory.js';
+import { allocRegionMemory, mapPeerRegion, mappedPeerRegions, sharedRegionOf, sweepPeerRegions } from '../src/soft/mr-memory.js';
 import { MrTable } from '../src/soft/mr.js';
 import { vmCounters } from '../src/soft/vm-path.js';
 import { sys as addon } from '../src/sys/load.js';
@@ -156,6 +156,49 @@ describe.skipIf(skip)('soft HCA direct READ between local processes', () => {
     expect(same(a.mr.buf.subarray(MiB, 2 * MiB - 64), ro.buf.subarray(64))).toBe(true);
     expect(wcStatusName((await completions(b, 1))[0]!.status)).toBe('SUCCESS');
     ro.dereg();
+  });
+
+  it("unmaps a peer's region once no MR is over it, instead of keeping the memory its owner let go", async () => {
+    const [a, b] = await linked();
+    const mem = b.pd.allocBuffer!(MiB);
+    mem.fill(0x3c);
+    // Mappings of this region in this process (the test holds both ends): the owner's, and the requester's while cached.
+    const inode = fs.statSync(`/proc/self/fd/${sharedRegionOf(mem)!.fd}`).ino;
+    const maps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.split(/\s+/)[4] === String(inode)).length;
+    const readAll = async (mr: { rkey: number; addr: number }, wrId: number) => {
+      a.mr.buf.fill(0, 0, MiB);
+      read(a, wrId, mr.rkey, mr.addr, MiB);
+      expect(wcStatusName((await completions(a, 1))[0]!.status)).toBe('SUCCESS');
+      expect(a.mr.buf.subarray(0, MiB).every((x) => x === 0x3c)).toBe(true);
+    };
+    sweepPeerRegions();
+    const base = mappedPeerRegions();
+    const first = b.pd.regMr(mem, Access.REMOTE_READ);
+    const second = b.pd.regMr(mem, Access.REMOTE_READ);
+    const direct = vmCounters.direct;
+    await readAll(first, 40);
+    expect(vmCounters.direct - direct).toBe(1);
+    expect(mappedPeerRegions()).toBe(base + 1);
+    expect(maps()).toBe(2);
+    // Kept while any MR is over the region: a sweep leaves it, and later READs reuse it.
+    first.dereg();
+    sweepPeerRegions();
+    expect(mappedPeerRegions()).toBe(base + 1);
+    await readAll(second, 41);
+    expect(maps()).toBe(2);
+    // The last MR gone, the sweep that runs every second unmaps it with nothing else happening.
+    second.dereg();
+    for (let i = 0; i < 60 && mappedPeerRegions() > base; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(mappedPeerRegions()).toBe(base);
+    expect(maps()).toBe(1);
+    // Registered again, it is mapped again.
+    const third = b.pd.regMr(mem, Access.REMOTE_READ);
+    await readAll(third, 42);
+    expect(vmCounters.direct - direct).toBe(3);
+    expect(maps()).toBe(2);
+    third.dereg();
+    sweepPeerRegions();
+    expect(maps()).toBe(1);
   });
 
   const refused: [string, (a: Side, b: Side) => void][] = [

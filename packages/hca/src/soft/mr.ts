@@ -2,6 +2,7 @@ import { Access } from '../enums.js';
 import { InvalidArgumentError, ResourceClosedError } from '../errors.js';
 import type { HcaMr } from '../provider.js';
 import type { Directory } from './directory.js';
+import { regionUsers } from './mr-memory.js';
 
 /** The PD a resource belongs to; compared by identity for every key check. */
 export interface PdRef {
@@ -71,6 +72,7 @@ export class MrTable {
     this.nextIova += Math.ceil(Math.max(buf.length, 1) / 4096) * 4096 + 4096;
     const mr = new SoftMr(this, pd, buf, addr, access, key);
     this.slots[index] = mr;
+    regionUsers(buf, 1);
     this.directory?.publishMr(mr);
     return mr;
   }
@@ -81,6 +83,7 @@ export class MrTable {
       this.directory?.clearMr(mr);
       this.slots[index] = undefined;
       this.freeSlots.push(index);
+      regionUsers(mr.buf, -1);
     }
   }
 
