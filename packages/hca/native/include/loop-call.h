@@ -18,6 +18,18 @@ inline void ReportPending(napi_env env) {
   if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
 }
 
+// A callback a handle calls from the loop. A property of the handle's own
+// JavaScript object keeps it alive as long as that object; the native side's
+// reference is weak. Held strongly instead, a callback that closes over the
+// handle's owner (`new WakePipe(() => this.wake())`) made a cycle through a
+// GC root: neither was ever collected, closed or not, and a handle dropped
+// without close() kept its descriptor for good. A started handle Ref()s its
+// object, so its callback lives while it may be called.
+inline Napi::FunctionReference KeepCallback(Napi::Object self, const char* name, Napi::Function fn) {
+  self.DefineProperty(Napi::PropertyDescriptor::Value(name, fn, napi_default));
+  return Napi::Weak(fn);
+}
+
 // MakeCallback, not a plain call: promise reactions and process.nextTick
 // callbacks the handler queues run before the loop goes on.
 inline void CallFromLoop(napi_env env, napi_value recv, const Napi::FunctionReference& fn, napi_async_context ctx,

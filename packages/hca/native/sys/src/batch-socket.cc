@@ -115,8 +115,8 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       throw;
     }
     Napi::Value onRead = o.Get("onRead"), onWritable = o.Get("onWritable");
-    if (onRead.IsFunction()) onRead_ = Napi::Persistent(onRead.As<Napi::Function>());
-    if (onWritable.IsFunction()) onWritable_ = Napi::Persistent(onWritable.As<Napi::Function>());
+    if (onRead.IsFunction()) onRead_ = KeepCallback(info.This().As<Napi::Object>(), "onRead", onRead.As<Napi::Function>());
+    if (onWritable.IsFunction()) onWritable_ = KeepCallback(info.This().As<Napi::Object>(), "onWritable", onWritable.As<Napi::Function>());
     recvBuf_ = Napi::Persistent(Napi::ArrayBuffer::New(env, slot_ * batch_));
     recvMeta_ = Napi::Persistent(Napi::ArrayBuffer::New(env, sizeof(uint32_t) * kMetaWords * batch_));
     rmsgs_.resize(batch_);
@@ -203,8 +203,14 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
     return Napi::Number::New(info.Env(), ntohs(p));
   }
 
-  Napi::Value RecvBuffer(const Napi::CallbackInfo&) { return recvBuf_.Value(); }
-  Napi::Value RecvMeta(const Napi::CallbackInfo&) { return recvMeta_.Value(); }
+  Napi::Value RecvBuffer(const Napi::CallbackInfo& info) {
+    if (recvBuf_.IsEmpty()) throw ArgError(info.Env(), "BatchSocket is closed");
+    return recvBuf_.Value();
+  }
+  Napi::Value RecvMeta(const Napi::CallbackInfo& info) {
+    if (recvMeta_.IsEmpty()) throw ArgError(info.Env(), "BatchSocket is closed");
+    return recvMeta_.Value();
+  }
 
   void CheckOpen(Napi::Env env) {
     if (fd_ < 0) throw ArgError(env, "BatchSocket is closed");
@@ -384,6 +390,9 @@ class BatchSocket : public Napi::ObjectWrap<BatchSocket> {
       held_ = false;
       Unref();
     }
+    // A closed socket that JavaScript still holds keeps no receive buffers.
+    recvBuf_.Reset();
+    recvMeta_.Reset();
   }
 
   static void OnPoll(uv_poll_t* h, int status, int events) {

@@ -21,7 +21,7 @@ class LoopSpin : public Napi::ObjectWrap<LoopSpin> {
   explicit LoopSpin(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoopSpin>(info), env_(info.Env()) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw ArgError(env, "onTurn must be a function");
-    onTurn_ = Napi::Persistent(info[0].As<Napi::Function>());
+    onTurn_ = KeepCallback(info.This().As<Napi::Object>(), "onTurn", info[0].As<Napi::Function>());
     ctx_ = new Napi::AsyncContext(env, "ibal-loop-spin");
     uv_loop_s* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);

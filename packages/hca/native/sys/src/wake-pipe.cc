@@ -33,7 +33,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) throw ErrnoError(env, errno, "pipe2");
     rfd_ = fds[0];
     wfd_ = fds[1];
-    onWake_ = Napi::Persistent(info[0].As<Napi::Function>());
+    onWake_ = KeepCallback(info.This().As<Napi::Object>(), "onWake", info[0].As<Napi::Function>());
     ctx_ = new Napi::AsyncContext(env, "ibal-wake-pipe");
     uv_loop_s* loop = nullptr;
     napi_get_uv_event_loop(env, &loop);
@@ -47,6 +47,9 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
   }
 
   ~WakePipe() override {
+    // Finalized: no reference is held (a started pipe holds one), or the
+    // environment is going away and references are being dropped anyway.
+    started_ = false;
     Shutdown();
     delete ctx_;
   }
@@ -59,6 +62,9 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
     if (!poll_) throw ArgError(info.Env(), "WakePipe is closed");
     if (!started_) {
       started_ = true;
+      // A started pipe keeps its wrapper (and so onWake) alive, as a
+      // listening socket would, even if JavaScript dropped it.
+      Ref();
       uv_poll_start(&poll_->handle, UV_READABLE, OnPoll);
     }
     return info.Env().Undefined();
@@ -67,6 +73,7 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     if (poll_ && started_) {
       started_ = false;
+      Unref();
       uv_poll_stop(&poll_->handle);
     }
     return info.Env().Undefined();
@@ -105,7 +112,10 @@ class WakePipe : public Napi::ObjectWrap<WakePipe> {
 
   void Shutdown() {
     if (poll_) poll_->Close();  // clears poll_
-    started_ = false;
+    if (started_) {
+      started_ = false;
+      Unref();
+    }
     if (rfd_ >= 0) close(rfd_);
     if (wfd_ >= 0) close(wfd_);
     rfd_ = wfd_ = -1;

@@ -1013,6 +1013,12 @@ void Context::Shutdown() {
   ctx_ = nullptr;
   delete asyncCtx_;
   asyncCtx_ = nullptr;
+  // The callbacks close over the JavaScript context that owns this one, so
+  // an open context (its CQ events armed) keeps both alive, as an open
+  // socket does; once closed, that cycle through a strong reference must go
+  // or neither is ever collected.
+  onCq_.Reset();
+  onAsync_.Reset();
 }
 
 Napi::Value Context::Close(const Napi::CallbackInfo& info) {

@@ -405,6 +405,10 @@ class EventChannel : public Napi::ObjectWrap<EventChannel> {
     ch_ = nullptr;
     delete asyncCtx_;
     asyncCtx_ = nullptr;
+    // onEvent closes over the JavaScript channel that owns this one: an open
+    // channel keeps both alive, as an open socket does; once closed, that
+    // cycle through a strong reference must go or neither is ever collected.
+    onEvent_.Reset();
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
