@@ -188,8 +188,9 @@ export class SoftDevice implements HcaDevice, QpHost {
     if (this.contexts.size === 0 && this.wireRef) {
       this.wireRef.close();
       this.wireRef = undefined;
-      // Peers unmap it as their links to the closed wire go down; its memory goes once collected.
+      // Peers unmap it as their links to the closed wire go down.
       this.mrs.publishIn(undefined);
+      this.directory?.close();
       this.directory = undefined;
     }
   }

@@ -29,6 +29,7 @@
 // two words.
 import { Access, QpState, QpType } from '../enums.js';
 import { processExists } from '../sys/host.js';
+import { sys } from '../sys/load.js';
 import { addressOf } from '../sys/vm.js';
 import { REGION_HEADER, allocRegionMemory, peerRegion, sharedRegionOf } from './mr-memory.js';
 import type { SoftMr } from './mr.js';
@@ -112,6 +113,15 @@ export class Directory {
     this.u32[2] = MR_SLOTS;
     this.u32[3] = QP_SLOTS;
     Atomics.store(this.u32, 0, MAGIC);
+  }
+
+  /**
+   * Unmaps the directory and closes its descriptor at once, when its wire
+   * closes: a device opened and closed in a loop otherwise kept one of each
+   * per turn until a GC. Peers keep their own mappings until their links go down.
+   */
+  close(): void {
+    sys().detach(this.u32.buffer as ArrayBuffer);
   }
 
   /** A directory in shared memory, or undefined where regions stay on the heap (nobody could map it). */

@@ -79,12 +79,22 @@ export function sharedRegionOf(mem: Uint8Array): SharedRegion | undefined {
 
 /**
  * An MR over `mem` was registered (+1) or deregistered (-1): peers keep
- * their mappings of a region only while some MR is over it.
+ * their mappings of a region only while some MR is over it. When the last
+ * MR goes, so does the region's descriptor (GC, which would close it with
+ * the memory, counts memory, not descriptors: registering and deregistering
+ * 64 KiB MRs in a loop ran out of them at the default limit of 1024), and
+ * the memory is plain memory from then on: registered again, it is moved
+ * with process_vm_* instead of a peer's mapping.
  */
 export function regionUsers(mem: Uint8Array, delta: 1 | -1): void {
   const region = sharedRegionOf(mem);
   // A region detached under its MR (transferred away) has no header left to count in.
-  if (region && region.head.length > USERS) Atomics.add(region.head, USERS, delta);
+  if (!region || region.head.length <= USERS) return;
+  if (Atomics.add(region.head, USERS, delta) + delta > 0) return;
+  const release = sys().releaseFd;
+  if (!release) return;
+  regions.delete(mem.buffer as ArrayBuffer);
+  release.call(sys(), mem.buffer as ArrayBuffer);
 }
 
 // Peers' regions this process has mapped, by "pid:fd:nonce". Bounded: each

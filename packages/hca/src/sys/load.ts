@@ -14,6 +14,8 @@ export interface SysAddon {
   memfdMap(size: number): { buffer: ArrayBuffer; fd: number };
   fileMap(path: string): ArrayBuffer;
   detach(buffer: ArrayBuffer): boolean;
+  /** Absent from addons built before it (a region's descriptor then waits for a GC). */
+  releaseFd?(buffer: ArrayBuffer): boolean;
   addressOf(buffer: ArrayBuffer | ArrayBufferView): bigint;
   pageSize: number;
   futexWake(buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, count: number): number;

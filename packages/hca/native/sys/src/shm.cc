@@ -225,6 +225,27 @@ Napi::Value Detach(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// releaseFd(buffer) -> boolean: closes the descriptor a memfdMap buffer
+// kept for peers to map it by (they may no longer); the memory stays until
+// the buffer is detached or collected. Descriptors otherwise waited for a
+// GC, which counts memory, not descriptors: a loop registering 64 KiB MRs
+// ran out of them at the default limit of 1024.
+Napi::Value ReleaseFd(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsArrayBuffer()) throw ArgError(info.Env(), "releaseFd takes an ArrayBuffer");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.IsDetached()) return Napi::Boolean::New(info.Env(), false);
+  void* data = ab.Data();
+  std::lock_guard<std::mutex> g(registryLock);
+  for (Mapping* m : registry) {
+    if (m->addr == data && m->fd >= 0) {
+      close(m->fd);
+      m->fd = -1;
+      return Napi::Boolean::New(info.Env(), true);
+    }
+  }
+  return Napi::Boolean::New(info.Env(), false);
+}
+
 // The address of a buffer's bytes in this process, for process_vm_* peers.
 Napi::Value AddressOf(const Napi::CallbackInfo& info) {
   Bytes b = BytesOf(info.Env(), info.Length() ? info[0] : info.Env().Undefined(), "buffer");
@@ -258,6 +279,7 @@ void InitShm(Napi::Env env, Napi::Object exports) {
   exports.Set("memfdMap", Napi::Function::New(env, MemfdMap, "memfdMap"));
   exports.Set("fileMap", Napi::Function::New(env, FileMap, "fileMap"));
   exports.Set("detach", Napi::Function::New(env, Detach, "detach"));
+  exports.Set("releaseFd", Napi::Function::New(env, ReleaseFd, "releaseFd"));
   exports.Set("addressOf", Napi::Function::New(env, AddressOf, "addressOf"));
   exports.Set("pageSize", Napi::Number::New(env, static_cast<double>(sysconf(_SC_PAGESIZE))));
 }
