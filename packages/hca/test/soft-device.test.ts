@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QpAttrMask as M, QpState, QpType } from '../src/enums.js';
 import { validateModifyQp } from '../src/qp-state.js';
@@ -62,5 +64,30 @@ describe('soft device identity', () => {
       validateModifyQp(QpType.RC, QpState.RTR, { qpState: QpState.RTS, sqPsn: 0, timeout: 14, retryCnt: 7, rnrRetry: 7, maxRdAtomic: v }, M.STATE | M.SQ_PSN | M.TIMEOUT | M.RETRY_CNT | M.RNR_RETRY | M.MAX_QP_RD_ATOMIC);
     expect(rts(max)).not.toThrow();
     expect(rts(max + 1)).toThrow(/maxRdAtomic/);
+  });
+});
+
+describe('soft context lifetime', () => {
+  it('keeps no PD once deallocated: a long-lived context making a PD per connection grew without end', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const ctx = await dev('127.0.0.1').open();
+    // In a function of its own: a suspended async function keeps its locals, the last PD among them.
+    const churn = (): WeakRef<object>[] =>
+      Array.from({ length: 20 }, () => {
+        const pd = ctx.allocPd();
+        pd.regMr(new Uint8Array(64), 1).dereg();
+        pd.dealloc();
+        return new WeakRef(pd);
+      });
+    const refs = churn();
+    const kept = ctx.allocPd();
+    // WeakRefs hold their targets until the job that made them ends.
+    await new Promise((r) => setImmediate(r));
+    gc();
+    expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
+    ctx.close();
+    // The PD still allocated was released with its context.
+    expect(() => kept.regMr(new Uint8Array(8), 1)).toThrow(/closed/);
   });
 });

@@ -71,6 +71,7 @@ export class SoftPd implements HcaPd, PdRef {
     this.check();
     if (this.mrs.size > 0) throw new ResourceBusyError(`PD has ${this.mrs.size} registered MR(s)`);
     this.closed = true;
+    this.ctx.forgetPd(this);
   }
 
   /** Context close: release everything the PD still holds. */
@@ -176,6 +177,11 @@ export class SoftContext implements HcaContext {
     const pd = new SoftPd(this);
     this.pds.add(pd);
     return pd;
+  }
+
+  /** A deallocated PD: the context no longer releases it at close (it kept every one it ever made). */
+  forgetPd(pd: SoftPd): void {
+    this.pds.delete(pd);
   }
 
   createCq(cqe: number, onNotify: () => void): HcaCq {
