@@ -25,6 +25,7 @@ export interface CaptureRecord {
 
 /** Every packet of a pcap or pcapng file, in file order. */
 export function readCapture(file: Uint8Array): CaptureRecord[] {
+  if (!(file instanceof Uint8Array)) throw new InvalidArgumentError('readCapture takes the file as a Uint8Array (a Buffer from fs.readFileSync)');
   if (file.length < 4) throw new InvalidArgumentError('capture file too short');
   const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
   if (dv.getUint32(0, true) === 0x0a0d0d0a) return readPcapng(file, dv);
@@ -184,6 +185,9 @@ export interface RoceInCapture {
 
 /** The RoCEv2 packet of a record (UDP to port 4791), or undefined. */
 export function extractRoce(rec: CaptureRecord): RoceInCapture | undefined {
+  if (typeof rec !== 'object' || rec === null || !(rec.data instanceof Uint8Array) || typeof rec.linkType !== 'number') {
+    throw new InvalidArgumentError('extractRoce takes a record that readCapture returned');
+  }
   const ip = ipFromLinkFrame(rec.linkType, rec.data);
   if (!ip) return undefined;
   const udp = locateUdp(ip);

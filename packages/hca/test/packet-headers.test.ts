@@ -17,6 +17,7 @@ import {
   syndromeValue,
   writeAeth,
 } from '../src/packet/aeth.js';
+import { InvalidArgumentError } from '../src/errors.js';
 import { readAtomicAckEth, writeAtomicAckEth } from '../src/packet/atomic-ack-eth.js';
 import { readAtomicEth, writeAtomicEth } from '../src/packet/atomic-eth.js';
 import { bthDestQp, bthPsn, readBth, setBthAckReq, setBthPadCount, setBthPsn, writeBth } from '../src/packet/bth.js';
@@ -149,6 +150,9 @@ describe('AETH', () => {
     expect(rnrTimerForUs(641)).toBe(13);
     expect(rnrTimerForUs(491_520)).toBe(31);
     expect(rnrTimerForUs(491_521)).toBe(0);
+    expect(rnrTimerForUs(Infinity)).toBe(0);
+    // These came back as 0 (the longest delay) as if asked for it.
+    for (const bad of [NaN, -1, '640', undefined]) expect(() => rnrTimerForUs(bad as number)).toThrow(InvalidArgumentError);
   });
 });
 

@@ -1,5 +1,6 @@
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../src/errors.js';
 import { checkIcrc, computeIcrcFromFrame, IcrcCalculator, readIcrc, writeIcrc, type IcrcEndpoint } from '../src/packet/icrc.js';
 import { locateUdp, writeIpUdpFrame } from '../src/packet/ip-frame.js';
 import { Opcode } from '../src/packet/opcode.js';
@@ -260,6 +261,7 @@ describe('what the ICRC covers', () => {
 
   it('refuses frames that are not RoCE over UDP', () => {
     expect(() => computeIcrcFromFrame(new Uint8Array(10))).toThrow();
+    for (const bad of [undefined, null, 'x'.repeat(60), [1, 2, 3]]) expect(() => computeIcrcFromFrame(bad as unknown as Uint8Array)).toThrow(InvalidArgumentError);
     const tcp = Uint8Array.from(base);
     tcp[9] = 6;
     expect(() => computeIcrcFromFrame(tcp)).toThrow();

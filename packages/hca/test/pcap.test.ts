@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { InvalidArgumentError } from '../src/errors.js';
 import { computeIcrcFromFrame, IcrcCalculator, readIcrc } from '../src/packet/icrc.js';
 import type { IpUdpEndpoints } from '../src/packet/ip-frame.js';
 import { HDR_PAYLOAD, isValidOpcode, Opcode, OPCODE_FLAGS } from '../src/packet/opcode.js';
@@ -195,6 +196,8 @@ describe('readCapture and extractRoce', () => {
     expect(() => readCapture(Buffer.from('hello, world, not a capture'))).toThrow(/pcap/);
     const good = fs.readFileSync(file);
     expect(() => readCapture(good.subarray(0, good.length - 3))).toThrow(/truncated/);
+    for (const bad of [undefined, null, 'a string of some length', 1234, {}]) expect(() => readCapture(bad as Uint8Array)).toThrow(InvalidArgumentError);
+    for (const bad of [undefined, null, {}, good, { linkType: 1, data: 'x' }]) expect(() => extractRoce(bad as never)).toThrow(InvalidArgumentError);
   });
 
   it.skipIf(!onPath('editcap'))('reads the same packets back from pcapng (converted by editcap)', () => {

@@ -94,7 +94,10 @@ describe.skipIf(skip)('ShmRing', () => {
     const p = ShmRing.create(seg.buffer, 0, 1024);
     const c = ShmRing.attach(seg.buffer, 0);
     expect(p.maxMessage).toBe(504);
-    expect(() => p.reserve(505)).toThrow(/exceeds/);
+    for (const bad of [505, -1, 1.5, NaN, undefined, '8']) expect(() => p.reserve(bad as number)).toThrow(InvalidArgumentError);
+    // Anything with a length used to go in as that many garbage bytes (a string, an array) or throw a TypeError.
+    for (const bad of ['abc', [1, 2], { length: 3 }, 5, null, undefined]) expect(() => p.tryWrite(bad as Uint8Array)).toThrow(InvalidArgumentError);
+    for (const bad of ['1024', 1000, -1, 1.5]) expect(() => ShmRing.bytesFor(bad as number)).toThrow(InvalidArgumentError);
     const out = new Uint8Array(600);
     for (let round = 0; round < 50; round++) {
       const sizes = [0, 1, 7, 8, 9, 100 + round, 300];

@@ -1,3 +1,4 @@
+import { InvalidArgumentError } from '../errors.js';
 import { readU24, writeU24 } from './big-endian.js';
 
 // ACK Extended Transport Header, 4 bytes: Syndrome(8) MSN(24).
@@ -90,6 +91,8 @@ export function rnrTimerUs(timer: number): number {
 
 /** The shortest encoded delay of at least `us` microseconds (0, i.e. 655.36 ms, beyond 491.52 ms). */
 export function rnrTimerForUs(us: number): number {
+  // NaN or a string used to come back as 0, the longest delay, as if asked for it.
+  if (typeof us !== 'number' || !(us >= 0)) throw new InvalidArgumentError(`rnrTimerForUs: microseconds must be a number >= 0, got ${String(us)}`);
   for (let t = 1; t < 32; t++) if (RNR_TIMER_US[t]! >= us) return t;
   return 0;
 }

@@ -158,6 +158,7 @@ const headerScratch = new Uint8Array(60 + UDP_HEADER_BYTES);
  * captures from other implementations, not for the data path.
  */
 export function computeIcrcFromFrame(ipPacket: Uint8Array): number {
+  if (!(ipPacket instanceof Uint8Array)) throw new InvalidArgumentError('computeIcrcFromFrame takes the IP packet as a Uint8Array');
   const udp = locateUdp(ipPacket);
   if (!udp) throw new InvalidArgumentError('not an unfragmented IPv4/IPv6 UDP packet');
   if (udp.payloadLength < BTH_BYTES + ICRC_BYTES) throw new InvalidArgumentError('UDP payload too short for a BTH and an ICRC');

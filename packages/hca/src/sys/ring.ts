@@ -47,14 +47,13 @@ export class ShmRing {
 
   /** Bytes a ring of `capacity` data bytes occupies. */
   static bytesFor(capacity: number): number {
+    checkCapacity(capacity);
     return HEADER + capacity;
   }
 
   /** Lays out a new, empty ring at `byteOffset` (64-byte aligned) of `buffer`. */
   static create(buffer: ArrayBuffer | SharedArrayBuffer, byteOffset: number, capacity: number, options?: DoorbellOptions): ShmRing {
-    if (!Number.isInteger(capacity) || capacity < 256 || capacity > 1 << 30 || (capacity & (capacity - 1)) !== 0) {
-      throw new InvalidArgumentError(`ring capacity must be a power of two in [256, 2^30], got ${capacity}`);
-    }
+    checkCapacity(capacity);
     checkPlace(buffer, byteOffset, capacity);
     const w = new Int32Array(buffer, byteOffset, HEADER / 4);
     w.fill(0);
@@ -127,8 +126,8 @@ export class ShmRing {
    * Nothing is visible to the consumer until commit.
    */
   reserve(length: number): number {
-    if (length > this.maxMessage || length < 0) {
-      throw new InvalidArgumentError(`message of ${length} bytes exceeds this ring's ${this.maxMessage}`);
+    if (!Number.isInteger(length) || length < 0 || length > this.maxMessage) {
+      throw new InvalidArgumentError(`a message's length must be an integer in [0, ${this.maxMessage}] for this ring, got ${String(length)}`);
     }
     if (this.#closed) throw new ResourceClosedError('ring');
     const rec = 8 + ((length + 7) & ~7);
@@ -174,6 +173,8 @@ export class ShmRing {
 
   /** Copies `src` in as one message; false when the ring is full now. */
   tryWrite(src: Uint8Array, tag = 0, notify = true): boolean {
+    // Anything else with a length (a string, an array) was written as that many garbage bytes.
+    if (!(src instanceof Uint8Array)) throw new InvalidArgumentError('tryWrite takes a Uint8Array');
     const at = this.reserve(src.length);
     if (at < 0) return false;
     this.data.set(src, at);
@@ -298,6 +299,12 @@ export class ShmRing {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+function checkCapacity(capacity: number): void {
+  if (!Number.isInteger(capacity) || capacity < 256 || capacity > 1 << 30 || (capacity & (capacity - 1)) !== 0) {
+    throw new InvalidArgumentError(`ring capacity must be a power of two in [256, 2^30], got ${String(capacity)}`);
   }
 }
 
