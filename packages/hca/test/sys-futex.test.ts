@@ -155,6 +155,38 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     expect([let_go.status, let_go.signal]).toEqual([0, null]);
   });
 
+  it('an asynchronous wait in a process out of descriptors polls instead of ending the process; the addon names EMFILE', () => {
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const addonPath = new URL('../native/sys/build/Release/ibal_sys.node', import.meta.url).pathname;
+    // Every descriptor taken, then: a ring from a timer ends a wait, a wait nobody rings times
+    // out, a cancelled one is cancelled, and once descriptors are back a wait gets its pipe again.
+    const code = `
+      import fs from 'node:fs';
+      import { createRequire } from 'node:module';
+      const { Doorbell } = await import(${JSON.stringify(dist)});
+      const addon = createRequire(import.meta.url)(${JSON.stringify(addonPath)});
+      const held = [];
+      for (let i = 0; i < 100000; i++) { try { held.push(fs.openSync('/dev/null', 'r')); } catch { break; } }
+      let code;
+      try { new addon.WakePipe(() => {}); } catch (e) { code = e.code; }
+      const bell = new Doorbell(new ArrayBuffer(4096), 64);
+      const out = [code];
+      setTimeout(() => bell.ring(), 30);
+      out.push(await bell.wait(bell.seq(), 5000));
+      out.push(await bell.wait(bell.seq(), 30));
+      const c = bell.wait(bell.seq(), -1);
+      setTimeout(() => bell.cancel(), 10);
+      out.push(await c);
+      for (const fd of held) fs.closeSync(fd);
+      setTimeout(() => bell.ring(), 30);
+      out.push(await bell.wait(bell.seq(), 5000));
+      bell.close();
+      console.log(JSON.stringify(out));`;
+    const r = spawnSync('bash', ['-c', `ulimit -n 64 && exec "${process.execPath}" --input-type=module -e "$0"`, code], { timeout: 20_000, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout.trim())).toEqual(['EMFILE', 'ok', 'timed-out', 'cancelled', 'ok']);
+  });
+
   it('rejects a misaligned or out-of-range word, and memory that is not a buffer', () => {
     const seg = segment();
     expect(() => new Doorbell(seg.buffer, 2)).toThrow(InvalidArgumentError);

@@ -34,6 +34,14 @@ function pipesWanted(addon: SysAddon): boolean {
   return process.env.IBAL_WAKE !== 'futex' && typeof addon.WakePipe === 'function';
 }
 const MIN_SPIN_NS = 1_000;
+/** How often a wait that could get no pipe looks at the sequence. */
+const POLL_MS = 2;
+
+/** The process (or system) is out of file descriptors: EMFILE, ENFILE. */
+function outOfDescriptors(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown } | null;
+  return !!e && (e.code === 'EMFILE' || e.code === 'ENFILE' || e.errno === 24 || e.errno === 23);
+}
 
 /**
  * A doorbell at `byteOffset` (4-byte aligned; give it a 64-byte cache line of
@@ -54,6 +62,8 @@ export class Doorbell {
   #waiter: NativeFutexWaiter | undefined;
   #pipe: NativeWakePipe | undefined;
   #timer: NodeJS.Timeout | undefined;
+  /** The pending wait's poll, when no pipe could be made for it. */
+  #poll: NodeJS.Timeout | undefined;
   /** Where this side last kicked a pipe sleeper: its pid and descriptor, and ours onto it. */
   #kickPid = 0;
   #kickWfd = -1;
@@ -138,7 +148,19 @@ export class Doorbell {
 
   #waitPipe(seen: number, timeoutMs: number): Promise<WaitOutcome> {
     const w = this.#words;
-    const pipe = (this.#pipe ??= new this.#sys.WakePipe(() => this.#settlePipe('ok')));
+    let pipe = this.#pipe;
+    if (!pipe) {
+      try {
+        pipe = this.#pipe = new this.#sys.WakePipe(() => this.#settlePipe('ok'));
+      } catch (err) {
+        // A process out of descriptors still makes progress, polling, and
+        // tries for a pipe again at its next wait. (The exception escaped
+        // from the loop's turn and ended the process: a server whose peers
+        // took its last descriptors.)
+        if (!outOfDescriptors(err)) throw fromNative(err);
+        return this.#waitPoll(seen, timeoutMs);
+      }
+    }
     Atomics.store(w, 3, process.pid);
     Atomics.store(w, 4, pipe.writeFd());
     Atomics.store(w, 2, 1);
@@ -155,12 +177,27 @@ export class Doorbell {
     return p;
   }
 
+  #waitPoll(seen: number, timeoutMs: number): Promise<WaitOutcome> {
+    const p = new Promise<WaitOutcome>((resolve) => {
+      this.#pending = (o) => resolve(o instanceof Error ? 'cancelled' : o);
+    });
+    const t0 = performance.now();
+    this.#poll = setInterval(() => {
+      if (Atomics.load(this.#words, 0) !== seen) this.#settlePipe('ok');
+      else if (timeoutMs >= 0 && performance.now() - t0 >= timeoutMs) this.#settlePipe('timed-out');
+    }, POLL_MS);
+    this.#applyRef();
+    return p;
+  }
+
   #settlePipe(outcome: WaitOutcome): void {
     const done = this.#pending;
     if (!done) return;
     this.#pending = undefined;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#poll) clearInterval(this.#poll);
+    this.#poll = undefined;
     this.#pipe?.stop();
     if (this.buffer.byteLength > 0) Atomics.store(this.#words, 2, 0);
     done(outcome);
@@ -212,14 +249,19 @@ export class Doorbell {
   /** The pipe wait's handles (its watch and its timeout) follow `ref`. */
   #applyRef(): void {
     this.#pipe?.setRef?.(this.#ref);
-    if (this.#ref) this.#timer?.ref();
-    else this.#timer?.unref();
+    if (this.#ref) {
+      this.#timer?.ref();
+      this.#poll?.ref();
+    } else {
+      this.#timer?.unref();
+      this.#poll?.unref();
+    }
   }
 
   /** Ends the pending asynchronous wait with `cancelled`. */
   cancel(): void {
     if (!this.#pending) return;
-    if (this.#pipe) this.#settlePipe('cancelled');
+    if (this.#pipe || this.#poll) this.#settlePipe('cancelled');
     else this.#waiter?.cancel();
   }
 
@@ -243,6 +285,7 @@ export class Doorbell {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#poll) this.#settlePipe('cancelled');
     if (this.#pipe) {
       this.#settlePipe('cancelled');
       this.#pipe.close();

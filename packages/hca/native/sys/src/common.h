@@ -6,40 +6,15 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include "errno-name.h"
 
 namespace ibal {
 
 // An Error whose `code` is the errno name (EPERM, ESRCH, ...) and `errno` the
 // number, like Node's own system errors, so the wrapper switches on `code`.
 inline Napi::Error ErrnoError(Napi::Env env, int err, const std::string& what) {
-  const char* name = nullptr;
-  switch (err) {
-    case EPERM: name = "EPERM"; break;
-    case ESRCH: name = "ESRCH"; break;
-    case EFAULT: name = "EFAULT"; break;
-    case EACCES: name = "EACCES"; break;
-    case ENOENT: name = "ENOENT"; break;
-    case EEXIST: name = "EEXIST"; break;
-    case EINVAL: name = "EINVAL"; break;
-    case ENOMEM: name = "ENOMEM"; break;
-    case ENOSPC: name = "ENOSPC"; break;
-    case EAGAIN: name = "EAGAIN"; break;
-    case EADDRINUSE: name = "EADDRINUSE"; break;
-    case EADDRNOTAVAIL: name = "EADDRNOTAVAIL"; break;
-    case EAFNOSUPPORT: name = "EAFNOSUPPORT"; break;
-    case EPROTONOSUPPORT: name = "EPROTONOSUPPORT"; break;
-    case ENOPROTOOPT: name = "ENOPROTOOPT"; break;
-    case EMSGSIZE: name = "EMSGSIZE"; break;
-    case ENETUNREACH: name = "ENETUNREACH"; break;
-    case EHOSTUNREACH: name = "EHOSTUNREACH"; break;
-    case ECONNREFUSED: name = "ECONNREFUSED"; break;
-    case ENOBUFS: name = "ENOBUFS"; break;
-    case EBADF: name = "EBADF"; break;
-    case ENOSYS: name = "ENOSYS"; break;
-    default: name = "EIO"; break;
-  }
   Napi::Error e = Napi::Error::New(env, what + ": " + std::strerror(err));
-  e.Set("code", Napi::String::New(env, name));
+  e.Set("code", Napi::String::New(env, ErrnoName(err)));
   e.Set("errno", Napi::Number::New(env, err));
   e.Set("syscall", Napi::String::New(env, what));
   return e;
