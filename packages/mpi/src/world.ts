@@ -11,7 +11,7 @@
 //   3. after mapping the peers' segments and moving every QP to RTS.
 import fs from 'node:fs';
 import os from 'node:os';
-import { sameHostKey, sysStatus } from '@ibal/hca';
+import { SysCallError, sameHostKey, sysStatus } from '@ibal/hca';
 import { BootstrapClient } from './bootstrap/client.js';
 import { detectLaunch, type LaunchInfo } from './bootstrap/launcher.js';
 import { RendezvousServer, type AbortInfo } from './bootstrap/server.js';
@@ -161,12 +161,6 @@ export class World {
     const want = this.config.transports;
     const st = sysStatus();
     const shmOk = want.includes('shm') && local.length > 1 && st.shm.on && st.futex.on && st.vm.on;
-    const shmPeers = new Set(shmOk ? local.filter((r) => r !== l.rank) : []);
-    const verbsPeers: number[] = [];
-    for (let r = 0; r < l.size; r++) if (r !== l.rank && !shmPeers.has(r)) verbsPeers.push(r);
-    if (verbsPeers.length > 0 && !want.includes('verbs')) {
-      throw new BootstrapError(`rank ${l.rank}: ranks ${verbsPeers.join(',')} need the verbs transport, but MPILITE_TRANSPORTS=${want.join(',')}`);
-    }
 
     const self = new SelfTransport(l.rank, this.engine.sink);
     this.#transports.push(self);
@@ -174,12 +168,35 @@ export class World {
     this.transportOf[l.rank] = 'self';
     let shm: ShmTransport | undefined;
     let verbs: VerbsTransport | undefined;
-    const card: { shm?: ShmCard; verbs?: VerbsCard } = {};
+    // Shared memory first, and everyone told who got it: a rank that could
+    // not (a full or small /dev/shm: a container's is 64 MiB) reaches its
+    // local peers over verbs, as Open MPI's sm BTL steps aside for the
+    // network's. Its init used to fail, and the job with it.
+    let shmFailure: string | undefined;
     if (shmOk) {
-      shm = new ShmTransport(local, l.rank, this.config.shmRingBytes, this.config.shmEagerLimit, this.engine.sink, this.config.spinNs);
-      this.#transports.push(shm);
-      card.shm = shm.card();
+      try {
+        shm = new ShmTransport(local, l.rank, this.config.shmRingBytes, this.config.shmEagerLimit, this.engine.sink, this.config.spinNs);
+        this.#transports.push(shm);
+      } catch (err) {
+        if (!(err instanceof SysCallError)) throw err;
+        shmFailure = err.message;
+        process.stderr.write(`mpilite: rank ${l.rank}: no shared memory for the local transport (${err.message}); its local peers use verbs\n`);
+      }
     }
+    this.#client.put(`shm.${l.rank}`, JSON.stringify(shm ? shm.card() : { failed: shmFailure ?? 'not used' }));
+    const kvShm = await this.#client.fence(timeoutMs);
+    const shmCards = new Map<number, ShmCard>();
+    for (const r of local) {
+      const c = JSON.parse(kvShm[`shm.${r}`] ?? '{}') as ShmCard | { failed: string };
+      if (shm && r !== l.rank && 'segment' in c) shmCards.set(r, c);
+    }
+    const verbsPeers: number[] = [];
+    for (let r = 0; r < l.size; r++) if (r !== l.rank && !shmCards.has(r)) verbsPeers.push(r);
+    if (verbsPeers.length > 0 && !want.includes('verbs')) {
+      const why = shmFailure ? ` (no shared memory here: ${shmFailure})` : '';
+      throw new BootstrapError(`rank ${l.rank}: ranks ${verbsPeers.join(',')} need the verbs transport${why}, but MPILITE_TRANSPORTS=${want.join(',')}`);
+    }
+    const card: { verbs?: VerbsCard } = {};
     if (verbsPeers.length > 0) {
       verbs = new VerbsTransport({
         address: addr,
@@ -196,11 +213,9 @@ export class World {
     }
     this.#client.put(`xport.${l.rank}`, JSON.stringify(card));
     const kv2 = await this.#client.fence(timeoutMs);
-    const cards = new Map<number, { shm?: ShmCard; verbs?: VerbsCard }>();
-    for (let r = 0; r < l.size; r++) cards.set(r, JSON.parse(kv2[`xport.${r}`] ?? '{}') as { shm?: ShmCard; verbs?: VerbsCard });
+    const cards = new Map<number, { verbs?: VerbsCard }>();
+    for (let r = 0; r < l.size; r++) cards.set(r, JSON.parse(kv2[`xport.${r}`] ?? '{}') as { verbs?: VerbsCard });
     if (shm) {
-      const shmCards = new Map<number, ShmCard>();
-      for (const r of local) if (r !== l.rank) shmCards.set(r, cards.get(r)!.shm!);
       shm.connect(local, l.rank, shmCards);
       for (const ep of shm.endpoints) {
         this.engine.endpoints[ep.peer] = ep;

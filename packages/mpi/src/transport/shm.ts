@@ -197,12 +197,16 @@ export class ShmTransport implements Transport {
     return { segment: this.segment.name, pid: process.pid };
   }
 
-  /** Maps each local peer's segment and takes this rank's ring in it. */
+  /**
+   * Maps each local peer's segment and takes this rank's ring in it. A local
+   * rank without a card has no shared memory and is reached another way; the
+   * slots stay laid out by `localRanks`, as every segment's are.
+   */
   connect(localRanks: readonly number[], myRank: number, cards: Map<number, ShmCard>): void {
     const myIndex = localRanks.indexOf(myRank);
     for (const peer of localRanks) {
-      if (peer === myRank) continue;
-      const card = cards.get(peer)!;
+      const card = cards.get(peer);
+      if (peer === myRank || !card) continue;
       const seg = ShmSegment.open(card.segment);
       const ep = new ShmEndpoint(peer, card.pid, seg, myIndex, this.#ringBytes, this.#eagerLimit);
       this.endpoints.push(ep);
