@@ -2,10 +2,12 @@
 // is 64 MiB; a busy host's may be full): the ranks that got none reach their
 // local peers over verbs, as Open MPI's sm BTL steps aside for the network's,
 // and the job runs. Their init used to fail, and the job with it. The job
-// runs in a mount namespace of its own with a small tmpfs on /dev/shm.
+// runs in a mount namespace of its own with a small tmpfs on /dev/shm. And
+// ranks that see different /dev/shm mounts are not one host's to share
+// memory: they init over verbs (they failed on each other's segment).
 import { spawn, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { cli, example, type Result } from './helpers.js';
+import { cli, example, mpilite, type Result } from './helpers.js';
 
 const skipReason =
   typeof process.getuid === 'function' && process.getuid() !== 0
@@ -48,6 +50,15 @@ describe.skipIf(skipReason !== undefined)(`a job short of shared memory${skipRea
     const r = await withSmallShm('64k', ['run', '-n', '2', example('demo.mjs')]);
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stderr.match(/no shared memory for the local transport \(posix_fallocate [^)]*No space left on device\)/g)).toHaveLength(2);
+    expect(r.stdout).toContain('rank 0 reaches the others via verbs');
+    expect(r.stdout).toContain('token came back as 1 (expected 1)');
+  });
+
+  it('reaches a rank with a /dev/shm of its own over verbs (containers sharing the host network and PIDs, not its IPC)', async () => {
+    // Each rank in a mount namespace of its own: the same boot, network and PIDs, another /dev/shm.
+    const own = `mount -t tmpfs tmpfs /dev/shm && exec "$0" "$@"`;
+    const r = await mpilite(['run', '-n', '2', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', own, process.execPath, example('demo.mjs')], { timeoutMs: 90_000 });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toContain('rank 0 reaches the others via verbs');
     expect(r.stdout).toContain('token came back as 1 (expected 1)');
   });

@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { seeded } from '@ibal/tooling/seeded';
 import { InvalidArgumentError, ResourceClosedError } from '../src/errors.js';
 import { SysCallError } from '../src/sys/errors.js';
 import { ShmRing } from '../src/sys/ring.js';
+import { sameHostKey } from '../src/sys/host.js';
 import { ShmSegment, sweepStaleSegments } from '../src/sys/shm.js';
 import { sys } from '../src/sys/load.js';
 import { sysStatus } from '../src/sys/status.js';
@@ -264,5 +266,24 @@ describe.skipIf(skip)('ShmRing', () => {
     expect(done.count).toBe(N);
     expect(done.hash).toBe(hash.digest('hex'));
     rx.close('consumer');
+  });
+});
+
+describe('sameHostKey', () => {
+  // Processes that see different /dev/shm mounts (containers on the host's network and PIDs but
+  // not its IPC) cannot open each other's segments: they are not one host's to share memory.
+  const unshare = typeof process.getuid === 'function' && process.getuid() === 0 && spawnSync('unshare', ['-m', 'true'], { timeout: 10_000 }).status === 0;
+  it.skipIf(!unshare)('differs in a process with a /dev/shm of its own, and only there', () => {
+    const dist = new URL('../dist/index.js', import.meta.url).href;
+    const code = `const { sameHostKey } = await import(${JSON.stringify(dist)}); console.log(sameHostKey());`;
+    const key = (own: boolean): string => {
+      const sh = `${own ? 'mount -t tmpfs tmpfs /dev/shm && ' : ''}exec "$0" --input-type=module -e "$1"`;
+      const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', sh, process.execPath, code], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    };
+    expect(key(false)).toBe(sameHostKey());
+    expect(key(true)).not.toBe(sameHostKey());
+    expect(key(true).split('/').slice(0, 3)).toEqual(sameHostKey()!.split('/').slice(0, 3));
   });
 });
