@@ -47,7 +47,12 @@ function commandFor(program: string, args: string[]): string[] {
 
 /** Runs a job; resolves with its exit code. */
 export async function runJob(o: RunOptions): Promise<number> {
-  const log = o.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  // Streams whose reader went away (EPIPE): written to no more.
+  const gone = new Set<NodeJS.WriteStream>();
+  const write = (s: NodeJS.WriteStream, text: string): void => {
+    if (!gone.has(s)) s.write(text);
+  };
+  const log = o.log ?? ((l: string) => write(process.stderr, `${l}\n`));
   const hosts = mapRanks(o.np, o.hosts ?? []);
   const anyRemote = hosts.some((h) => !isLocalHost(h));
   let binds: string[][];
@@ -70,7 +75,7 @@ export async function runJob(o: RunOptions): Promise<number> {
   const onLine =
     o.onLine ??
     ((rank: number, stream: 'stdout' | 'stderr', line: string) => {
-      (stream === 'stdout' ? process.stdout : process.stderr).write(tag ? `[${rank}] ${line}\n` : `${line}\n`);
+      write(stream === 'stdout' ? process.stdout : process.stderr, tag ? `[${rank}] ${line}\n` : `${line}\n`);
     });
 
   const children: (ChildProcess | undefined)[] = [];
@@ -122,6 +127,20 @@ export async function runJob(o: RunOptions): Promise<number> {
     killTimer = setTimeout(() => killAll('SIGKILL'), KILL_GRACE_MS);
   };
   for (const s of SIGNALS) process.on(s, forward);
+  // `mpilite run ... | head`: the reader is gone. A Unix tool dies of
+  // SIGPIPE there; the job ends the same way (its ranks get SIGTERM, exit
+  // status 141) instead of running on unread, and mpilite no longer dies
+  // of the unhandled EPIPE, leaving its ranks behind.
+  const onOutputError = (s: NodeJS.WriteStream) => (err: NodeJS.ErrnoException) => {
+    gone.add(s);
+    if (err.code !== 'EPIPE' || failure) return;
+    failure = { rank: -1, code: 128 + SIGNUM.SIGPIPE!, why: `its ${s === process.stdout ? 'output' : 'error output'} was closed (EPIPE)` };
+    log(`mpilite: ${failure.why}; ending the job`);
+    killAll('SIGTERM');
+    killTimer = setTimeout(() => killAll('SIGKILL'), KILL_GRACE_MS);
+  };
+  const outErrors = [process.stdout, process.stderr].map((s) => [s, onOutputError(s)] as const);
+  for (const [s, h] of outErrors) s.on('error', h);
 
   // The same command for every rank. A program that cannot be found is not
   // bound: it is left to fail its own spawn (127, "could not start"), not taskset's.
@@ -188,6 +207,7 @@ export async function runJob(o: RunOptions): Promise<number> {
   if (killTimer) clearTimeout(killTimer);
   if (jobTimer) clearTimeout(jobTimer);
   for (const s of SIGNALS) process.off(s, forward);
+  for (const [s, h] of outErrors) s.off('error', h);
   if (rank0?.stdin && o.stdin !== false) {
     process.stdin.unpipe(rank0.stdin);
     process.stdin.pause();

@@ -1,9 +1,22 @@
 // `mpilite run` as a user meets it: tagged output, stdin to rank 0, exit
-// codes, forwarded signals, a rank dying mid-run, and the examples.
+// codes, forwarded signals, a rank dying mid-run, output closed under it, and
+// the examples.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { allowedCpus } from '../src/bind.js';
 import { cli, example, fixture, mpilite } from './helpers.js';
+
+/** Whether process `pid` exists. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('mpilite run', () => {
   it('tags every line with its rank', async () => {
@@ -46,6 +59,33 @@ describe('mpilite run', () => {
     expect(Date.now() - killed).toBeLessThan(10_000);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/mpilite: rank 2 \(pid \d+ on localhost\) was killed by SIGKILL; ending the job/);
+  });
+
+  it('ends the job when its output is closed (`mpilite run ... | head`), as SIGPIPE ends a Unix tool', async () => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, [cli, 'run', '-n', '2', fixture('chatter.mjs')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const pids: number[] = [];
+    let text = '';
+    const killer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 30_000);
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      for (const m of text.matchAll(/tick pid (\d+)/g)) if (!pids.includes(Number(m[1]))) pids.push(Number(m[1]));
+      // The reader has what it wanted and goes away, as head does.
+      if (pids.length === 2) child.stdout.destroy();
+    });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(killer);
+    expect(code, stderr).toBe(141);
+    expect(stderr).toMatch(/mpilite: its output was closed \(EPIPE\); ending the job/);
+    expect(stderr).not.toMatch(/Unhandled 'error' event/);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    // Its ranks are gone too.
+    for (const pid of pids) {
+      for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(alive(pid)).toBe(false);
+    }
   });
 
   it('forwards SIGTERM to every rank', async () => {
