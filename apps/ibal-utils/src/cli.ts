@@ -85,4 +85,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A reader that went away (`ibal devinfo | head -1`) ends the command as
+// SIGPIPE ends a Unix tool: quietly, status 141. Node ignores SIGPIPE, and
+// the EPIPE that comes instead went unhandled: a stack trace, status 1.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(141);
+    throw err;
+  });
+}
+
 process.exitCode = await main(process.argv.slice(2));

@@ -1,5 +1,7 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort, killAll, ownDevice, runCli } from './helpers/cli.js';
+import { CLI, freePort, killAll, ownDevice, runCli } from './helpers/cli.js';
 
 afterEach(killAll);
 
@@ -14,6 +16,19 @@ describe('failures are reported, not hung on', () => {
       expect(Date.now() - started).toBeLessThan(10_000);
     });
   }
+
+  it('a closed output (`ibal devinfo | head -1`) ends the command quietly with 141, as SIGPIPE would', async () => {
+    const child = spawn(process.execPath, [CLI, 'devinfo', '-v'], { env: { ...process.env, ...ownDevice() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The reader is gone before the first line is written.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const killer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), 15_000);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(killer);
+    expect(code, stderr).toBe(141);
+    expect(stderr).toBe('');
+  });
 
   it('a server nobody connects to gives up after --timeout', async () => {
     const port = String(await freePort());
