@@ -4,23 +4,28 @@
 // and the job runs. Their init used to fail, and the job with it. The job
 // runs in a mount namespace of its own with a small tmpfs on /dev/shm. And
 // ranks that see different /dev/shm mounts are not one host's to share
-// memory: they init over verbs (they failed on each other's segment).
+// memory: they init over verbs (they failed on each other's segment); nor are
+// ranks that process_vm_readv may not read.
 import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, example, mpilite, type Result } from './helpers.js';
+import { cli, example, fixture, mpilite, type Result } from './helpers.js';
 
 const skipReason =
   typeof process.getuid === 'function' && process.getuid() !== 0
     ? 'needs root for a mount namespace'
     : spawnSync('unshare', ['-m', 'true'], { timeout: 10_000 }).status !== 0
       ? '`unshare -m` is not available'
-      : undefined;
+      : spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'true'], { timeout: 10_000 }).status !== 0
+        ? '`setpriv` to nobody is not available'
+        : undefined;
 
-/** `mpilite args...` with a tmpfs of `size` on /dev/shm; killed (by pid) if it outlives timeoutMs. */
-function withSmallShm(size: string, args: string[], timeoutMs = 90_000): Promise<Result> {
+/** Runs `argv`; killed (by pid) if it outlives timeoutMs. */
+function run(argv: string[], cwd?: string, timeoutMs = 90_000): Promise<Result> {
   const t0 = Date.now();
-  const script = `mount -t tmpfs -o size=${size} tmpfs /dev/shm && exec "$0" "$@"`;
-  const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, process.execPath, cli, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0]!, argv.slice(1), { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -32,6 +37,12 @@ function withSmallShm(size: string, args: string[], timeoutMs = 90_000): Promise
       resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 });
     });
   });
+}
+
+/** `mpilite args...` with a tmpfs of `size` on /dev/shm. */
+function withSmallShm(size: string, args: string[]): Promise<Result> {
+  const script = `mount -t tmpfs -o size=${size} tmpfs /dev/shm && exec "$0" "$@"`;
+  return run(['unshare', '-m', '--propagation', 'private', 'sh', '-c', script, process.execPath, cli, ...args]);
 }
 
 describe.skipIf(skipReason !== undefined)(`a job short of shared memory${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
@@ -61,6 +72,27 @@ describe.skipIf(skipReason !== undefined)(`a job short of shared memory${skipRea
     expect(r.code, r.stderr + r.stdout).toBe(0);
     expect(r.stdout).toContain('rank 0 reaches the others via verbs');
     expect(r.stdout).toContain('token came back as 1 (expected 1)');
+  });
+
+  it('reaches a rank that process_vm_readv may not read over verbs (Yama ptrace_scope 1, a process that is not dumpable)', async () => {
+    // As nobody, with rank 1 under a setgid copy of node: not dumpable, so rank 0 may not read it.
+    // Rank 0 used to fail its receive of rank 1's 1 MiB with VmPermissionError.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ibal-sg-'));
+    try {
+      fs.chmodSync(dir, 0o755);
+      const node = path.join(dir, 'node');
+      fs.copyFileSync(process.execPath, node);
+      fs.chmodSync(node, 0o2755);
+      const wrapper = path.join(dir, 'rank.sh');
+      fs.writeFileSync(wrapper, `#!/bin/sh\nif [ "$MPILITE_RANK" = 1 ]; then exec ${node} "$@"; else exec ${process.execPath} "$@"; fi\n`, { mode: 0o755 });
+      const r = await run(['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, cli, 'run', '-n', '2', '--', wrapper, fixture('pull-both.mjs')], os.tmpdir());
+      expect(r.code, r.stderr + r.stdout).toBe(0);
+      expect(r.stdout).toContain('[0] rank 0: intact via verbs');
+      expect(r.stdout).toContain('[1] rank 1: intact via verbs');
+      expect(r.stderr).toContain('rank 0: process_vm_readv may not read local rank(s) 1');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('says why, and fails, when verbs is not allowed', async () => {

@@ -9,9 +9,10 @@
 //      name, and for verbs its GID, UDP port and the QP number it made for
 //      each remote peer;
 //   3. after mapping the peers' segments and moving every QP to RTS.
+import { randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import { SysCallError, sameHostKey, sysStatus } from '@ibal/hca';
+import { SysCallError, addressOf, sameHostKey, sysStatus, vmRead } from '@ibal/hca';
 import { BootstrapClient } from './bootstrap/client.js';
 import { detectLaunch, type LaunchInfo } from './bootstrap/launcher.js';
 import { RendezvousServer, type AbortInfo } from './bootstrap/server.js';
@@ -32,6 +33,23 @@ interface HostCard {
   pid: number;
   addr: string;
   hostname: string;
+  /** Where 8 bytes of this process hold `magic` (hex), for local peers to try process_vm_readv on. */
+  probe?: { addr: string; magic: string };
+}
+
+/** The shared-memory round's card: the segment, or why there is none, and the local ranks this one could read. */
+type ShmRound = (ShmCard | { failed: string }) & { reads?: number[] };
+
+/** Whether 8 bytes of process `pid` at `probe.addr` read back as `probe.magic`. */
+function canRead(pid: number, probe: HostCard['probe']): boolean {
+  if (!probe || !/^\d+$/.test(probe.addr)) return false;
+  try {
+    const got = new Uint8Array(8);
+    vmRead(pid, BigInt(probe.addr), got);
+    return Buffer.from(got).toString('hex') === probe.magic;
+  } catch {
+    return false;
+  }
 }
 
 export class World {
@@ -46,6 +64,8 @@ export class World {
   commWorld!: Comm;
   #client!: BootstrapClient;
   #server: RendezvousServer | undefined;
+  /** The bytes local peers read to learn whether process_vm_readv reaches this process. */
+  readonly #probe = randomFillSync(new Uint8Array(8));
   #transports: Transport[] = [];
   #finalized = false;
   #abortTimer: NodeJS.Timeout | undefined;
@@ -147,6 +167,7 @@ export class World {
 
     const addr = this.#client.localAddress.replace(/^::ffff:/, '');
     const me: HostCard = { host: sameHostKey() ?? `${os.hostname()}/${process.pid}`, pid: process.pid, addr, hostname: os.hostname() };
+    if (sysStatus().vm.on) me.probe = { addr: addressOf(this.#probe).toString(), magic: Buffer.from(this.#probe).toString('hex') };
     this.#client.put(`host.${l.rank}`, JSON.stringify(me));
     const kv1 = await this.#client.fence(timeoutMs);
     const hosts = new Map<number, HostCard>();
@@ -183,12 +204,23 @@ export class World {
         process.stderr.write(`mpilite: rank ${l.rank}: no shared memory for the local transport (${err.message}); its local peers use verbs\n`);
       }
     }
-    this.#client.put(`shm.${l.rank}`, JSON.stringify(shm ? shm.card() : { failed: shmFailure ?? 'not used' }));
+    // A large message is pulled by its receiver with process_vm_readv, which
+    // Yama (ptrace_scope 1, Ubuntu's default) refuses between sibling
+    // processes, as the kernel does for a peer that is not dumpable: the
+    // receive failed with VmPermissionError. Each rank tries every local
+    // peer's probe now; a pair shares memory only if each can read the other.
+    const reads = shm ? local.filter((r) => r !== l.rank && canRead(hosts.get(r)!.pid, hosts.get(r)!.probe)) : [];
+    const round: ShmRound = shm ? { ...shm.card(), reads } : { failed: shmFailure ?? 'not used' };
+    this.#client.put(`shm.${l.rank}`, JSON.stringify(round));
     const kvShm = await this.#client.fence(timeoutMs);
     const shmCards = new Map<number, ShmCard>();
     for (const r of local) {
-      const c = JSON.parse(kvShm[`shm.${r}`] ?? '{}') as ShmCard | { failed: string };
-      if (shm && r !== l.rank && 'segment' in c) shmCards.set(r, c);
+      const c = JSON.parse(kvShm[`shm.${r}`] ?? '{}') as ShmRound;
+      if (shm && r !== l.rank && 'segment' in c && reads.includes(r) && c.reads?.includes(l.rank)) shmCards.set(r, { segment: c.segment, pid: c.pid });
+    }
+    const unreadable = shm ? local.filter((r) => r !== l.rank && !shmCards.has(r) && !reads.includes(r)) : [];
+    if (unreadable.length > 0) {
+      process.stderr.write(`mpilite: rank ${l.rank}: process_vm_readv may not read local rank(s) ${unreadable.join(',')} (Yama ptrace_scope, or a process that is not dumpable); they are reached over verbs\n`);
     }
     const verbsPeers: number[] = [];
     for (let r = 0; r < l.size; r++) if (r !== l.rank && !shmCards.has(r)) verbsPeers.push(r);
