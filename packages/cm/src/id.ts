@@ -20,6 +20,7 @@ import { createQp as verbsCreateQp, type Context, type CQ, type PD, type QP, typ
 import { ROCE_UDP_PORT, ipVersion, isWildcard, parseAddress, type CmAddress, type CmAddressInput } from './address.js';
 import { CmDevice, deviceFor, gidKey, ipFromGid } from './cm-device.js';
 import { CMA_HEADER_SIZE, readCmaHeader, writeCmaHeader } from './cma-header.js';
+import { findListener, publishListener, withdrawListener } from './local-listeners.js';
 import { CmState, RdmaCmState, cmStateName, rdmaCmStateName } from './connection-state.js';
 import { AddressError, AddressInUseError, CmStateError } from './errors.js';
 import { CmEventType, EventChannel, cmEventName, type CmEvent, type ConnParam, type UdParam } from './event-channel.js';
@@ -348,7 +349,8 @@ export class CmId {
         if (this.destroyed) return dev.dropIfIdle();
         this.#attach(dev);
         this.#local = { address: dev.address, port: this.#boundPort, udpPort: dev.udpPort };
-        this.#peer = { address: d.address, port: d.port, udpPort: d.udpPort ?? ROCE_UDP_PORT };
+        // No UDP port named: a listener of this host's may have said which (local-listeners.ts).
+        this.#peer = { address: d.address, port: d.port, udpPort: d.udpPort ?? findListener(this.portSpace, d.port, d.address) ?? ROCE_UDP_PORT };
         this.state = RdmaCmState.ADDR_RESOLVED;
         this.#emit(CmEventType.ADDR_RESOLVED);
       } catch (err) {
@@ -623,6 +625,7 @@ export class CmId {
     if (dev.listeners.has(sid)) throw new AddressInUseError(`port ${this.#boundPort} already has a listener`);
     dev.listeners.set(sid, this);
     this.#listening = sid;
+    publishListener(this.portSpace, this.#boundPort, dev.address, dev.udpPort);
     this.#backlog = backlog > 0 ? backlog : 1024;
     this.state = RdmaCmState.LISTEN;
     this.cmState = CmState.LISTEN;
@@ -1247,6 +1250,7 @@ export class CmId {
     if (this.#listening !== undefined && dev) {
       if (dev.listeners.get(this.#listening) === this) dev.listeners.delete(this.#listening);
       this.#listening = undefined;
+      withdrawListener(this.portSpace, this.#boundPort, dev.address, dev.udpPort);
     }
     if (!dev) return;
     const guid = guidBytes(dev.guid);

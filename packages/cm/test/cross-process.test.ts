@@ -4,6 +4,7 @@
 // nobody listens on; backlog; 256 concurrent connections, also with 5%
 // packet loss on both sides; a peer that dies during and after setup.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -128,6 +129,39 @@ function expectNothingHeld(): void {
 }
 
 describe('CM across two processes', () => {
+  it.skipIf(!fs.existsSync('/dev/shm'))('ignores, and removes, the record of a listener whose process was killed', async () => {
+    const p = await startPeer();
+    const records = () =>
+      fs
+        .readdirSync('/dev/shm')
+        .filter((d) => d.startsWith('ibal-cm-'))
+        .flatMap((d) => fs.readdirSync(path.join('/dev/shm', d)).filter((f) => f.endsWith(`-${p.addr.port}-${p.addr.address}`)));
+    expect(records()).toHaveLength(1);
+    p.child.kill('SIGKILL');
+    await new Promise((r) => (p.child.exitCode !== null || p.child.signalCode !== null ? r(undefined) : p.child.once('exit', r)));
+    // Its record stays (it could not remove it) but names a process that is gone: not followed.
+    const err = await connect({ address: p.addr.address, port: p.addr.port }, { ...TIMING, device: clientDevice() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(records()).toHaveLength(0);
+    expectNothingHeld();
+  });
+
+  it.skipIf(!fs.existsSync('/dev/shm'))("finds the peer's listener by address and port alone, though its device's UDP port is not 4791", async () => {
+    // The peer's device took an ephemeral UDP port: a connect naming none went to whoever holds
+    // 4791 (REJ, or no answer at all) until listeners recorded theirs for this host (local-listeners.ts).
+    const p = await startPeer();
+    expect(p.addr.udpPort).not.toBe(4791);
+    const c = await connect({ address: p.addr.address, port: p.addr.port }, { ...TIMING, device: clientDevice() });
+    expect(c.peerAddr?.udpPort).toBe(p.addr.udpPort);
+    expect(Buffer.from(await echo(c, Buffer.from('by port alone'))).toString()).toBe('by port alone');
+    await c.close();
+    // Gone with its listener: a connect naming no UDP port no longer finds it.
+    await stopPeer(p);
+    const err = await connect({ address: p.addr.address, port: p.addr.port }, { ...TIMING, device: clientDevice() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expectNothingHeld();
+  });
+
   it('connects, exchanges data and private data both ways, disconnects; nothing is left behind', async () => {
     const p = await startPeer();
     const dev = clientDevice();
