@@ -9,10 +9,9 @@
 //      name, and for verbs its GID, UDP port and the QP number it made for
 //      each remote peer;
 //   3. after mapping the peers' segments and moving every QP to RTS.
-import { randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import { SysCallError, addressOf, sameHostKey, sysStatus, vmRead } from '@ibal/hca';
+import { SysCallError, sameHostKey, sysStatus, vmCanRead, vmProbe, type VmProbe } from '@ibal/hca';
 import { BootstrapClient } from './bootstrap/client.js';
 import { detectLaunch, type LaunchInfo } from './bootstrap/launcher.js';
 import { RendezvousServer, type AbortInfo } from './bootstrap/server.js';
@@ -33,24 +32,12 @@ interface HostCard {
   pid: number;
   addr: string;
   hostname: string;
-  /** Where 8 bytes of this process hold `magic` (hex), for local peers to try process_vm_readv on. */
-  probe?: { addr: string; magic: string };
+  /** Where 8 bytes of this process hold known bytes, for local peers to try process_vm_readv on. */
+  probe?: VmProbe;
 }
 
 /** The shared-memory round's card: the segment, or why there is none, and the local ranks this one could read. */
 type ShmRound = (ShmCard | { failed: string }) & { reads?: number[] };
-
-/** Whether 8 bytes of process `pid` at `probe.addr` read back as `probe.magic`. */
-function canRead(pid: number, probe: HostCard['probe']): boolean {
-  if (!probe || !/^\d+$/.test(probe.addr)) return false;
-  try {
-    const got = new Uint8Array(8);
-    vmRead(pid, BigInt(probe.addr), got);
-    return Buffer.from(got).toString('hex') === probe.magic;
-  } catch {
-    return false;
-  }
-}
 
 export class World {
   readonly launch: LaunchInfo;
@@ -64,8 +51,6 @@ export class World {
   commWorld!: Comm;
   #client!: BootstrapClient;
   #server: RendezvousServer | undefined;
-  /** The bytes local peers read to learn whether process_vm_readv reaches this process. */
-  readonly #probe = randomFillSync(new Uint8Array(8));
   #transports: Transport[] = [];
   #finalized = false;
   #abortTimer: NodeJS.Timeout | undefined;
@@ -167,7 +152,7 @@ export class World {
 
     const addr = this.#client.localAddress.replace(/^::ffff:/, '');
     const me: HostCard = { host: sameHostKey() ?? `${os.hostname()}/${process.pid}`, pid: process.pid, addr, hostname: os.hostname() };
-    if (sysStatus().vm.on) me.probe = { addr: addressOf(this.#probe).toString(), magic: Buffer.from(this.#probe).toString('hex') };
+    me.probe = vmProbe();
     this.#client.put(`host.${l.rank}`, JSON.stringify(me));
     const kv1 = await this.#client.fence(timeoutMs);
     const hosts = new Map<number, HostCard>();
@@ -209,7 +194,7 @@ export class World {
     // processes, as the kernel does for a peer that is not dumpable: the
     // receive failed with VmPermissionError. Each rank tries every local
     // peer's probe now; a pair shares memory only if each can read the other.
-    const reads = shm ? local.filter((r) => r !== l.rank && canRead(hosts.get(r)!.pid, hosts.get(r)!.probe)) : [];
+    const reads = shm ? local.filter((r) => r !== l.rank && vmCanRead(hosts.get(r)!.pid, hosts.get(r)!.probe?.addr, hosts.get(r)!.probe?.magic)) : [];
     const round: ShmRound = shm ? { ...shm.card(), reads } : { failed: shmFailure ?? 'not used' };
     this.#client.put(`shm.${l.rank}`, JSON.stringify(round));
     const kvShm = await this.#client.fence(timeoutMs);

@@ -27,7 +27,7 @@ import { ShmRing } from '../sys/ring.js';
 import { ShmSegment, sweepStaleSegments } from '../sys/shm.js';
 import { hostIdentity, processExists, sameHostKey } from '../sys/host.js';
 import { sysStatus } from '../sys/status.js';
-import { addressOf, vmRead } from '../sys/vm.js';
+import { vmCanRead, vmProbe } from '../sys/vm-probe.js';
 import { copyBytes } from './copy.js';
 import { forgetPeerRegions, mapPeerRegion } from './mr-memory.js';
 import { fromRing, isVmRef } from './vm-path.js';
@@ -228,30 +228,6 @@ const MAX_INBOUND_RINGS = 256;
 const localLinks = new Map<string, ShmLinks>();
 const endpointKey = (address: string, port: number) => `${address}|${port}`;
 
-// Eight known bytes at a known address: a peer that reads them back with
-// process_vm_readv has shown the kernel lets it reach our memory.
-let probe: { buf: Uint8Array; addr: string; magic: string } | undefined;
-function vmProbe(): { addr: string; magic: string } | undefined {
-  if (!sysStatus().vm.on) return undefined;
-  if (!probe) {
-    const buf = new Uint8Array(8);
-    for (let i = 0; i < 8; i++) buf[i] = (Math.random() * 256) | 0;
-    probe = { buf, addr: addressOf(buf).toString(), magic: Buffer.from(buf).toString('hex') };
-  }
-  return { addr: probe.addr, magic: probe.magic };
-}
-
-function canReach(pid: number, addr: unknown, magic: unknown): boolean {
-  if (typeof addr !== 'string' || typeof magic !== 'string' || !/^\d+$/.test(addr) || !sysStatus().vm.on) return false;
-  try {
-    const got = new Uint8Array(8);
-    vmRead(pid, BigInt(addr), got);
-    return Buffer.from(got).toString('hex') === magic;
-  } catch {
-    return false;
-  }
-}
-
 export class ShmLinks {
   readonly counters: ShmLinkCounters = { linksUp: 0, txShm: 0, rxShm: 0, txPendingDropped: 0 };
   private readonly key: string;
@@ -415,7 +391,7 @@ export class ShmLinks {
       return; // another user's segment, or gone: stay on UDP
     }
     this.counters.linksUp++;
-    link.vmGranted = canReach(link.pid, body.probe, body.magic);
+    link.vmGranted = vmCanRead(link.pid, body.probe, body.magic);
     link.remoteToken = Number.isInteger(body.you) ? body.you! >>> 0 : 0;
     const d = body.dir;
     link.dirDesc = d && Number.isInteger(d.fd) && d.fd >= 0 && Number.isInteger(d.hi) && Number.isInteger(d.lo) ? { fd: d.fd, hi: d.hi >>> 0, lo: d.lo >>> 0 } : undefined;
