@@ -1,14 +1,17 @@
 // The world: this process's place in the job, the bootstrap connection, the
 // transports to every peer and the progress engine they feed.
 //
-// Wire-up takes three fences on the rendezvous:
-//   1. every rank publishes its host key (boot id + network namespace), pid
-//      and the address it reached the rendezvous from; ranks with equal
-//      host keys can share memory;
-//   2. every rank publishes its transport cards: its shared-memory segment
-//      name, and for verbs its GID, UDP port and the QP number it made for
-//      each remote peer;
-//   3. after mapping the peers' segments and moving every QP to RTS.
+// Wire-up takes four fences on the rendezvous:
+//   1. every rank publishes its host key (boot id, network and PID
+//      namespaces, /dev/shm), pid, process_vm_readv probe and the address it
+//      reached the rendezvous from; ranks with equal host keys may share
+//      memory;
+//   2. every rank publishes its shared-memory segment's name (or why it has
+//      none) and which local peers' probes it could read: a pair shares
+//      memory when both have a segment and each reads the other;
+//   3. every rank publishes its verbs card for the other peers: its GID, UDP
+//      port and the QP number it made for each;
+//   4. after mapping the peers' segments and moving every QP to RTS.
 import fs from 'node:fs';
 import os from 'node:os';
 import { SysCallError, sameHostKey, sysStatus, vmCanRead, vmProbe, type VmProbe } from '@ibal/hca';
@@ -151,8 +154,7 @@ export class World {
     this.#client.onAbort((info) => this.#aborted(info));
 
     const addr = this.#client.localAddress.replace(/^::ffff:/, '');
-    const me: HostCard = { host: sameHostKey() ?? `${os.hostname()}/${process.pid}`, pid: process.pid, addr, hostname: os.hostname() };
-    me.probe = vmProbe();
+    const me: HostCard = { host: sameHostKey() ?? `${os.hostname()}/${process.pid}`, pid: process.pid, addr, hostname: os.hostname(), probe: vmProbe() };
     this.#client.put(`host.${l.rank}`, JSON.stringify(me));
     const kv1 = await this.#client.fence(timeoutMs);
     const hosts = new Map<number, HostCard>();
@@ -194,7 +196,11 @@ export class World {
     // processes, as the kernel does for a peer that is not dumpable: the
     // receive failed with VmPermissionError. Each rank tries every local
     // peer's probe now; a pair shares memory only if each can read the other.
-    const reads = shm ? local.filter((r) => r !== l.rank && vmCanRead(hosts.get(r)!.pid, hosts.get(r)!.probe?.addr, hosts.get(r)!.probe?.magic)) : [];
+    const readable = (r: number): boolean => {
+      const h = hosts.get(r)!;
+      return vmCanRead(h.pid, h.probe?.addr, h.probe?.magic);
+    };
+    const reads = shm ? local.filter((r) => r !== l.rank && readable(r)) : [];
     const round: ShmRound = shm ? { ...shm.card(), reads } : { failed: shmFailure ?? 'not used' };
     this.#client.put(`shm.${l.rank}`, JSON.stringify(round));
     const kvShm = await this.#client.fence(timeoutMs);
