@@ -57,6 +57,8 @@ export class World {
   #transports: Transport[] = [];
   #finalized = false;
   #abortTimer: NodeJS.Timeout | undefined;
+  /** init() has finished: an abort from now on is the application's to notice, or the timer's. */
+  #ready = false;
 
   private constructor(launch: LaunchInfo, config: MpiConfig) {
     this.launch = launch;
@@ -70,6 +72,7 @@ export class World {
     const w = new World(detectLaunch(), readConfig());
     try {
       await w.#wireUp();
+      w.#ready = true;
     } catch (err) {
       await w.#abandon(err as Error);
       throw err;
@@ -268,7 +271,8 @@ export class World {
   #aborted(info: AbortInfo): void {
     const err = new JobAbortedError(info.rank, info.reason, info.errorCode);
     this.engine.fail(err);
-    if (this.#finalized || this.#abortTimer) return;
+    // During init, its rejection tells the caller (init waits on fences, which fail at once now).
+    if (this.#finalized || this.#abortTimer || !this.#ready) return;
     // The job is over: a rank that does not exit by itself soon is made to.
     this.#abortTimer = setTimeout(() => {
       process.stderr.write(`mpilite: rank ${this.rank}: ${err.message}; exiting\n`);

@@ -51,6 +51,17 @@ describe('rendezvous', () => {
     expect(seen.every((i) => i.rank === 1 && /before finalize/.test(i.reason))).toBe(true);
   });
 
+  it('a fence entered after the job aborted fails at once with the abort (it waited out its timeout)', async () => {
+    const { addr } = await serve(3);
+    const cs = await Promise.all([0, 1, 2].map((r) => join(r, addr.port)));
+    const told = new Promise<AbortInfo>((resolve) => cs[0]!.onAbort(resolve));
+    cs[1]!.abort(3, 'rank 1 gave up');
+    await told;
+    const t0 = Date.now();
+    await expect(cs[0]!.fence(60_000)).rejects.toMatchObject({ code: 'ERR_MPI_ABORTED', rank: 1, errorCode: 3 });
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
   it('finish is not taken for a failure; done fires when every rank has left', async () => {
     const { server, addr } = await serve(2);
     const cs = await Promise.all([0, 1].map((r) => join(r, addr.port)));

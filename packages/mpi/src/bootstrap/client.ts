@@ -72,6 +72,10 @@ export class BootstrapClient {
   /** Waits for every rank to reach this fence; resolves with every key published before it. */
   fence(timeoutMs: number): Promise<Record<string, string>> {
     const id = String(this.#fenceSeq++);
+    // Entered after the job aborted (the abort came while this rank was busy
+    // between fences): it can never complete, and waited for its timeout.
+    const a = this.#abortInfo;
+    if (a) return Promise.reject(new JobAbortedError(a.rank, a.reason, a.errorCode));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiting.delete(id);
