@@ -51,6 +51,26 @@ describe('transparent mode: Node http, unchanged, over SDP', () => {
     expect(r.upgrade).toEqual({ status: 101, echoed: 'frame-1frame-2', transport: 'sdp' });
   }, 240_000);
 
+  it('reaches the second of two SDP services on one address, whose device is not on UDP 4791, over SDP', async () => {
+    // Two servers, one address: the first device there takes RoCEv2's UDP port 4791, the second an
+    // ephemeral one. A client naming only host and port reached the first device, which refused,
+    // and fell back to TCP; listeners now record their UDP port for the host (@ibal/cm).
+    const host = privateLoopback();
+    const env = { IBAL_SDP_RULES: `${host}:*`, IBAL_SOFT_DEVICES: `soft0=${host}` };
+    const ports: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const server = peer(['--import', registerHook, `${fixtures}/http-server.mjs`, host], env);
+      const m = await server.message<{ port: number; sdp: boolean }>('port');
+      expect(m.sdp).toBe(true);
+      ports.push(m.port);
+    }
+    for (const port of ports) {
+      const client = peer(['--import', registerHook, `${fixtures}/http-client.mjs`, host, String(port), '20'], env);
+      const r = await client.message<{ ok: number; transports: Record<string, number> }>('ok', 60_000);
+      expect(r).toMatchObject({ ok: 20, transports: { sdp: 20 } });
+    }
+  }, 120_000);
+
   it("net.Server's maxConnections, getConnections and close() count SDP connections with TCP's", async () => {
     const host = privateLoopback();
     const server = peer(['--import', registerHook, `${fixtures}/limit-server.mjs`, host, '2'], { IBAL_SDP_RULES: `${host}:*`, IBAL_SOFT_DEVICES: `soft0=${host}:4791` });
