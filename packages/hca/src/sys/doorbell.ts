@@ -151,7 +151,7 @@ export class Doorbell {
     let pipe = this.#pipe;
     if (!pipe) {
       try {
-        pipe = this.#pipe = new this.#sys.WakePipe(() => this.#settlePipe('ok'));
+        pipe = this.#pipe = new this.#sys.WakePipe(() => this.#settleLoopWait('ok'));
       } catch (err) {
         // A process out of descriptors still makes progress, polling, and
         // tries for a pipe again at its next wait. (The exception escaped
@@ -172,7 +172,7 @@ export class Doorbell {
       this.#pending = (o) => resolve(o instanceof Error ? 'cancelled' : o);
     });
     pipe.start();
-    if (timeoutMs >= 0) this.#timer = setTimeout(() => this.#settlePipe('timed-out'), timeoutMs);
+    if (timeoutMs >= 0) this.#timer = setTimeout(() => this.#settleLoopWait('timed-out'), timeoutMs);
     this.#applyRef();
     return p;
   }
@@ -183,14 +183,15 @@ export class Doorbell {
     });
     const t0 = performance.now();
     this.#poll = setInterval(() => {
-      if (Atomics.load(this.#words, 0) !== seen) this.#settlePipe('ok');
-      else if (timeoutMs >= 0 && performance.now() - t0 >= timeoutMs) this.#settlePipe('timed-out');
+      if (Atomics.load(this.#words, 0) !== seen) this.#settleLoopWait('ok');
+      else if (timeoutMs >= 0 && performance.now() - t0 >= timeoutMs) this.#settleLoopWait('timed-out');
     }, POLL_MS);
     this.#applyRef();
     return p;
   }
 
-  #settlePipe(outcome: WaitOutcome): void {
+  /** Ends the pending wait on the event loop (its pipe's or its poll's): clears its timers, stops the pipe. */
+  #settleLoopWait(outcome: WaitOutcome): void {
     const done = this.#pending;
     if (!done) return;
     this.#pending = undefined;
@@ -261,7 +262,7 @@ export class Doorbell {
   /** Ends the pending asynchronous wait with `cancelled`. */
   cancel(): void {
     if (!this.#pending) return;
-    if (this.#pipe || this.#poll) this.#settlePipe('cancelled');
+    if (this.#pipe || this.#poll) this.#settleLoopWait('cancelled');
     else this.#waiter?.cancel();
   }
 
@@ -285,9 +286,9 @@ export class Doorbell {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#poll) this.#settlePipe('cancelled');
+    if (this.#poll) this.#settleLoopWait('cancelled');
     if (this.#pipe) {
-      this.#settlePipe('cancelled');
+      this.#settleLoopWait('cancelled');
       this.#pipe.close();
       this.#pipe = undefined;
     }
