@@ -56,6 +56,7 @@ export function publishListener(portSpace: number, port: number, address: string
   if (!dir) return;
   const file = fileFor(dir, portSpace, port, address);
   const tmp = `${file}.${process.pid}`;
+  const text = record(udpPort);
   // Twice: another process may remove the directory, empty, between our mkdir and write.
   for (let i = 0; i < 2; i++) {
     try {
@@ -64,9 +65,9 @@ export function publishListener(portSpace: number, port: number, address: string
         fs.chmodSync(dir, 0o1777);
       }
       if (i === 0) sweep(dir);
-      fs.writeFileSync(tmp, record(udpPort), { mode: 0o644 });
+      fs.writeFileSync(tmp, text, { mode: 0o644 });
       fs.renameSync(tmp, file);
-      published.set(file, record(udpPort));
+      published.set(file, text);
       if (!exitHook) {
         exitHook = true;
         process.once('exit', () => {
