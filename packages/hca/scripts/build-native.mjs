@@ -5,6 +5,13 @@
 // loader, and `ibal devinfo`, can say why a native feature is off.
 // IBAL_NATIVE_REQUIRED=1 (set by CI after it installs the Debian headers)
 // turns a failed addon build into a failed package build.
+//
+// With --install (the package's install script, run when it is installed
+// from a tarball or the registry) an addon that came built in the package
+// and loads here is kept, as sharp and zeromq.js keep their prebuilds; one
+// that is missing or does not load (another architecture or libc, no
+// libibverbs) is built from the sources the package ships. Installing never
+// fails for want of an addon: the reason is recorded as above.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +21,9 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const nativeRoot = path.resolve(here, '..', 'native');
 const require = createRequire(import.meta.url);
-const required = process.env.IBAL_NATIVE_REQUIRED === '1';
+const install = process.argv.includes('--install');
+const required = !install && process.env.IBAL_NATIVE_REQUIRED === '1';
+const rebuild = !install && process.env.IBAL_NATIVE_REBUILD === '1';
 // An addon whose prerequisites are installed must build: with
 // libibverbs-dev present, a broken native/verbs is a bug, not a missing
 // prerequisite, and fails the build even without IBAL_NATIVE_REQUIRED; so
@@ -42,11 +51,15 @@ function nodeDir() {
   return fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h')) ? prefix : undefined;
 }
 
+// node-gyp is a devDependency in the workspace; an installed package uses
+// the one its package manager brings (npm and pnpm name it in
+// npm_config_node_gyp for install scripts).
 let gyp;
 try {
   gyp = require.resolve('node-gyp/bin/node-gyp.js');
 } catch {
-  gyp = undefined;
+  const bundled = process.env.npm_config_node_gyp;
+  gyp = bundled && fs.existsSync(bundled) ? bundled : undefined;
 }
 
 const dirs = fs.existsSync(nativeRoot)
@@ -70,6 +83,15 @@ function upToDate(dir) {
   const shared = path.join(nativeRoot, 'include');
   const headers = fs.existsSync(shared) ? newest(shared) : 0;
   return out > Math.max(newest(path.join(dir, 'src')), newest(path.join(dir, 'binding.gyp')), headers);
+}
+
+/** The addon built in `dir` loads into this Node (tried in a child, so a crash there is not ours). */
+function loads(dir) {
+  const release = path.join(dir, 'build', 'Release');
+  const built = fs.existsSync(release) ? fs.readdirSync(release).filter((f) => f.endsWith('.node')) : [];
+  if (built.length === 0) return false;
+  const r = spawnSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(release, built[0]))})`], { stdio: 'ignore', timeout: 60_000 });
+  return r.status === 0;
 }
 
 const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
@@ -112,7 +134,11 @@ let failed = 0;
 for (const name of dirs) {
   const dir = path.join(nativeRoot, name);
   const errFile = path.join(dir, 'build', 'ibal-build-error.txt');
-  if (process.env.IBAL_NATIVE_REBUILD !== '1' && withLock(dir, () => upToDate(dir))) {
+  if (install && loads(dir)) {
+    console.log(`native/${name}: the addon in the package loads here`);
+    continue;
+  }
+  if (!install && !rebuild && withLock(dir, () => upToDate(dir))) {
     console.log(`native/${name}: up to date`);
     continue;
   }
@@ -120,7 +146,7 @@ for (const name of dirs) {
   const nd = nodeDir();
   if (nd) args.push(`--nodedir=${nd}`);
   const r = gyp
-    ? withLock(dir, () => (upToDate(dir) ? { status: 0, stdout: '', stderr: '' } : spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: 300_000 })))
+    ? withLock(dir, () => (!install && !rebuild && upToDate(dir) ? { status: 0, stdout: '', stderr: '' } : spawnSync(process.execPath, args, { cwd: dir, encoding: 'utf8', timeout: 300_000 })))
     : { status: 1, stdout: '', stderr: 'node-gyp is not installed' };
   fs.mkdirSync(path.dirname(errFile), { recursive: true });
   if (r.status === 0) {
@@ -134,7 +160,7 @@ for (const name of dirs) {
       out.split('\n').find((l) => /fatal error|error:|cannot find|not found|No such file/i.test(l))?.trim() ??
       (r.error ? String(r.error) : `node-gyp exited with ${r.status}`);
     fs.writeFileSync(errFile, `${why}\n\n${out.slice(-8000)}`);
-    const met = prerequisitesMet(name);
+    const met = install ? undefined : prerequisitesMet(name);
     if (met) {
       mustFail++;
       console.error(`native/${name}: build failed although ${met} are installed: ${why}`);

@@ -92,7 +92,8 @@ function nativeDir(): string | undefined {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
     const candidate = path.join(dir, 'native', 'sys');
-    if (fs.existsSync(path.join(candidate, 'binding.gyp'))) return candidate;
+    // The sources mark the folder in the workspace; an installed package may hold only the build.
+    if (fs.existsSync(path.join(candidate, 'binding.gyp')) || fs.existsSync(path.join(candidate, 'build'))) return candidate;
     dir = path.dirname(dir);
   }
   return undefined;
@@ -106,7 +107,7 @@ function load(): { addon?: SysAddon; reason?: string } {
   const file = path.join(dir, 'build', 'Release', 'ibal_sys.node');
   if (!fs.existsSync(file)) {
     const errFile = path.join(dir, 'build', 'ibal-build-error.txt');
-    const why = fs.existsSync(errFile) ? fs.readFileSync(errFile, 'utf8').split('\n')[0]!.trim() : 'never built (run pnpm build)';
+    const why = fs.existsSync(errFile) ? fs.readFileSync(errFile, 'utf8').split('\n')[0]!.trim() : 'never built (pnpm build in the ibal repository; npm rebuild @ibal/hca where it is installed)';
     return { reason: `the ibal_sys addon was not built: ${why}` };
   }
   try {
