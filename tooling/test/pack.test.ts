@@ -92,6 +92,26 @@ server.listen(0, '127.0.0.1', () => {
     expect(JSON.parse(out)).toEqual({ body: 'sdp /x', client: 'sdp' });
   });
 
+  it('load with require() from CommonJS (Node >= 20.19 loads ES modules that way)', () => {
+    fs.writeFileSync(
+      path.join(app, 'cjs.cjs'),
+      `const { openDevice, regMr, Access } = require('@ibal/verbs');
+const { createServer } = require('@ibal/sdp');
+const { init } = require('@ibal/mpi');
+const { CmId } = require('@ibal/cm');
+openDevice().then((ctx) => {
+  const pd = ctx.allocPd();
+  const mr = regMr(pd, 4096, Access.LOCAL_WRITE);
+  console.log(JSON.stringify({ length: mr.length, kinds: [typeof createServer, typeof init, typeof CmId] }));
+  mr.dereg();
+  pd.dealloc();
+  ctx.close();
+});
+`,
+    );
+    expect(JSON.parse(ok(nodeIn(['cjs.cjs']), 'require'))).toEqual({ length: 4096, kinds: ['function', 'function', 'function'] });
+  });
+
   it('run the ibal CLI', () => {
     const out = ok(run(path.join(app, 'node_modules', '.bin', 'ibal'), ['devinfo'], app), 'ibal devinfo');
     expect(out).toMatch(/^hca_id:\tsoft0$/m);
