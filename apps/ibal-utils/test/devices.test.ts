@@ -95,6 +95,7 @@ describe('ibal devinfo', () => {
       /\tmax_cq:\t\t\t\t\d+\n/,
       /\tmax_cqe:\t\t\t\d+\n/,
       /\tmax_mr:\t\t\t\t\d+\n/,
+      /\tmax_mw:\t\t\t\t[1-9]\d*\n/,
       /\tmax_pd:\t\t\t\t\d+\n/,
       /\tmax_qp_rd_atom:\t\t\t\d+\n/,
       /\tmax_srq:\t\t\t\d+\n/,

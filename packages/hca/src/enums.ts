@@ -15,8 +15,19 @@ export const WrOpcode = {
   RDMA_READ: 4,
   ATOMIC_CMP_AND_SWP: 5,
   ATOMIC_FETCH_AND_ADD: 6,
+  /** Invalidate a type 2 memory window's rkey (wr.invalidateRkey); a local operation. */
+  LOCAL_INV: 7,
+  /** Bind a type 2 memory window (wr.bindMw); a local operation. */
+  BIND_MW: 8,
+  /** A SEND whose receiver invalidates the type 2 window named by wr.invalidateRkey (RC). */
+  SEND_WITH_INV: 9,
 } as const;
 export type WrOpcode = (typeof WrOpcode)[keyof typeof WrOpcode];
+
+/** ATOMIC_CMP_AND_SWP or ATOMIC_FETCH_AND_ADD. */
+export function isAtomic(op: number): boolean {
+  return op === WrOpcode.ATOMIC_CMP_AND_SWP || op === WrOpcode.ATOMIC_FETCH_AND_ADD;
+}
 
 export const WcOpcode = {
   SEND: 0,
@@ -24,6 +35,8 @@ export const WcOpcode = {
   RDMA_READ: 2,
   COMP_SWAP: 3,
   FETCH_ADD: 4,
+  BIND_MW: 5,
+  LOCAL_INV: 6,
   RECV: 128,
   RECV_RDMA_WITH_IMM: 129,
 } as const;
@@ -68,11 +81,20 @@ export const Access = {
   REMOTE_WRITE: 2,
   REMOTE_READ: 4,
   REMOTE_ATOMIC: 8,
+  /** An MR that memory windows may be bound to. */
+  MW_BIND: 16,
+  /** A type 2 window's addresses count from 0, not from the MR's address (bind access only). */
+  ZERO_BASED: 32,
 } as const;
+
+/** ibv_mw_type: type 1 windows are bound with qp.bindMw, type 2 with a BIND_MW work request and tied to that QP. */
+export const MwType = { TYPE_1: 1, TYPE_2: 2 } as const;
+export type MwType = (typeof MwType)[keyof typeof MwType];
 
 export const SendFlags = { FENCE: 1, SIGNALED: 2, SOLICITED: 4, INLINE: 8 } as const;
 
-export const WcFlags = { GRH: 1, WITH_IMM: 2 } as const;
+/** ibv_wc_flags; WITH_INV: the SEND invalidated wc.invalidatedRkey. */
+export const WcFlags = { GRH: 1, WITH_IMM: 2, WITH_INV: 8 } as const;
 
 export const QpAttrMask = {
   STATE: 1 << 0,

@@ -38,6 +38,13 @@ export class NotFoundError extends IbalError {
   }
 }
 
+/** The provider does not implement the verb (EOPNOTSUPP in libibverbs). */
+export class NotSupportedError extends IbalError {
+  constructor(message: string) {
+    super('ERR_IBAL_NOT_SUPPORTED', message);
+  }
+}
+
 /** A capacity limit (max_qp_wr, max_sge, max_inline_data, CQ size...) was exceeded. */
 export class CapacityError extends IbalError {
   constructor(message: string) {

@@ -42,6 +42,10 @@ export interface SendWr {
   sendFlags?: number;
   /** 32-bit immediate data, host order. */
   immData?: number;
+  /** LOCAL_INV and SEND_WITH_INV: the rkey of the type 2 memory window to invalidate (ibv_send_wr's invalidate_rkey). */
+  invalidateRkey?: number;
+  /** BIND_MW: the window, its new rkey (incRkey of its current one) and what to bind it to. */
+  bindMw?: { mw: HcaMw; rkey: number; bindInfo: MwBindInfo };
   rdma?: { remoteAddr: number; rkey: number };
   atomic?: { remoteAddr: number; rkey: number; compareAdd: bigint; swap?: bigint };
   ud?: { ah: HcaAh; remoteQpn: number; remoteQkey: number };
@@ -52,7 +56,10 @@ export interface RecvWr {
   sgList: Sge[];
 }
 
-/** ibv_wc. `immData` is meaningful when `wcFlags & WcFlags.WITH_IMM`. */
+/**
+ * ibv_wc. `immData` is meaningful when `wcFlags & WcFlags.WITH_IMM`,
+ * `invalidatedRkey` when `wcFlags & WcFlags.WITH_INV` (a union in C).
+ */
 export interface WorkCompletion {
   wrId: number;
   status: number;
@@ -60,6 +67,7 @@ export interface WorkCompletion {
   vendorErr: number;
   byteLen: number;
   immData: number;
+  invalidatedRkey: number;
   qpNum: number;
   srcQp: number;
   wcFlags: number;
@@ -77,6 +85,7 @@ export function newWorkCompletion(): WorkCompletion {
     vendorErr: 0,
     byteLen: 0,
     immData: 0,
+    invalidatedRkey: 0,
     qpNum: 0,
     srcQp: 0,
     wcFlags: 0,
@@ -154,6 +163,7 @@ export interface DeviceAttr {
   maxCq: number;
   maxCqe: number;
   maxMr: number;
+  maxMw: number;
   maxPd: number;
   maxQpRdAtom: number;
   maxQpInitRdAtom: number;
@@ -290,6 +300,11 @@ export interface HcaPd {
    * that a same-host peer maps.
    */
   allocBuffer?(length: number): Uint8Array;
+  /**
+   * Optional: ibv_alloc_mw. A provider without memory windows leaves it out
+   * (libibverbs then fails with EOPNOTSUPP).
+   */
+  allocMw?(type: number): HcaMw;
   createQp(init: QpInitAttr): HcaQp;
   createSrq(attr: SrqAttr): HcaSrq;
   createAh(attr: AhAttr): HcaAh;
@@ -303,6 +318,30 @@ export interface HcaMr {
   readonly length: number;
   readonly buf: Uint8Array;
   dereg(): void;
+}
+
+/** ibv_mw_bind_info: the part of an MR a window opens, and to what. */
+export interface MwBindInfo {
+  /** Unused when `length` is 0: binding a type 1 window to nothing unbinds it. */
+  mr: HcaMr | undefined;
+  addr: number;
+  length: number;
+  /** Access bits REMOTE_READ, REMOTE_WRITE, REMOTE_ATOMIC, and ZERO_BASED for type 2. */
+  mwAccessFlags: number;
+}
+
+/** ibv_mw: a memory window. Its rkey changes with every bind. */
+export interface HcaMw {
+  readonly type: number;
+  readonly rkey: number;
+  /**
+   * ibv_bind_mw (type 1): binds through `qp`'s send queue, completing with
+   * WcOpcode.BIND_MW when signaled. Returns the window's new rkey: `rkey`
+   * (incRkey of the old one) where the provider lets the caller choose, as
+   * the soft HCA does; libibverbs' own choice on the native provider.
+   */
+  bind(qp: HcaQp, wrId: number, sendFlags: number, rkey: number, info: MwBindInfo): number;
+  dealloc(): void;
 }
 
 export interface HcaCq {

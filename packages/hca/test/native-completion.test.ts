@@ -23,6 +23,9 @@ const wcOpcodeOfWr: Record<number, number> = {
   [WrOpcode.RDMA_READ]: WcOpcode.RDMA_READ,
   [WrOpcode.ATOMIC_CMP_AND_SWP]: WcOpcode.COMP_SWAP,
   [WrOpcode.ATOMIC_FETCH_AND_ADD]: WcOpcode.FETCH_ADD,
+  [WrOpcode.LOCAL_INV]: WcOpcode.LOCAL_INV,
+  [WrOpcode.BIND_MW]: WcOpcode.BIND_MW,
+  [WrOpcode.SEND_WITH_INV]: WcOpcode.SEND,
 };
 
 describe.skipIf(!addon && !required)('native completion translation', () => {
@@ -53,7 +56,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
           { status, opcode: hwOpcode, vendorErr: status ? 0x1234 : 0, byteLen: 999, immData: 77, qpNum: 0xabcdef, srcQp: 9, wcFlags: 3, pkeyIndex: 4, slid: 5, sl: 6, dlidPathBits: 7 },
           { wrId, send: true, wrOpcode, length: 4096 },
         );
-        const readOrAtomic = wrOpcode === WrOpcode.RDMA_READ || wrOpcode >= WrOpcode.ATOMIC_CMP_AND_SWP;
+        const readOrAtomic = wrOpcode === WrOpcode.RDMA_READ || wrOpcode === WrOpcode.ATOMIC_CMP_AND_SWP || wrOpcode === WrOpcode.ATOMIC_FETCH_AND_ADD;
         const expectedStatus = status > WcStatus.GENERAL_ERR ? WcStatus.GENERAL_ERR : status;
         expect({ ...wc, statusName: wcStatusName(wc.status) }).toEqual({
           wrId,
@@ -63,6 +66,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
           vendorErr: status ? 0x1234 : 0,
           byteLen: readOrAtomic ? 4096 : 0,
           immData: 0,
+          invalidatedRkey: 0,
           qpNum: 0xabcdef,
           srcQp: 0,
           wcFlags: 0,
@@ -77,7 +81,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
 
   it('receives: opcode, length, immediate in host order, flags, source QP', () => {
     const plain = translate({ status: 0, opcode: WcOpcode.RECV, byteLen: 1234, qpNum: 17, srcQp: 0x99, wcFlags: WcFlags.GRH, pkeyIndex: 1, slid: 0x22, sl: 3, dlidPathBits: 1 }, { wrId: 42, send: false });
-    expect(plain).toEqual({ wrId: 42, status: 0, opcode: WcOpcode.RECV, vendorErr: 0, byteLen: 1234, immData: 0, qpNum: 17, srcQp: 0x99, wcFlags: WcFlags.GRH, pkeyIndex: 1, slid: 0x22, sl: 3, dlidPathBits: 1 });
+    expect(plain).toEqual({ wrId: 42, status: 0, opcode: WcOpcode.RECV, vendorErr: 0, byteLen: 1234, immData: 0, invalidatedRkey: 0, qpNum: 17, srcQp: 0x99, wcFlags: WcFlags.GRH, pkeyIndex: 1, slid: 0x22, sl: 3, dlidPathBits: 1 });
     const imm = translate({ status: 0, opcode: WcOpcode.RECV, byteLen: 8, immData: 0x0102_0304, qpNum: 17, wcFlags: WcFlags.WITH_IMM }, { wrId: 43, send: false });
     expect([imm.opcode, imm.immData, imm.wcFlags]).toEqual([WcOpcode.RECV, 0x0102_0304, WcFlags.WITH_IMM]);
     const write = translate({ status: 0, opcode: WcOpcode.RECV_RDMA_WITH_IMM, byteLen: 5000, immData: 0xffff_fffe, qpNum: 17, wcFlags: WcFlags.WITH_IMM | 0x4 }, { wrId: 44, send: false });
@@ -85,6 +89,9 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
     expect([write.opcode, write.byteLen, write.immData, write.wcFlags]).toEqual([WcOpcode.RECV_RDMA_WITH_IMM, 5000, 0xffff_fffe, WcFlags.WITH_IMM]);
     // Immediate bits without WITH_IMM are not immediate data.
     expect(translate({ status: 0, opcode: WcOpcode.RECV, immData: 5, wcFlags: 0 }, { wrId: 1, send: false }).immData).toBe(0);
+    // A Send with Invalidate: the union holds the rkey, in host order, and only invalidatedRkey shows it.
+    const inv = translate({ status: 0, opcode: WcOpcode.RECV, byteLen: 64, immData: 0x1111_1111, invalidatedRkey: 0x8000_12ab, qpNum: 17, wcFlags: WcFlags.WITH_INV }, { wrId: 45, send: false });
+    expect([inv.opcode, inv.byteLen, inv.immData, inv.invalidatedRkey, inv.wcFlags]).toEqual([WcOpcode.RECV, 64, 0, 0x8000_12ab, WcFlags.WITH_INV]);
   });
 
   it('every failed receive reads as a flushed soft receive: RECV, no length, flags or immediate', () => {
@@ -97,6 +104,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
         vendorErr: 0x51,
         byteLen: 0,
         immData: 0,
+        invalidatedRkey: 0,
         qpNum: 3,
         srcQp: 0,
         wcFlags: 0,

@@ -89,6 +89,41 @@ describe.skipIf(!addon && !required)('native WR buffer layout', () => {
     expect(w.write(0, { ...base, wrId: 13 })).toMatch(/live address handle/);
   });
 
+  it('round-trips memory-window WRs: LOCAL_INV, SEND_WITH_INV, BIND_MW, and refuses a bind whose window or MR is gone', () => {
+    const buf = sendBuf();
+    const w = new SendWrWriter(buf, MAX_SGE, false);
+    const handle = (id: number, closed = false) => ({ id, closed }) as never;
+    const wrs: SendWr[] = [
+      { wrId: 1, opcode: WrOpcode.LOCAL_INV, sendFlags: SendFlags.SIGNALED, invalidateRkey: 0x8000_12ab, sgList: [] },
+      { wrId: 2, opcode: WrOpcode.SEND_WITH_INV, invalidateRkey: 0xffff_ff01, sgList: [{ addr: 4096, length: 64, lkey: 5 }] },
+      {
+        wrId: 3,
+        opcode: WrOpcode.BIND_MW,
+        sendFlags: SendFlags.SIGNALED,
+        sgList: [],
+        bindMw: { mw: handle(21), rkey: 0x1234_5602, bindInfo: { mr: handle(22), addr: 0x7f12_3456_7000, length: 2 ** 33, mwAccessFlags: 0x26 } },
+      },
+    ];
+    wrs.forEach((wr, i) => expect(w.write(i, wr)).toBeUndefined());
+    const r = a.testDecodeSendWrs(buf, 3, MAX_SGE, false, [21, 22]);
+    expect(r.bad).toBe(-1);
+    expect(r.wrs.map((x) => [x.opcode, x.invalidateRkey, x.immData, x.rdma])).toEqual([
+      [WrOpcode.LOCAL_INV, 0x8000_12ab, 0xab12_0080, undefined],
+      [WrOpcode.SEND_WITH_INV, 0xffff_ff01, 0x01ff_ffff, undefined],
+      [WrOpcode.BIND_MW, undefined, 0, undefined],
+    ]);
+    expect(r.wrs[2]!.bindMw).toEqual({ mw: 21, rkey: 0x1234_5602, mr: 22, addr: 0x7f12_3456_7000, length: 2 ** 33, mwAccessFlags: 0x26 });
+    // The binding no longer holds window 21, then MR 22: the decoder names the bind.
+    expect(a.testDecodeSendWrs(buf, 3, MAX_SGE, false, [22])).toMatchObject({ bad: 2, why: 'BIND_MW names a deallocated window' });
+    expect(a.testDecodeSendWrs(buf, 3, MAX_SGE, false, [21])).toMatchObject({ bad: 2, why: 'BIND_MW names a deregistered MR' });
+    // Closed ones are caught while writing; unbinding (length 0) needs no MR.
+    const unbind = { wrId: 4, opcode: WrOpcode.BIND_MW, sgList: [], bindMw: { mw: handle(21), rkey: 1, bindInfo: { mr: undefined, addr: 0, length: 0, mwAccessFlags: 0 } } };
+    expect(w.write(0, unbind)).toBeUndefined();
+    expect((a.testDecodeSendWrs(buf, 1, MAX_SGE, false, [21]).wrs[0]!.bindMw as { mr: number }).mr).toBe(0);
+    expect(w.write(0, { ...unbind, bindMw: { ...unbind.bindMw, mw: handle(21, true) } })).toMatch(/deallocated window/);
+    expect(w.write(0, { ...unbind, bindMw: { ...unbind.bindMw, bindInfo: { ...unbind.bindMw.bindInfo, mr: handle(22, true) } } })).toMatch(/deregistered MR/);
+  });
+
   it('round-trips receive WRs', () => {
     const buf = new ArrayBuffer(LAYOUT.wrBatch * recvRecordSize(MAX_SGE));
     const w = new RecvWrWriter(buf, MAX_SGE);

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
+import { Access, MwType, SendFlags, WcStatus, WrOpcode, wcStatusName } from '../src/enums.js';
 import { sharedRegionOf } from '../src/soft/mr-memory.js';
 import { vmCounters } from '../src/soft/vm-path.js';
 import { sysStatus } from '../src/sys/status.js';
@@ -81,6 +81,34 @@ describe.skipIf(skip)('soft HCA single-copy RDMA between local processes', () =>
     expect(w!.status).toBe(WcStatus.REM_ACCESS_ERR);
     expect(b.mr.buf.every((x) => x === 0)).toBe(true);
     expect(vmCounters.pulls).toBe(before.pulls);
+  });
+
+  it("a memory window's rkey goes by reference too, checked against the window, not the MR", async () => {
+    const [a, b] = await linked();
+    const target = b.pd.regMr(new Uint8Array(4 << 20), Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.MW_BIND);
+    const mw = b.pd.allocMw!(MwType.TYPE_1);
+    const rkey = ((mw.rkey & ~0xff) | ((mw.rkey + 1) & 0xff)) >>> 0;
+    const start = target.addr + 65536;
+    mw.bind(b.qp, 1, SIG, rkey, { mr: target, addr: start, length: 2 << 20, mwAccessFlags: Access.REMOTE_WRITE | Access.REMOTE_READ });
+    expect((await completions(b, 1))[0]!.status).toBe(WcStatus.SUCCESS);
+    const before = { ...vmCounters };
+    a.qp.postSend([
+      { wrId: 1, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: start + 8, rkey } },
+      { wrId: 2, opcode: WrOpcode.RDMA_READ, sendFlags: SIG, sgList: [{ addr: a.mr.addr + (2 << 20), length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: start + 8, rkey } },
+    ]);
+    expect((await completions(a, 2, 20_000)).map((w) => wcStatusName(w.status))).toEqual(['SUCCESS', 'SUCCESS']);
+    expect(vmCounters.pulls - before.pulls).toBe(1);
+    expect(vmCounters.pushes - before.pushes).toBe(1);
+    expect(Buffer.compare(target.buf.subarray(65536 + 8, 65536 + 8 + (1 << 20)), a.mr.buf.subarray(0, 1 << 20))).toBe(0);
+    expect(Buffer.compare(a.mr.buf.subarray(2 << 20, 3 << 20), a.mr.buf.subarray(0, 1 << 20))).toBe(0);
+    // Inside the MR, past the window: refused before a byte moves.
+    target.buf.fill(0);
+    a.qp.postSend([{ wrId: 3, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [{ addr: a.mr.addr, length: 1 << 20, lkey: a.mr.lkey }], rdma: { remoteAddr: start + (2 << 20) - 1000, rkey } }]);
+    expect(wcStatusName((await completions(a, 1, 20_000))[0]!.status)).toBe('REM_ACCESS_ERR');
+    expect(target.buf.every((x) => x === 0)).toBe(true);
+    expect(vmCounters.pulls - before.pulls).toBe(1);
+    mw.dealloc();
+    target.dereg();
   });
 
   it('messages under 64 KiB still go as packets', async () => {

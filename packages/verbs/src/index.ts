@@ -6,6 +6,7 @@ export { Context, type EventsOptions } from './context.js';
 export type { AsyncEvent } from './events.js';
 export { PD } from './pd.js';
 export { MR, regMr, type MrMemory } from './mr.js';
+export { MW, allocMw, incRkey, type MwBind, type MwBindInfo, type BindMwWr } from './mw.js';
 export { CQ, wcOpcodeName, type CreateCqOptions, type NextOptions } from './cq.js';
 export { CompChannel, type GetCqEventOptions } from './comp-channel.js';
 export { QP, createQp, type QpInitAttr, type QpCapInit } from './qp.js';
@@ -26,6 +27,7 @@ export {
   WcStatus,
   wcStatusName,
   Access,
+  MwType,
   SendFlags,
   WcFlags,
   QpAttrMask,
@@ -45,6 +47,7 @@ export {
   ResourceClosedError,
   ResourceBusyError,
   NotFoundError,
+  NotSupportedError,
   CapacityError,
   QpStateError,
   PostError,

@@ -13,3 +13,5 @@ export const kDeliver: unique symbol = Symbol('ibal.deliver');
 export const kForget: unique symbol = Symbol('ibal.forget');
 /** CQ: getCqEvent handed out one of its events, which now needs an ack. */
 export const kEventTaken: unique symbol = Symbol('ibal.eventTaken');
+/** MW: qp.bindMw posted a type 1 bind with this key (ibv_bind_mw updates mw->rkey). */
+export const kSetRkey: unique symbol = Symbol('ibal.setRkey');

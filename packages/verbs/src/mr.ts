@@ -9,7 +9,7 @@ import { Resource } from './resource.js';
 /** Memory regMr accepts: any byte view, or a whole (Shared)ArrayBuffer. */
 export type MrMemory = ArrayBufferView | ArrayBuffer | SharedArrayBuffer;
 
-const KNOWN_ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
+const KNOWN_ACCESS = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC | Access.MW_BIND;
 
 export class MR extends Resource {
   readonly pd: PD;
@@ -93,7 +93,7 @@ function toBytes(memory: MrMemory | number): Uint8Array {
 /** Checks ibv_access_flags the way ibv_reg_mr does (EINVAL). */
 export function checkMrAccess(access: number): void {
   if (!Number.isInteger(access) || access < 0 || access & ~KNOWN_ACCESS) {
-    throw new InvalidArgumentError(`regMr: unknown access flags ${String(access)} (known: LOCAL_WRITE, REMOTE_WRITE, REMOTE_READ, REMOTE_ATOMIC)`);
+    throw new InvalidArgumentError(`regMr: unknown access flags ${String(access)} (known: LOCAL_WRITE, REMOTE_WRITE, REMOTE_READ, REMOTE_ATOMIC, MW_BIND)`);
   }
   // The HCA writes local memory to carry out remote writes and atomics, so
   // libibverbs refuses them without LOCAL_WRITE.

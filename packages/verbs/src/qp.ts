@@ -6,18 +6,22 @@
 import {
   CapacityError,
   InvalidArgumentError,
+  MwType,
   NotFoundError,
   PostError,
   QpAttrMask,
   QpState,
   QpType,
+  SendFlags,
+  WrOpcode,
   qpStateName,
   validateModifyQp,
 } from '@ibal/hca';
 import type { HcaAh, HcaQp, QpAttr, QpCap, RecvWr, SendWr as HcaSendWr, Sge } from '@ibal/hca';
 import { CQ } from './cq.js';
 import { bindWrapper } from './events.js';
-import { kHandle, kLimits } from './internal.js';
+import { kHandle, kLimits, kSetRkey } from './internal.js';
+import { checkBind, hcaBindInfo, incRkey, type MW, type MwBind } from './mw.js';
 import { checkPd, type PD } from './pd.js';
 import { Resource } from './resource.js';
 import { SRQ } from './srq.js';
@@ -76,7 +80,13 @@ export class QP extends Resource {
   // UD WRs name verbs AH objects; the provider needs its own handles, so
   // they are copied into reused provider-shaped WRs.
   readonly #ud: PooledViews<HcaSendWr> | undefined;
-  readonly #checkSend = (wr: SendWr): string | undefined => checkSendWr(wr, this.#limits);
+  // A BIND_MW names verbs objects (MW, MR) the provider knows by their handles: such a post is translated.
+  #binds = false;
+  readonly #checkSend = (wr: SendWr): string | undefined => {
+    const msg = checkSendWr(wr, this.#limits);
+    if (msg === undefined && wr.opcode === WrOpcode.BIND_MW) this.#binds = true;
+    return msg;
+  };
   readonly #checkRecv = (wr: RecvWr): string | undefined => checkRecvWr(wr, this.cap.maxRecvSge, 'maxRecvSge');
   readonly #postSend: (wrs: readonly SendWr[]) => void;
   readonly #postRecv = (wrs: readonly RecvWr[]): void => this[kHandle].postRecv(wrs);
@@ -99,8 +109,12 @@ export class QP extends Resource {
       this.#postSend = (wrs) => this.#postUd(wrs);
     } else {
       this.#ud = undefined;
-      // Non-UD providers ignore `ud`, so the caller's WRs go through as they are.
-      this.#postSend = (wrs) => hca.postSend(wrs as readonly HcaSendWr[]);
+      // Non-UD providers ignore `ud`, so the caller's WRs go through as they are (unless they bind windows).
+      this.#postSend = (wrs) => {
+        if (!this.#binds) return hca.postSend(wrs as readonly HcaSendWr[]);
+        this.#binds = false;
+        hca.postSend(wrs.map(toHcaWr));
+      };
     }
     bindWrapper(hca, this);
   }
@@ -170,6 +184,31 @@ export class QP extends Resource {
   }
 
   /**
+   * ibv_bind_mw: binds a type 1 window to `bind.bindInfo` (length 0 unbinds
+   * it) through this QP's send queue, ordered after what was posted before.
+   * The window's rkey moves to its new value at once (as mw->rkey does:
+   * incRkey of the old one on the soft HCA, libibverbs' choice on hardware); the bind completes with WcOpcode.BIND_MW when signaled, or with
+   * MW_BIND_ERR when the HCA refuses it (MR without MW_BIND, range outside
+   * the MR, another PD).
+   */
+  bindMw(mw: MW, bind: MwBind): void {
+    this.assertOpen();
+    if (this.qpType === QpType.UD) throw new InvalidArgumentError('bindMw: UD QPs cannot bind memory windows');
+    const state = this[kHandle].state;
+    if (state < QpState.RTS) {
+      throw new PostError(`cannot bind a window through a QP in ${qpStateName(state)} (needs RTS, SQD, SQE or ERR)`, 0, 'ERR_IBAL_POST_QP_STATE');
+    }
+    if (typeof bind !== 'object' || bind === null) throw new InvalidArgumentError('bindMw: bind must be an object { wrId, sendFlags, bindInfo }');
+    const msg = checkBind(mw, bind.bindInfo, this.pd, MwType.TYPE_1);
+    if (msg !== undefined) throw new InvalidArgumentError(`bindMw: ${msg}`);
+    const wrId = bind.wrId ?? 0;
+    const flags = bind.sendFlags ?? 0;
+    if (typeof wrId !== 'number') throw new InvalidArgumentError(`bindMw: wrId must be a number, got ${typeof wrId}`);
+    if (typeof flags !== 'number' || flags & ~(SendFlags.SIGNALED | SendFlags.FENCE)) throw new InvalidArgumentError(`bindMw: sendFlags may hold SIGNALED and FENCE, got ${String(flags)}`);
+    mw[kSetRkey](mw[kHandle].bind(this[kHandle], wrId, flags, incRkey(mw.rkey), hcaBindInfo(bind.bindInfo)));
+  }
+
+  /**
    * ibv_post_recv: allowed from INIT on (receives posted before RTR are
    * waiting when the first message arrives); refused in RESET and on QPs
    * that use an SRQ.
@@ -236,6 +275,13 @@ export class QP extends Resource {
     const ports = this.pd.context[kLimits].physPortCnt;
     if (port > ports) throw new NotFoundError(`modifyQp: ${what} ${port} does not exist (the device has ports 1..${ports})`);
   }
+}
+
+/** A checked BIND_MW WR in the provider's terms; other WRs as they are. */
+function toHcaWr(wr: SendWr): HcaSendWr {
+  const b = wr.bindMw;
+  if (wr.opcode !== WrOpcode.BIND_MW || !b) return wr as HcaSendWr;
+  return { ...wr, bindMw: { mw: b.mw[kHandle], rkey: b.rkey, bindInfo: hcaBindInfo(b.bindInfo) } };
 }
 
 function capValue(v: number | undefined, dflt: number, name: string, max: number, maxName: string): number {

@@ -3,9 +3,10 @@
 // (or undefined) instead of throwing so the caller can name the WR index,
 // and build no objects unless something is wrong: they run on every post.
 
-import { PostError, QpType, SendFlags, WrOpcode } from '@ibal/hca';
+import { MwType, PostError, QpType, SendFlags, WrOpcode } from '@ibal/hca';
 import type { RecvWr, SendWr as HcaSendWr, Sge } from '@ibal/hca';
 import { AH } from './ah.js';
+import { checkBind, type BindMwWr } from './mw.js';
 import type { PD } from './pd.js';
 
 /** The destination of a UD send. */
@@ -15,9 +16,10 @@ export interface UdDest {
   remoteQkey: number;
 }
 
-/** ibv_send_wr; for UD the destination names an AH created with createAh. */
-export interface SendWr extends Omit<HcaSendWr, 'ud'> {
+/** ibv_send_wr; for UD the destination names an AH created with createAh, for BIND_MW the window an MW from allocMw. */
+export interface SendWr extends Omit<HcaSendWr, 'ud' | 'bindMw'> {
   ud?: UdDest;
+  bindMw?: BindMwWr;
 }
 
 export type { RecvWr, Sge };
@@ -28,12 +30,14 @@ export type { RecvWr, Sge };
 export const NO_RECV_WR: RecvWr = Object.freeze({ wrId: 0, sgList: [] });
 export const NO_SEND_WR: SendWr = Object.freeze({ wrId: 0, opcode: WrOpcode.SEND, sgList: [] });
 
-const opcodeNames = ['RDMA_WRITE', 'RDMA_WRITE_WITH_IMM', 'SEND', 'SEND_WITH_IMM', 'RDMA_READ', 'ATOMIC_CMP_AND_SWP', 'ATOMIC_FETCH_AND_ADD'];
+const opcodeNames = ['RDMA_WRITE', 'RDMA_WRITE_WITH_IMM', 'SEND', 'SEND_WITH_IMM', 'RDMA_READ', 'ATOMIC_CMP_AND_SWP', 'ATOMIC_FETCH_AND_ADD', 'LOCAL_INV', 'BIND_MW', 'SEND_WITH_INV'];
+const MAX_OPCODE = WrOpcode.SEND_WITH_INV;
 
-/** Opcodes each transport supports, as bit sets over WrOpcode values. */
+/** Opcodes each transport supports, as bit sets over WrOpcode values (windows: RC and UC; Send with Invalidate: RC). */
 const opcodesFor: Record<number, number> = {
-  [QpType.RC]: 0b1111111,
-  [QpType.UC]: (1 << WrOpcode.RDMA_WRITE) | (1 << WrOpcode.RDMA_WRITE_WITH_IMM) | (1 << WrOpcode.SEND) | (1 << WrOpcode.SEND_WITH_IMM),
+  [QpType.RC]: (1 << (MAX_OPCODE + 1)) - 1,
+  [QpType.UC]:
+    (1 << WrOpcode.RDMA_WRITE) | (1 << WrOpcode.RDMA_WRITE_WITH_IMM) | (1 << WrOpcode.SEND) | (1 << WrOpcode.SEND_WITH_IMM) | (1 << WrOpcode.LOCAL_INV) | (1 << WrOpcode.BIND_MW),
   [QpType.UD]: (1 << WrOpcode.SEND) | (1 << WrOpcode.SEND_WITH_IMM),
 };
 const qpTypeNames: Record<number, string> = { [QpType.RC]: 'RC', [QpType.UC]: 'UC', [QpType.UD]: 'UD' };
@@ -79,7 +83,7 @@ export function checkSendWr(wr: SendWr, lim: SendLimits): string | undefined {
   if (typeof wr !== 'object' || wr === null) return 'not a work request object';
   if (typeof wr.wrId !== 'number') return `wrId must be a number, got ${typeof wr.wrId}`;
   const op = wr.opcode;
-  if (typeof op !== 'number' || op < 0 || op > 6 || Math.floor(op) !== op) return `unknown opcode ${String(op)}`;
+  if (typeof op !== 'number' || op < 0 || op > MAX_OPCODE || Math.floor(op) !== op) return `unknown opcode ${String(op)}`;
   if (!(opcodesFor[lim.qpType]! & (1 << op))) return `${opcodeNames[op]} is not supported on ${qpTypeNames[lim.qpType]} QPs`;
   const flags = wr.sendFlags ?? 0;
   if (!isU32(flags) || flags & ~KNOWN_SEND_FLAGS) return `unknown sendFlags ${String(flags)}`;
@@ -87,7 +91,9 @@ export function checkSendWr(wr: SendWr, lim: SendLimits): string | undefined {
   if (sgErr !== undefined) return sgErr;
 
   if (flags & SendFlags.INLINE) {
-    if (op === WrOpcode.RDMA_READ || op >= WrOpcode.ATOMIC_CMP_AND_SWP) return `INLINE is not valid for ${opcodeNames[op]}`;
+    if (op === WrOpcode.RDMA_READ || op === WrOpcode.ATOMIC_CMP_AND_SWP || op === WrOpcode.ATOMIC_FETCH_AND_ADD || op === WrOpcode.LOCAL_INV || op === WrOpcode.BIND_MW) {
+      return `INLINE is not valid for ${opcodeNames[op]}`;
+    }
     const total = sgTotal(wr.sgList);
     if (total > lim.maxInlineData) return `inline data of ${total} bytes exceeds maxInlineData ${lim.maxInlineData}`;
   }
@@ -108,6 +114,15 @@ export function checkSendWr(wr: SendWr, lim: SendLimits): string | undefined {
     if (op === WrOpcode.ATOMIC_CMP_AND_SWP && typeof a.swap !== 'bigint') return 'ATOMIC_CMP_AND_SWP needs atomic.swap as a bigint';
     // The 8 bytes fetched from the remote side land in this one SGE.
     if (wr.sgList.length !== 1 || wr.sgList[0]!.length !== 8) return `${opcodeNames[op]} needs exactly one SGE of 8 bytes`;
+  }
+  if (op === WrOpcode.LOCAL_INV || op === WrOpcode.SEND_WITH_INV) {
+    if (!isU32(wr.invalidateRkey)) return `${opcodeNames[op]} needs invalidateRkey as an unsigned 32-bit integer, got ${String(wr.invalidateRkey)}`;
+  } else if (op === WrOpcode.BIND_MW) {
+    const b = wr.bindMw;
+    if (typeof b !== 'object' || b === null) return 'BIND_MW needs bindMw { mw, rkey, bindInfo }';
+    if (!isU32(b.rkey)) return `bindMw.rkey must be an unsigned 32-bit integer, got ${String(b.rkey)}`;
+    const msg = checkBind(b.mw, b.bindInfo, lim.pd, MwType.TYPE_2);
+    if (msg !== undefined) return `bindMw: ${msg}`;
   }
   if (lim.qpType === QpType.UD) {
     const ud = wr.ud;

@@ -57,7 +57,9 @@ describe('regMr', () => {
     expect(() => regMr(pd, 8, Access.REMOTE_ATOMIC)).toThrow(/REMOTE_ATOMIC requires LOCAL_WRITE/);
     expect(() => regMr(pd, 8, Access.REMOTE_READ)).not.toThrow();
     expect(() => regMr(pd, 8, 0xf)).not.toThrow();
-    expect(() => regMr(pd, 8, 0x10)).toThrow(/unknown access flags/);
+    expect(() => regMr(pd, 8, Access.MW_BIND)).not.toThrow();
+    // ZERO_BASED is a window's bind access, not an MR's.
+    expect(() => regMr(pd, 8, Access.ZERO_BASED)).toThrow(/unknown access flags/);
     expect(() => regMr(pd, 8, -1)).toThrow(InvalidArgumentError);
     expect(() => regMr(pd, 8, 1.5)).toThrow(InvalidArgumentError);
   });

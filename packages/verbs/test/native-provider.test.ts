@@ -6,16 +6,20 @@ import { nativeProvider, nativeStatus } from '@ibal/hca';
 import {
   Access,
   Mtu,
+  MwType,
   NoDeviceError,
   PROVIDER_ENV,
   QpAttrMask as M,
   QpState,
   QpType,
   SendFlags,
+  WcFlags,
   WcOpcode,
   WrOpcode,
+  allocMw,
   createQp,
   getDeviceList,
+  incRkey,
   openDevice,
   regMr,
   registeredProviders,
@@ -123,6 +127,37 @@ describe.skipIf(nativeDevice === undefined)(
       const av = new DataView(a.mr.buf.buffer, a.mr.buf.byteOffset);
       expect([av.getBigUint64(40_000, true), av.getBigUint64(40_008, true)]).toEqual([5n, 8n]);
       expect(new DataView(b.mr.buf.buffer, b.mr.buf.byteOffset).getBigUint64(64, true)).toBe(10n);
+    });
+
+    it('memory windows, where the device has them: a type 1 bind, a WRITE through it, a type 2 bind invalidated by SEND_WITH_INV', async (t) => {
+      const a = await endpoint();
+      const b = await endpoint();
+      const caps = b.ctx.queryDevice().deviceCapFlags;
+      // IBV_DEVICE_MEM_WINDOW, IBV_DEVICE_MEM_WINDOW_TYPE_2B
+      if (!(caps & (1 << 17)) || !(caps & (1 << 24))) return t.skip();
+      connect(a.qp, b.ctx, b.qp);
+      connect(b.qp, a.ctx, a.qp);
+      const target = regMr(b.pd, 65536, ALL | Access.MW_BIND);
+      cleanup.push(() => target.closed || target.dereg());
+      const mw1 = allocMw(b.pd, MwType.TYPE_1);
+      cleanup.push(() => mw1.closed || mw1.dealloc());
+      b.qp.bindMw(mw1, { wrId: 9, sendFlags: SIG, bindInfo: { mr: target, addr: target.addr + 4096, length: 4096, mwAccessFlags: Access.REMOTE_WRITE } });
+      expect((await b.cq.next({ throwOnError: true })).opcode).toBe(WcOpcode.BIND_MW);
+      a.mr.buf.fill(0x3c, 0, 100);
+      a.qp.postSend({ wrId: 1, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [a.mr.sge(0, 100)], rdma: { remoteAddr: target.addr + 4096, rkey: mw1.rkey } });
+      await a.cq.next({ throwOnError: true });
+      expect(target.buf.subarray(4096, 4196).every((x) => x === 0x3c)).toBe(true);
+
+      const mw2 = allocMw(b.pd, MwType.TYPE_2);
+      cleanup.push(() => mw2.closed || mw2.dealloc());
+      const rkey = incRkey(mw2.rkey);
+      b.qp.postSend({ wrId: 2, opcode: WrOpcode.BIND_MW, sendFlags: SIG, sgList: [], bindMw: { mw: mw2, rkey, bindInfo: { mr: target, addr: target.addr, length: 4096, mwAccessFlags: Access.REMOTE_WRITE } } });
+      expect((await b.cq.next({ throwOnError: true })).opcode).toBe(WcOpcode.BIND_MW);
+      b.qp.postRecv({ wrId: 3, sgList: [b.mr.sge(0, 64)] });
+      a.qp.postSend({ wrId: 4, opcode: WrOpcode.SEND_WITH_INV, invalidateRkey: rkey, sendFlags: SIG, sgList: [a.mr.sge(0, 8)] });
+      await a.cq.next({ throwOnError: true });
+      const recv = await b.cq.next({ throwOnError: true });
+      expect([recv.wcFlags & WcFlags.WITH_INV, recv.invalidatedRkey]).toEqual([WcFlags.WITH_INV, rkey]);
     });
 
     it('refuses to deregister an MR a posted receive still names', async () => {

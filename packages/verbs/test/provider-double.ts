@@ -51,6 +51,7 @@ export const doubleLimits: DeviceAttr = {
   maxCq: 64,
   maxCqe: 1024,
   maxMr: 64,
+  maxMw: 0,
   maxPd: 16,
   maxQpRdAtom: 8,
   maxQpInitRdAtom: 8,

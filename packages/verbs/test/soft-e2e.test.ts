@@ -4,7 +4,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   Access,
   EventType,
-  Mtu,
   QpAttrMask as M,
   QpState,
   QpType,
@@ -12,54 +11,19 @@ import {
   WcOpcode,
   WorkCompletionError,
   WrOpcode,
-  addSoftDevice,
   createAh,
   createQp,
-  openDevice,
   regMr,
-  type AsyncEvent,
-  type Context,
-  type QP,
 } from '../src/index.js';
+import { connectRc, endpoint as endpointOf, rcPair as rcPairOf } from './soft-pair.js';
 
 const SIG = SendFlags.SIGNALED;
-const ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
 const cleanup: (() => void)[] = [];
 afterEach(() => {
   for (const f of cleanup.splice(0).reverse()) f();
 });
-
-let n = 0;
-async function endpoint(qpType: number = QpType.RC) {
-  const dev = addSoftDevice({ name: `verbs_e2e_${process.pid}_${n++}`, address: '127.0.0.1', port: 0 });
-  cleanup.push(() => dev.remove());
-  const ctx = await openDevice(dev.name);
-  const events: AsyncEvent[] = [];
-  ctx.on('event', (e) => events.push(e));
-  const pd = ctx.allocPd();
-  const cq = ctx.createCq(256);
-  const qp = createQp(pd, { qpType, sendCq: cq, recvCq: cq, cap: { maxSendWr: 64, maxRecvWr: 64, maxSendSge: 2, maxRecvSge: 2, maxInlineData: 64 } });
-  const mr = regMr(pd, 1 << 20, ALL);
-  return { ctx, pd, cq, qp, mr, events };
-}
-
-function connectRc(ctx: Context, qp: QP, rctx: Context, rqp: QP) {
-  qp.modifyQp({ qpState: QpState.INIT, pkeyIndex: 0, portNum: 1, qpAccessFlags: ALL & ~Access.LOCAL_WRITE }, M.STATE | M.PKEY_INDEX | M.PORT | M.ACCESS_FLAGS);
-  qp.modifyQp(
-    { qpState: QpState.RTR, pathMtu: Mtu.MTU_1024, destQpNum: rqp.qpNum, rqPsn: 0xfffff0, maxDestRdAtomic: 4, minRnrTimer: 1, ahAttr: { dgid: rctx.queryGid(1, 0), portNum: 1, udpPort: rctx.queryPort(1).udpPort } },
-    M.STATE | M.AV | M.PATH_MTU | M.DEST_QPN | M.RQ_PSN | M.MAX_DEST_RD_ATOMIC | M.MIN_RNR_TIMER,
-  );
-  qp.modifyQp({ qpState: QpState.RTS, sqPsn: 0xfffff0, timeout: 12, retryCnt: 7, rnrRetry: 7, maxRdAtomic: 4 }, M.STATE | M.SQ_PSN | M.TIMEOUT | M.RETRY_CNT | M.RNR_RETRY | M.MAX_QP_RD_ATOMIC);
-  void ctx;
-}
-
-async function rcPair() {
-  const a = await endpoint();
-  const b = await endpoint();
-  connectRc(a.ctx, a.qp, b.ctx, b.qp);
-  connectRc(b.ctx, b.qp, a.ctx, a.qp);
-  return [a, b] as const;
-}
+const endpoint = (qpType: number = QpType.RC) => endpointOf(cleanup, qpType);
+const rcPair = () => rcPairOf(cleanup);
 
 describe('verbs over the soft HCA', () => {
   it('RC: SEND with immediate, RDMA WRITE, READ and both atomics', async () => {
@@ -136,8 +100,8 @@ describe('verbs over the soft HCA', () => {
     const b = await endpoint();
     const small = a.ctx.createCq(2);
     const qp = createQp(a.pd, { qpType: QpType.RC, sendCq: small, recvCq: small, cap: { maxSendWr: 16, maxRecvWr: 1 } });
-    connectRc(a.ctx, qp, b.ctx, b.qp);
-    connectRc(b.ctx, b.qp, a.ctx, qp);
+    connectRc(qp, b.ctx, b.qp);
+    connectRc(b.qp, a.ctx, qp);
     for (let i = 0; i < 4; i++) qp.postSend({ wrId: i, opcode: WrOpcode.RDMA_WRITE, sendFlags: SIG, sgList: [a.mr.sge(0, 8)], rdma: { remoteAddr: b.mr.addr, rkey: b.mr.rkey } });
     const deadline = Date.now() + 5000;
     while (a.events.filter((e) => e.eventType !== EventType.PORT_ACTIVE).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));

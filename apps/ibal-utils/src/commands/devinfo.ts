@@ -102,6 +102,7 @@ function deviceLines(d: Device, a: DeviceAttr, verbose: boolean): string[] {
     `\tmax_res_rd_atom:\t\t${a.maxResRdAtom}`,
     `\tmax_qp_init_rd_atom:\t\t${a.maxQpInitRdAtom}`,
     `\tatomic_cap:\t\t\t${atomicCaps[a.atomicCap] ?? 'invalid atomic capability'} (${a.atomicCap})`,
+    `\tmax_mw:\t\t\t\t${a.maxMw}`,
     `\tmax_ah:\t\t\t\t${a.maxAh}`,
     `\tmax_srq:\t\t\t${a.maxSrq}`,
   );

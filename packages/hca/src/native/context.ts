@@ -17,6 +17,7 @@ import type { NativeDevice } from './device.js';
 import { call } from './errno.js';
 import type { NativeContextHandle, VerbsAddon } from './load.js';
 import { NativeMr } from './mr.js';
+import { NativeMw } from './mw.js';
 import { NativeQp, NativeSrq } from './qp.js';
 
 const ROCE_PORT = 4791;
@@ -29,6 +30,7 @@ const MAX_INLINE_HINT = 256;
 export class NativePd implements HcaPd {
   closed = false;
   private readonly mrs = new Set<NativeMr>();
+  private readonly mws = new Set<NativeMw>();
 
   constructor(
     private readonly ctx: NativeContext,
@@ -68,6 +70,14 @@ export class NativePd implements HcaPd {
     return mr;
   }
 
+  allocMw(type: number): NativeMw {
+    this.check();
+    const r = call('ibv_alloc_mw', () => this.ctx.h.allocMw(this.id, type));
+    const mw = new NativeMw(this.ctx, r.id, type, r.rkey, (m) => this.mws.delete(m));
+    this.mws.add(mw);
+    return mw;
+  }
+
   createQp(init: QpInitAttr): NativeQp {
     this.check();
     const srq = init.srq as NativeSrq | undefined;
@@ -104,6 +114,7 @@ export class NativePd implements HcaPd {
   dealloc(): void {
     this.check();
     if (this.mrs.size > 0) throw new ResourceBusyError(`PD has ${this.mrs.size} registered MR(s)`);
+    if (this.mws.size > 0) throw new ResourceBusyError(`PD has ${this.mws.size} memory window(s)`);
     call('ibv_dealloc_pd', () => this.ctx.h.deallocPd(this.id));
     this.closed = true;
   }

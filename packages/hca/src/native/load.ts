@@ -41,6 +41,10 @@ export interface NativeContextHandle {
   regMr(pd: number, buffer: ArrayBuffer, offset: number, length: number, access: number): { id: number; lkey: number; rkey: number; addr: number };
   deregMr(mr: number): void;
   mrInflight(mr: number): number;
+  allocMw(pd: number, type: number): { id: number; rkey: number };
+  deallocMw(mw: number): void;
+  /** ibv_bind_mw; returns the window's new rkey. */
+  bindMw(qp: number, mw: number, wrId: number, sendFlags: number, mr: number, addr: number, length: number, access: number): number;
   createCq(cqe: number): { id: number; cqe: number; out: ArrayBuffer };
   destroyCq(cq: number): void;
   reqNotifyCq(cq: number, solicitedOnly: boolean): void;
@@ -72,7 +76,7 @@ export interface VerbsAddon {
     onAsyncEvent: (type: number, kind: number, id: number) => void,
   ) => NativeContextHandle;
   layout: Record<string, number>;
-  testDecodeSendWrs(buffer: ArrayBuffer, count: number, maxSge: number, ud: boolean, liveAhs: number[]): { wrs: Record<string, unknown>[]; bad: number; why: string };
+  testDecodeSendWrs(buffer: ArrayBuffer, count: number, maxSge: number, ud: boolean, liveIds: number[]): { wrs: Record<string, unknown>[]; bad: number; why: string };
   testDecodeRecvWrs(buffer: ArrayBuffer, count: number, maxSge: number): { wrs: Record<string, unknown>[]; bad: number; why: string };
   testTranslateWc(wc: Record<string, number>, posted: { wrId: number; send: boolean; wrOpcode?: number; length?: number }, out: ArrayBuffer): void;
   /** librdmacm, present when the addon was built with it. */

@@ -3,6 +3,7 @@
 // writes WRs into it through typed views and the addon reads them in place,
 // so a post allocates nothing on either side. Every offset is a multiple of
 // its field's size, so the views need no unaligned access.
+import { WcFlags } from '../enums.js';
 import type { RecvWr, SendWr, WorkCompletion } from '../provider.js';
 
 export const LAYOUT = {
@@ -45,6 +46,7 @@ export const LAYOUT = {
 } as const;
 
 const L = LAYOUT;
+const WITH_INV = WcFlags.WITH_INV;
 
 export function sendRecordSize(maxSge: number): number {
   return L.sendHeader + L.sgeSize * maxSge;
@@ -54,7 +56,7 @@ export function recvRecordSize(maxSge: number): number {
   return L.recvHeader + L.sgeSize * maxSge;
 }
 
-/** What a UD WR's address handle must be for the native provider: one it created. */
+/** What a UD WR's address handle (or a bind's window or MR) must be for the native provider: one it created. */
 export interface AhId {
   readonly id: number;
   readonly closed: boolean;
@@ -88,7 +90,8 @@ export class SendWrWriter {
     this.f64[d] = wr.wrId;
     this.u32[w + 2] = wr.opcode;
     this.u32[w + 3] = wr.sendFlags ?? 0;
-    this.u32[w + 4] = (wr.immData ?? 0) >>> 0;
+    // ibv_send_wr keeps imm_data and invalidate_rkey in one union; so does the record.
+    this.u32[w + 4] = (wr.invalidateRkey ?? wr.immData ?? 0) >>> 0;
     this.u32[w + 5] = sg.length;
     if (this.ud) {
       const ud = wr.ud;
@@ -97,6 +100,19 @@ export class SendWrWriter {
       this.u32[w + 9] = ah.id;
       this.u32[w + 14] = ud.remoteQpn >>> 0;
       this.u32[w + 15] = ud.remoteQkey >>> 0;
+    } else if (wr.bindMw) {
+      // The record's header slots, as native/verbs/src/wr.cc reads a BIND_MW.
+      const b = wr.bindMw;
+      const mw = b.mw as unknown as AhId;
+      const mr = b.bindInfo.mr as unknown as AhId | undefined;
+      if (typeof mw?.id !== 'number' || mw.closed) return 'BIND_MW names a deallocated window';
+      if (mr && (typeof mr.id !== 'number' || mr.closed)) return 'BIND_MW names a deregistered MR';
+      this.u32[w + 9] = mw.id;
+      this.u32[w + 8] = b.rkey >>> 0;
+      this.u32[w + 14] = mr ? mr.id : 0;
+      this.f64[d + 3] = b.bindInfo.addr;
+      this.u64[d + 5] = BigInt(b.bindInfo.length);
+      this.u32[w + 15] = b.bindInfo.mwAccessFlags >>> 0;
     } else if (wr.atomic) {
       const a = wr.atomic;
       this.f64[d + 3] = a.remoteAddr;
@@ -175,10 +191,14 @@ export class WcReader {
     wc.opcode = this.u32[w + 3]!;
     wc.vendorErr = this.u32[w + 4]!;
     wc.byteLen = this.u32[w + 5]!;
-    wc.immData = this.u32[w + 6]!;
+    const flags = this.u32[w + 9]!;
+    // The addon stores ibv_wc's imm_data / invalidated_rkey union in one field, host order.
+    const imm = this.u32[w + 6]!;
+    wc.immData = flags & WITH_INV ? 0 : imm;
+    wc.invalidatedRkey = flags & WITH_INV ? imm : 0;
     wc.qpNum = this.u32[w + 7]!;
     wc.srcQp = this.u32[w + 8]!;
-    wc.wcFlags = this.u32[w + 9]!;
+    wc.wcFlags = flags;
     wc.pkeyIndex = this.u16[(b >>> 1) + 20]!;
     wc.slid = this.u16[(b >>> 1) + 21]!;
     wc.sl = this.u8[b + 44]!;

@@ -1,5 +1,5 @@
-import { EventType, LinkLayer, PortState } from '../enums.js';
-import { CapacityError, NotFoundError, ResourceBusyError, ResourceClosedError } from '../errors.js';
+import { EventType, LinkLayer, PortState, WrOpcode } from '../enums.js';
+import { CapacityError, InvalidArgumentError, NotFoundError, ResourceBusyError, ResourceClosedError } from '../errors.js';
 import type {
   AhAttr,
   AsyncEvent,
@@ -21,17 +21,26 @@ import { registerSoftMadAgent } from './gsi.js';
 import type { SoftDevice } from './device.js';
 import type { PdRef, SoftMr } from './mr.js';
 import { allocRegionMemory } from './mr-memory.js';
-import { MAX_INLINE, MAX_QP_WR, MAX_SGE } from './qp.js';
+import type { PostBind, SoftMw } from './mw.js';
+import { MAX_INLINE, MAX_QP_WR, MAX_SGE, SoftQp } from './qp.js';
 import { SoftSrq } from './srq.js';
 
 export const MAX_CQE = 65536;
 
 let nextPdId = 1;
 
+// ibv_bind_mw: a type 1 bind is a BIND_MW work request the library posts for
+// the caller, ordered in the send queue like any other.
+const postBind: PostBind = (qp, wrId, sendFlags, mw, rkey, info) => {
+  if (!(qp instanceof SoftQp)) throw new InvalidArgumentError('bindMw: the QP is not one of this device\'s');
+  qp.postSend([{ wrId, opcode: WrOpcode.BIND_MW, sendFlags, sgList: [], bindMw: { mw, rkey, bindInfo: info } }]);
+};
+
 export class SoftPd implements HcaPd, PdRef {
   readonly id = nextPdId++;
   closed = false;
   private readonly mrs = new Set<SoftMr>();
+  private readonly mws = new Set<SoftMw>();
 
   constructor(private readonly ctx: SoftContext) {}
 
@@ -45,6 +54,18 @@ export class SoftPd implements HcaPd, PdRef {
       this.mrs.delete(mr);
     };
     return mr;
+  }
+
+  allocMw(type: number): SoftMw {
+    this.check();
+    const mw = this.ctx.device.mrs.mws.alloc(this, type, postBind);
+    this.mws.add(mw);
+    const dealloc = mw.dealloc.bind(mw);
+    mw.dealloc = () => {
+      dealloc();
+      this.mws.delete(mw);
+    };
+    return mw;
   }
 
   allocBuffer(length: number): Uint8Array {
@@ -70,12 +91,14 @@ export class SoftPd implements HcaPd, PdRef {
   dealloc(): void {
     this.check();
     if (this.mrs.size > 0) throw new ResourceBusyError(`PD has ${this.mrs.size} registered MR(s)`);
+    if (this.mws.size > 0) throw new ResourceBusyError(`PD has ${this.mws.size} memory window(s)`);
     this.closed = true;
     this.ctx.forgetPd(this);
   }
 
   /** Context close: release everything the PD still holds. */
   release(): void {
+    for (const mw of this.mws) if (!mw.closed) mw.dealloc();
     for (const mr of this.mrs) if (!mr.closed) mr.dereg();
     this.closed = true;
   }
@@ -120,11 +143,13 @@ export class SoftContext implements HcaContext {
       hwVer: 0,
       maxQp: 0xffff,
       maxQpWr: MAX_QP_WR,
-      deviceCapFlags: 0,
+      // IBV_DEVICE_MEM_WINDOW | IBV_DEVICE_MEM_WINDOW_TYPE_2B: windows of both types, type 2 tied to a QP.
+      deviceCapFlags: (1 << 17) | (1 << 24),
       maxSge: MAX_SGE,
       maxCq: 0xffff,
       maxCqe: MAX_CQE,
-      maxMr: 0xffffff,
+      maxMr: 0x7fffff,
+      maxMw: 0x7fffff,
       maxPd: 0xffff,
       maxQpRdAtom: 16, // the largest maxRdAtomic/maxDestRdAtomic modifyQp accepts
       maxQpInitRdAtom: 16,

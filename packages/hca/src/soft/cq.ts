@@ -83,6 +83,7 @@ export class SoftCq implements HcaCq {
       dst.vendorErr = src.vendorErr;
       dst.byteLen = src.byteLen;
       dst.immData = src.immData;
+      dst.invalidatedRkey = src.invalidatedRkey;
       dst.qpNum = src.qpNum;
       dst.srcQp = src.srcQp;
       dst.wcFlags = src.wcFlags;

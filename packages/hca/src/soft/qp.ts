@@ -1,4 +1,4 @@
-import { EventType, QpAttrMask, QpState, QpType, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode, mtuBytes } from '../enums.js';
+import { EventType, QpAttrMask, QpState, QpType, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode, isAtomic, mtuBytes } from '../enums.js';
 import { CapacityError, PostError, ResourceClosedError } from '../errors.js';
 import type { AhAttr, AsyncEvent, HcaQp, QpAttr, QpCap, QpInitAttr, RecvWr, SendWr } from '../provider.js';
 import type { SoftCq } from './cq.js';
@@ -49,6 +49,9 @@ wcOpcodeOf[WrOpcode.SEND_WITH_IMM] = WcOpcode.SEND;
 wcOpcodeOf[WrOpcode.RDMA_READ] = WcOpcode.RDMA_READ;
 wcOpcodeOf[WrOpcode.ATOMIC_CMP_AND_SWP] = WcOpcode.COMP_SWAP;
 wcOpcodeOf[WrOpcode.ATOMIC_FETCH_AND_ADD] = WcOpcode.FETCH_ADD;
+wcOpcodeOf[WrOpcode.LOCAL_INV] = WcOpcode.LOCAL_INV;
+wcOpcodeOf[WrOpcode.BIND_MW] = WcOpcode.BIND_MW;
+wcOpcodeOf[WrOpcode.SEND_WITH_INV] = WcOpcode.SEND;
 
 /**
  * A soft QP, structured as rxe is: a requester that segments WQEs into
@@ -210,7 +213,7 @@ export class SoftQp implements HcaQp {
       if (wr.sgList.length > Math.max(this.cap.maxSendSge, 0) && !(wr.sendFlags! & SendFlags.INLINE)) {
         throw new PostError(`${wr.sgList.length} SGEs exceed max_send_sge ${this.cap.maxSendSge}`, i);
       }
-      if ((wr.opcode === WrOpcode.RDMA_READ || wr.opcode >= WrOpcode.ATOMIC_CMP_AND_SWP) && this.qpType === QpType.RC && this.maxRdAtomic === 0) {
+      if ((wr.opcode === WrOpcode.RDMA_READ || isAtomic(wr.opcode)) && this.qpType === QpType.RC && this.maxRdAtomic === 0) {
         throw new PostError('max_rd_atomic is 0: this QP may not issue RDMA READ or atomics', i);
       }
       const w = this.sq.reserve();
@@ -248,8 +251,9 @@ export class SoftQp implements HcaQp {
     wc.status = status;
     wc.opcode = wcOpcodeOf[w.opcode] ?? WcOpcode.SEND;
     wc.vendorErr = 0;
-    wc.byteLen = w.opcode === WrOpcode.RDMA_READ || w.opcode >= WrOpcode.ATOMIC_CMP_AND_SWP ? w.length : 0;
+    wc.byteLen = w.opcode === WrOpcode.RDMA_READ || isAtomic(w.opcode) ? w.length : 0;
     wc.immData = 0;
+    wc.invalidatedRkey = 0;
     wc.qpNum = this.qpNum;
     wc.srcQp = 0;
     wc.wcFlags = 0;
@@ -276,7 +280,10 @@ export class SoftQp implements HcaQp {
     wc.opcode = opcode;
     wc.vendorErr = 0;
     wc.byteLen = byteLen;
-    wc.immData = imm >>> 0;
+    // One argument carries what C keeps in a union: the immediate, or the invalidated rkey.
+    const inv = (flags & WcFlags.WITH_INV) !== 0;
+    wc.immData = inv ? 0 : imm >>> 0;
+    wc.invalidatedRkey = inv ? imm >>> 0 : 0;
     wc.qpNum = this.qpNum;
     wc.srcQp = srcQp;
     wc.wcFlags = flags;

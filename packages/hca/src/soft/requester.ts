@@ -1,4 +1,4 @@
-import { Access, EventType, QpState, QpType, SendFlags, WcStatus, WrOpcode } from '../enums.js';
+import { Access, EventType, QpState, QpType, SendFlags, WcStatus, WrOpcode, isAtomic } from '../enums.js';
 import { Opcode } from '../packet/opcode.js';
 import type { ParsedPacket } from '../packet/packet.js';
 import { rnrTimerUs } from '../packet/aeth.js';
@@ -226,15 +226,20 @@ export class Requester {
     } else if (w.sendFlags & SendFlags.FENCE && this.rdAtomicOutstanding > 0) {
       return false;
     }
+    if (op === WrOpcode.BIND_MW || op === WrOpcode.LOCAL_INV) return this.localOp(w);
+    if (op === WrOpcode.SEND_WITH_INV && qp.qpType !== QpType.RC) {
+      w.started = true;
+      return this.failLocal(w, WcStatus.LOC_QP_OP_ERR);
+    }
     w.started = true;
     w.psn = this.psn;
     const mtu = qp.qpType === QpType.UD ? qp.host.activeMtu : qp.mtu;
     w.npkts = Math.max(1, Math.ceil(w.length / mtu));
-    const needWrite = op === WrOpcode.RDMA_READ || op >= WrOpcode.ATOMIC_CMP_AND_SWP ? Access.LOCAL_WRITE : 0;
+    const needWrite = op === WrOpcode.RDMA_READ || isAtomic(op) ? Access.LOCAL_WRITE : 0;
     if (w.inlineLen < 0 && !checkSgl(qp.host.mrs, qp.pd, w, needWrite)) {
       return this.failLocal(w, WcStatus.LOC_PROT_ERR);
     }
-    if (op >= WrOpcode.ATOMIC_CMP_AND_SWP && w.length !== 8) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
+    if (isAtomic(op) && w.length !== 8) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
     if (qp.qpType === QpType.UD && w.length > mtu) return this.failLocal(w, WcStatus.LOC_LEN_ERR);
     if (qp.qpType !== QpType.UD && !qp.peer) return this.failLocal(w, WcStatus.LOC_QP_OP_ERR);
     // A large WRITE/READ to a same-host peer that can reach our memory goes by reference, in one PSN.
@@ -301,6 +306,32 @@ export class Requester {
     return true;
   }
 
+  /**
+   * BIND_MW and LOCAL_INV act on this HCA's own key table, at their turn in
+   * the send queue: nothing goes on the wire. Done, they complete in order
+   * as a direct READ does; failed, they stop the queue as any local error.
+   */
+  private localOp(w: SendWqe): true {
+    const qp = this.qp;
+    w.started = true;
+    w.psn = this.psn;
+    w.npkts = 0;
+    const mws = qp.host.mrs.mws;
+    if (w.opcode === WrOpcode.BIND_MW) {
+      const status = qp.qpType === QpType.UD || !w.mw ? WcStatus.MW_BIND_ERR : mws.bind(qp, w.mw, w.bindRkey, w.bindInfo!, qp);
+      if (status !== WcStatus.SUCCESS) return this.failLocal(w, status);
+    } else if (qp.qpType === QpType.UD || !mws.invalidate(w.invRkey, qp.pd, undefined)) {
+      return this.failLocal(w, WcStatus.LOC_QP_OP_ERR);
+    }
+    // Let go of the bind's objects: the WQE slot may sit unused for long.
+    w.mw = undefined;
+    w.bindInfo = undefined;
+    w.direct = true;
+    w.done = true;
+    w.status = WcStatus.SUCCESS;
+    return true;
+  }
+
   private failLocal(w: SendWqe, status: number): true {
     w.done = true;
     w.status = status;
@@ -339,7 +370,7 @@ export class Requester {
       this.advance(psnAdd(w.psn, w.npkts));
       return;
     }
-    if (op >= WrOpcode.ATOMIC_CMP_AND_SWP) {
+    if (isAtomic(op)) {
       h.opcode = op === WrOpcode.ATOMIC_CMP_AND_SWP ? Opcode.RC_COMPARE_SWAP : Opcode.RC_FETCH_ADD;
       h.atomicVa = w.remoteAddr;
       h.atomicRkey = w.rkey;
@@ -359,6 +390,11 @@ export class Requester {
     const imm = op === WrOpcode.SEND_WITH_IMM || op === WrOpcode.RDMA_WRITE_WITH_IMM;
     if (op === WrOpcode.SEND || op === WrOpcode.SEND_WITH_IMM) {
       h.opcode = base | (first && last ? (imm ? 0x05 : 0x04) : first ? 0x00 : last ? (imm ? 0x03 : 0x02) : 0x01);
+      if (last) h.se = (w.sendFlags & SendFlags.SOLICITED) !== 0;
+    } else if (op === WrOpcode.SEND_WITH_INV) {
+      // RC only: the IETH rides on the last packet (Send Last/Only with Invalidate).
+      h.opcode = first && last ? 0x17 : first ? 0x00 : last ? 0x16 : 0x01;
+      h.iethRkey = w.invRkey;
       if (last) h.se = (w.sendFlags & SendFlags.SOLICITED) !== 0;
     } else {
       h.opcode = base | (first && last ? (imm ? 0x0b : 0x0a) : first ? 0x06 : last ? (imm ? 0x09 : 0x08) : 0x07);
@@ -743,7 +779,7 @@ export class Requester {
     const qp = this.qp;
     const index = this.findWqe(p.psn);
     const w = index < 0 ? undefined : qp.sq.at(index);
-    if (!w || w.opcode < WrOpcode.ATOMIC_CMP_AND_SWP || w.done) {
+    if (!w || !isAtomic(w.opcode) || w.done) {
       qp.host.counters.rxStaleResponse++;
       return;
     }

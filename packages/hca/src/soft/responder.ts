@@ -139,14 +139,16 @@ export class Responder {
 
   private execute(p: ParsedPacket, buf: Uint8Array): void {
     const op = p.opcode & 0x1f;
-    if (op <= 0x05) return this.onSend(p, buf, op);
+    if (op <= 0x05) return this.onSend(p, buf, op, false);
+    // Send Last / Only with Invalidate: a SEND's last packet that also invalidates the IETH's rkey.
+    if (op === 0x16 || op === 0x17) return this.onSend(p, buf, op === 0x16 ? 0x02 : 0x04, true);
     if (op <= 0x0b) return this.onWrite(p, buf, op);
     if (op === 0x0c) return isVmRef(buf) ? this.onVmRead(p, buf, false) : this.onRead(p, false);
     if (op === 0x13 || op === 0x14) return this.onAtomic(p, false);
     this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
   }
 
-  private onSend(p: ParsedPacket, buf: Uint8Array, op: number): void {
+  private onSend(p: ParsedPacket, buf: Uint8Array, op: number, inv: boolean): void {
     const qp = this.qp;
     const first = op === 0x00 || op >= 0x04;
     const last = op >= 0x02;
@@ -172,10 +174,12 @@ export class Responder {
     this.epsn = psnAdd(this.epsn, 1);
     if (last) {
       const imm = op === 0x03 || op === 0x05;
+      // Only a type 2 window tied to this QP, in its PD, may be invalidated by the peer (rxe answers anything else as we do).
+      if (inv && !qp.host.mrs.mws.invalidate(p.iethRkey, qp.pd, qp)) return this.recvError(p.psn, WcStatus.REM_INV_REQ_ERR, NAK_INV_REQ);
       this.rcv = undefined;
       this.kind = Kind.None;
       this.msn = (this.msn + 1) & 0xffffff;
-      qp.completeRecv(w, WcStatus.SUCCESS, WcOpcode.RECV, this.rcvOff, imm ? p.immDt : 0, imm ? WcFlags.WITH_IMM : 0, qp.destQpNum, p.se);
+      qp.completeRecv(w, WcStatus.SUCCESS, WcOpcode.RECV, this.rcvOff, imm ? p.immDt : inv ? p.iethRkey : 0, imm ? WcFlags.WITH_IMM : inv ? WcFlags.WITH_INV : 0, qp.destQpNum, p.se);
     }
     if (p.ackReq) this.scheduleAck();
   }
@@ -200,7 +204,7 @@ export class Responder {
     if (imm && !qp.hasRecv()) return this.rnr(p.psn);
     if (first) {
       if (!(qp.accessFlags & Access.REMOTE_WRITE)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
-      const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, p.rethDmaLen, Access.REMOTE_WRITE);
+      const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, p.rethDmaLen, Access.REMOTE_WRITE, qp);
       if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
       this.wrBuf = p.rethDmaLen > 0 ? qp.host.mrs.bufferOf(p.rethRkey) : undefined;
       this.wrOff = off;
@@ -248,7 +252,7 @@ export class Responder {
     }
     if (imm && !qp.hasRecv()) return this.rnr(p.psn);
     if (!(qp.accessFlags & Access.REMOTE_WRITE)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
-    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, p.rethDmaLen, Access.REMOTE_WRITE);
+    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, p.rethDmaLen, Access.REMOTE_WRITE, qp);
     if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
     if (p.rethDmaLen > 0) {
       const r = vmMove(true, buf, p.payloadOffset, p.payloadLength, pid, qp.host.mrs.bufferOf(p.rethRkey), off, p.rethDmaLen);
@@ -278,7 +282,7 @@ export class Responder {
     const pid = this.vmPeerPid(buf);
     if (pid === 0 || (!duplicate && qp.maxDestRdAtomic === 0)) return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
     if (!(qp.accessFlags & Access.REMOTE_READ)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
-    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, len, Access.REMOTE_READ);
+    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, len, Access.REMOTE_READ, qp);
     if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
     // The descriptor went through the ring ahead of the request; if it was
     // dropped (ring full), stay silent: the requester resends both.
@@ -321,7 +325,7 @@ export class Responder {
     const npkts = Math.max(1, Math.ceil(len / qp.mtu));
     if (!duplicate && qp.maxDestRdAtomic === 0) return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
     if (!(qp.accessFlags & Access.REMOTE_READ)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
-    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, len, Access.REMOTE_READ);
+    const off = qp.host.mrs.resolve(p.rethRkey, qp.pd, p.rethVa, len, Access.REMOTE_READ, qp);
     if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
     if (!duplicate) {
       const r = this.resources[this.resNext]!;
@@ -368,7 +372,7 @@ export class Responder {
     if (qp.maxDestRdAtomic === 0) return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
     if (p.atomicVa % 8 !== 0) return this.fail(p.psn, NAK_INV_REQ, EventType.QP_REQ_ERR);
     if (!(qp.accessFlags & Access.REMOTE_ATOMIC)) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
-    const off = qp.host.mrs.resolve(p.atomicRkey, qp.pd, p.atomicVa, 8, Access.REMOTE_ATOMIC);
+    const off = qp.host.mrs.resolve(p.atomicRkey, qp.pd, p.atomicVa, 8, Access.REMOTE_ATOMIC, qp);
     if (off < 0) return this.fail(p.psn, NAK_REM_ACCESS, EventType.QP_ACCESS_ERR);
     const mem = qp.host.mrs.bufferOf(p.atomicRkey);
     // Atomics operate on host-order (little-endian here) 64-bit words, as an HCA does on host memory.
@@ -439,7 +443,7 @@ export class Responder {
         this.epsn = psnAdd(p.psn, 1);
         return;
       }
-      return this.onSend(p, buf, op);
+      return this.onSend(p, buf, op, false);
     }
     if (op <= 0x0b) return this.onWrite(p, buf, op);
     this.qp.host.counters.rxWrongTransport++;

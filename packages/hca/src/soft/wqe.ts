@@ -1,5 +1,6 @@
-import type { RecvWr, SendWr, Sge } from '../provider.js';
+import type { MwBindInfo, RecvWr, SendWr, Sge } from '../provider.js';
 import type { SoftAh } from './ah.js';
+import type { SoftMw } from './mw.js';
 import type { SgList } from './sgl.js';
 
 /** Copy an SGE list into a WQE's parallel arrays; returns the total length. */
@@ -33,6 +34,12 @@ export class SendWqe {
   ah: SoftAh | undefined = undefined;
   remoteQpn = 0;
   remoteQkey = 0;
+  /** LOCAL_INV, SEND_WITH_INV: the rkey to invalidate. */
+  invRkey = 0;
+  /** BIND_MW: the window, its new rkey and the bind; read when the WQE starts. */
+  mw: SoftMw | undefined = undefined;
+  bindRkey = 0;
+  bindInfo: MwBindInfo | undefined = undefined;
   numSge = 0;
   readonly sgeAddr: number[];
   readonly sgeLen: number[];
@@ -87,6 +94,17 @@ export class SendWqe {
     this.ah = ud ? (ud.ah as SoftAh) : undefined;
     this.remoteQpn = ud ? ud.remoteQpn : 0;
     this.remoteQkey = ud ? ud.remoteQkey >>> 0 : 0;
+    this.invRkey = (wr.invalidateRkey ?? 0) >>> 0;
+    const b = wr.bindMw;
+    if (b) {
+      this.mw = b.mw as SoftMw;
+      this.bindRkey = b.rkey >>> 0;
+      // Copied: the caller may reuse its WR objects once postSend returns.
+      this.bindInfo = { mr: b.bindInfo.mr, addr: b.bindInfo.addr, length: b.bindInfo.length, mwAccessFlags: b.bindInfo.mwAccessFlags };
+    } else if (this.mw) {
+      this.mw = undefined;
+      this.bindInfo = undefined;
+    }
     this.length = loadSgl(this, wr.sgList);
     this.inlineLen = -1;
     this.signaled = sigAll || (this.sendFlags & 2) !== 0;

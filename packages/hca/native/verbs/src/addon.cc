@@ -60,16 +60,22 @@ static Napi::Object Layout(Napi::Env env) {
 // ---- test-only exports: the decode and translate code a post/poll runs ----
 
 namespace {
-// Stands in for a context's AH table: ids listed as live resolve to a
+// Stands in for a context's handle tables: ids listed as live resolve to a
 // distinct non-null marker that is reported back, never dereferenced.
-struct ListedAhs : AhResolver {
+struct ListedHandles : HandleResolver {
   std::vector<uint32_t> ids;
-  ibv_ah* Resolve(uint32_t id) override {
+  template <typename T>
+  T* Marker(uint32_t id) {
     for (uint32_t x : ids)
-      if (x == id) return reinterpret_cast<ibv_ah*>(static_cast<uintptr_t>(0x10000 + id));
+      if (x == id) return reinterpret_cast<T*>(static_cast<uintptr_t>(0x10000 + id));
     return nullptr;
   }
+  ibv_ah* Resolve(uint32_t id) override { return Marker<ibv_ah>(id); }
+  ibv_mw* ResolveMw(uint32_t id) override { return Marker<ibv_mw>(id); }
+  ibv_mr* ResolveMr(uint32_t id) override { return Marker<ibv_mr>(id); }
 };
+
+double MarkerId(const void* p) { return p ? static_cast<double>(reinterpret_cast<uintptr_t>(p) - 0x10000) : 0; }
 
 Napi::Array SgeArray(Napi::Env env, const ibv_sge* sg, int n) {
   Napi::Array a = Napi::Array::New(env);
@@ -84,7 +90,7 @@ Napi::Array SgeArray(Napi::Env env, const ibv_sge* sg, int n) {
 }
 }  // namespace
 
-// testDecodeSendWrs(buffer, count, maxSge, ud, liveAhIds)
+// testDecodeSendWrs(buffer, count, maxSge, ud, liveIds): AH, window and MR ids
 static Napi::Value TestDecodeSendWrs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto ab = info[0].As<Napi::ArrayBuffer>();
@@ -92,7 +98,7 @@ static Napi::Value TestDecodeSendWrs(const Napi::CallbackInfo& info) {
   uint32_t maxSge = info[2].As<Napi::Number>().Uint32Value();
   bool ud = info[3].ToBoolean();
   if (static_cast<size_t>(count) * SendRecordSize(maxSge) > ab.ByteLength()) throw ArgError(env, "records exceed the buffer");
-  ListedAhs ahs;
+  ListedHandles ahs;
   Napi::Array live = info[4].As<Napi::Array>();
   for (uint32_t i = 0; i < live.Length(); i++) ahs.ids.push_back(live.Get(i).As<Napi::Number>().Uint32Value());
   std::vector<ibv_send_wr> wrs(count ? count : 1);
@@ -124,6 +130,17 @@ static Napi::Value TestDecodeSendWrs(const Napi::CallbackInfo& info) {
       a.Set("compareAdd", Napi::BigInt::New(env, static_cast<uint64_t>(w.wr.atomic.compare_add)));
       a.Set("swap", Napi::BigInt::New(env, static_cast<uint64_t>(w.wr.atomic.swap)));
       o.Set("atomic", a);
+    } else if (w.opcode == IBV_WR_BIND_MW) {
+      Napi::Object b = Napi::Object::New(env);
+      b.Set("mw", Napi::Number::New(env, MarkerId(w.bind_mw.mw)));
+      b.Set("rkey", Napi::Number::New(env, w.bind_mw.rkey));
+      b.Set("mr", Napi::Number::New(env, MarkerId(w.bind_mw.bind_info.mr)));
+      b.Set("addr", Napi::Number::New(env, static_cast<double>(w.bind_mw.bind_info.addr)));
+      b.Set("length", Napi::Number::New(env, static_cast<double>(w.bind_mw.bind_info.length)));
+      b.Set("mwAccessFlags", Napi::Number::New(env, w.bind_mw.bind_info.mw_access_flags));
+      o.Set("bindMw", b);
+    } else if (w.opcode == IBV_WR_LOCAL_INV || w.opcode == IBV_WR_SEND_WITH_INV) {
+      o.Set("invalidateRkey", Napi::Number::New(env, w.invalidate_rkey));
     } else if (w.opcode != IBV_WR_SEND && w.opcode != IBV_WR_SEND_WITH_IMM) {
       Napi::Object r = Napi::Object::New(env);
       r.Set("remoteAddr", Napi::Number::New(env, static_cast<double>(w.wr.rdma.remote_addr)));
@@ -180,6 +197,7 @@ static Napi::Value TestTranslateWc(const Napi::CallbackInfo& info) {
   wc.vendor_err = U32(w, "vendorErr", 0);
   wc.byte_len = U32(w, "byteLen", 0);
   wc.imm_data = htonl(U32(w, "immData", 0));  // as the wire delivers it: network order
+  if (w.Has("invalidatedRkey")) wc.invalidated_rkey = U32(w, "invalidatedRkey", 0);  // the union's other member, host order
   wc.qp_num = U32(w, "qpNum", 0);
   wc.src_qp = U32(w, "srcQp", 0);
   wc.wc_flags = U32(w, "wcFlags", 0);

@@ -150,6 +150,9 @@ Napi::Function Context::Init(Napi::Env env) {
     InstanceMethod("regMr", &Context::RegMr),
     InstanceMethod("deregMr", &Context::DeregMr),
     InstanceMethod("mrInflight", &Context::MrInflight),
+    InstanceMethod("allocMw", &Context::AllocMw),
+    InstanceMethod("deallocMw", &Context::DeallocMw),
+    InstanceMethod("bindMw", &Context::BindMw),
     InstanceMethod("createCq", &Context::CreateCq),
     InstanceMethod("destroyCq", &Context::DestroyCq),
     InstanceMethod("reqNotifyCq", &Context::ReqNotifyCq),
@@ -313,6 +316,16 @@ ibv_ah* Context::Resolve(uint32_t id) {
   return it == ahs_.end() ? nullptr : it->second;
 }
 
+ibv_mw* Context::ResolveMw(uint32_t id) {
+  auto it = mws_.find(id);
+  return it == mws_.end() ? nullptr : it->second;
+}
+
+ibv_mr* Context::ResolveMr(uint32_t id) {
+  auto it = mrs_.find(id);
+  return it == mrs_.end() ? nullptr : it->second->mr;
+}
+
 Context* Context::Check(const Napi::CallbackInfo& info) {
   if (!ctx_) throw ErrnoError(info.Env(), EBADF, "context is closed");
   return this;
@@ -347,6 +360,7 @@ Napi::Value Context::QueryDevice(const Napi::CallbackInfo& info) {
   o.Set("maxCq", a.max_cq);
   o.Set("maxCqe", a.max_cqe);
   o.Set("maxMr", a.max_mr);
+  o.Set("maxMw", a.max_mw);
   o.Set("maxPd", a.max_pd);
   o.Set("maxQpRdAtom", a.max_qp_rd_atom);
   o.Set("maxQpInitRdAtom", a.max_qp_init_rd_atom);
@@ -465,6 +479,62 @@ Napi::Value Context::DeregMr(const Napi::CallbackInfo& info) {
 Napi::Value Context::MrInflight(const Napi::CallbackInfo& info) {
   Check(info);
   return Napi::Number::New(info.Env(), Find(info.Env(), mrs_, info[0], "MR")->inflight);
+}
+
+// allocMw(pdId, type) -> { id, rkey }
+Napi::Value Context::AllocMw(const Napi::CallbackInfo& info) {
+  Check(info);
+  Napi::Env env = info.Env();
+  ibv_pd* pd = Find(env, pds_, info[0], "PD");
+  uint32_t type = info[1].As<Napi::Number>().Uint32Value();
+  ibv_mw* mw = ibv_alloc_mw(pd, type == 2 ? IBV_MW_TYPE_2 : IBV_MW_TYPE_1);
+  if (!mw) throw ErrnoError(env, errno, "ibv_alloc_mw");
+  uint32_t id = nextId_++;
+  mws_[id] = mw;
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", id);
+  o.Set("rkey", Napi::Number::New(env, mw->rkey));
+  return o;
+}
+
+Napi::Value Context::DeallocMw(const Napi::CallbackInfo& info) {
+  Check(info);
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  ibv_mw* mw = Find(info.Env(), mws_, info[0], "MW");
+  if (int e = ibv_dealloc_mw(mw)) throw ErrnoError(info.Env(), e, "ibv_dealloc_mw");
+  mws_.erase(id);
+  return info.Env().Undefined();
+}
+
+// bindMw(qpId, mwId, wrId, sendFlags, mrId (0: none), addr, length, access) -> the window's new rkey.
+// ibv_bind_mw posts a work request of its own: it takes a send queue slot
+// like any other, so its completion finds the caller's wr_id.
+Napi::Value Context::BindMw(const Napi::CallbackInfo& info) {
+  Check(info);
+  Napi::Env env = info.Env();
+  Qp* q = Find(env, qps_, info[0], "QP");
+  ibv_mw* mw = Find(env, mws_, info[1], "MW");
+  SendQueue& s = q->sq;
+  if (s.tail - s.head >= s.size) throw ErrnoError(env, ENOMEM, "ibv_bind_mw (send queue is full)");
+  uint32_t mrId = info[4].As<Napi::Number>().Uint32Value();
+  ibv_mr* mr = nullptr;
+  if (mrId) mr = Find(env, mrs_, info[4], "MR")->mr;
+  ibv_mw_bind bind{};
+  uint64_t seq = s.tail;
+  bind.wr_id = seq;
+  bind.send_flags = info[3].As<Napi::Number>().Uint32Value();
+  bind.bind_info.mr = mr;
+  bind.bind_info.addr = static_cast<uint64_t>(info[5].As<Napi::Number>().DoubleValue());
+  bind.bind_info.length = static_cast<uint64_t>(info[6].As<Napi::Number>().DoubleValue());
+  bind.bind_info.mw_access_flags = info[7].As<Napi::Number>().Uint32Value();
+  uint32_t slot = static_cast<uint32_t>(seq % s.size);
+  s.wrIds[slot] = info[2].As<Napi::Number>().DoubleValue();
+  s.wrOp[slot] = IBV_WR_BIND_MW;
+  s.length[slot] = 0;
+  s.npins[slot] = 0;
+  if (int e = ibv_bind_mw(q->qp, mw, &bind)) throw ErrnoError(env, e, "ibv_bind_mw");
+  s.tail++;
+  return Napi::Number::New(env, mw->rkey);
 }
 
 Napi::Value Context::CreateCq(const Napi::CallbackInfo& info) {
@@ -977,7 +1047,7 @@ Napi::Value Context::LastPostError(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// Destroys in dependency order: QPs, SRQs, AHs, MRs, CQs, PDs, then the device.
+// Destroys in dependency order: QPs, SRQs, AHs, windows, MRs, CQs, PDs, then the device.
 void Context::Shutdown() {
   if (!ctx_) return;
   for (auto& kv : std::vector<std::pair<uint32_t, Qp*>>(qps_.begin(), qps_.end())) {
@@ -991,6 +1061,8 @@ void Context::Shutdown() {
   srqs_.clear();
   for (auto& kv : ahs_) ibv_destroy_ah(kv.second);
   ahs_.clear();
+  for (auto& kv : mws_) ibv_dealloc_mw(kv.second);
+  mws_.clear();
   for (auto& kv : mrs_) {
     ibv_dereg_mr(kv.second->mr);
     kv.second->mem->regs--;

@@ -86,13 +86,15 @@ struct Qp {
 Napi::Value AllocBuffer(const Napi::CallbackInfo& info);
 Napi::Value IsBindingBuffer(const Napi::CallbackInfo& info);
 
-class Context : public Napi::ObjectWrap<Context>, public AhResolver {
+class Context : public Napi::ObjectWrap<Context>, public HandleResolver {
  public:
   static Napi::Function Init(Napi::Env env);
   static Napi::FunctionReference ctor;
   explicit Context(const Napi::CallbackInfo& info);
   ~Context() override;
   ibv_ah* Resolve(uint32_t id) override;
+  ibv_mw* ResolveMw(uint32_t id) override;
+  ibv_mr* ResolveMr(uint32_t id) override;
 
  private:
   Napi::Value QueryDevice(const Napi::CallbackInfo& info);
@@ -103,6 +105,9 @@ class Context : public Napi::ObjectWrap<Context>, public AhResolver {
   Napi::Value RegMr(const Napi::CallbackInfo& info);
   Napi::Value DeregMr(const Napi::CallbackInfo& info);
   Napi::Value MrInflight(const Napi::CallbackInfo& info);
+  Napi::Value AllocMw(const Napi::CallbackInfo& info);
+  Napi::Value DeallocMw(const Napi::CallbackInfo& info);
+  Napi::Value BindMw(const Napi::CallbackInfo& info);
   Napi::Value CreateCq(const Napi::CallbackInfo& info);
   Napi::Value DestroyCq(const Napi::CallbackInfo& info);
   Napi::Value ReqNotifyCq(const Napi::CallbackInfo& info);
@@ -154,6 +159,7 @@ class Context : public Napi::ObjectWrap<Context>, public AhResolver {
   std::unordered_map<uint32_t, Qp*> qpByNum_;
   std::unordered_map<uint32_t, Srq*> srqs_;
   std::unordered_map<uint32_t, ibv_ah*> ahs_;
+  std::unordered_map<uint32_t, ibv_mw*> mws_;
 };
 
 }  // namespace ibal

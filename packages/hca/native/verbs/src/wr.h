@@ -21,15 +21,18 @@ inline void Wr(uint8_t* p, uint32_t off, T v) {
   std::memcpy(p + off, &v, sizeof v);
 }
 
-// Resolves the AH id of a UD record to the ibv_ah it names (nullptr: unknown).
-struct AhResolver {
+// Resolves the ids records carry to the objects they name (nullptr: unknown):
+// a UD record's AH, a BIND_MW record's window and MR.
+struct HandleResolver {
   virtual ibv_ah* Resolve(uint32_t id) = 0;
-  virtual ~AhResolver() = default;
+  virtual ibv_mw* ResolveMw(uint32_t id) = 0;
+  virtual ibv_mr* ResolveMr(uint32_t id) = 0;
+  virtual ~HandleResolver() = default;
 };
 
 // Fills wrs[0..count) (linked) and their SGEs from the records. Returns -1,
 // or the index of the first record that cannot be posted with `why` set.
-int DecodeSendWrs(const uint8_t* base, uint32_t count, uint32_t recordMaxSge, bool ud, AhResolver* ahs,
+int DecodeSendWrs(const uint8_t* base, uint32_t count, uint32_t recordMaxSge, bool ud, HandleResolver* ahs,
                   ibv_send_wr* wrs, ibv_sge* sges, const char** why);
 int DecodeRecvWrs(const uint8_t* base, uint32_t count, uint32_t recordMaxSge, ibv_recv_wr* wrs, ibv_sge* sges,
                   const char** why);
