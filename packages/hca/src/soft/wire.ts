@@ -8,7 +8,7 @@ import { PcapWriter } from '../pcap.js';
 import { FaultAction, type FaultInjector } from './faults.js';
 import { ipToBytes } from './gid.js';
 import { ShmLinks, isShmControl, type PeerLink, type ShmWireHost } from './shm-link.js';
-import { BatchUdpSocket, ipv6Text, type DatagramBatch } from '../sys/mmsg.js';
+import { BatchUdpSocket, ipv4Number, ipv6Text, type DatagramBatch } from '../sys/mmsg.js';
 import { RawRoceSocket, RawWireUnavailableError, rawSocketsAvailable } from '../sys/raw.js';
 import { SysCallError } from '../sys/errors.js';
 import { sysStatus } from '../sys/status.js';
@@ -158,7 +158,7 @@ export const MAX_HEARD_PEERS = 1024;
 
 /** An IPv4 endpoint as a number: the address (4 bytes of `bytes` from `at`) times 65536 plus the port. */
 function ipv4Key(bytes: Uint8Array, at: number, port: number): number {
-  return (((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0) * 65536 + port;
+  return ipv4Number(bytes, at) * 65536 + port;
 }
 
 function literalLookup(

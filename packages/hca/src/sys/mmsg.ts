@@ -15,6 +15,11 @@ const META_WORDS = 8;
  * the next batch reuses the same memory. Datagram i is
  * data[offset(i), offset(i) + length(i)).
  */
+/** Four bytes of an IPv4 address, from `at`, as an unsigned number (allocation-free peer keys). */
+export function ipv4Number(bytes: Uint8Array, at: number): number {
+  return ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) >>> 0;
+}
+
 export class DatagramBatch {
   count = 0;
   readonly data: Uint8Array;
@@ -59,9 +64,7 @@ export class DatagramBatch {
 
   /** The source IPv4 address as a number (allocation-free peer lookups). */
   address4(i: number): number {
-    const at = (i * META_WORDS + 4) * 4;
-    const b = this.#metaBytes;
-    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+    return ipv4Number(this.#metaBytes, (i * META_WORDS + 4) * 4);
   }
 
   /** The source address as text (allocates; for slow paths). */
