@@ -5,10 +5,11 @@
 // or RangeError from inside, an out-of-memory or an abort. Found: poll(2 ** 31)
 // ran the process out of memory; regMr of the device's whole maxMrSize
 // aborted it (a double free in the addon); a PD that was not a PD gave
-// TypeErrors.
+// TypeErrors. Memory windows too: random binds, invalidations and window
+// keys on the connected pair.
 import { describe, expect, it } from 'vitest';
 import { seeded } from '@ibal/tooling/seeded';
-import { Access, IbalError, Mtu, SendFlags, WrOpcode, QpAttrMask as M, QpState, QpType, addSoftDevice, createAh, createQp, createSrq, openDevice, regMr, type CQ, type Context, type MR, type PD, type QP } from '../src/index.js';
+import { Access, IbalError, Mtu, MwType, SendFlags, WrOpcode, QpAttrMask as M, QpState, QpType, addSoftDevice, allocMw, createAh, createQp, createSrq, incRkey, openDevice, regMr, type CQ, type Context, type MR, type MW, type PD, type QP } from '../src/index.js';
 
 const base = Number(process.env.VERBS_TEST_SEED ?? Math.floor(Math.random() * 1e6));
 
@@ -23,7 +24,9 @@ async function run(seed: number, iterations: number): Promise<string[]> {
   // work requests really travel and its responder meets what they carry.
   const peerDev = addSoftDevice({ name: `rcp_${process.pid}_${seed}`, address: '127.0.0.1', port: 0 });
   const peerCtx = await openDevice(peerDev.name);
-  const [qpA, qpB, mrA, peerMr] = connectedPair(ctx, peerCtx);
+  const [qpA, qpB, mrA, peerMr, peerPd] = connectedPair(ctx, peerCtx);
+  const windowMr = regMr(peerPd, 8192, Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC | Access.MW_BIND);
+  const peerMws: MW[] = [];
   const weird = (): unknown => pick([undefined, null, -1, 0, 1, 2, 3, 7, 64, 4096, 2 ** 31, 2 ** 32, 2 ** 53, -0, NaN, Infinity, 1.5, '1', 'x', {}, [], true, 1n, () => 1, new Uint8Array(4), { addr: 0, length: 4, lkey: 0 }]);
   const num = (): unknown => (r() < 0.6 ? pick([0, 1, 2, 3, 4, 8, 16, 64, 100, 4096, 65536]) : weird());
   const pds: unknown[] = [ctx.allocPd()];
@@ -32,6 +35,7 @@ async function run(seed: number, iterations: number): Promise<string[]> {
   const qps: unknown[] = [];
   const ahs: unknown[] = [];
   const srqs: unknown[] = [];
+  const mws: unknown[] = [];
   const some = (list: unknown[]): any => (list.length && r() < 0.9 ? pick(list) : weird()); // eslint-disable-line @typescript-eslint/no-explicit-any
   const sge = (): unknown => {
     if (mrs.length && r() < 0.7) {
@@ -55,6 +59,9 @@ async function run(seed: number, iterations: number): Promise<string[]> {
           imm: r() < 0.2 ? num() : undefined,
         }
       : weird();
+  const bindInfo = (): unknown =>
+    r() < 0.8 ? { mr: mrs.length && r() < 0.7 ? pick(mrs) : weird(), addr: num(), length: num(), mwAccessFlags: r() < 0.7 ? pick([0, 2, 4, 6, 8, 32, 38]) : weird() } : weird();
+  const windowKey = (): number => (peerMws.length && r() < 0.8 ? pick(peerMws).rkey : r() < 0.5 ? windowMr.rkey : int(2 ** 32));
   const ah = (): unknown => (r() < 0.8 ? { dgid: r() < 0.7 ? gid : weird(), portNum: r() < 0.8 ? 1 : num(), udpPort: num(), sl: num(), hopLimit: num() } : weird());
   const attr = (): unknown =>
     r() < 0.85
@@ -102,6 +109,38 @@ async function run(seed: number, iterations: number): Promise<string[]> {
         imm: 7,
       } as never),
     () => (some(cqs) as CQ).poll?.(16),
+    () => mws.push(allocMw(some(pds) as PD, (r() < 0.8 ? pick([MwType.TYPE_1, MwType.TYPE_2]) : weird()) as number)),
+    () => some(mws).dealloc?.(),
+    () => some(qps).bindMw?.(some(mws), r() < 0.8 ? { wrId: num(), sendFlags: r() < 0.7 ? pick([0, 1, 2]) : weird(), bindInfo: bindInfo() } : weird()),
+    () =>
+      (some(qps) as QP).postSend?.({
+        wrId: num(),
+        opcode: pick([WrOpcode.LOCAL_INV, WrOpcode.BIND_MW, WrOpcode.SEND_WITH_INV]),
+        sgList: [],
+        invalidateRkey: num(),
+        bindMw: r() < 0.8 ? { mw: some(mws), rkey: num(), bindInfo: bindInfo() } : weird(),
+      } as never),
+    // Windows over the peer's MR, bound by its QP (type 1 and 2, sometimes
+    // out of range or without rights), used, overrun and revoked from here.
+    () => {
+      const mw = allocMw(qpB.pd, pick([MwType.TYPE_1, MwType.TYPE_2]));
+      peerMws.push(mw);
+      const info = { mr: windowMr, addr: windowMr.addr + 8 * int(1100), length: pick([0, 8, 64, 4096]), mwAccessFlags: pick([2, 4, 6, 14, 38]) };
+      if (mw.type === MwType.TYPE_1) qpB.bindMw(mw, { wrId: i0++, sendFlags: SendFlags.SIGNALED, bindInfo: info });
+      else qpB.postSend({ wrId: i0++, opcode: WrOpcode.BIND_MW, sendFlags: SendFlags.SIGNALED, sgList: [], bindMw: { mw, rkey: incRkey(mw.rkey), bindInfo: info } });
+    },
+    () =>
+      qpA.postSend({
+        wrId: i0++,
+        opcode: pick([WrOpcode.RDMA_WRITE, WrOpcode.RDMA_READ, WrOpcode.ATOMIC_FETCH_AND_ADD, WrOpcode.SEND_WITH_INV]),
+        sendFlags: SendFlags.SIGNALED,
+        sgList: [mrA.sge(8 * int(512), 8)],
+        rdma: { remoteAddr: windowMr.addr + pick([0, 8, 4096, 8184, 8192]), rkey: windowKey() },
+        atomic: { remoteAddr: windowMr.addr + pick([0, 8, 4096]), rkey: windowKey(), compareAdd: 1n },
+        invalidateRkey: windowKey(),
+      } as never),
+    () => qpB.postSend({ wrId: i0++, opcode: WrOpcode.LOCAL_INV, sendFlags: SendFlags.SIGNALED, sgList: [], invalidateRkey: windowKey() }),
+    () => (peerMws.length ? peerMws.splice(int(peerMws.length), 1)[0]!.dealloc() : undefined),
   ];
   let i0 = 0;
   const untyped = new Set<string>();
@@ -115,7 +154,8 @@ async function run(seed: number, iterations: number): Promise<string[]> {
       const fromLibrary = (e as Error).stack?.split('\n')[1]?.includes('/src/') ?? false;
       if (fromLibrary && !(e instanceof IbalError && typeof e.code === 'string')) untyped.add(`call ${k}: ${(e as Error).constructor.name}: ${(e as Error).message}`);
     }
-    for (const list of [pds, mrs, cqs, qps, ahs, srqs] as unknown[][]) if (list.length > 24) list.splice(0, list.length - 24);
+    for (const list of [pds, mrs, cqs, qps, ahs, srqs, mws] as unknown[][]) if (list.length > 24) list.splice(0, list.length - 24);
+    if (peerMws.length > 24) for (const mw of peerMws.splice(0, peerMws.length - 24)) mw.dealloc();
     // Let packets move now and then.
     if (i % 100 === 0) await new Promise((res) => setImmediate(res));
   }
@@ -130,13 +170,13 @@ async function run(seed: number, iterations: number): Promise<string[]> {
   return [...untyped];
 }
 
-function connectedPair(ctx: Context, peer: Context): [QP, QP, MR, MR] {
+function connectedPair(ctx: Context, peer: Context): [QP, QP, MR, MR, PD] {
   const ALL = Access.LOCAL_WRITE | Access.REMOTE_WRITE | Access.REMOTE_READ | Access.REMOTE_ATOMIC;
   const end = (c: Context) => {
     const pd = c.allocPd();
     const cq = c.createCq(512);
     const qp = createQp(pd, { qpType: QpType.RC, sendCq: cq, recvCq: cq, cap: { maxSendWr: 256, maxRecvWr: 256, maxSendSge: 3, maxRecvSge: 3, maxInlineData: 64 } });
-    return { qp, mr: regMr(pd, 8192, ALL) };
+    return { qp, pd, mr: regMr(pd, 8192, ALL) };
   };
   const a = end(ctx);
   const b = end(peer);
@@ -149,7 +189,7 @@ function connectedPair(ctx: Context, peer: Context): [QP, QP, MR, MR] {
     x.qp.modifyQp({ qpState: QpState.RTS, sqPsn: 0, timeout: 8, retryCnt: 2, rnrRetry: 1, maxRdAtomic: 4 }, M.STATE | M.SQ_PSN | M.TIMEOUT | M.RETRY_CNT | M.RNR_RETRY | M.MAX_QP_RD_ATOMIC);
     void xc;
   }
-  return [a.qp, b.qp, a.mr, b.mr];
+  return [a.qp, b.qp, a.mr, b.mr, b.pd];
 }
 
 describe(`verbs calls with random, often wrong, arguments (seeds from ${base})`, () => {
