@@ -8,7 +8,7 @@ import { vitestPreset } from '@ibal/tooling/vitest';
 // checked on both. The rest (argument checks against a provider double)
 // runs once.
 const base = vitestPreset().test!;
-const soft = ['test/soft-e2e.test.ts', 'test/mw.test.ts', 'test/mad-agent.test.ts', 'test/providers.test.ts'];
+const soft = ['test/soft-e2e.test.ts', 'test/mw.test.ts', 'test/cq-ex.test.ts', 'test/qp-ex.test.ts', 'test/mad-agent.test.ts', 'test/providers.test.ts'];
 
 export default defineConfig({
   test: {

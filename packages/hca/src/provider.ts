@@ -68,6 +68,12 @@ export interface WorkCompletion {
   byteLen: number;
   immData: number;
   invalidatedRkey: number;
+  /**
+   * When the HCA generated the completion, in ns of its clock, on CQs created
+   * with timestamps (createCq's `timestamps`); 0 otherwise. The soft HCA's
+   * clock is performance.now() in ns (ticking from performance.timeOrigin).
+   */
+  completionTs: number;
   qpNum: number;
   srcQp: number;
   wcFlags: number;
@@ -86,6 +92,7 @@ export function newWorkCompletion(): WorkCompletion {
     byteLen: 0,
     immData: 0,
     invalidatedRkey: 0,
+    completionTs: 0,
     qpNum: 0,
     srcQp: 0,
     wcFlags: 0,
@@ -230,8 +237,13 @@ export interface HcaContext {
   queryPort(portNum: number): PortAttr;
   queryGid(portNum: number, index: number): Gid;
   allocPd(): HcaPd;
-  /** `onNotify` is called (asynchronously, once per arm) after reqNotify when a completion is added. */
-  createCq(cqe: number, onNotify: () => void): HcaCq;
+  /**
+   * `onNotify` is called (asynchronously, once per arm) after reqNotify when
+   * a completion is added. With `timestamps` (ibv_create_cq_ex's
+   * IBV_WC_EX_WITH_COMPLETION_TIMESTAMP) every completion carries
+   * `completionTs`; a provider that cannot throws NotSupportedError.
+   */
+  createCq(cqe: number, onNotify: () => void, options?: { timestamps?: boolean }): HcaCq;
   /** Async events are delivered to this callback; there is one per context. */
   setAsyncEventHandler(handler: (event: AsyncEvent) => void): void;
   /**

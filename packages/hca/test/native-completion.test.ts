@@ -67,6 +67,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
           byteLen: readOrAtomic ? 4096 : 0,
           immData: 0,
           invalidatedRkey: 0,
+          completionTs: 0,
           qpNum: 0xabcdef,
           srcQp: 0,
           wcFlags: 0,
@@ -81,7 +82,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
 
   it('receives: opcode, length, immediate in host order, flags, source QP', () => {
     const plain = translate({ status: 0, opcode: WcOpcode.RECV, byteLen: 1234, qpNum: 17, srcQp: 0x99, wcFlags: WcFlags.GRH, pkeyIndex: 1, slid: 0x22, sl: 3, dlidPathBits: 1 }, { wrId: 42, send: false });
-    expect(plain).toEqual({ wrId: 42, status: 0, opcode: WcOpcode.RECV, vendorErr: 0, byteLen: 1234, immData: 0, invalidatedRkey: 0, qpNum: 17, srcQp: 0x99, wcFlags: WcFlags.GRH, pkeyIndex: 1, slid: 0x22, sl: 3, dlidPathBits: 1 });
+    expect(plain).toEqual({ wrId: 42, status: 0, opcode: WcOpcode.RECV, vendorErr: 0, byteLen: 1234, immData: 0, invalidatedRkey: 0, completionTs: 0, qpNum: 17, srcQp: 0x99, wcFlags: WcFlags.GRH, pkeyIndex: 1, slid: 0x22, sl: 3, dlidPathBits: 1 });
     const imm = translate({ status: 0, opcode: WcOpcode.RECV, byteLen: 8, immData: 0x0102_0304, qpNum: 17, wcFlags: WcFlags.WITH_IMM }, { wrId: 43, send: false });
     expect([imm.opcode, imm.immData, imm.wcFlags]).toEqual([WcOpcode.RECV, 0x0102_0304, WcFlags.WITH_IMM]);
     const write = translate({ status: 0, opcode: WcOpcode.RECV_RDMA_WITH_IMM, byteLen: 5000, immData: 0xffff_fffe, qpNum: 17, wcFlags: WcFlags.WITH_IMM | 0x4 }, { wrId: 44, send: false });
@@ -105,6 +106,7 @@ describe.skipIf(!addon && !required)('native completion translation', () => {
         byteLen: 0,
         immData: 0,
         invalidatedRkey: 0,
+        completionTs: 0,
         qpNum: 3,
         srcQp: 0,
         wcFlags: 0,

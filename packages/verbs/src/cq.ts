@@ -68,8 +68,14 @@ export class CQ extends Resource {
     bindWrapper(hca, this);
   }
 
-  /** @internal */
-  static create(context: Context, cqe: number, options: CreateCqOptions): CQ {
+  /** @internal `make` builds the wrapper (createCqEx's CqEx); `timestamps` goes to the provider. */
+  static create<T extends CQ>(
+    context: Context,
+    cqe: number,
+    options: CreateCqOptions,
+    make: (context: Context, channel: CompChannel | undefined, hca: HcaCq) => T = (c, ch, h) => new CQ(c, ch, h) as T,
+    timestamps = false,
+  ): T {
     context.assertOpen();
     const { channel } = options;
     if (channel !== undefined) {
@@ -81,11 +87,16 @@ export class CQ extends Resource {
     if (cqe > max) throw new InvalidArgumentError(`createCq: cqe ${cqe} exceeds the device's maxCqe ${max}`);
     // The provider needs the callback before the wrapper exists.
     const late: { cq?: CQ } = {};
-    const hca = context[kHandle].createCq(cqe, () => {
-      if (late.cq !== undefined) late.cq.#notified();
-    });
-    late.cq = new CQ(context, channel, hca);
-    return late.cq;
+    const hca = context[kHandle].createCq(
+      cqe,
+      () => {
+        if (late.cq !== undefined) late.cq.#notified();
+      },
+      timestamps ? { timestamps } : undefined,
+    );
+    const cq = make(context, channel, hca);
+    late.cq = cq;
+    return cq;
   }
 
   describe(): string {

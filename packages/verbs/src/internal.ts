@@ -15,3 +15,5 @@ export const kForget: unique symbol = Symbol('ibal.forget');
 export const kEventTaken: unique symbol = Symbol('ibal.eventTaken');
 /** MW: qp.bindMw posted a type 1 bind with this key (ibv_bind_mw updates mw->rkey). */
 export const kSetRkey: unique symbol = Symbol('ibal.setRkey');
+/** QP: run this once the QP is destroyed (its QpEx's staging memory goes with it). */
+export const kOnDestroy: unique symbol = Symbol('ibal.onDestroy');

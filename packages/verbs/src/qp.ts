@@ -20,7 +20,7 @@ import {
 import type { HcaAh, HcaQp, QpAttr, QpCap, RecvWr, SendWr as HcaSendWr, Sge } from '@ibal/hca';
 import { CQ } from './cq.js';
 import { bindWrapper } from './events.js';
-import { kHandle, kLimits, kSetRkey } from './internal.js';
+import { kHandle, kLimits, kOnDestroy, kSetRkey } from './internal.js';
 import { checkBind, hcaBindInfo, incRkey, type MW, type MwBind } from './mw.js';
 import { checkPd, type PD } from './pd.js';
 import { Resource } from './resource.js';
@@ -82,6 +82,7 @@ export class QP extends Resource {
   readonly #ud: PooledViews<HcaSendWr> | undefined;
   // A BIND_MW names verbs objects (MW, MR) the provider knows by their handles: such a post is translated.
   #binds = false;
+  readonly #onDestroy: (() => void)[] = [];
   readonly #checkSend = (wr: SendWr): string | undefined => {
     const msg = checkSendWr(wr, this.#limits);
     if (msg === undefined && wr.opcode === WrOpcode.BIND_MW) this.#binds = true;
@@ -239,7 +240,13 @@ export class QP extends Resource {
 
   /** ibv_destroy_qp. */
   destroy(): void {
+    if (this.closed) return;
     this.closeWith('destroy', () => this[kHandle].destroy());
+    for (const f of this.#onDestroy.splice(0)) f();
+  }
+
+  [kOnDestroy](f: () => void): void {
+    this.#onDestroy.push(f);
   }
 
   [Symbol.dispose](): void {

@@ -9,7 +9,7 @@
 // keys on the connected pair.
 import { describe, expect, it } from 'vitest';
 import { seeded } from '@ibal/tooling/seeded';
-import { Access, IbalError, Mtu, MwType, SendFlags, WrOpcode, QpAttrMask as M, QpState, QpType, addSoftDevice, allocMw, createAh, createQp, createSrq, incRkey, openDevice, regMr, type CQ, type Context, type MR, type MW, type PD, type QP } from '../src/index.js';
+import { Access, IbalError, Mtu, MwType, SendFlags, WrOpcode, QpAttrMask as M, QpState, QpType, addSoftDevice, allocMw, createAh, createCqEx, createQp, createQpEx, createSrq, incRkey, openDevice, qpToQpEx, regMr, type CQ, type Context, type CqEx, type MR, type MW, type PD, type QP, type QpEx } from '../src/index.js';
 
 const base = Number(process.env.VERBS_TEST_SEED ?? Math.floor(Math.random() * 1e6));
 
@@ -36,6 +36,8 @@ async function run(seed: number, iterations: number): Promise<string[]> {
   const ahs: unknown[] = [];
   const srqs: unknown[] = [];
   const mws: unknown[] = [];
+  const qpxs: QpEx[] = [];
+  const cqxs: CqEx[] = [];
   const some = (list: unknown[]): any => (list.length && r() < 0.9 ? pick(list) : weird()); // eslint-disable-line @typescript-eslint/no-explicit-any
   const sge = (): unknown => {
     if (mrs.length && r() < 0.7) {
@@ -141,6 +143,43 @@ async function run(seed: number, iterations: number): Promise<string[]> {
       } as never),
     () => qpB.postSend({ wrId: i0++, opcode: WrOpcode.LOCAL_INV, sendFlags: SendFlags.SIGNALED, sgList: [], invalidateRkey: windowKey() }),
     () => (peerMws.length ? peerMws.splice(int(peerMws.length), 1)[0]!.dealloc() : undefined),
+    // The extended QP and CQ: builders fed random operations, setters and arguments.
+    () => {
+      const cq = createCqEx(ctx, (r() < 0.8 ? { cqe: num(), wcFlags: r() < 0.6 ? pick([undefined, 0, 127, 255, 2175]) : weird() } : weird()) as never);
+      cqxs.push(cq);
+      qpxs.push(qpToQpEx(createQpEx(some(pds) as PD, (r() < 0.9 ? { qpType: pick([2, 3, 4]), sendCq: cq, recvCq: cq, cap: { maxSendWr: 8, maxRecvWr: 8, maxInlineData: pick([0, 16]) }, sendOpsFlags: r() < 0.8 ? int(1024) : weird() } : weird()) as never)));
+    },
+    () => {
+      const x = qpxs.length ? pick(qpxs) : undefined;
+      if (!x) return;
+      const op = int(16);
+      const f = [
+        () => x.wrStart(),
+        () => x.wrComplete(),
+        () => x.wrAbort(),
+        () => x.wrSend(),
+        () => x.wrSendImm(num() as number),
+        () => x.wrSendInv(num() as number),
+        () => x.wrRdmaWrite(num() as number, num() as number),
+        () => x.wrRdmaRead(num() as number, num() as number),
+        () => x.wrAtomicFetchAdd(num() as number, num() as number, (r() < 0.5 ? 1n : weird()) as bigint),
+        () => x.wrAtomicCmpSwp(num() as number, num() as number, 1n, (r() < 0.5 ? 2n : weird()) as bigint),
+        () => x.wrBindMw(some(mws) as MW, num() as number, bindInfo() as never),
+        () => x.wrLocalInv(num() as number),
+        () => x.wrSetSge(num() as number, num() as number, num() as number),
+        () => x.wrSetSgeList((r() < 0.7 ? Array.from({ length: int(3) }, sge) : weird()) as never),
+        () => x.wrSetInlineData((r() < 0.7 ? new Uint8Array(int(32)) : weird()) as Uint8Array),
+        () => x.wrSetUdAddr(some(ahs) as never, num() as number, num() as number),
+      ][op]!;
+      x.wrId = num() as number;
+      x.wrFlags = (r() < 0.7 ? pick([0, 2]) : weird()) as number;
+      f();
+    },
+    () => {
+      const c = cqxs.length ? pick(cqxs) : undefined;
+      if (!c) return;
+      [() => c.startPoll(), () => c.nextPoll(), () => c.endPoll(), () => c.readByteLen(), () => c.readCompletionTs(), () => c.readCompletionWallclockNs(), () => c.wrId, () => c.destroy()][int(8)]!();
+    },
   ];
   let i0 = 0;
   const untyped = new Set<string>();
@@ -154,7 +193,7 @@ async function run(seed: number, iterations: number): Promise<string[]> {
       const fromLibrary = (e as Error).stack?.split('\n')[1]?.includes('/src/') ?? false;
       if (fromLibrary && !(e instanceof IbalError && typeof e.code === 'string')) untyped.add(`call ${k}: ${(e as Error).constructor.name}: ${(e as Error).message}`);
     }
-    for (const list of [pds, mrs, cqs, qps, ahs, srqs, mws] as unknown[][]) if (list.length > 24) list.splice(0, list.length - 24);
+    for (const list of [pds, mrs, cqs, qps, ahs, srqs, mws, qpxs, cqxs] as unknown[][]) if (list.length > 24) list.splice(0, list.length - 24);
     if (peerMws.length > 24) for (const mw of peerMws.splice(0, peerMws.length - 24)) mw.dealloc();
     // Let packets move now and then.
     if (i % 100 === 0) await new Promise((res) => setImmediate(res));
@@ -164,7 +203,9 @@ async function run(seed: number, iterations: number): Promise<string[]> {
   let completions = 0;
   for (let got = qpA.sendCq.poll(64).length; got > 0; got = qpA.sendCq.poll(64).length) completions += got;
   if (completions === 0) untyped.add('no work request on the connected pair ever completed');
+  if (qpxs.length === 0 || cqxs.length === 0) untyped.add('no QpEx or CqEx was ever made');
   for (const q of qps) (q as QP).destroy?.();
+  for (const x of qpxs) x.qp.destroy();
   dev.remove();
   peerDev.remove();
   return [...untyped];

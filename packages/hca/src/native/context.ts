@@ -1,5 +1,5 @@
 import { LinkLayer } from '../enums.js';
-import { ResourceBusyError, ResourceClosedError } from '../errors.js';
+import { NotSupportedError, ResourceBusyError, ResourceClosedError } from '../errors.js';
 import type {
   AhAttr,
   AsyncEvent,
@@ -181,8 +181,9 @@ export class NativeContext implements HcaContext {
     return new NativePd(this, call('ibv_alloc_pd', () => this.h.allocPd()));
   }
 
-  createCq(cqe: number, onNotify: () => void): NativeCq {
+  createCq(cqe: number, onNotify: () => void, options?: { timestamps?: boolean }): NativeCq {
     this.check();
+    if (options?.timestamps) throw new NotSupportedError('completion timestamps: the native provider polls with ibv_poll_cq, which reports none');
     const r = call('ibv_create_cq', () => this.h.createCq(cqe));
     const cq = new NativeCq(this, r.id, r.cqe, r.out, onNotify);
     this.cqs.set(cq.id, cq);

@@ -196,6 +196,7 @@ export class WcReader {
     const imm = this.u32[w + 6]!;
     wc.immData = flags & WITH_INV ? 0 : imm;
     wc.invalidatedRkey = flags & WITH_INV ? imm : 0;
+    wc.completionTs = 0;
     wc.qpNum = this.u32[w + 7]!;
     wc.srcQp = this.u32[w + 8]!;
     wc.wcFlags = flags;

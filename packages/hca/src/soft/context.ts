@@ -209,10 +209,10 @@ export class SoftContext implements HcaContext {
     this.pds.delete(pd);
   }
 
-  createCq(cqe: number, onNotify: () => void): HcaCq {
+  createCq(cqe: number, onNotify: () => void, options?: { timestamps?: boolean }): HcaCq {
     this.check();
     if (!(Number.isInteger(cqe) && cqe >= 1 && cqe <= MAX_CQE)) throw new CapacityError(`CQ size ${cqe} outside 1..${MAX_CQE}`);
-    return new SoftCq(cqe, onNotify, this.raise, this.progressDevice);
+    return new SoftCq(cqe, onNotify, this.raise, this.progressDevice, options?.timestamps === true);
   }
 
   /** umad_register: this context's agent for one management class on QP1 (see gsi.ts). */

@@ -35,6 +35,8 @@ export class SoftCq implements HcaCq {
     private readonly raise: (e: AsyncEvent) => void,
     /** The device's manual progress, run when a poll finds the queue empty (see SoftDevice.progress). */
     private readonly progress?: () => number,
+    /** Stamp each completion with the time it was generated (ibv_create_cq_ex's completion timestamp). */
+    private readonly timestamps = false,
   ) {
     this.ring = Array.from({ length: cqe }, newWorkCompletion);
   }
@@ -51,6 +53,8 @@ export class SoftCq implements HcaCq {
     }
     const wc = this.ring[(this.head + this.count) % this.cqe]!;
     this.count++;
+    // ns of the soft HCA's clock: performance.now() has sub-µs resolution and stays below 2^53 ns for 104 days.
+    wc.completionTs = this.timestamps ? Math.round(performance.now() * 1e6) : 0;
     if (this.armed === 1 || (this.armed === 2 && solicited)) {
       this.armed = 0;
       if (!this.notifyQueued) {
@@ -84,6 +88,7 @@ export class SoftCq implements HcaCq {
       dst.byteLen = src.byteLen;
       dst.immData = src.immData;
       dst.invalidatedRkey = src.invalidatedRkey;
+      dst.completionTs = src.completionTs;
       dst.qpNum = src.qpNum;
       dst.srcQp = src.srcQp;
       dst.wcFlags = src.wcFlags;
