@@ -374,6 +374,13 @@ export interface HcaQp {
   /** Throws PostError naming the index of the first WR it refused. */
   postSend(wrs: readonly SendWr[]): void;
   postRecv(wrs: readonly RecvWr[]): void;
+  /**
+   * Optional: ibv_attach_mcast (UD). Resolves once the QP receives what the
+   * group does (a soft device joins the IP group first).
+   */
+  attachMcast?(gid: Gid, lid: number): Promise<void>;
+  /** Optional: ibv_detach_mcast. */
+  detachMcast?(gid: Gid, lid: number): void;
   destroy(): void;
 }
 

@@ -8,6 +8,7 @@ import {
   InvalidArgumentError,
   MwType,
   NotFoundError,
+  NotSupportedError,
   PostError,
   QpAttrMask,
   QpState,
@@ -207,6 +208,34 @@ export class QP extends Resource {
     if (typeof wrId !== 'number') throw new InvalidArgumentError(`bindMw: wrId must be a number, got ${typeof wrId}`);
     if (typeof flags !== 'number' || flags & ~(SendFlags.SIGNALED | SendFlags.FENCE)) throw new InvalidArgumentError(`bindMw: sendFlags may hold SIGNALED and FENCE, got ${String(flags)}`);
     mw[kSetRkey](mw[kHandle].bind(this[kHandle], wrId, flags, incRkey(mw.rkey), hcaBindInfo(bind.bindInfo)));
+  }
+
+  /**
+   * ibv_attach_mcast: this UD QP receives a copy of each packet sent to the
+   * multicast group `gid` (destination QP 0xFFFFFF). On RoCE a group GID is
+   * an IPv4-mapped 224.0.0.0/4 or an IPv6 ff00::/8 address and `lid` is 0;
+   * the soft HCA joins the IP group on the device's address (packets on UDP
+   * 4791, as RoCEv2's). Resolves once packets to the group reach the QP.
+   */
+  async attachMcast(gid: Uint8Array, lid = 0): Promise<void> {
+    const hca = this.#mcastChecks('attachMcast', gid, lid);
+    if (!hca.attachMcast) throw new NotSupportedError(`attachMcast: the ${this.pd.context.device.provider} provider has no multicast`);
+    await hca.attachMcast(gid, lid);
+  }
+
+  /** ibv_detach_mcast; NotFoundError when the QP is not attached to the group. */
+  detachMcast(gid: Uint8Array, lid = 0): void {
+    const hca = this.#mcastChecks('detachMcast', gid, lid);
+    if (!hca.detachMcast) throw new NotSupportedError(`detachMcast: the ${this.pd.context.device.provider} provider has no multicast`);
+    hca.detachMcast(gid, lid);
+  }
+
+  #mcastChecks(verb: string, gid: unknown, lid: unknown): HcaQp {
+    this.assertOpen();
+    if (this.qpType !== QpType.UD) throw new InvalidArgumentError(`${verb}: only UD QPs join multicast groups (EINVAL)`);
+    if (!(gid instanceof Uint8Array) || gid.length !== 16) throw new InvalidArgumentError(`${verb}: gid must be a 16-byte GID (gidFromString('::ffff:239.1.2.3'))`);
+    if (!Number.isInteger(lid) || (lid as number) < 0 || (lid as number) > 0xffff) throw new InvalidArgumentError(`${verb}: lid must be a 16-bit integer (0 on RoCE), got ${String(lid)}`);
+    return this[kHandle];
   }
 
   /**

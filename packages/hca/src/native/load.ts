@@ -41,6 +41,8 @@ export interface NativeContextHandle {
   regMr(pd: number, buffer: ArrayBuffer, offset: number, length: number, access: number): { id: number; lkey: number; rkey: number; addr: number };
   deregMr(mr: number): void;
   mrInflight(mr: number): number;
+  attachMcast(qp: number, gid: Uint8Array, lid: number): void;
+  detachMcast(qp: number, gid: Uint8Array, lid: number): void;
   allocMw(pd: number, type: number): { id: number; rkey: number };
   deallocMw(mw: number): void;
   /** ibv_bind_mw; returns the window's new rkey. */

@@ -1,6 +1,6 @@
 import { QpAttrMask, QpState, QpType } from '../enums.js';
 import { PostError, ResourceClosedError } from '../errors.js';
-import type { HcaQp, HcaSrq, QpAttr, QpCap, RecvWr, SendWr, SrqAttr } from '../provider.js';
+import type { Gid, HcaQp, HcaSrq, QpAttr, QpCap, RecvWr, SendWr, SrqAttr } from '../provider.js';
 import type { NativeContext } from './context.js';
 import { call } from './errno.js';
 import type { NativePostError, NativeQpCreated } from './load.js';
@@ -102,6 +102,17 @@ export class NativeQp implements HcaQp {
     this.check();
     if (!this.recvWriter) throw new PostError('the QP receives from an SRQ: post to the SRQ', 0);
     postThrough(wrs, this.batch, this.writeRecv, this.postRecvCount, this.ctx.lastPostError);
+  }
+
+  attachMcast(gid: Gid, lid: number): Promise<void> {
+    this.check();
+    call('ibv_attach_mcast', () => this.ctx.h.attachMcast(this.id, gid, lid));
+    return Promise.resolve();
+  }
+
+  detachMcast(gid: Gid, lid: number): void {
+    this.check();
+    call('ibv_detach_mcast', () => this.ctx.h.detachMcast(this.id, gid, lid));
   }
 
   destroy(): void {

@@ -12,9 +12,13 @@ import { Directory } from './directory.js';
 import { FaultInjector, type FaultOptions } from './faults.js';
 import { GSI_QPN, receiveGsi } from './gsi.js';
 import { gidFromIp, ipToBytes } from './gid.js';
+import { isMulticastAddr } from './multicast.js';
 import { MrTable, type PdRef } from './mr.js';
 import { SoftQp, type AckFlusher, type QpHost } from './qp.js';
-import { UdpWire, type Peer } from './wire.js';
+import { ROCE_PORT, UdpWire, type Peer } from './wire.js';
+
+/** The destination QP of every multicast packet (IBTA: the multicast QPN). */
+const MCAST_QPN = 0xffffff;
 
 export interface SoftDeviceOptions {
   /** Device name, like rxe0; default softN. */
@@ -143,6 +147,7 @@ export class SoftDevice implements HcaDevice, QpHost {
           this.wireRef = wire;
           wire.faults = this.faults;
           wire.onPacket = this.receive;
+          wire.onGroupPacket = this.receiveGroup;
           wire.onPeerExit = this.peerExit;
           if (wire.shm) {
             this.directory = Directory.create();
@@ -239,6 +244,68 @@ export class SoftDevice implements HcaDevice, QpHost {
     }
     return n;
   }
+
+  /** QPs attached to each multicast group (its IP address), on this device. */
+  private readonly mcast = new Map<string, Set<SoftQp>>();
+
+  async attachMcast(qp: SoftQp, group: string): Promise<void> {
+    const wire = this.wireRef;
+    if (!wire) throw new ResourceClosedError(`${this.name}'s wire`);
+    const bytes = ipToBytes(group);
+    const family = bytes.length === 16 ? 6 : 4;
+    if (family !== wire.family || !isMulticastAddr(family, bytes)) {
+      throw new InvalidArgumentError(`attachMcast: ${group} is not an IPv${wire.family} multicast group (224.0.0.0/4 or ff00::/8) for ${this.name}`);
+    }
+    if (qp.groups.has(group)) return;
+    let set = this.mcast.get(group);
+    if (!set) this.mcast.set(group, (set = new Set()));
+    set.add(qp);
+    qp.groups.add(group);
+    try {
+      // RoCEv2's port: senders' address handles name 4791 unless told otherwise.
+      await wire.groups.join(group, ROCE_PORT);
+    } catch (err) {
+      this.detachMcast(qp, group, false);
+      throw new InvalidArgumentError(`attachMcast: cannot join ${group} on ${wire.address}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  detachMcast(qp: SoftQp, group: string, leave = true): boolean {
+    const set = this.mcast.get(group);
+    if (!set?.delete(qp)) return false;
+    qp.groups.delete(group);
+    if (set.size === 0) this.mcast.delete(group);
+    if (leave) this.wireRef?.groups.leave(group, ROCE_PORT);
+    return true;
+  }
+
+  /** A datagram to a group: a copy to each attached UD QP that can receive (rxe_rcv_mcast_pkt). */
+  private readonly receiveGroup = (buf: Buffer, peer: Peer, group: string, groupAddr: Uint8Array, icrc: boolean): void => {
+    const c = this.counters;
+    c.rxPackets++;
+    const p = this.rx;
+    if (decodePacket(buf, buf.length, p) !== DecodeResult.OK) {
+      c.rxMalformed++;
+      return;
+    }
+    if (!icrc) {
+      c.rxBadIcrc++;
+      return;
+    }
+    const qps = this.mcast.get(group);
+    if (p.destQp !== MCAST_QPN || !qps) {
+      c.rxUnknownQp++;
+      return;
+    }
+    for (const qp of qps) {
+      const st = qp.state;
+      if (st !== QpState.RTR && st !== QpState.RTS && st !== QpState.SQD) {
+        c.rxBadState++;
+        continue;
+      }
+      qp.resp.onGroup(p, buf, peer, groupAddr);
+    }
+  };
 
   unregisterQp(qp: SoftQp): void {
     if (this.qps.get(qp.qpNum) === qp) this.qps.delete(qp.qpNum);

@@ -1,6 +1,6 @@
 import { EventType, QpAttrMask, QpState, QpType, SendFlags, WcFlags, WcOpcode, WcStatus, WrOpcode, isAtomic, mtuBytes } from '../enums.js';
-import { CapacityError, PostError, ResourceClosedError } from '../errors.js';
-import type { AhAttr, AsyncEvent, HcaQp, QpAttr, QpCap, QpInitAttr, RecvWr, SendWr } from '../provider.js';
+import { CapacityError, InvalidArgumentError, NotFoundError, PostError, ResourceClosedError } from '../errors.js';
+import type { AhAttr, AsyncEvent, Gid, HcaQp, QpAttr, QpCap, QpInitAttr, RecvWr, SendWr } from '../provider.js';
 import type { SoftCq } from './cq.js';
 import type { MrTable, PdRef } from './mr.js';
 import { Requester } from './requester.js';
@@ -11,6 +11,7 @@ import { gather } from './sgl.js';
 import { RecvWqe, Ring, SendWqe } from './wqe.js';
 import type { Peer, UdpWire } from './wire.js';
 import { resolvePeer } from './ah.js';
+import { ipFromGid } from './gid.js';
 import type { DeviceCounters } from './counters.js';
 import type { Directory } from './directory.js';
 
@@ -31,6 +32,10 @@ export interface QpHost {
    * Returns false when no drain is running.
    */
   deferAck(flush: AckFlusher): boolean;
+  /** ibv_attach_mcast: the QP gets a copy of what the group (an IP multicast address) receives. */
+  attachMcast(qp: SoftQp, group: string): Promise<void>;
+  /** ibv_detach_mcast; false when the QP was not attached. */
+  detachMcast(qp: SoftQp, group: string): boolean;
 }
 
 export interface AckFlusher {
@@ -335,9 +340,25 @@ export class SoftQp implements HcaQp {
     this.toError(EventType.QP_FATAL);
   }
 
+  /** Multicast groups the QP is attached to (multicast.ts). */
+  readonly groups = new Set<string>();
+
+  attachMcast(gid: Gid, lid: number): Promise<void> {
+    this.check();
+    if (this.qpType !== QpType.UD) throw new InvalidArgumentError('attachMcast: only UD QPs join multicast groups (EINVAL)');
+    void lid; // RoCE has no LIDs (0, and ignored, as rxe does)
+    return this.host.attachMcast(this, ipFromGid(gid));
+  }
+
+  detachMcast(gid: Gid, _lid: number): void {
+    this.check();
+    if (!this.host.detachMcast(this, ipFromGid(gid))) throw new NotFoundError(`detachMcast: QP ${this.qpNum} is not attached to ${ipFromGid(gid)}`);
+  }
+
   destroy(): void {
     this.check();
     this.closed = true;
+    for (const g of [...this.groups]) this.host.detachMcast(this, g);
     this.host.directory?.clearQp(this.qpNum);
     this.resp.flushPendingAck();
     this.req.stop();

@@ -457,7 +457,12 @@ export class Responder {
     this.wrBuf = undefined;
   }
 
-  private onUd(p: ParsedPacket, buf: Uint8Array, peer: Peer): void {
+  /** A copy of a packet to a multicast group this UD QP is attached to: its GRH names the group as destination. */
+  onGroup(p: ParsedPacket, buf: Uint8Array, peer: Peer, group: Uint8Array): void {
+    this.onUd(p, buf, peer, group);
+  }
+
+  private onUd(p: ParsedPacket, buf: Uint8Array, peer: Peer, dst?: Uint8Array): void {
     const qp = this.qp;
     const op = p.opcode;
     if (op !== Opcode.UD_SEND_ONLY && op !== Opcode.UD_SEND_ONLY_WITH_IMMEDIATE) {
@@ -482,7 +487,7 @@ export class Responder {
     }
     // The first 40 bytes of a UD receive hold the GRH; for RoCEv2 over IPv4
     // that is the IPv4 header in its last 20 bytes, as rxe lays it out.
-    const grh = udGrh(peer, qp.host.wire.addr, p.totalLength);
+    const grh = udGrh(peer, dst ?? qp.host.wire.addr, p.totalLength);
     if (!scatter(qp.host.mrs, qp.pd, w, 0, grh, 0, 40) || (len > 0 && !scatter(qp.host.mrs, qp.pd, w, 40, buf, p.payloadOffset, len))) {
       qp.completeRecv(w, WcStatus.LOC_PROT_ERR, WcOpcode.RECV, 0, 0, flags, p.dethSrcQp, p.se);
       qp.toError();

@@ -7,6 +7,7 @@ import { BTH_BYTES, ICRC_BYTES } from '../packet/opcode.js';
 import { PcapWriter } from '../pcap.js';
 import { FaultAction, type FaultInjector } from './faults.js';
 import { ipToBytes } from './gid.js';
+import { MulticastGroups, isMulticastAddr } from './multicast.js';
 import { ShmLinks, isShmControl, type PeerLink, type ShmWireHost } from './shm-link.js';
 import { BatchUdpSocket, ipv4Number, ipv6Text, type DatagramBatch } from '../sys/mmsg.js';
 import { RawRoceSocket, RawWireUnavailableError, rawSocketsAvailable } from '../sys/raw.js';
@@ -97,6 +98,8 @@ export class Peer {
    * directory's QP entries name their QP's peer by it (directory.ts).
    */
   readonly token = (Math.random() * 0xfffffffe + 1) >>> 0;
+  /** A multicast group (multicast.ts): sent to through its own socket, never linked. */
+  readonly multicast: boolean;
   constructor(
     readonly address: string,
     readonly port: number,
@@ -106,6 +109,7 @@ export class Peer {
   ) {
     this.tx = new IcrcCalculator({ family, src: local.addr, dst: addr, srcPort: local.port, dstPort: port });
     this.rx = new IcrcCalculator({ family, src: addr, dst: local.addr, srcPort: port, dstPort: local.port });
+    this.multicast = isMulticastAddr(family, addr);
   }
 }
 
@@ -118,6 +122,9 @@ export class Peer {
  * flipped a bit of it, as a wire's bit error fails the ICRC).
  */
 export type PacketHandler = (buf: Buffer, peer: Peer, icrc?: boolean) => void;
+
+/** A packet that came to a multicast group this device joined: the group's address bytes beside the sender. */
+export type GroupHandler = (buf: Buffer, peer: Peer, group: string, groupAddr: Uint8Array, icrc: boolean) => void;
 
 export interface WireCounters {
   txPackets: number;
@@ -201,6 +208,14 @@ export class UdpWire implements ShmWireHost {
   readonly family: 4 | 6;
   readonly addr: Uint8Array;
   onPacket: PacketHandler = () => {};
+  onGroupPacket: GroupHandler = () => {};
+  /** The multicast groups this device's QPs are attached to. */
+  readonly groups: MulticastGroups = new MulticastGroups(this, (buf, group, _port, from, icrc) => {
+    if (this.closed) return;
+    this.counters.rxPackets++;
+    this.counters.rxBytes += buf.length;
+    this.onGroupPacket(buf, this.from(from.address, from.port), group, ipToBytes(group), icrc);
+  });
   /** A same-host peer's process exited (noticed by the shared-memory path only). */
   onPeerExit: (peer: Peer) => void = () => {};
   faults: FaultInjector | undefined;
@@ -221,6 +236,9 @@ export class UdpWire implements ShmWireHost {
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
   private sinceCb = 0;
+  private readonly onGroupSent = (err?: Error | null): void => {
+    if (err) this.counters.sendErrors++;
+  };
   private readonly onSent = (err: Error | null): void => {
     if (err) this.counters.sendErrors++;
     // Everything queued up to the datagram this callback belongs to is sent.
@@ -395,7 +413,7 @@ export class UdpWire implements ShmWireHost {
       byPort.set(port, p);
       if (fresh) {
         if (!pin) this.heard(p);
-        this.shm?.offer(p);
+        if (!p.multicast) this.shm?.offer(p);
       }
     }
     if (pin && !p.pinned) {
@@ -482,6 +500,11 @@ export class UdpWire implements ShmWireHost {
     this.counters.txPackets++;
     this.counters.txBytes += len;
     if (this.pcap) this.pcap.writeRoce(this.endpoint(this, peer), buf, len);
+    if (peer.multicast) {
+      this.groups.send(buf, len, peer.address, peer.port, this.onGroupSent);
+      if (this.free.length < 512) this.free.push(buf);
+      return;
+    }
     const link = peer.link;
     if (link && (link.out || link.holding)) {
       // Copied into the peer's ring (or held for it): the buffer is free again at once.
@@ -539,6 +562,7 @@ export class UdpWire implements ShmWireHost {
     this.timers.clear();
     this.held = undefined;
     this.shm?.close();
+    this.groups.close();
     this.socket?.close();
     this.batch?.close();
     this.raw?.close();

@@ -153,6 +153,8 @@ Napi::Function Context::Init(Napi::Env env) {
     InstanceMethod("allocMw", &Context::AllocMw),
     InstanceMethod("deallocMw", &Context::DeallocMw),
     InstanceMethod("bindMw", &Context::BindMw),
+    InstanceMethod("attachMcast", &Context::AttachMcast),
+    InstanceMethod("detachMcast", &Context::DetachMcast),
     InstanceMethod("createCq", &Context::CreateCq),
     InstanceMethod("destroyCq", &Context::DestroyCq),
     InstanceMethod("reqNotifyCq", &Context::ReqNotifyCq),
@@ -1027,6 +1029,33 @@ Napi::Value Context::CreateAh(const Napi::CallbackInfo& info) {
   uint32_t id = nextId_++;
   ahs_[id] = ah;
   return Napi::Number::New(env, id);
+}
+
+// attachMcast(qpId, gid (16 bytes), lid) / detachMcast(...): ibv_attach_mcast, ibv_detach_mcast.
+static ibv_gid GidOf(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().ByteLength() != 16) throw ArgError(env, "a GID is 16 bytes");
+  auto a = v.As<Napi::Uint8Array>();
+  ibv_gid gid;
+  std::memcpy(gid.raw, a.Data(), 16);
+  return gid;
+}
+
+Napi::Value Context::AttachMcast(const Napi::CallbackInfo& info) {
+  Check(info);
+  Napi::Env env = info.Env();
+  Qp* q = Find(env, qps_, info[0], "QP");
+  ibv_gid gid = GidOf(env, info[1]);
+  if (int e = ibv_attach_mcast(q->qp, &gid, static_cast<uint16_t>(info[2].As<Napi::Number>().Uint32Value()))) throw ErrnoError(env, e, "ibv_attach_mcast");
+  return env.Undefined();
+}
+
+Napi::Value Context::DetachMcast(const Napi::CallbackInfo& info) {
+  Check(info);
+  Napi::Env env = info.Env();
+  Qp* q = Find(env, qps_, info[0], "QP");
+  ibv_gid gid = GidOf(env, info[1]);
+  if (int e = ibv_detach_mcast(q->qp, &gid, static_cast<uint16_t>(info[2].As<Napi::Number>().Uint32Value()))) throw ErrnoError(env, e, "ibv_detach_mcast");
+  return env.Undefined();
 }
 
 Napi::Value Context::DestroyAh(const Napi::CallbackInfo& info) {

@@ -108,6 +108,8 @@ class Context : public Napi::ObjectWrap<Context>, public HandleResolver {
   Napi::Value AllocMw(const Napi::CallbackInfo& info);
   Napi::Value DeallocMw(const Napi::CallbackInfo& info);
   Napi::Value BindMw(const Napi::CallbackInfo& info);
+  Napi::Value AttachMcast(const Napi::CallbackInfo& info);
+  Napi::Value DetachMcast(const Napi::CallbackInfo& info);
   Napi::Value CreateCq(const Napi::CallbackInfo& info);
   Napi::Value DestroyCq(const Napi::CallbackInfo& info);
   Napi::Value ReqNotifyCq(const Napi::CallbackInfo& info);
