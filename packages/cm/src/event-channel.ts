@@ -49,6 +49,8 @@ export interface CmEvent {
   reason?: string;
   conn?: ConnParam;
   ud?: UdParam;
+  /** MULTICAST_JOIN / MULTICAST_ERROR: the context given to joinMulticast (librdmacm puts it in param.ud.private_data). */
+  context?: unknown;
 }
 
 export interface GetEventOptions {

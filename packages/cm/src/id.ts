@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import {
   Access,
   InvalidArgumentError,
+  NotSupportedError,
   gidFromIp,
   QpAttrMask as M,
   QpState,
@@ -38,6 +39,8 @@ import { NativeCmId, kNativeChild, nativeFallback, wantsNative } from './native-
 
 /** librdmacm's Q_Key for UDP port-space ids. */
 export const RDMA_UDP_QKEY = 0x01234567;
+/** The destination QP number of every multicast send. */
+const MCAST_QPN = 0xffffff;
 
 const ETIMEDOUT = -110;
 const EADDRNOTAVAIL = -99;
@@ -1142,6 +1145,60 @@ export class CmId {
     else this.#emit(CmEventType.UNREACHABLE, { status: rep.status, reason: sidrStatusName(rep.status), ud });
   }
 
+  // ---- multicast ----------------------------------------------------------
+
+  /** Groups joined with joinMulticast, by address. */
+  readonly #groups = new Set<string>();
+
+  /**
+   * rdma_join_multicast: joins the id's device to the multicast group `addr`
+   * (an IPv4 224.0.0.0/4 or IPv6 ff00::/8 address; on RoCE the kernel's
+   * IGMP/MLD join, no subnet manager) and attaches the id's QP, if it has
+   * one, then reports MULTICAST_JOIN whose `ud` names the group for createAh
+   * and UD sends (qpNum 0xFFFFFF, qkey RDMA_UDP_QKEY), or MULTICAST_ERROR.
+   * The id must be bound (bindAddr or resolveAddr) and in the UDP port space.
+   */
+  joinMulticast(addr: CmAddressInput, context?: unknown): void {
+    if (this.#native) throw new NotSupportedError('joinMulticast: not bound for native devices yet (rdma_join_multicast); use the soft HCA or ibv_attach_mcast on the id\'s QP');
+    this.#assertLive('joinMulticast');
+    if (this.portSpace !== PortSpace.UDP) throw new CmStateError('joinMulticast: only ids of the UDP port space join groups (EINVAL)');
+    if (!this.verbs || !this.#dev) throw new CmStateError('joinMulticast: bind or resolve an address first (the id has no device yet)');
+    const a = parseAddress(addr, 'joinMulticast');
+    const dgid = gidFromIp(a.address);
+    const v4 = ipVersion(a.address) === 4;
+    const first = v4 ? Number(a.address.split('.')[0]) : 0;
+    if (v4 ? !(first >= 224 && first <= 239) : !a.address.toLowerCase().startsWith('ff')) {
+      throw new InvalidArgumentError(`joinMulticast: ${a.address} is not a multicast address`);
+    }
+    const ud: UdParam = { privateData: new Uint8Array(0), ahAttr: { dgid, udpPort: ROCE_UDP_PORT, portNum: 1 }, qpNum: MCAST_QPN, qkey: RDMA_UDP_QKEY };
+    const qp = this.qp && !this.qp.closed ? this.qp : undefined;
+    this.#groups.add(a.address);
+    const joined = qp ? qp.attachMcast(dgid) : Promise.resolve();
+    joined.then(
+      () => this.#emit(CmEventType.MULTICAST_JOIN, { ud, context }),
+      (err: unknown) => {
+        this.#groups.delete(a.address);
+        this.#emit(CmEventType.MULTICAST_ERROR, { ud, context, status: -22, reason: err instanceof Error ? err.message : String(err) });
+      },
+    );
+  }
+
+  /** rdma_leave_multicast: detaches the id's QP from a group joinMulticast joined. */
+  leaveMulticast(addr: CmAddressInput): void {
+    if (this.#native) throw new NotSupportedError('leaveMulticast: not bound for native devices yet');
+    this.#assertLive('leaveMulticast');
+    const a = parseAddress(addr, 'leaveMulticast');
+    if (!this.#groups.delete(a.address)) throw new InvalidArgumentError(`leaveMulticast: the id has not joined ${a.address}`);
+    const qp = this.qp;
+    if (qp && !qp.closed) {
+      try {
+        qp.detachMcast(gidFromIp(a.address));
+      } catch {
+        // Not attached (the QP was created after the join): nothing to undo.
+      }
+    }
+  }
+
   // ---- teardown -----------------------------------------------------------
 
   #reportDisconnect(status: number): void {
@@ -1242,6 +1299,8 @@ export class CmId {
   destroy(): void {
     if (this.#native) return this.#native.destroy();
     if (this.destroyed) return;
+    // As rdma_destroy_id, leave every group the id joined.
+    for (const g of [...this.#groups]) this.leaveMulticast({ address: g, port: 0 });
     const dev = this.#dev;
     this.#leavePending();
     this.destroyed = true;

@@ -233,3 +233,65 @@ describe('CM in one process', () => {
     await l.close();
   });
 });
+
+describe('multicast (rdma_join_multicast)', () => {
+  it('joins a group, names it in MULTICAST_JOIN for createAh, attaches the QP, and leaves it', async () => {
+    const [a, b] = await pair();
+    const group = `239.${(process.pid >> 8) & 0xff}.${process.pid & 0xff}.${1 + Math.floor(Math.random() * 250)}`;
+    const ch = createEventChannel();
+    const ids = [createId(ch, { ...FAST, device: a.name, portSpace: PortSpace.UDP }), createId(ch, { ...FAST, device: b.name, portSpace: PortSpace.UDP })];
+    cleanup.push(() => {
+      for (const id of ids) {
+        id.destroyQp();
+        id.destroy();
+      }
+    });
+    const [tx, rx] = ids as [(typeof ids)[0], (typeof ids)[0]];
+    for (const id of ids) await id.bindAddr({ address: '127.0.0.1', port: 0 });
+    rx.createQp();
+    tx.createQp();
+    const ctx = { mine: true };
+    rx.joinMulticast({ address: group, port: 0 }, ctx);
+    const joined = await ch.getCmEvent({ timeoutMs: 5000 });
+    expect([joined.eventName, joined.id, joined.context]).toEqual(['MULTICAST_JOIN', rx, ctx]);
+    expect(joined.ud!.qpNum).toBe(0xffffff);
+    expect(joined.ud!.ahAttr.dgid.subarray(12).join('.')).toBe(group);
+
+    const rmr = regMr(rx.pd!, 4096, Access.LOCAL_WRITE);
+    const smr = regMr(tx.pd!, 64, Access.LOCAL_WRITE);
+    rx.qp!.postRecv([{ wrId: 1, sgList: [rmr.sge(0, 2048)] }, { wrId: 2, sgList: [rmr.sge(2048, 2048)] }]);
+    const ah = createAh(tx.pd!, joined.ud!.ahAttr);
+    smr.buf.set(new TextEncoder().encode('group news'));
+    const send = () => tx.qp!.postSend({ wrId: 9, opcode: WrOpcode.SEND, sendFlags: SendFlags.SIGNALED, sgList: [smr.sge(0, 10)], ud: { ah, remoteQpn: joined.ud!.qpNum, remoteQkey: joined.ud!.qkey } });
+    send();
+    expect((await tx.sendCq!.next({ throwOnError: true })).wrId).toBe(9);
+    const got = await rx.recvCq!.next({ throwOnError: true });
+    expect([got.wrId, got.byteLen, got.srcQp]).toEqual([1, 50, tx.qp!.qpNum]);
+    expect(new TextDecoder().decode(rmr.buf.subarray(40, 50))).toBe('group news');
+
+    // Left: the next send reaches nobody.
+    rx.leaveMulticast({ address: group, port: 0 });
+    expect(() => rx.leaveMulticast({ address: group, port: 0 })).toThrow(InvalidArgumentError);
+    send();
+    await tx.sendCq!.next({ throwOnError: true });
+    await expect(rx.recvCq!.next({ signal: AbortSignal.timeout(200) })).rejects.toThrow(/timeout|aborted/i);
+
+    // What rdma_join_multicast refuses.
+    expect(() => rx.joinMulticast({ address: '127.0.0.1', port: 0 })).toThrow(/not a multicast address/);
+    const tcp = createId(ch, { ...FAST, device: a.name });
+    cleanup.push(() => tcp.destroy());
+    await tcp.bindAddr({ address: '127.0.0.1', port: 0 });
+    expect(() => tcp.joinMulticast({ address: group, port: 0 })).toThrow(/UDP port space/);
+    const unbound = createId(ch, { ...FAST, portSpace: PortSpace.UDP });
+    cleanup.push(() => unbound.destroy());
+    expect(() => unbound.joinMulticast({ address: group, port: 0 })).toThrow(/bind or resolve/);
+    // A group the device cannot join (IPv6 on an IPv4 device): MULTICAST_ERROR.
+    rx.joinMulticast({ address: 'ff15::1234', port: 0 });
+    const failed = await ch.getCmEvent({ timeoutMs: 5000 });
+    expect(failed.eventName).toBe('MULTICAST_ERROR');
+    expect(failed.reason).toMatch(/not an IPv4 multicast group/);
+    ah.destroy();
+    rmr.dereg();
+    smr.dereg();
+  });
+});
