@@ -4,7 +4,7 @@ import os from 'node:os';
 import { NodeType, QpState, QpType } from '../enums.js';
 import { InvalidArgumentError, NotFoundError, ResourceClosedError } from '../errors.js';
 import { checkIcrc } from '../packet/icrc.js';
-import { DecodeResult, decodePacket, newParsedPacket } from '../packet/packet.js';
+import { DecodeResult, decodePacket, newParsedPacket, type ParsedPacket } from '../packet/packet.js';
 import type { AsyncEvent, HcaDevice, HcaProvider, QpInitAttr } from '../provider.js';
 import { SoftContext } from './context.js';
 import { DeviceCounters } from './counters.js';
@@ -281,17 +281,9 @@ export class SoftDevice implements HcaDevice, QpHost {
 
   /** A datagram to a group: a copy to each attached UD QP that can receive (rxe_rcv_mcast_pkt). */
   private readonly receiveGroup = (buf: Buffer, peer: Peer, group: string, groupAddr: Uint8Array, icrc: boolean): void => {
+    const p = this.decoded(buf, peer, icrc);
+    if (!p) return;
     const c = this.counters;
-    c.rxPackets++;
-    const p = this.rx;
-    if (decodePacket(buf, buf.length, p) !== DecodeResult.OK) {
-      c.rxMalformed++;
-      return;
-    }
-    if (!icrc) {
-      c.rxBadIcrc++;
-      return;
-    }
     const qps = this.mcast.get(group);
     if (p.destQp !== MCAST_QPN || !qps) {
       c.rxUnknownQp++;
@@ -342,17 +334,9 @@ export class SoftDevice implements HcaDevice, QpHost {
    * it checked the ICRC over a real IPv4 header (see wire.ts PacketHandler).
    */
   private readonly receive = (buf: Buffer, peer: Peer, icrc?: boolean): void => {
+    const p = this.decoded(buf, peer, icrc);
+    if (!p) return;
     const c = this.counters;
-    c.rxPackets++;
-    const p = this.rx;
-    if (decodePacket(buf, buf.length, p) !== DecodeResult.OK) {
-      c.rxMalformed++;
-      return;
-    }
-    if (icrc === undefined ? !checkIcrc(buf, p.totalLength, peer.rx) : !icrc) {
-      c.rxBadIcrc++;
-      return;
-    }
     if (p.destQp === GSI_QPN) return receiveGsi(this, p, buf, peer);
     const qp = this.qps.get(p.destQp);
     if (!qp) {
@@ -383,6 +367,22 @@ export class SoftDevice implements HcaDevice, QpHost {
     }
     qp.resp.onRequest(p, buf, peer);
   };
+
+  /** Counts a received datagram and decodes it into this.rx; undefined (counted) when malformed or its ICRC fails. */
+  private decoded(buf: Buffer, peer: Peer, icrc: boolean | undefined): ParsedPacket | undefined {
+    const c = this.counters;
+    c.rxPackets++;
+    const p = this.rx;
+    if (decodePacket(buf, buf.length, p) !== DecodeResult.OK) {
+      c.rxMalformed++;
+      return undefined;
+    }
+    if (icrc === undefined ? !checkIcrc(buf, p.totalLength, peer.rx) : !icrc) {
+      c.rxBadIcrc++;
+      return undefined;
+    }
+    return p;
+  }
 
   /** Close every context and forget the device (rdma link delete). */
   remove(): void {
