@@ -3,55 +3,22 @@
 // ranks in them as ssh would on real hosts. Ranks in different namespaces
 // talk verbs RC over the soft RoCEv2 HCA on the veths; ranks sharing one
 // use shared memory. Then again with 2% of packets dropped on the links.
-import { spawnSync } from 'node:child_process';
 import { sysStatus } from '@ibal/hca';
+import { bridgedHosts, netnsSkipReason, sh } from '@ibal/tooling/netns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { example, fixture, mpilite } from './helpers.js';
 
-const id = (process.pid % 100000).toString(36);
-const BR = `mlbr${id}`;
-const NS = ['a', 'b', 'c'].map((s) => `mlns${id}${s}`);
-const subnet = `10.${200 + (process.pid % 50)}.${process.pid % 250}`;
-const bridgeIp = `${subnet}.1`;
-
-function sh(args: string[]): { ok: boolean; err: string } {
-  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 10_000 });
-  return { ok: r.status === 0, err: (r.stderr || r.error?.message || '').trim() };
-}
-const must = (args: string[]): void => {
-  const r = sh(args);
-  if (!r.ok) throw new Error(`${args.join(' ')}: ${r.err}`);
-};
-
-const skipReason =
-  typeof process.getuid === 'function' && process.getuid() !== 0 ? 'needs root to create network namespaces' : !sh(['ip', 'netns', 'list']).ok ? '`ip netns` is not available' : undefined;
+const hosts = bridgedHosts('ml', 3, 200);
+const NS = hosts.namespaces;
+const bridgeIp = hosts.bridgeIp;
+const skipReason = netnsSkipReason();
 
 describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-  beforeAll(() => {
-    must(['ip', 'link', 'add', BR, 'type', 'bridge']);
-    must(['ip', 'addr', 'add', `${bridgeIp}/24`, 'dev', BR]);
-    must(['ip', 'link', 'set', BR, 'up']);
-    NS.forEach((ns, i) => {
-      const outer = `mlv${id}${i}`;
-      const inner = `mlp${id}${i}`;
-      must(['ip', 'netns', 'add', ns]);
-      must(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', inner]);
-      must(['ip', 'link', 'set', inner, 'netns', ns]);
-      must(['ip', 'link', 'set', outer, 'master', BR]);
-      must(['ip', 'link', 'set', outer, 'up']);
-      must(['ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', `${subnet}.${i + 2}/24`, 'dev', inner]);
-      must(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', inner, 'up']);
-      must(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
-    });
-  });
+  beforeAll(() => hosts.setUp());
+  afterAll(() => hosts.tearDown());
 
-  afterAll(() => {
-    for (const ns of NS) sh(['ip', 'netns', 'del', ns]);
-    sh(['ip', 'link', 'del', BR]);
-  });
-
-  const run = (hosts: string, program: string, n: number, env: Record<string, string> = {}) =>
-    mpilite(['run', '-n', String(n), '--host', hosts, '--launcher', 'ip netns exec', '--rendezvous-host', bridgeIp, '--timeout', '90', program], { timeoutMs: 120_000, env });
+  const run = (hostList: string, program: string, n: number, env: Record<string, string> = {}) =>
+    mpilite(['run', '-n', String(n), '--host', hostList, '--launcher', 'ip netns exec', '--rendezvous-host', bridgeIp, '--timeout', '90', program], { timeoutMs: 120_000, env });
 
   it('ring and allreduce across three namespaces (verbs RC between them)', async () => {
     const ring = await run(NS.join(','), example('ring.mjs'), 3);
@@ -79,7 +46,7 @@ describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (
     let how = 'netem';
     let netemErr = '';
     for (const [i, ns] of NS.entries()) {
-      const r = sh(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', `mlp${id}${i}`, 'root', 'netem', 'loss', '2%']);
+      const r = sh(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', hosts.inner[i]!, 'root', 'netem', 'loss', '2%']);
       if (!r.ok) {
         netemErr = r.err;
         how = 'nftables';
@@ -91,7 +58,7 @@ describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (
         const steps = [
           ['nft', 'add', 'table', 'inet', 'ibalLoss'],
           ['nft', 'add', 'chain', 'inet', 'ibalLoss', 'out', '{ type filter hook output priority 0; }'],
-          ['nft', 'add', 'rule', 'inet', 'ibalLoss', 'out', 'oifname', `mlp${id}${i}`, 'numgen', 'random', 'mod', '50', '0', 'counter', 'drop'],
+          ['nft', 'add', 'rule', 'inet', 'ibalLoss', 'out', 'oifname', hosts.inner[i]!, 'numgen', 'random', 'mod', '50', '0', 'counter', 'drop'],
         ];
         for (const step of steps) {
           const r = sh(['ip', 'netns', 'exec', ns, ...step]);
@@ -112,7 +79,7 @@ describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (
       // The loss really happened: the rules dropped packets.
       let dropped = 0;
       for (const ns of NS) {
-        const out = spawnSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'ibalLoss'], { encoding: 'utf8', timeout: 10_000 }).stdout;
+        const out = sh(['ip', 'netns', 'exec', ns, 'nft', 'list', 'table', 'inet', 'ibalLoss']).stdout;
         dropped += Number(/counter packets (\d+)/.exec(out)?.[1] ?? 0);
       }
       expect(dropped).toBeGreaterThan(0);

@@ -3,30 +3,18 @@
 // sends to it; both members get every datagram, with the sender's address
 // and the group in the GRH. The IGMP joins and the bridge's forwarding are
 // the kernel's, as on a real link.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { bridgedHosts, netnsSkipReason } from '@ibal/tooling/netns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'mcast-member.mjs');
-const id = (process.pid % 100000).toString(36);
-const BR = `vmbr${id}`;
-const NS = ['a', 'b', 'c'].map((s) => `vmns${id}${s}`);
-const subnet = `10.${150 + (process.pid % 50)}.${process.pid % 250}`;
+const hosts = bridgedHosts('vm', 3, 150, { bridgeAddress: false });
+const NS = hosts.namespaces;
 const group = `239.${(process.pid >> 8) & 0xff}.${process.pid & 0xff}.9`;
-
-function sh(args: string[]): { ok: boolean; err: string } {
-  const r = spawnSync(args[0]!, args.slice(1), { encoding: 'utf8', timeout: 10_000 });
-  return { ok: r.status === 0, err: (r.stderr || r.error?.message || '').trim() };
-}
-const must = (args: string[]): void => {
-  const r = sh(args);
-  if (!r.ok) throw new Error(`${args.join(' ')}: ${r.err}`);
-};
-
-const skipReason =
-  typeof process.getuid === 'function' && process.getuid() !== 0 ? 'needs root to create network namespaces' : !sh(['ip', 'netns', 'list']).ok ? '`ip netns` is not available' : undefined;
+const skipReason = netnsSkipReason();
 
 interface Member {
   proc: ChildProcess;
@@ -65,42 +53,26 @@ function member(ns: string, args: string[]): Member {
 
 describe.skipIf(skipReason !== undefined)(`UD multicast between namespaces as hosts${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   const started: Member[] = [];
-  beforeAll(() => {
-    must(['ip', 'link', 'add', BR, 'type', 'bridge']);
-    must(['ip', 'link', 'set', BR, 'up']);
-    NS.forEach((ns, i) => {
-      const outer = `vmv${id}${i}`;
-      const inner = `vmp${id}${i}`;
-      must(['ip', 'netns', 'add', ns]);
-      must(['ip', 'link', 'add', outer, 'type', 'veth', 'peer', 'name', inner]);
-      must(['ip', 'link', 'set', inner, 'netns', ns]);
-      must(['ip', 'link', 'set', outer, 'master', BR]);
-      must(['ip', 'link', 'set', outer, 'up']);
-      must(['ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', `${subnet}.${i + 2}/24`, 'dev', inner]);
-      must(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', inner, 'up']);
-      must(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
-    });
-  });
+  beforeAll(() => hosts.setUp());
 
   afterAll(() => {
     for (const m of started) if (m.proc.exitCode === null) m.proc.kill('SIGKILL');
-    for (const ns of NS) sh(['ip', 'netns', 'del', ns]);
-    sh(['ip', 'link', 'del', BR]);
+    hosts.tearDown();
   });
 
   it('a send to the group reaches the members on the other two hosts, each datagram once', async () => {
     const N = 5;
-    const receivers = [member(NS[1]!, ['recv', `${subnet}.3`, group, String(N)]), member(NS[2]!, ['recv', `${subnet}.4`, group, String(N)])];
+    const receivers = [member(NS[1]!, ['recv', hosts.hostIp(1), group, String(N)]), member(NS[2]!, ['recv', hosts.hostIp(2), group, String(N)])];
     started.push(...receivers);
     for (const r of receivers) await r.waitFor((l) => l === 'ready', 15_000);
-    const sender = member(NS[0]!, ['send', `${subnet}.2`, group, String(N)]);
+    const sender = member(NS[0]!, ['send', hosts.hostIp(0), group, String(N)]);
     started.push(sender);
     expect(await sender.exit).toBe(0);
     for (const r of receivers) {
       expect(await r.exit).toBe(0);
       const got = r.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { text: string; src: string; dst: string });
-      expect(got.map((g) => g.text)).toEqual(Array.from({ length: N }, (_, i) => `news ${i} from ${subnet}.2`));
-      for (const g of got) expect([g.src, g.dst]).toEqual([`${subnet}.2`, group]);
+      expect(got.map((g) => g.text)).toEqual(Array.from({ length: N }, (_, i) => `news ${i} from ${hosts.hostIp(0)}`));
+      for (const g of got) expect([g.src, g.dst]).toEqual([hosts.hostIp(0), group]);
     }
   }, 60_000);
 });
