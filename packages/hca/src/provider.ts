@@ -361,6 +361,12 @@ export interface HcaCq {
   /** Fill up to `n` entries of `out` (reusing its objects), return how many. */
   poll(n: number, out: WorkCompletion[]): number;
   reqNotify(solicitedOnly: boolean): void;
+  /**
+   * Optional: ibv_resize_cq. Afterwards `cqe` is at least `cqe`; the
+   * completions queued stay, in order. Fewer entries than are queued:
+   * CapacityError (EINVAL).
+   */
+  resize?(cqe: number): void;
   destroy(): void;
 }
 

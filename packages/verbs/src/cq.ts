@@ -2,7 +2,9 @@
 // polling everywhere else.
 
 import {
+  CapacityError,
   InvalidArgumentError,
+  NotSupportedError,
   ResourceBusyError,
   ResourceClosedError,
   WcStatus,
@@ -129,6 +131,21 @@ export class CQ extends Resource {
     }
     const count = this[kHandle].poll(n, results.pool);
     return count === 0 ? EMPTY : results.view(count);
+  }
+
+  /**
+   * ibv_resize_cq: at least `cqe` entries from now on (see cq.cqe); queued
+   * completions stay, in order. Fewer entries than are queued is refused
+   * (CapacityError, EINVAL in libibverbs).
+   */
+  resize(cqe: number): void {
+    this.assertOpen();
+    if (!Number.isInteger(cqe) || cqe < 1) throw new InvalidArgumentError(`resize: cqe must be a positive integer, got ${String(cqe)}`);
+    const max = this.context[kLimits].maxCqe;
+    if (cqe > max) throw new CapacityError(`resize: cqe ${cqe} exceeds the device's maxCqe ${max}`);
+    const hca = this[kHandle];
+    if (!hca.resize) throw new NotSupportedError(`resize: the ${this.context.device.provider} provider cannot resize CQs`);
+    hca.resize(cqe);
   }
 
   /**

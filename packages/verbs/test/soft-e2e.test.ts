@@ -54,6 +54,35 @@ describe('verbs over the soft HCA', () => {
     expect(view.getBigUint64(64, true)).toBe(10n);
   });
 
+  it('resize keeps the queued completions in order and makes room for more (ibv_resize_cq)', async () => {
+    const [a, b] = await rcPair();
+    const cq = a.ctx.createCq(4);
+    const qp = createQp(a.pd, { qpType: QpType.RC, sendCq: cq, recvCq: cq, cap: { maxSendWr: 4, maxRecvWr: 64 } });
+    const bqp = createQp(b.pd, { qpType: QpType.RC, sendCq: b.cq, recvCq: b.cq, cap: { maxSendWr: 64, maxRecvWr: 1 } });
+    connectRc(qp, b.ctx, bqp);
+    connectRc(bqp, a.ctx, qp);
+    // Receives complete on a's CQ before a's responder ACKs; b's send completions say they are queued there.
+    const sends = async (from: number, n: number) => {
+      for (let i = from; i < from + n; i++) qp.postRecv({ wrId: i, sgList: [a.mr.sge(0, 64)] });
+      for (let i = 0; i < n; i++) bqp.postSend({ wrId: i, opcode: WrOpcode.SEND, sendFlags: SIG, sgList: [b.mr.sge(0, 8)] });
+      for (let i = 0; i < n; i++) await b.cq.next({ throwOnError: true });
+    };
+    await sends(0, 3);
+    expect(() => cq.resize(2)).toThrow(/3 completions are queued/);
+    expect(() => cq.resize(0)).toThrow(/positive integer/);
+    expect(() => cq.resize(a.ctx.queryDevice().maxCqe + 1)).toThrow(/maxCqe/);
+    cq.resize(64);
+    expect(cq.cqe).toBe(64);
+    // Forty more fit where four did not; the three queued before the resize come first.
+    await sends(3, 40);
+    const ids: number[] = [];
+    for (let got = cq.poll(64); got.length > 0; got = cq.poll(64)) ids.push(...got.map((w) => w.wrId));
+    expect(ids).toEqual(Array.from({ length: 43 }, (_, i) => i));
+    qp.destroy();
+    bqp.destroy();
+    cq.destroy();
+  });
+
   it('UD through an address handle', async () => {
     const a = await endpoint(QpType.UD);
     const b = await endpoint(QpType.UD);

@@ -16,7 +16,7 @@ export class NativeCq implements HcaCq {
   constructor(
     private readonly ctx: NativeContext,
     readonly id: number,
-    readonly cqe: number,
+    public cqe: number,
     out: ArrayBuffer,
     private readonly onNotify: () => void,
   ) {
@@ -35,6 +35,11 @@ export class NativeCq implements HcaCq {
       if (k < want) break;
     }
     return got;
+  }
+
+  resize(cqe: number): void {
+    if (this.closed) throw new ResourceClosedError('CQ');
+    this.cqe = call('ibv_resize_cq', () => this.ctx.h.resizeCq(this.id, cqe));
   }
 
   reqNotify(solicitedOnly: boolean): void {

@@ -49,6 +49,7 @@ export interface NativeContextHandle {
   bindMw(qp: number, mw: number, wrId: number, sendFlags: number, mr: number, addr: number, length: number, access: number): number;
   createCq(cqe: number): { id: number; cqe: number; out: ArrayBuffer };
   destroyCq(cq: number): void;
+  resizeCq(cq: number, cqe: number): number;
   reqNotifyCq(cq: number, solicitedOnly: boolean): void;
   pollCq(cq: number, n: number): number;
   createQp(pd: number, init: { qpType: number; sendCq: number; recvCq: number; srq?: number; cap: object; sqSigAll: boolean }): NativeQpCreated;

@@ -16,7 +16,7 @@ import type {
   SrqAttr,
 } from '../provider.js';
 import { SoftAh } from './ah.js';
-import { SoftCq } from './cq.js';
+import { MAX_CQE, SoftCq } from './cq.js';
 import { registerSoftMadAgent } from './gsi.js';
 import type { SoftDevice } from './device.js';
 import type { PdRef, SoftMr } from './mr.js';
@@ -25,7 +25,6 @@ import type { PostBind, SoftMw } from './mw.js';
 import { MAX_INLINE, MAX_QP_WR, MAX_SGE, SoftQp } from './qp.js';
 import { SoftSrq } from './srq.js';
 
-export const MAX_CQE = 65536;
 
 let nextPdId = 1;
 

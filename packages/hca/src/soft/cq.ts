@@ -1,5 +1,5 @@
 import { EventType } from '../enums.js';
-import { ResourceClosedError } from '../errors.js';
+import { CapacityError, ResourceClosedError } from '../errors.js';
 import type { AsyncEvent, HcaCq, WorkCompletion } from '../provider.js';
 import { newWorkCompletion } from '../provider.js';
 
@@ -11,13 +11,16 @@ import { newWorkCompletion } from '../provider.js';
  */
 const settled = Promise.resolve();
 
+/** The most entries a soft CQ has (queryDevice's maxCqe). */
+export const MAX_CQE = 65536;
+
 /**
  * A completion queue: a ring of preallocated entries. Overflow is what a real
  * HCA reports as a CQ error: the async event CQ_ERR fires and later
  * completions are lost, since a full CQ has nowhere to put them.
  */
 export class SoftCq implements HcaCq {
-  private readonly ring: WorkCompletion[];
+  private ring: WorkCompletion[];
   private head = 0;
   private count = 0;
   private armed = 0; // 0 none, 1 any, 2 solicited only
@@ -30,7 +33,7 @@ export class SoftCq implements HcaCq {
   users = 0;
 
   constructor(
-    readonly cqe: number,
+    public cqe: number,
     private readonly onNotify: () => void,
     private readonly raise: (e: AsyncEvent) => void,
     /** The device's manual progress, run when a poll finds the queue empty (see SoftDevice.progress). */
@@ -102,6 +105,19 @@ export class SoftCq implements HcaCq {
     }
     if (i > 0) this.emptyPolls = 0;
     return i;
+  }
+
+  resize(cqe: number): void {
+    if (this.closed) throw new ResourceClosedError('CQ');
+    if (!(Number.isInteger(cqe) && cqe >= 1 && cqe <= MAX_CQE)) throw new CapacityError(`CQ size ${cqe} outside 1..${MAX_CQE}`);
+    if (cqe < this.count) throw new CapacityError(`cannot resize the CQ to ${cqe} entries: ${this.count} completions are queued (EINVAL)`);
+    // The queued entries keep their order at the start of the new ring; their objects move with them.
+    const ring: WorkCompletion[] = [];
+    for (let i = 0; i < this.count; i++) ring.push(this.ring[(this.head + i) % this.cqe]!);
+    for (let i = this.count; i < cqe; i++) ring.push(newWorkCompletion());
+    this.ring = ring;
+    this.head = 0;
+    this.cqe = cqe;
   }
 
   reqNotify(solicitedOnly: boolean): void {

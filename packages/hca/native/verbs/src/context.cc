@@ -157,6 +157,7 @@ Napi::Function Context::Init(Napi::Env env) {
     InstanceMethod("detachMcast", &Context::DetachMcast),
     InstanceMethod("createCq", &Context::CreateCq),
     InstanceMethod("destroyCq", &Context::DestroyCq),
+    InstanceMethod("resizeCq", &Context::ResizeCq),
     InstanceMethod("reqNotifyCq", &Context::ReqNotifyCq),
     InstanceMethod("pollCq", &Context::PollCq),
     InstanceMethod("createQp", &Context::CreateQp),
@@ -578,6 +579,14 @@ Napi::Value Context::DestroyCq(const Napi::CallbackInfo& info) {
   if (int e = ibv_destroy_cq(c->cq)) throw ErrnoError(info.Env(), e, "ibv_destroy_cq");
   FreeCq(c);
   return info.Env().Undefined();
+}
+
+// resizeCq(cqId, cqe) -> the entries the CQ now has (ibv_resize_cq may round up).
+Napi::Value Context::ResizeCq(const Napi::CallbackInfo& info) {
+  Check(info);
+  Cq* c = Find(info.Env(), cqs_, info[0], "CQ");
+  if (int e = ibv_resize_cq(c->cq, info[1].As<Napi::Number>().Int32Value())) throw ErrnoError(info.Env(), e, "ibv_resize_cq");
+  return Napi::Number::New(info.Env(), c->cq->cqe);
 }
 
 Napi::Value Context::ReqNotifyCq(const Napi::CallbackInfo& info) {

@@ -112,6 +112,7 @@ class Context : public Napi::ObjectWrap<Context>, public HandleResolver {
   Napi::Value DetachMcast(const Napi::CallbackInfo& info);
   Napi::Value CreateCq(const Napi::CallbackInfo& info);
   Napi::Value DestroyCq(const Napi::CallbackInfo& info);
+  Napi::Value ResizeCq(const Napi::CallbackInfo& info);
   Napi::Value ReqNotifyCq(const Napi::CallbackInfo& info);
   Napi::Value PollCq(const Napi::CallbackInfo& info);
   Napi::Value CreateQp(const Napi::CallbackInfo& info);
