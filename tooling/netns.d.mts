@@ -8,7 +8,9 @@ export interface BridgedHosts {
   readonly subnet: string;
   readonly bridgeIp: string;
   hostIp(i: number): string;
+  /** Namespace i's IPv6 address (made only with the ipv6 option). */
+  hostIp6(i: number): string;
   setUp(): void;
   tearDown(): void;
 }
-export function bridgedHosts(tag: string, count: number, octet: number, options?: { bridgeAddress?: boolean }): BridgedHosts;
+export function bridgedHosts(tag: string, count: number, octet: number, options?: { bridgeAddress?: boolean; ipv6?: boolean }): BridgedHosts;

@@ -27,9 +27,12 @@ export function netnsSkipReason() {
  * test files do not collide), on 10.<octet + pid % 50>.<pid % 250>.0/24:
  * the bridge is .1 when `bridgeAddress`, namespace i is .(i + 2).
  */
-export function bridgedHosts(tag, count, octet, { bridgeAddress = true } = {}) {
+export function bridgedHosts(tag, count, octet, { bridgeAddress = true, ipv6 = false } = {}) {
   const id = (process.pid % 100000).toString(36);
   const subnet = `10.${octet + (process.pid % 50)}.${process.pid % 250}`;
+  // With ipv6, also fd00:<octet>:<pid>::(i + 2)/64, without duplicate address detection (usable at once).
+  const subnet6 = `fd00:${octet.toString(16)}:${(process.pid % 65536).toString(16)}:`;
+  const hostIp6 = (i) => `${subnet6}:${(i + 2).toString(16)}`;
   const bridge = `${tag}br${id}`;
   const namespaces = Array.from({ length: count }, (_, i) => `${tag}ns${id}${String.fromCharCode(97 + i)}`);
   const inner = namespaces.map((_, i) => `${tag}p${id}${i}`);
@@ -41,6 +44,7 @@ export function bridgedHosts(tag, count, octet, { bridgeAddress = true } = {}) {
     subnet,
     bridgeIp: `${subnet}.1`,
     hostIp,
+    hostIp6,
     setUp() {
       must(['ip', 'link', 'add', bridge, 'type', 'bridge']);
       if (bridgeAddress) must(['ip', 'addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
@@ -53,6 +57,7 @@ export function bridgedHosts(tag, count, octet, { bridgeAddress = true } = {}) {
         must(['ip', 'link', 'set', outer, 'master', bridge]);
         must(['ip', 'link', 'set', outer, 'up']);
         must(['ip', 'netns', 'exec', ns, 'ip', 'addr', 'add', `${hostIp(i)}/24`, 'dev', inner[i]]);
+        if (ipv6) must(['ip', 'netns', 'exec', ns, 'ip', '-6', 'addr', 'add', `${hostIp6(i)}/64`, 'dev', inner[i], 'nodad']);
         must(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', inner[i], 'up']);
         must(['ip', 'netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up']);
       });

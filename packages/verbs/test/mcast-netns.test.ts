@@ -11,9 +11,10 @@ import { bridgedHosts, netnsSkipReason } from '@ibal/tooling/netns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'mcast-member.mjs');
-const hosts = bridgedHosts('vm', 3, 150, { bridgeAddress: false });
+const hosts = bridgedHosts('vm', 3, 150, { bridgeAddress: false, ipv6: true });
 const NS = hosts.namespaces;
 const group = `239.${(process.pid >> 8) & 0xff}.${process.pid & 0xff}.9`;
+const group6 = `ff15::${(process.pid % 65536).toString(16)}:9`;
 const skipReason = netnsSkipReason();
 
 interface Member {
@@ -60,19 +61,23 @@ describe.skipIf(skipReason !== undefined)(`UD multicast between namespaces as ho
     hosts.tearDown();
   });
 
-  it('a send to the group reaches the members on the other two hosts, each datagram once', async () => {
-    const N = 5;
-    const receivers = [member(NS[1]!, ['recv', hosts.hostIp(1), group, String(N)]), member(NS[2]!, ['recv', hosts.hostIp(2), group, String(N)])];
-    started.push(...receivers);
-    for (const r of receivers) await r.waitFor((l) => l === 'ready', 15_000);
-    const sender = member(NS[0]!, ['send', hosts.hostIp(0), group, String(N)]);
-    started.push(sender);
-    expect(await sender.exit).toBe(0);
-    for (const r of receivers) {
-      expect(await r.exit).toBe(0);
-      const got = r.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { text: string; src: string; dst: string });
-      expect(got.map((g) => g.text)).toEqual(Array.from({ length: N }, (_, i) => `news ${i} from ${hosts.hostIp(0)}`));
-      for (const g of got) expect([g.src, g.dst]).toEqual([hosts.hostIp(0), group]);
-    }
-  }, 60_000);
+  for (const v of [4, 6] as const) {
+    it(`IPv${v}: a send to the group reaches the members on the other two hosts, each datagram once`, async () => {
+      const N = 5;
+      const ip = v === 4 ? hosts.hostIp : hosts.hostIp6;
+      const g = v === 4 ? group : group6;
+      const receivers = [member(NS[1]!, ['recv', ip(1), g, String(N)]), member(NS[2]!, ['recv', ip(2), g, String(N)])];
+      started.push(...receivers);
+      for (const r of receivers) await r.waitFor((l) => l === 'ready', 15_000);
+      const sender = member(NS[0]!, ['send', ip(0), g, String(N)]);
+      started.push(sender);
+      expect(await sender.exit).toBe(0);
+      for (const r of receivers) {
+        expect(await r.exit).toBe(0);
+        const got = r.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { text: string; src: string; dst: string });
+        expect(got.map((x) => x.text)).toEqual(Array.from({ length: N }, (_, i) => `news ${i} from ${ip(0)}`));
+        for (const x of got) expect([x.src, x.dst]).toEqual([ip(0), g]);
+      }
+    }, 60_000);
+  }
 });

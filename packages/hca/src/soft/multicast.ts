@@ -11,6 +11,7 @@
 // their own whose multicast interface is the device's address, so members
 // on this host (looped back) and on its link get them.
 import dgram from 'node:dgram';
+import os from 'node:os';
 import { IcrcCalculator, checkIcrc, writeIcrc } from '../packet/icrc.js';
 import { BTH_BYTES, ICRC_BYTES } from '../packet/opcode.js';
 import { ipToBytes } from './gid.js';
@@ -40,6 +41,20 @@ interface Group {
 
 /** Senders whose ICRC calculators a group keeps (and groups this device's sends keep one for); the oldest go first. */
 const MAX_SENDERS = 256;
+
+/**
+ * How the sockets name the device's interface: IPv4 by its address; IPv6 by
+ * the interface's scope (`::%eth0`), which is what IPV6_MULTICAST_IF and
+ * IPV6_JOIN_GROUP take (an address there would leave the kernel to pick).
+ */
+function interfaceOf(host: MulticastHost): string {
+  if (host.family === 4) return host.address;
+  const want = ipToBytes(host.address).join('.');
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    if (addrs?.some((a) => a.family === 'IPv6' && ipToBytes(a.address.split('%')[0]!).join('.') === want)) return `::%${name}`;
+  }
+  return '::';
+}
 
 export class MulticastGroups {
   private readonly groups = new Map<string, Group>();
@@ -85,7 +100,7 @@ export class MulticastGroups {
       socket.once('error', reject);
       socket.bind(port, group, () => {
         try {
-          socket.addMembership(group, this.host.address);
+          socket.addMembership(group, interfaceOf(this.host));
           socket.off('error', reject);
           resolve();
         } catch (err) {
@@ -111,7 +126,7 @@ export class MulticastGroups {
     g.ready.then(
       () => {
         try {
-          g.socket.dropMembership(group, this.host.address);
+          g.socket.dropMembership(group, interfaceOf(this.host));
         } catch {
           // Dropped already (the interface went away): closing is all that is left.
         }
@@ -131,7 +146,7 @@ export class MulticastGroups {
       this.txReady = new Promise<void>((resolve) => {
         tx.bind(0, this.host.address, () => {
           try {
-            tx.setMulticastInterface(this.host.address);
+            tx.setMulticastInterface(interfaceOf(this.host));
             tx.setMulticastLoopback(true);
             tx.setMulticastTTL(16);
           } catch {
