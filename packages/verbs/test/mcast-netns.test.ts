@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { bridgedHosts, netnsSkipReason } from '@ibal/tooling/netns';
+import { bridgedHosts, netnsSkipReason, sh } from '@ibal/tooling/netns';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'mcast-member.mjs');
@@ -54,7 +54,25 @@ function member(ns: string, args: string[]): Member {
 
 describe.skipIf(skipReason !== undefined)(`UD multicast between namespaces as hosts${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   const started: Member[] = [];
-  beforeAll(() => hosts.setUp());
+  beforeAll(() => {
+    hosts.setUp();
+    // A second interface in each namespace that the routing table prefers
+    // for the test's IPv6 groups: a socket that does not name the device's
+    // interface sends and joins there, and nothing arrives.
+    for (const [i, ns] of NS.entries()) {
+      // (A veth pair with both ends inside: this kernel has no dummy devices.)
+      const [x, y] = [`vmx${i}`, `vmy${i}`];
+      for (const cmd of [
+        ['ip', 'link', 'add', x, 'type', 'veth', 'peer', 'name', y],
+        ['ip', 'link', 'set', x, 'up'],
+        ['ip', 'link', 'set', y, 'up'],
+        ['ip', '-6', 'route', 'add', 'multicast', 'ff15::/16', 'dev', x, 'table', 'local', 'metric', '1'],
+      ]) {
+        const r = sh(['ip', 'netns', 'exec', ns, ...cmd]);
+        if (!r.ok) throw new Error(`${cmd.join(' ')} in ${ns}: ${r.err}`);
+      }
+    }
+  });
 
   afterAll(() => {
     for (const m of started) if (m.proc.exitCode === null) m.proc.kill('SIGKILL');
