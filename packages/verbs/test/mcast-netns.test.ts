@@ -57,7 +57,7 @@ describe.skipIf(skipReason !== undefined)(`UD multicast between namespaces as ho
   beforeAll(() => {
     hosts.setUp();
     // A second interface in each namespace that the routing table prefers
-    // for the test's IPv6 groups: a socket that does not name the device's
+    // for the test's groups: a socket that does not name the device's
     // interface sends and joins there, and nothing arrives.
     for (const [i, ns] of NS.entries()) {
       // (A veth pair with both ends inside: this kernel has no dummy devices.)
@@ -67,6 +67,7 @@ describe.skipIf(skipReason !== undefined)(`UD multicast between namespaces as ho
         ['ip', 'link', 'set', x, 'up'],
         ['ip', 'link', 'set', y, 'up'],
         ['ip', '-6', 'route', 'add', 'multicast', 'ff15::/16', 'dev', x, 'table', 'local', 'metric', '1'],
+        ['ip', 'route', 'add', '239.0.0.0/8', 'dev', x],
       ]) {
         const r = sh(['ip', 'netns', 'exec', ns, ...cmd]);
         if (!r.ok) throw new Error(`${cmd.join(' ')} in ${ns}: ${r.err}`);
