@@ -96,6 +96,8 @@ describe('ibal devinfo', () => {
       /\tmax_cqe:\t\t\t\d+\n/,
       /\tmax_mr:\t\t\t\t\d+\n/,
       /\tmax_mw:\t\t\t\t[1-9]\d*\n/,
+      /\tcompletion timestamp_mask:\t\t\t0x001fffffffffffff\n/,
+      /\thca_core_clock:\t\t\t1000000kHZ\n/,
       /\tmax_pd:\t\t\t\t\d+\n/,
       /\tmax_qp_rd_atom:\t\t\t\d+\n/,
       /\tmax_srq:\t\t\t\d+\n/,

@@ -185,6 +185,18 @@ export interface DeviceAttr {
   maxInlineData: number;
 }
 
+/** ibv_device_attr_ex: the extended attributes ibal knows. */
+export interface DeviceAttrEx {
+  origAttr: DeviceAttr;
+  /** The bits of readCompletionTs that count (0: the device has no completion timestamps). */
+  completionTimestampMask: bigint;
+  /** The clock readCompletionTs counts in, in kHz (the soft HCA's: 1 GHz, so ns). */
+  hcaCoreClock: number;
+  /** IBV_DEVICE_* capability bits beyond 32 (device_cap_flags_ex). */
+  deviceCapFlagsEx: bigint;
+  physPortCntEx: number;
+}
+
 export interface PortAttr {
   state: number;
   maxMtu: number;
@@ -234,6 +246,8 @@ export interface HcaDevice {
 export interface HcaContext {
   readonly device: HcaDevice;
   queryDevice(): DeviceAttr;
+  /** Optional: ibv_query_device_ex. */
+  queryDeviceEx?(): DeviceAttrEx;
   queryPort(portNum: number): PortAttr;
   queryGid(portNum: number, index: number): Gid;
   allocPd(): HcaPd;

@@ -2,8 +2,8 @@
 // delivers the device's async events.
 
 import { EventEmitter } from 'node:events';
-import { InvalidArgumentError, NotFoundError } from '@ibal/hca';
-import type { DeviceAttr, Gid, HcaContext, PortAttr } from '@ibal/hca';
+import { InvalidArgumentError, NotFoundError, NotSupportedError } from '@ibal/hca';
+import type { DeviceAttr, DeviceAttrEx, Gid, HcaContext, PortAttr } from '@ibal/hca';
 import { AsyncQueue, END } from './async-queue.js';
 import { CompChannel } from './comp-channel.js';
 import { CQ, type CreateCqOptions } from './cq.js';
@@ -48,6 +48,17 @@ export class Context extends Resource {
   queryDevice(): DeviceAttr {
     this.assertOpen();
     return this[kHandle].queryDevice();
+  }
+
+  /**
+   * ibv_query_device_ex: the device's attributes and, among the extended
+   * ones, the clock completion timestamps count in (`hcaCoreClock`, kHz).
+   */
+  queryDeviceEx(): DeviceAttrEx {
+    this.assertOpen();
+    const h = this[kHandle];
+    if (!h.queryDeviceEx) throw new NotSupportedError(`queryDeviceEx: the ${this.device.provider} provider has no extended attributes`);
+    return h.queryDeviceEx();
   }
 
   queryPort(portNum = 1): PortAttr {

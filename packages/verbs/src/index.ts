@@ -66,6 +66,7 @@ export type {
   AhAttr,
   SrqAttr,
   DeviceAttr,
+  DeviceAttrEx,
   PortAttr,
   Gid,
   MadAddress,

@@ -127,6 +127,9 @@ describe('createCqEx', () => {
       acq.endPoll();
     }
     const after = performance.now() * 1e6;
+    // The clock the stamps count in, as C code reads it to turn them into ns.
+    const ex = a.ctx.queryDeviceEx();
+    expect([ex.hcaCoreClock, ex.completionTimestampMask, ex.origAttr.maxCqe]).toEqual([1_000_000, (1n << 53n) - 1n, a.ctx.queryDevice().maxCqe]);
     for (const t of stamps) {
       expect(t).toBeGreaterThanOrEqual(Math.floor(before));
       expect(t).toBeLessThanOrEqual(Math.ceil(after));

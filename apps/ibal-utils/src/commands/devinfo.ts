@@ -5,9 +5,11 @@ import { parseArgs } from 'node:util';
 import {
   LinkLayer,
   NodeType,
+  NotSupportedError,
   type Context,
   type Device,
   type DeviceAttr,
+  type DeviceAttrEx,
   type PortAttr,
 } from '@ibal/verbs';
 import { gidToString } from '@ibal/verbs';
@@ -161,6 +163,16 @@ async function describe(d: Device, onlyPort: number, verbose: boolean, print: (l
     const a = ctx.queryDevice();
     if (onlyPort > a.physPortCnt) throw new CliError('Invalid port requested for device');
     const out = deviceLines(d, a, verbose);
+    if (verbose) {
+      // ibv_devinfo -v's extended lines, where the provider has ibv_query_device_ex.
+      let ex: DeviceAttrEx | undefined;
+      try {
+        ex = ctx.queryDeviceEx();
+      } catch (err) {
+        if (!(err instanceof NotSupportedError)) throw err;
+      }
+      if (ex) out.push(`\tcompletion timestamp_mask:\t\t\t0x${ex.completionTimestampMask.toString(16).padStart(16, '0')}`, `\thca_core_clock:\t\t\t${ex.hcaCoreClock}kHZ`);
+    }
     const ports: [number, PortAttr][] = [];
     for (let portNum = 1; portNum <= a.physPortCnt; portNum++) {
       if (onlyPort && portNum !== onlyPort) continue;

@@ -4,6 +4,7 @@ import type {
   AhAttr,
   AsyncEvent,
   DeviceAttr,
+  DeviceAttrEx,
   Gid,
   HcaContext,
   HcaPd,
@@ -162,6 +163,13 @@ export class NativeContext implements HcaContext {
     this.check();
     const a = call('ibv_query_device', () => this.h.queryDevice());
     return { ...(a as unknown as DeviceAttr), maxInlineData: MAX_INLINE_HINT };
+  }
+
+  queryDeviceEx(): DeviceAttrEx {
+    this.check();
+    const origAttr = this.queryDevice();
+    const x = call('ibv_query_device_ex', () => this.h.queryDeviceEx());
+    return { origAttr, completionTimestampMask: x.completionTimestampMask, hcaCoreClock: x.hcaCoreClock, deviceCapFlagsEx: x.deviceCapFlagsEx, physPortCntEx: x.physPortCntEx };
   }
 
   queryPort(portNum: number): PortAttr {

@@ -34,6 +34,7 @@ export interface NativeQpCreated {
 /** The addon's Context: one open ibv_context, resources named by ids. */
 export interface NativeContextHandle {
   queryDevice(): Record<string, number | bigint | string>;
+  queryDeviceEx(): { completionTimestampMask: bigint; hcaCoreClock: number; deviceCapFlagsEx: bigint; physPortCntEx: number };
   queryPort(port: number): Record<string, number>;
   queryGid(port: number, index: number): Uint8Array;
   allocPd(): number;

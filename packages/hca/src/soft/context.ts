@@ -4,6 +4,7 @@ import type {
   AhAttr,
   AsyncEvent,
   DeviceAttr,
+  DeviceAttrEx,
   Gid,
   HcaContext,
   HcaCq,
@@ -162,6 +163,12 @@ export class SoftContext implements HcaContext {
       physPortCnt: 1,
       maxInlineData: MAX_INLINE,
     };
+  }
+
+  queryDeviceEx(): DeviceAttrEx {
+    const origAttr = this.queryDevice();
+    // Completion timestamps are performance.now() in ns: a 1 GHz clock, exact in a double for 2^53 ns.
+    return { origAttr, completionTimestampMask: (1n << 53n) - 1n, hcaCoreClock: 1_000_000, deviceCapFlagsEx: BigInt(origAttr.deviceCapFlags >>> 0), physPortCntEx: origAttr.physPortCnt };
   }
 
   queryPort(portNum: number): PortAttr {

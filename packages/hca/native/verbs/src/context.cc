@@ -143,6 +143,7 @@ Napi::FunctionReference Context::ctor;
 Napi::Function Context::Init(Napi::Env env) {
   Napi::Function f = DefineClass(env, "Context", {
     InstanceMethod("queryDevice", &Context::QueryDevice),
+    InstanceMethod("queryDeviceEx", &Context::QueryDeviceEx),
     InstanceMethod("queryPort", &Context::QueryPort),
     InstanceMethod("queryGid", &Context::QueryGid),
     InstanceMethod("allocPd", &Context::AllocPd),
@@ -377,6 +378,19 @@ Napi::Value Context::QueryDevice(const Napi::CallbackInfo& info) {
   o.Set("physPortCnt", a.phys_port_cnt);
   // ibv_device_attr has no inline limit; a QP reports it in its cap.
   o.Set("maxInlineData", 0);
+  return o;
+}
+
+Napi::Value Context::QueryDeviceEx(const Napi::CallbackInfo& info) {
+  Check(info);
+  Napi::Env env = info.Env();
+  ibv_device_attr_ex a{};
+  if (int e = ibv_query_device_ex(ctx_, nullptr, &a)) throw ErrnoError(env, e, "ibv_query_device_ex");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("completionTimestampMask", Napi::BigInt::New(env, static_cast<uint64_t>(a.completion_timestamp_mask)));
+  o.Set("hcaCoreClock", Napi::Number::New(env, static_cast<double>(a.hca_core_clock)));
+  o.Set("deviceCapFlagsEx", Napi::BigInt::New(env, static_cast<uint64_t>(a.device_cap_flags_ex)));
+  o.Set("physPortCntEx", a.phys_port_cnt_ex);
   return o;
 }
 

@@ -98,6 +98,7 @@ class Context : public Napi::ObjectWrap<Context>, public HandleResolver {
 
  private:
   Napi::Value QueryDevice(const Napi::CallbackInfo& info);
+  Napi::Value QueryDeviceEx(const Napi::CallbackInfo& info);
   Napi::Value QueryPort(const Napi::CallbackInfo& info);
   Napi::Value QueryGid(const Napi::CallbackInfo& info);
   Napi::Value AllocPd(const Napi::CallbackInfo& info);
