@@ -118,9 +118,10 @@ export class MwTable {
 
   /**
    * Carries out a bind from `qp`'s send queue (rxe's check_bind_mw): returns
-   * the completion status, MW_BIND_ERR for any rule the bind breaks.
+   * the completion status, MW_BIND_ERR for any rule the bind breaks. A type
+   * 2 window is tied to `qp` from then on.
    */
-  bind(qp: { pd: PdRef }, mw: SoftMw, rkey: number, info: MwBindInfo, owner: object): number {
+  bind(qp: { pd: PdRef }, mw: SoftMw, rkey: number, info: MwBindInfo): number {
     if (mw.closed || mw.pd !== qp.pd) return WcStatus.MW_BIND_ERR;
     // The key's index part is the window's; only its low byte is the consumer's.
     if ((rkey & ~0xff) >>> 0 !== (mw.rkey & ~0xff) >>> 0) return WcStatus.MW_BIND_ERR;
@@ -149,7 +150,7 @@ export class MwTable {
     mw.length = len;
     mw.access = access & REMOTE;
     mw.zeroBased = (access & Access.ZERO_BASED) !== 0;
-    mw.qp = mw.type === MwType.TYPE_2 ? owner : undefined;
+    mw.qp = mw.type === MwType.TYPE_2 ? qp : undefined;
     mw.rkey = rkey >>> 0;
     return WcStatus.SUCCESS;
   }

@@ -318,7 +318,7 @@ export class Requester {
     w.npkts = 0;
     const mws = qp.host.mrs.mws;
     if (w.opcode === WrOpcode.BIND_MW) {
-      const status = qp.qpType === QpType.UD || !w.mw ? WcStatus.MW_BIND_ERR : mws.bind(qp, w.mw, w.bindRkey, w.bindInfo!, qp);
+      const status = qp.qpType === QpType.UD || !w.mw ? WcStatus.MW_BIND_ERR : mws.bind(qp, w.mw, w.bindRkey, w.bindInfo!);
       if (status !== WcStatus.SUCCESS) return this.failLocal(w, status);
     } else if (qp.qpType === QpType.UD || !mws.invalidate(w.invRkey, qp.pd, undefined)) {
       return this.failLocal(w, WcStatus.LOC_QP_OP_ERR);
