@@ -117,7 +117,7 @@ function load(): { addon?: VerbsAddon; reason?: string } {
   try {
     addon = createRequire(import.meta.url)(file) as VerbsAddon;
   } catch (err) {
-    return { reason: `the ibal_verbs addon failed to load (libibverbs/librdmacm missing?): ${(err as Error).message}` };
+    return { reason: `the ibal_verbs addon failed to load (libibverbs/librdmacm missing, or built for another system: npm rebuild @ibal/hca): ${(err as Error).message}` };
   }
   for (const [k, v] of Object.entries(LAYOUT)) {
     if (addon.layout[k] !== v) return { reason: `the ibal_verbs addon is stale: WR layout field ${k} is ${addon.layout[k]}, expected ${v} (rebuild with pnpm build)` };

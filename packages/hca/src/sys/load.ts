@@ -113,7 +113,7 @@ function load(): { addon?: SysAddon; reason?: string } {
   try {
     return { addon: createRequire(import.meta.url)(file) as SysAddon };
   } catch (err) {
-    return { reason: `the ibal_sys addon failed to load: ${(err as Error).message}` };
+    return { reason: `the ibal_sys addon failed to load (built for another system? npm rebuild @ibal/hca builds it here): ${(err as Error).message}` };
   }
 }
 
