@@ -44,15 +44,14 @@ export class SoftPd implements HcaPd, PdRef {
 
   constructor(private readonly ctx: SoftContext) {}
 
+  private readonly forgetMr = (mr: SoftMr): void => void this.mrs.delete(mr);
+  private readonly forgetMw = (mw: SoftMw): void => void this.mws.delete(mw);
+
   regMr(buf: Uint8Array, access: number) {
     this.check();
     const mr = this.ctx.device.mrs.register(this, buf, access);
     this.mrs.add(mr);
-    const dereg = mr.dereg.bind(mr);
-    mr.dereg = () => {
-      dereg();
-      this.mrs.delete(mr);
-    };
+    mr.onDereg = this.forgetMr;
     return mr;
   }
 
@@ -60,11 +59,7 @@ export class SoftPd implements HcaPd, PdRef {
     this.check();
     const mw = this.ctx.device.mrs.mws.alloc(this, type, postBind);
     this.mws.add(mw);
-    const dealloc = mw.dealloc.bind(mw);
-    mw.dealloc = () => {
-      dealloc();
-      this.mws.delete(mw);
-    };
+    mw.onDealloc = this.forgetMw;
     return mw;
   }
 

@@ -33,11 +33,15 @@ export class SoftMr implements HcaMr {
     return this.buf.length;
   }
 
+  /** Told once the MR is deregistered (its PD's list of MRs). */
+  onDereg: ((mr: SoftMr) => void) | undefined = undefined;
+
   dereg(): void {
     if (this.closed) throw new ResourceClosedError('MR');
     if (this.mwCount > 0) throw new ResourceBusyError(`MR has ${this.mwCount} memory window(s) bound to it`);
     this.closed = true;
     this.table.remove(this);
+    this.onDereg?.(this);
   }
 }
 

@@ -48,11 +48,15 @@ export class SoftMw implements HcaMw {
     return rkey >>> 0;
   }
 
+  /** Told once the window is deallocated (its PD's list of windows). */
+  onDealloc: ((mw: SoftMw) => void) | undefined = undefined;
+
   dealloc(): void {
     if (this.closed) throw new ResourceClosedError('MW');
     this.unbind();
     this.closed = true;
     this.table.remove(this);
+    this.onDealloc?.(this);
   }
 
   unbind(): void {
