@@ -12,7 +12,7 @@ import { regMr, type MR } from './mr.js';
 import type { MW, MwBindInfo } from './mw.js';
 import type { PD } from './pd.js';
 import { createQp, type QP, type QpInitAttr } from './qp.js';
-import type { SendWr } from './wr.js';
+import { opcodesFor, type SendWr } from './wr.js';
 
 /** ibv_qp_create_send_ops_flags: the wr_* operations a QP ex may build (bit = 1 << the WR opcode). */
 export const SendOpsFlags = {
@@ -28,13 +28,7 @@ export const SendOpsFlags = {
   WITH_SEND_WITH_INV: 1 << WrOpcode.SEND_WITH_INV,
 } as const;
 
-const ALL_OPS = (1 << (WrOpcode.SEND_WITH_INV + 1)) - 1;
-const OPS_FOR: Record<number, number> = {
-  [QpType.RC]: ALL_OPS,
-  [QpType.UC]:
-    SendOpsFlags.WITH_RDMA_WRITE | SendOpsFlags.WITH_RDMA_WRITE_WITH_IMM | SendOpsFlags.WITH_SEND | SendOpsFlags.WITH_SEND_WITH_IMM | SendOpsFlags.WITH_LOCAL_INV | SendOpsFlags.WITH_BIND_MW,
-  [QpType.UD]: SendOpsFlags.WITH_SEND | SendOpsFlags.WITH_SEND_WITH_IMM,
-};
+const ALL_OPS = opcodesFor[QpType.RC]!;
 
 /** ibv_qp_init_attr_ex: a QP's init attributes and the operations its QpEx may build. */
 export interface QpInitAttrEx extends QpInitAttr {
@@ -51,7 +45,7 @@ export function createQpEx(pd: PD, attr: QpInitAttrEx): QP {
   if (typeof attr !== 'object' || attr === null) throw new InvalidArgumentError('createQpEx: attr must be an object');
   const ops = attr.sendOpsFlags;
   if (!Number.isInteger(ops) || ops <= 0 || ops & ~ALL_OPS) throw new InvalidArgumentError(`createQpEx: sendOpsFlags must be SendOpsFlags bits, got ${String(ops)}`);
-  const allowed = OPS_FOR[attr.qpType];
+  const allowed = opcodesFor[attr.qpType];
   if (allowed !== undefined && ops & ~allowed) throw new InvalidArgumentError(`createQpEx: sendOpsFlags 0x${(ops & ~allowed).toString(16)} are not operations of this QP type (EOPNOTSUPP)`);
   const qp = createQp(pd, attr);
   exOf.set(qp, new QpEx(qp, ops));

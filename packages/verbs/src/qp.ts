@@ -189,9 +189,10 @@ export class QP extends Resource {
    * ibv_bind_mw: binds a type 1 window to `bind.bindInfo` (length 0 unbinds
    * it) through this QP's send queue, ordered after what was posted before.
    * The window's rkey moves to its new value at once (as mw->rkey does:
-   * incRkey of the old one on the soft HCA, libibverbs' choice on hardware); the bind completes with WcOpcode.BIND_MW when signaled, or with
-   * MW_BIND_ERR when the HCA refuses it (MR without MW_BIND, range outside
-   * the MR, another PD).
+   * incRkey of the old one on the soft HCA, libibverbs' choice on
+   * hardware); the bind completes with WcOpcode.BIND_MW when signaled, or
+   * with MW_BIND_ERR when the HCA refuses it (MR without MW_BIND, range
+   * outside the MR, another PD).
    */
   bindMw(mw: MW, bind: MwBind): void {
     this.assertOpen();

@@ -33,8 +33,12 @@ export const NO_SEND_WR: SendWr = Object.freeze({ wrId: 0, opcode: WrOpcode.SEND
 const opcodeNames = ['RDMA_WRITE', 'RDMA_WRITE_WITH_IMM', 'SEND', 'SEND_WITH_IMM', 'RDMA_READ', 'ATOMIC_CMP_AND_SWP', 'ATOMIC_FETCH_AND_ADD', 'LOCAL_INV', 'BIND_MW', 'SEND_WITH_INV'];
 const MAX_OPCODE = WrOpcode.SEND_WITH_INV;
 
-/** Opcodes each transport supports, as bit sets over WrOpcode values (windows: RC and UC; Send with Invalidate: RC). */
-const opcodesFor: Record<number, number> = {
+/**
+ * Opcodes each transport supports, as bit sets over WrOpcode values (windows:
+ * RC and UC; Send with Invalidate: RC). ibv_qp_ex's send_ops_flags use the
+ * same bits, so createQpEx checks against it too.
+ */
+export const opcodesFor: Record<number, number> = {
   [QpType.RC]: (1 << (MAX_OPCODE + 1)) - 1,
   [QpType.UC]:
     (1 << WrOpcode.RDMA_WRITE) | (1 << WrOpcode.RDMA_WRITE_WITH_IMM) | (1 << WrOpcode.SEND) | (1 << WrOpcode.SEND_WITH_IMM) | (1 << WrOpcode.LOCAL_INV) | (1 << WrOpcode.BIND_MW),
