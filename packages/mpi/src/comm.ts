@@ -54,6 +54,12 @@ export class Comm {
     this.#local = LocalGroup.for(world.engine.endpoints, world.engine.transports, group, this.rank);
   }
 
+  /** @internal The world this communicator belongs to (one-sided windows reach its engine through it). */
+  static worldOf(comm: Comm): World {
+    comm.#check();
+    return comm.#world;
+  }
+
   getRank(): number {
     return this.rank;
   }

@@ -10,3 +10,17 @@ export const PROC_NULL = -2;
 export const UNDEFINED = -32766;
 /** The largest tag a program may use (MPI_TAG_UB); tags above are reserved for collectives. */
 export const TAG_UB = 0x3fffffff;
+
+/** Win.Lock: one origin at a time (MPI_LOCK_EXCLUSIVE). */
+export const LOCK_EXCLUSIVE = 1;
+/** Win.Lock: any number of origins at once (MPI_LOCK_SHARED). */
+export const LOCK_SHARED = 2;
+
+// Assertions for Win.Fence (and Lock's NOCHECK), Open MPI's bits. They are
+// hints MPI lets an implementation ignore; NOSUCCEED is the one acted on
+// here: no access epoch follows the fence.
+export const MODE_NOCHECK = 1;
+export const MODE_NOPRECEDE = 2;
+export const MODE_NOPUT = 4;
+export const MODE_NOSTORE = 8;
+export const MODE_NOSUCCEED = 16;

@@ -42,3 +42,10 @@ export class TransportError extends IbalError {
     super('ERR_MPI_TRANSPORT', message, options);
   }
 }
+
+/** A one-sided operation outside an access epoch, or a synchronization call out of order (MPI_ERR_RMA_SYNC). */
+export class RmaSyncError extends IbalError {
+  constructor(message: string) {
+    super('ERR_MPI_RMA_SYNC', message);
+  }
+}

@@ -41,6 +41,7 @@ type FoldLoop = (ins: readonly TypedArray[], out: TypedArray, n: number) => void
 
 /** `op` as an Op (a built-in one or Op.create's); anything else is an InvalidArgumentError naming `what`. */
 export function checkOp(op: unknown, what: string): Op {
+  if (op === REPLACE || op === NO_OP) throw new InvalidArgumentError(`${what}: ${(op as Op).name} is for one-sided accumulates only`);
   if (op instanceof Op) return op;
   const got = op === null ? 'null' : typeof op === 'object' ? `an instance of ${(op as object).constructor?.name ?? 'Object'}` : typeof op;
   throw new InvalidArgumentError(`${what}: op must be an Op (SUM, MAX, ..., or one from Op.create), got ${got}`);
@@ -206,3 +207,15 @@ export const BOR = builtin('BOR', (a, b) => `${a} | ${b}`, true);
 export const BXOR = builtin('BXOR', (a, b) => `${a} ^ ${b}`, true);
 export const MAXLOC = loc('MAXLOC', '>');
 export const MINLOC = loc('MINLOC', '<');
+
+/** MPI_REPLACE: an Accumulate that stores the origin's values (one-sided operations only). */
+export const REPLACE = Op.builtin('REPLACE', (i, io) => (io as Float64Array).set(i as Float64Array));
+/** MPI_NO_OP: a Get_accumulate that only reads (one-sided operations only). */
+export const NO_OP = Op.builtin('NO_OP', () => {});
+
+/**
+ * The operations a one-sided accumulate may name, by their number on the
+ * wire: the target applies them, so they must be ones it has too (MPI
+ * allows predefined operations only there as well).
+ */
+export const RMA_OPS: readonly Op[] = [SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, REPLACE, NO_OP];

@@ -24,6 +24,9 @@ interface PendingSend {
 
 const IDLE_TICK_MS = 50;
 
+/** Takes the RMA control messages of one context (a window's): the header is words [w, w + HDR_WORDS). */
+export type RmaHandler = (peer: number, words: Int32Array, w: number) => void;
+
 export class Engine implements Progress {
   readonly worldRank: number;
   readonly endpoints: Endpoint[] = [];
@@ -41,6 +44,10 @@ export class Engine implements Progress {
   #idleResolve: (() => void) | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   #syncTransport: Transport | undefined;
+  readonly #rmaHandlers = new Map<number, RmaHandler>();
+  /** Windows open: while any is, arrivals are taken as they come, not only while a call waits (see retainService). */
+  #services = 0;
+  #serviceTick: NodeJS.Immediate | undefined;
 
   constructor(worldRank: number) {
     this.worldRank = worldRank;
@@ -56,6 +63,10 @@ export class Engine implements Progress {
       this.#sends.delete(id);
       s.release();
       s.req.complete(s.req.status);
+      return;
+    }
+    if (type === MsgType.RMA) {
+      this.#rmaHandlers.get(words[w + W_CTX]!)?.(peer, words, w);
       return;
     }
     if (type !== MsgType.EAGER && type !== MsgType.RTS) return;
@@ -116,6 +127,55 @@ export class Engine implements Progress {
     this.#sends.set(id, { req, release, data });
     ep.send(h, undefined);
   }
+
+  /** Sends a header-only message (RMA control) to world rank `dest`; the endpoint copies it. */
+  sendHeader(dest: number, header: Int32Array): void {
+    this.#check();
+    this.endpoints[dest]!.send(header, undefined);
+  }
+
+  /** Routes context `ctx`'s RMA control messages to `handler` (undefined: drops them). */
+  setRmaHandler(ctx: number, handler: RmaHandler | undefined): void {
+    if (handler) this.#rmaHandlers.set(ctx, handler);
+    else this.#rmaHandlers.delete(ctx);
+  }
+
+  /**
+   * A window opened: passive-target operations (Lock, Put, Unlock) need the
+   * target to take requests while its program is busy elsewhere (awaiting
+   * a timer, a socket), not only inside an MPI call, as MPI asks of passive
+   * target progress. So while any window is open the transports' wake-ups
+   * stay armed and run progress() from the event loop. A program computing
+   * synchronously still defers them, as a single-threaded MPI library does.
+   */
+  retainService(): void {
+    if (this.#services++ === 0) this.#armService();
+  }
+
+  releaseService(): void {
+    if (this.#services > 0) this.#services--;
+  }
+
+  #armService(): void {
+    if (this.#services === 0 || this.failure) return;
+    for (const t of this.transports) t.armWake(this.#onWake);
+  }
+
+  // One wake-up for waiters and the service alike: a transport keeps one
+  // armed wait, and whichever armed it first would otherwise get it.
+  readonly #onWake = (): void => {
+    if (this.#idleResolve) this.kick();
+    // setImmediate, not a microtask: a wake with work pending is handed back at once, and a
+    // chain of microtasks would starve the event loop.
+    if (this.#services > 0 && !this.#serviceTick) {
+      this.#serviceTick = setImmediate(() => {
+        this.#serviceTick = undefined;
+        if (this.#services === 0) return;
+        this.progress();
+        this.#armService();
+      });
+    }
+  };
 
   /** Posts a receive into `buf` (or an object receive when undefined). */
   irecv(req: Request<unknown>, ctx: number, source: number, tag: number, buf: Uint8Array | undefined): void {
@@ -181,9 +241,8 @@ export class Engine implements Progress {
   #sleep(): Promise<void> {
     if (this.#idle) return this.#idle;
     this.#idle = new Promise<void>((resolve) => (this.#idleResolve = resolve));
-    const kick = (): void => this.kick();
-    this.#idleTimer = setTimeout(kick, IDLE_TICK_MS);
-    for (const t of this.transports) t.armWake(kick);
+    this.#idleTimer = setTimeout(() => this.kick(), IDLE_TICK_MS);
+    for (const t of this.transports) t.armWake(this.#onWake);
     return this.#idle;
   }
 
@@ -231,6 +290,9 @@ export class Engine implements Progress {
   }
 
   close(): void {
+    this.#services = 0;
+    if (this.#serviceTick) clearImmediate(this.#serviceTick);
+    this.#serviceTick = undefined;
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     const r = this.#idleResolve;

@@ -13,6 +13,7 @@
 //   word 7  rendezvous: source address, high 32 bits
 //   word 8  rendezvous: key (rkey for verbs)
 //   word 9  credits returned (verbs flow control)
+//   (RMA control messages use words 3-7 their own way: rma/protocol.ts)
 //   words 10-11 reserved
 
 export const HDR_BYTES = 48;
@@ -27,6 +28,12 @@ export const enum MsgType {
   FIN = 3,
   /** Credits only (verbs), when no other message carries them back. */
   CREDIT = 4,
+  /**
+   * One-sided communication's control message (rma/protocol.ts): header
+   * only, so every transport carries it whatever its eager limit; the data
+   * of a Put or an Accumulate follows as an ordinary message.
+   */
+  RMA = 5,
 }
 
 export const enum MsgFlag {

@@ -1,0 +1,454 @@
+// MPI windows (MPI_Win): one-sided Put, Get and the accumulates into memory
+// other ranks expose, with fence (active target) and lock (passive target)
+// synchronization, in mpi4py's names.
+//
+// Operations travel as control messages to the target's window
+// (protocol.ts) and complete there as they arrive (target.ts), whether or
+// not the target's program is in an MPI call. Like the rest of this
+// package, Put and Get data moves with one copy each way for small sizes
+// and as a rendezvous pull (RDMA READ, process_vm_readv, a shared-memory
+// copy) straight into the window or the origin's array for large ones.
+//
+// As in MPI, an operation is only started by its call: the origin's array
+// must stay as it is, and a Get's result is there, once a synchronization
+// call completes it (Fence, Unlock, Flush; FlushLocal for the origin's
+// side only).
+import { ResourceClosedError } from '@ibal/hca';
+import { Comm } from '../comm.js';
+import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
+import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
+import { InvalidArgumentError, RmaSyncError } from '../errors.js';
+import { ARRAY_CLASSES, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
+import type { Engine } from '../p2p/engine.js';
+import { HDR_WORDS } from '../protocol/header.js';
+import { Request } from '../request.js';
+import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
+import { WinTarget } from './target.js';
+
+/** The most one operation may move: its length travels in one header word. */
+const MAX_OP_BYTES = 0xffffffff;
+
+export class Win {
+  /** This process's rank in the window's group. */
+  readonly rank: number;
+  /** Ranks in the window's group. */
+  readonly size: number;
+  /** Bytes of the local window (what other ranks' operations read and write). */
+  readonly memory: Uint8Array;
+  /** The displacement unit of the local window, in bytes. */
+  readonly dispUnit: number;
+  readonly #engine: Engine;
+  /** A private duplicate of the creating communicator: its context carries the window's traffic, its barrier the fences. */
+  readonly #comm: Comm;
+  readonly #target: WinTarget;
+  readonly #h = new Int32Array(HDR_WORDS);
+  readonly #c: RmaControl = { kind: RmaKind.PUT, origin: 0, dtype: 0, op: 0, lock: 0, len: 0, offset: 0 };
+  #sizes: number[] = [];
+  #dispUnits: number[] = [];
+  #freed = false;
+  /** A fence opened an access epoch on every rank (until a fence with MODE_NOSUCCEED). */
+  #fenceEpoch = false;
+  /** Locks granted to this origin, by target; #locking: asked for and not yet granted. */
+  readonly #locks = new Map<number, number>();
+  readonly #locking = new Set<number>();
+  #lockAll = false;
+  /** Targets with operations not yet known complete. */
+  readonly #touched = new Set<number>();
+  /** Data sends and reply receives still open, with their target. */
+  #pending: { target: number; req: Request<unknown> }[] = [];
+  // Requests sent and answers received, per target: a wait compares the two.
+  readonly #asked: Record<'lock' | 'unlock' | 'flush', number[]>;
+  readonly #answered: Record<'lock' | 'unlock' | 'flush', number[]>;
+
+  private constructor(engine: Engine, comm: Comm, memory: Uint8Array, dispUnit: number) {
+    this.#engine = engine;
+    this.#comm = comm;
+    this.rank = comm.rank;
+    this.size = comm.size;
+    this.memory = memory;
+    this.dispUnit = dispUnit;
+    const zeros = (): number[] => new Array<number>(comm.size).fill(0);
+    this.#asked = { lock: zeros(), unlock: zeros(), flush: zeros() };
+    this.#answered = { lock: zeros(), unlock: zeros(), flush: zeros() };
+    this.#target = new WinTarget(engine, comm.context, comm.rank, comm.group, memory);
+    engine.setRmaHandler(comm.context, this.#onControl);
+    engine.retainService();
+  }
+
+  /**
+   * MPI_Win_create (collective over `comm`): exposes `memory` to the group's
+   * one-sided operations. A target displacement counts `dispUnit` bytes (1,
+   * as in mpi4py, unless given: pass memory.BYTES_PER_ELEMENT to count in
+   * elements).
+   */
+  static async Create(memory: TypedArray, comm: Comm): Promise<Win>;
+  static async Create(memory: TypedArray, dispUnit: number, comm: Comm): Promise<Win>;
+  static async Create(memory: TypedArray, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
+    checkBuffer(memory, 'Win.Create memory');
+    const [dispUnit, comm] = typeof dispUnitOrComm === 'number' ? [dispUnitOrComm, maybeComm] : [1, dispUnitOrComm];
+    return Win.#create(bytesOf(memory), dispUnit, comm, 'Win.Create');
+  }
+
+  /** MPI_Win_allocate (collective): a window over `size` new zeroed bytes of memory, in `win.memory`. */
+  static async Allocate(size: number, comm: Comm): Promise<Win>;
+  static async Allocate(size: number, dispUnit: number, comm: Comm): Promise<Win>;
+  static async Allocate(size: number, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
+    if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`Win.Allocate: size must be a non-negative integer, got ${String(size)}`);
+    const [dispUnit, comm] = typeof dispUnitOrComm === 'number' ? [dispUnitOrComm, maybeComm] : [1, dispUnitOrComm];
+    return Win.#create(new Uint8Array(size), dispUnit, comm, 'Win.Allocate');
+  }
+
+  static async #create(memory: Uint8Array, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
+    if (!(comm instanceof Comm)) throw new InvalidArgumentError(`${what}: needs the communicator whose ranks share the window`);
+    if (!Number.isSafeInteger(dispUnit) || dispUnit < 1) throw new InvalidArgumentError(`${what}: dispUnit must be a positive integer, got ${String(dispUnit)}`);
+    const engine = Comm.worldOf(comm).engine;
+    const wcomm = await comm.dup();
+    // The handler is in place before this rank's part of the exchange below,
+    // so no rank can send it an operation before it can take one.
+    const win = new Win(engine, wcomm, memory, dispUnit);
+    try {
+      const all = new Float64Array(2 * wcomm.size);
+      await wcomm.Allgather(Float64Array.of(memory.length, dispUnit), all);
+      for (let r = 0; r < wcomm.size; r++) {
+        win.#sizes.push(all[2 * r]!);
+        win.#dispUnits.push(all[2 * r + 1]!);
+      }
+    } catch (err) {
+      win.#release();
+      throw err;
+    }
+    return win;
+  }
+
+  /** mpi4py's Win.tomemory(): the local window's bytes. */
+  tomemory(): Uint8Array {
+    this.#check();
+    return this.memory;
+  }
+
+  /** Bytes of rank `r`'s window, as it said at creation. */
+  sizeOf(r: number): number {
+    this.#check();
+    checkRank(r, this.size, 'rank');
+    return this.#sizes[r]!;
+  }
+
+  readonly #onControl = (_peer: number, words: Int32Array, w: number): void => {
+    const c = readControl(words, w, this.#c);
+    const from = c.origin;
+    if (from < 0 || from >= this.size) return;
+    switch (c.kind) {
+      case RmaKind.LOCK_GRANTED:
+        this.#answered.lock[from]!++;
+        return;
+      case RmaKind.UNLOCK_DONE:
+        this.#answered.unlock[from]!++;
+        return;
+      case RmaKind.FLUSH_DONE:
+        this.#answered.flush[from]!++;
+        return;
+      default:
+        this.#target.take(c);
+    }
+  };
+
+  #check(): void {
+    if (this.#freed) throw new ResourceClosedError('window');
+  }
+
+  // ---- communication ------------------------------------------------------
+
+  /** MPI_Put: `origin` into rank `targetRank`'s window at `targetDisp` (in its dispUnit). */
+  Put(origin: TypedArray, targetRank: number, targetDisp = 0): void {
+    checkBuffer(origin, 'Put origin');
+    if (this.#null(targetRank)) return;
+    const bytes = bytesOf(origin);
+    const offset = this.#access(targetRank, targetDisp, bytes.length, 'Put');
+    this.#control(targetRank, RmaKind.PUT, bytes.length, offset);
+    this.#sendData(targetRank, bytes);
+  }
+
+  /** MPI_Get: rank `targetRank`'s window at `targetDisp` into `origin`. */
+  Get(origin: TypedArray, targetRank: number, targetDisp = 0): void {
+    checkBuffer(origin, 'Get origin');
+    if (this.#null(targetRank)) return;
+    const bytes = bytesOf(origin);
+    const offset = this.#access(targetRank, targetDisp, bytes.length, 'Get');
+    this.#expectReply(targetRank, bytes);
+    this.#control(targetRank, RmaKind.GET, bytes.length, offset);
+  }
+
+  /** MPI_Accumulate: target = origin op target, element by element, atomically per element against other accumulates. */
+  Accumulate(origin: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
+    checkBuffer(origin, 'Accumulate origin');
+    const code = this.#op(op, origin, 'Accumulate', false);
+    if (this.#null(targetRank)) return;
+    const bytes = bytesOf(origin);
+    const offset = this.#access(targetRank, targetDisp, bytes.length, 'Accumulate');
+    this.#control(targetRank, RmaKind.ACC, bytes.length, offset, dtypeOf(origin), code);
+    this.#sendData(targetRank, bytes);
+  }
+
+  /** MPI_Get_accumulate: `result` gets the target's values from before `op` applied `origin` to them (NO_OP: only read). */
+  GetAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
+    checkBuffer(origin, 'GetAccumulate origin');
+    checkBuffer(result, 'GetAccumulate result');
+    checkSameType(origin, result, 'GetAccumulate');
+    if (origin.length !== result.length) throw new InvalidArgumentError(`GetAccumulate: origin has ${origin.length} elements, result ${result.length}`);
+    const code = this.#op(op, origin, 'GetAccumulate', true);
+    if (this.#null(targetRank)) return;
+    const bytes = bytesOf(origin);
+    const offset = this.#access(targetRank, targetDisp, bytes.length, 'GetAccumulate');
+    this.#expectReply(targetRank, bytesOf(result));
+    this.#control(targetRank, RmaKind.GET_ACC, bytes.length, offset, dtypeOf(origin), code);
+    this.#sendData(targetRank, bytes);
+  }
+
+  /** MPI_Fetch_and_op: GetAccumulate of one element (the first of `origin` and `result`). */
+  FetchAndOp(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
+    checkBuffer(origin, 'FetchAndOp origin');
+    checkBuffer(result, 'FetchAndOp result');
+    if (origin.length < 1 || result.length < 1) throw new InvalidArgumentError('FetchAndOp: origin and result need an element each');
+    this.GetAccumulate(origin.subarray(0, 1), result.subarray(0, 1), targetRank, targetDisp, op);
+  }
+
+  /**
+   * MPI_Compare_and_swap on one element: where the target's element equals
+   * `compare[0]` (bit for bit) it becomes `origin[0]`; `result[0]` gets the
+   * old value either way.
+   */
+  CompareAndSwap(origin: TypedArray, compare: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0): void {
+    for (const [a, name] of [
+      [origin, 'origin'],
+      [compare, 'compare'],
+      [result, 'result'],
+    ] as const) {
+      checkBuffer(a, `CompareAndSwap ${name}`);
+      if (a.length < 1) throw new InvalidArgumentError(`CompareAndSwap: ${name} needs an element`);
+    }
+    checkSameType(origin, compare, 'CompareAndSwap');
+    checkSameType(origin, result, 'CompareAndSwap');
+    if (this.#null(targetRank)) return;
+    const cls = arrayClass(origin);
+    const bpe = origin.BYTES_PER_ELEMENT;
+    const offset = this.#access(targetRank, targetDisp, bpe, 'CompareAndSwap');
+    const data = new cls(2);
+    (data as Float64Array)[0] = compare[0] as number;
+    (data as Float64Array)[1] = origin[0] as number;
+    this.#expectReply(targetRank, bytesOf(result.subarray(0, 1)));
+    this.#control(targetRank, RmaKind.CAS, bpe, offset, dtypeOf(origin));
+    this.#sendData(targetRank, bytesOf(data));
+  }
+
+  /** PROC_NULL makes an operation a no-op; any other rank must be a member. */
+  #null(target: number): boolean {
+    this.#check();
+    if (target === PROC_NULL) return true;
+    checkRank(target, this.size, 'target rank');
+    return false;
+  }
+
+  /** The target byte offset of an operation in an access epoch, checked against the target's window. */
+  #access(target: number, disp: number, len: number, what: string): number {
+    if (!this.#fenceEpoch && !this.#lockAll && !this.#locks.has(target)) {
+      throw new RmaSyncError(`${what} to rank ${target} outside an access epoch: call Fence, Lock(${target}) or LockAll first`);
+    }
+    if (!Number.isSafeInteger(disp) || disp < 0) throw new InvalidArgumentError(`${what}: target displacement must be a non-negative integer, got ${String(disp)}`);
+    if (len > MAX_OP_BYTES) throw new InvalidArgumentError(`${what}: ${len} bytes is more than one operation moves (${MAX_OP_BYTES})`);
+    const offset = disp * this.#dispUnits[target]!;
+    if (offset + len > this.#sizes[target]!) {
+      throw new InvalidArgumentError(`${what}: ${len} bytes at displacement ${disp} (byte ${offset}) run past rank ${target}'s window of ${this.#sizes[target]} bytes`);
+    }
+    this.#touched.add(target);
+    return offset;
+  }
+
+  #op(op: unknown, buf: TypedArray, what: string, noOpAllowed: boolean): number {
+    const code = op instanceof Op ? RMA_OPS.indexOf(op) : -1;
+    if (code < 0) {
+      const name = op instanceof Op ? op.name : typeof op;
+      throw new InvalidArgumentError(`${what}: op must be a predefined operation (SUM, MAX, ..., REPLACE${noOpAllowed ? ', NO_OP' : ''}); the target applies it: got ${name}`);
+    }
+    if (op === NO_OP && !noOpAllowed) throw new InvalidArgumentError(`${what}: NO_OP is for GetAccumulate and FetchAndOp`);
+    (op as Op).check(buf);
+    return code;
+  }
+
+  #control(target: number, kind: RmaKind, len = 0, offset = 0, dtype = 0, op = 0, lock = 0): void {
+    this.#engine.sendHeader(this.#comm.group[target]!, writeControl(this.#h, this.#comm.context, this.rank, kind, len, offset, dtype, op, lock));
+  }
+
+  #sendData(target: number, bytes: Uint8Array): void {
+    const req = new Request<unknown>(this.#engine);
+    this.#engine.isend(req, this.#comm.context, this.#comm.group[target]!, this.rank, DATA_TAG, bytes, 0);
+    if (!req.done) this.#pending.push({ target, req });
+  }
+
+  #expectReply(target: number, into: Uint8Array): void {
+    const req = new Request<unknown>(this.#engine);
+    this.#engine.irecv(req, this.#comm.context, target, REPLY_TAG, into);
+    this.#pending.push({ target, req });
+  }
+
+  // ---- synchronization ----------------------------------------------------
+
+  /**
+   * MPI_Win_fence (collective): completes every operation of the epoch at
+   * origins and targets, and opens the next one unless `assertion` has
+   * MODE_NOSUCCEED.
+   */
+  async Fence(assertion = 0): Promise<void> {
+    this.#check();
+    if (!Number.isInteger(assertion) || assertion < 0) throw new InvalidArgumentError(`Fence: assertion must be a combination of MODE_* bits, got ${String(assertion)}`);
+    if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Fence inside a passive-target epoch: Unlock first');
+    await this.#flush([...this.#touched]);
+    // After every rank's flushes, every operation on every window is done.
+    await this.#comm.Barrier();
+    this.#fenceEpoch = (assertion & MODE_NOSUCCEED) === 0;
+  }
+
+  /** MPI_Win_lock: starts an access epoch on `rank`'s window once its lock is granted. */
+  async Lock(rank: number, lockType: number = LOCK_EXCLUSIVE): Promise<void> {
+    if (this.#null(rank)) return;
+    if (lockType !== LOCK_EXCLUSIVE && lockType !== LOCK_SHARED) throw new InvalidArgumentError(`Lock: lockType must be LOCK_EXCLUSIVE or LOCK_SHARED, got ${String(lockType)}`);
+    if (this.#locks.has(rank) || this.#locking.has(rank) || this.#lockAll) throw new RmaSyncError(`Lock: rank ${rank}'s window is locked by this process already`);
+    this.#locking.add(rank);
+    try {
+      await this.#ask('lock', [rank], RmaKind.LOCK, lockType === LOCK_EXCLUSIVE ? LockType.EXCLUSIVE : LockType.SHARED);
+    } finally {
+      this.#locking.delete(rank);
+    }
+    this.#locks.set(rank, lockType);
+  }
+
+  /** MPI_Win_unlock: completes the epoch's operations on `rank` (there and here) and releases its lock. */
+  async Unlock(rank: number): Promise<void> {
+    if (this.#null(rank)) return;
+    if (!this.#locks.has(rank)) throw new RmaSyncError(`Unlock: rank ${rank}'s window is not locked by this process`);
+    this.#locks.delete(rank);
+    await this.#ask('unlock', [rank], RmaKind.UNLOCK);
+    await this.#settle([rank]);
+    this.#touched.delete(rank);
+  }
+
+  /** MPI_Win_lock_all: a shared lock on every rank's window. */
+  async LockAll(): Promise<void> {
+    this.#check();
+    if (this.#lockAll || this.#locks.size > 0 || this.#locking.size > 0) throw new RmaSyncError('LockAll: this process holds or awaits locks already');
+    const all = this.#comm.group.map((_, r) => r);
+    for (const r of all) this.#locking.add(r);
+    try {
+      await this.#ask('lock', all, RmaKind.LOCK, LockType.SHARED);
+    } finally {
+      this.#locking.clear();
+    }
+    this.#lockAll = true;
+  }
+
+  /** MPI_Win_unlock_all. */
+  async UnlockAll(): Promise<void> {
+    this.#check();
+    if (!this.#lockAll) throw new RmaSyncError('UnlockAll without LockAll');
+    this.#lockAll = false;
+    const all = this.#comm.group.map((_, r) => r);
+    await this.#ask('unlock', all, RmaKind.UNLOCK);
+    await this.#settle(all);
+    this.#touched.clear();
+  }
+
+  /** MPI_Win_flush: this origin's operations on `rank` are complete there (and here) when it resolves. */
+  async Flush(rank: number): Promise<void> {
+    if (this.#null(rank)) return;
+    this.#inPassiveEpoch(rank, 'Flush');
+    await this.#flush([rank]);
+  }
+
+  /** MPI_Win_flush_all. */
+  async FlushAll(): Promise<void> {
+    this.#check();
+    await this.#flush([...this.#touched]);
+  }
+
+  /** MPI_Win_flush_local: this origin's operations on `rank` are complete here (arrays reusable, Get results in). */
+  async FlushLocal(rank: number): Promise<void> {
+    if (this.#null(rank)) return;
+    this.#inPassiveEpoch(rank, 'FlushLocal');
+    await this.#settle([rank]);
+  }
+
+  /** MPI_Win_flush_local_all. */
+  async FlushLocalAll(): Promise<void> {
+    this.#check();
+    await this.#settle(undefined);
+  }
+
+  #inPassiveEpoch(rank: number, what: string): void {
+    if (!this.#lockAll && !this.#locks.has(rank)) throw new RmaSyncError(`${what}: no lock on rank ${rank}'s window`);
+  }
+
+  /** Asks each target for completion of everything sent it so far, and waits for the answers and for local completion. */
+  async #flush(targets: number[]): Promise<void> {
+    if (targets.length === 0) return;
+    await this.#ask('flush', targets, RmaKind.FLUSH);
+    await this.#settle(targets);
+    for (const t of targets) this.#touched.delete(t);
+  }
+
+  /** Sends `kind` to each target and waits until each has answered it. */
+  async #ask(what: 'lock' | 'unlock' | 'flush', targets: number[], kind: RmaKind, lock = 0): Promise<void> {
+    const asked = this.#asked[what];
+    const answered = this.#answered[what];
+    for (const t of targets) {
+      asked[t]!++;
+      this.#control(t, kind, 0, 0, 0, 0, lock);
+    }
+    const done = (): boolean => targets.every((t) => answered[t]! >= asked[t]!);
+    if (!done()) await this.#engine.until(done);
+  }
+
+  /** Waits for the open sends and reply receives to `targets` (undefined: all); throws the first one's error. */
+  async #settle(targets: number[] | undefined): Promise<void> {
+    const mine = (p: { target: number }): boolean => targets === undefined || targets.includes(p.target);
+    const open = (): boolean => this.#pending.some((p) => !p.req.done && mine(p));
+    if (open()) await this.#engine.until(() => !open());
+    let err: Error | undefined;
+    this.#pending = this.#pending.filter((p) => {
+      if (!p.req.done) return true;
+      err ??= p.req.error;
+      return false;
+    });
+    if (err) throw err;
+  }
+
+  /**
+   * MPI_Win_free (collective): completes what is outstanding, waits for
+   * every rank to be done with the window, and releases it.
+   */
+  async Free(): Promise<void> {
+    this.#check();
+    if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Free inside a passive-target epoch: Unlock first');
+    await this.#flush([...this.#touched]);
+    await this.#comm.Barrier();
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#freed) return;
+    this.#freed = true;
+    this.#engine.setRmaHandler(this.#comm.context, undefined);
+    this.#engine.releaseService();
+    this.#comm.free();
+  }
+
+  get freed(): boolean {
+    return this.#freed;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.#freed) await this.Free();
+  }
+}
+
+function dtypeOf(a: TypedArray): number {
+  return ARRAY_CLASSES.indexOf(arrayClass(a));
+}
