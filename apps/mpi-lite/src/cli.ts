@@ -1,6 +1,6 @@
 // mpilite: run MPI-lite jobs and benchmark them.
 //   mpilite run -n N [...] program args       (see run.ts)
-//   mpilite bench latency|bw|bibw|allreduce|bcast|alltoall [-n N] [--json]
+//   mpilite bench latency|bw|bibw|allreduce|bcast|alltoall|put_latency|get_latency|acc_latency|put_bw [-n N] [--json]
 //   mpilite info                              (how a rank here would join: launcher, transports)
 import { fileURLToPath } from 'node:url';
 import { abort, finalized, initialized } from '@ibal/mpi';
@@ -15,7 +15,9 @@ OSU defaults do. Before them, warm-up iterations run for at least T ms
 (default ${DEFAULT_WARMUP_MS}) and at least K/10 of them: V8 compiles the hot
 path over its first few hundred milliseconds.
 
-Point-to-point benchmarks use ranks 0 and 1 (-n 2 by default); collectives
+Point-to-point and one-sided benchmarks use ranks 0 and 1 (-n 2 by
+default; one-sided ones time an operation and a Flush, put_bw 64 Puts and
+a Flush, as osu_put_latency and osu_put_bw do); collectives
 use -n ranks (4 by default). Sizes are in bytes (collectives: of float64
 arrays). Printed in the manner of the OSU micro-benchmarks, or one JSON
 object with --json.`;

@@ -183,6 +183,17 @@ describe('mpilite bench', () => {
     expect(ar.stdout).toMatch(/^131072\s+\d+\.\d+$/m);
   });
 
+  it('one-sided latencies and put bandwidth, as JSON', async () => {
+    for (const bench of ['put_latency', 'get_latency', 'acc_latency', 'put_bw']) {
+      const r = await mpilite(['bench', bench, '--sizes', '8,70000', '--iters', '20', '--warmup-ms', '20', '--json']);
+      expect(r.code, r.stderr).toBe(0);
+      const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { bench: string; ranks: number; unit: string; results: { size: number; value: number }[] };
+      expect(j).toMatchObject({ bench, ranks: 2, unit: bench === 'put_bw' ? 'MB/s' : 'us' });
+      expect(j.results.map((x) => x.size)).toEqual([8, 70000]);
+      expect(j.results.every((x) => x.value > 0)).toBe(true);
+    }
+  });
+
   it('a point-to-point bench of one rank: a usage error before any rank starts; a rank that fails anyway ends the job', async () => {
     const one = await mpilite(['bench', 'latency', '-n', '1'], { timeoutMs: 30_000 });
     expect(one.code).toBe(2);
