@@ -12,12 +12,11 @@
 // conflicting Puts within an epoch undefined anyway.
 import { TransportError } from '../errors.js';
 import type { Engine } from '../p2p/engine.js';
-import { ARRAY_CLASSES, RMA_OPS, type TypedArray } from '../ops.js';
+import { RMA_OPS, type TypedArray } from '../ops.js';
 import { HDR_WORDS } from '../protocol/header.js';
 import { Request } from '../request.js';
+import { accumulate, arrayClassAt, compareAndSwap, withAccLock } from './apply.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, writeControl, type RmaControl } from './protocol.js';
-
-type ArrayClass = (new (n: number) => TypedArray) & (new (buf: ArrayBufferLike, offset: number, length: number) => TypedArray) & { BYTES_PER_ELEMENT: number };
 
 /** A receive (or send) that tells its owner when it completes. */
 class HookedRequest extends Request<unknown> {
@@ -61,8 +60,11 @@ export class WinTarget {
   readonly #shared = new Set<number>();
   /** Lock requests that had to wait, in arrival order. */
   readonly #lockWaiters: { origin: number; type: number }[] = [];
+  /** The accumulate lock word, when same-host peers write this window in place (apply.ts). */
+  readonly #accLock: Int32Array | undefined;
 
-  constructor(engine: Engine, ctx: number, rank: number, group: readonly number[], memory: Uint8Array) {
+  constructor(engine: Engine, ctx: number, rank: number, group: readonly number[], memory: Uint8Array, accLock: Int32Array | undefined) {
+    this.#accLock = accLock;
     this.#engine = engine;
     this.#ctx = ctx;
     this.#rank = rank;
@@ -86,7 +88,7 @@ export class WinTarget {
       case RmaKind.GET_ACC:
       case RmaKind.CAS: {
         if (!this.#inWindow(c) || !this.#typed(c)) return;
-        const cls = ARRAY_CLASSES[c.dtype] as ArrayClass;
+        const cls = arrayClassAt(c.dtype)!;
         // Compare_and_swap's data is the compare value and the new one.
         const n = (c.len / cls.BYTES_PER_ELEMENT) * (c.kind === RmaKind.CAS ? 2 : 1);
         op.data = new cls(n);
@@ -117,7 +119,7 @@ export class WinTarget {
   }
 
   #typed(c: RmaControl): boolean {
-    const cls = ARRAY_CLASSES[c.dtype] as ArrayClass | undefined;
+    const cls = arrayClassAt(c.dtype);
     if (!cls) this.#malformed(c, `unknown element type ${c.dtype}`);
     else if (!RMA_OPS[c.op]) this.#malformed(c, `unknown operation ${c.op}`);
     else if (c.len % cls.BYTES_PER_ELEMENT !== 0) this.#malformed(c, `${c.len} bytes is not a whole number of ${cls.name} elements`);
@@ -155,22 +157,20 @@ export class WinTarget {
         this.#reply(origin, this.#memory.subarray(op.offset, op.offset + op.len));
         return;
       case RmaKind.ACC:
-        this.#apply(op, (target) => RMA_OPS[op.op]!.apply(op.data!, target));
+        withAccLock(this.#accLock, () => accumulate(this.#memory, op.offset, op.len, op.dtype, op.op, op.data!));
         return;
-      case RmaKind.GET_ACC:
-        this.#reply(origin, this.#memory.slice(op.offset, op.offset + op.len));
-        this.#apply(op, (target) => RMA_OPS[op.op]!.apply(op.data!, target));
-        return;
-      case RmaKind.CAS: {
-        const old = this.#memory.slice(op.offset, op.offset + op.len);
+      case RmaKind.GET_ACC: {
+        const old = withAccLock(this.#accLock, () => {
+          const o = this.#memory.slice(op.offset, op.offset + op.len);
+          accumulate(this.#memory, op.offset, op.len, op.dtype, op.op, op.data!);
+          return o;
+        });
         this.#reply(origin, old);
-        const d = op.data!;
-        const n = d.length / 2;
-        // Bytes compared, as a hardware compare-and-swap does: -0 is not 0, and NaN may equal NaN.
-        const compare = new Uint8Array(d.buffer, 0, n * d.BYTES_PER_ELEMENT);
-        if (compare.every((b, i) => b === old[i])) this.#memory.set(new Uint8Array(d.buffer, n * d.BYTES_PER_ELEMENT, n * d.BYTES_PER_ELEMENT), op.offset);
         return;
       }
+      case RmaKind.CAS:
+        this.#reply(origin, withAccLock(this.#accLock, () => compareAndSwap(this.#memory, op.offset, op.len, op.data!)));
+        return;
       case RmaKind.LOCK:
         if (this.#lockWaiters.length === 0 && this.#compatible(op.lock)) this.#grant(origin, op.lock);
         else this.#lockWaiters.push({ origin, type: op.lock });
@@ -198,22 +198,6 @@ export class WinTarget {
     if (type === LockType.EXCLUSIVE) this.#exclusive = origin;
     else this.#shared.add(origin);
     this.#control(origin, RmaKind.LOCK_GRANTED);
-  }
-
-  /** Runs `fn` on the target elements as a typed array: a view when aligned, else a copy written back. */
-  #apply(op: Op, fn: (target: TypedArray) => void): void {
-    const cls = ARRAY_CLASSES[op.dtype] as ArrayClass;
-    const n = op.len / cls.BYTES_PER_ELEMENT;
-    const at = this.#memory.byteOffset + op.offset;
-    if (at % cls.BYTES_PER_ELEMENT === 0) {
-      fn(new cls(this.#memory.buffer, at, n));
-      return;
-    }
-    const tmp = new cls(n);
-    const bytes = new Uint8Array(tmp.buffer);
-    bytes.set(this.#memory.subarray(op.offset, op.offset + op.len));
-    fn(tmp);
-    this.#memory.set(bytes, op.offset);
   }
 
   #reply(origin: number, data: Uint8Array): void {

@@ -2,18 +2,25 @@
 // other ranks expose, with fence (active target) and lock (passive target)
 // synchronization, in mpi4py's names.
 //
-// Operations travel as control messages to the target's window
-// (protocol.ts) and complete there as they arrive (target.ts), whether or
-// not the target's program is in an MPI call. Like the rest of this
-// package, Put and Get data moves with one copy each way for small sizes
-// and as a rendezvous pull (RDMA READ, process_vm_readv, a shared-memory
-// copy) straight into the window or the origin's array for large ones.
+// Two paths, chosen per target when the window is made:
+//  - in place: a window made by Allocate lives in a shared-memory segment
+//    that the ranks on its host (those the shm transport reaches) map, so
+//    their Put and Get are one copy into or out of it and complete at once,
+//    and their accumulates run under a lock word in the segment's header,
+//    as Open MPI's osc/sm does; every rank's own window is in place for it;
+//  - messages: control messages to the target's window (protocol.ts),
+//    completed there as they arrive (target.ts), whether or not the
+//    target's program is in an MPI call. Data moves with one copy each way
+//    when small and as a rendezvous pull (RDMA READ, process_vm_readv)
+//    straight into the window or the origin's array when large.
+// Locks go by message either way: the target's lock queue is the one place
+// that orders them.
 //
 // As in MPI, an operation is only started by its call: the origin's array
 // must stay as it is, and a Get's result is there, once a synchronization
 // call completes it (Fence, Unlock, Flush; FlushLocal for the origin's
 // side only).
-import { ResourceClosedError } from '@ibal/hca';
+import { ResourceClosedError, ShmSegment } from '@ibal/hca';
 import { Comm } from '../comm.js';
 import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
 import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
@@ -22,11 +29,21 @@ import { ARRAY_CLASSES, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } f
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS } from '../protocol/header.js';
 import { Request } from '../request.js';
+import { accumulate, compareAndSwap, withAccLock } from './apply.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
 import { WinTarget } from './target.js';
 
 /** The most one operation may move: its length travels in one header word. */
 const MAX_OP_BYTES = 0xffffffff;
+/** Bytes before an Allocate'd window's memory in its segment: the accumulate lock word, and 8-byte alignment. */
+const WIN_HEADER = 64;
+
+/** Where a window's memory lives: a shared segment (its header's lock word beside it), or this process's heap. */
+interface WinMemory {
+  memory: Uint8Array;
+  segment: ShmSegment | undefined;
+  accLock: Int32Array | undefined;
+}
 
 export class Win {
   /** This process's rank in the window's group. */
@@ -56,11 +73,17 @@ export class Win {
   readonly #touched = new Set<number>();
   /** Data sends and reply receives still open, with their target. */
   #pending: { target: number; req: Request<unknown> }[] = [];
+  /** Each target's window bytes where this process writes them in place, and their accumulate lock. */
+  readonly #direct: (Uint8Array | undefined)[] = [];
+  readonly #directLock: (Int32Array | undefined)[] = [];
+  /** This window's own segment, and the peers' this process mapped. */
+  readonly #segments: ShmSegment[] = [];
   // Requests sent and answers received, per target: a wait compares the two.
   readonly #asked: Record<'lock' | 'unlock' | 'flush', number[]>;
   readonly #answered: Record<'lock' | 'unlock' | 'flush', number[]>;
 
-  private constructor(engine: Engine, comm: Comm, memory: Uint8Array, dispUnit: number) {
+  private constructor(engine: Engine, comm: Comm, mem: WinMemory, dispUnit: number) {
+    const { memory } = mem;
     this.#engine = engine;
     this.#comm = comm;
     this.rank = comm.rank;
@@ -70,7 +93,8 @@ export class Win {
     const zeros = (): number[] => new Array<number>(comm.size).fill(0);
     this.#asked = { lock: zeros(), unlock: zeros(), flush: zeros() };
     this.#answered = { lock: zeros(), unlock: zeros(), flush: zeros() };
-    this.#target = new WinTarget(engine, comm.context, comm.rank, comm.group, memory);
+    this.#target = new WinTarget(engine, comm.context, comm.rank, comm.group, memory, mem.accLock);
+    if (mem.segment) this.#segments.push(mem.segment);
     engine.setRmaHandler(comm.context, this.#onControl);
     engine.retainService();
   }
@@ -86,32 +110,74 @@ export class Win {
   static async Create(memory: TypedArray, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
     checkBuffer(memory, 'Win.Create memory');
     const [dispUnit, comm] = typeof dispUnitOrComm === 'number' ? [dispUnitOrComm, maybeComm] : [1, dispUnitOrComm];
-    return Win.#create(bytesOf(memory), dispUnit, comm, 'Win.Create');
+    return Win.#create(() => ({ memory: bytesOf(memory), segment: undefined, accLock: undefined }), dispUnit, comm, 'Win.Create');
   }
 
-  /** MPI_Win_allocate (collective): a window over `size` new zeroed bytes of memory, in `win.memory`. */
+  /**
+   * MPI_Win_allocate (collective): a window over `size` new zeroed bytes, in
+   * `win.memory`, which Free releases. Ranks of one host that share memory
+   * (the shm transport's peers) map each other's and operate in place.
+   */
   static async Allocate(size: number, comm: Comm): Promise<Win>;
   static async Allocate(size: number, dispUnit: number, comm: Comm): Promise<Win>;
   static async Allocate(size: number, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
     if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`Win.Allocate: size must be a non-negative integer, got ${String(size)}`);
     const [dispUnit, comm] = typeof dispUnitOrComm === 'number' ? [dispUnitOrComm, maybeComm] : [1, dispUnitOrComm];
-    return Win.#create(new Uint8Array(size), dispUnit, comm, 'Win.Allocate');
+    return Win.#create(
+      (engine, c) => {
+        const local = c.group.some((w) => engine.endpoints[w]?.kind === 'shm');
+        if (local) {
+          try {
+            const segment = ShmSegment.create(WIN_HEADER + Math.max(size, 1));
+            return { memory: new Uint8Array(segment.buffer, WIN_HEADER, size), segment, accLock: new Int32Array(segment.buffer, 0, 1) };
+          } catch {
+            // No room in /dev/shm: the heap serves, and peers go by message.
+          }
+        }
+        return { memory: new Uint8Array(size), segment: undefined, accLock: undefined };
+      },
+      dispUnit,
+      comm,
+      'Win.Allocate',
+    );
   }
 
-  static async #create(memory: Uint8Array, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
+  static async #create(alloc: (engine: Engine, comm: Comm) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
     if (!(comm instanceof Comm)) throw new InvalidArgumentError(`${what}: needs the communicator whose ranks share the window`);
     if (!Number.isSafeInteger(dispUnit) || dispUnit < 1) throw new InvalidArgumentError(`${what}: dispUnit must be a positive integer, got ${String(dispUnit)}`);
     const engine = Comm.worldOf(comm).engine;
     const wcomm = await comm.dup();
     // The handler is in place before this rank's part of the exchange below,
     // so no rank can send it an operation before it can take one.
-    const win = new Win(engine, wcomm, memory, dispUnit);
+    const win = new Win(engine, wcomm, alloc(engine, wcomm), dispUnit);
     try {
-      const all = new Float64Array(2 * wcomm.size);
-      await wcomm.Allgather(Float64Array.of(memory.length, dispUnit), all);
+      const own = win.#segments[0];
+      const cards = await wcomm.allgather({ size: win.memory.length, dispUnit, segment: own?.name });
       for (let r = 0; r < wcomm.size; r++) {
-        win.#sizes.push(all[2 * r]!);
-        win.#dispUnits.push(all[2 * r + 1]!);
+        const card = cards[r]!;
+        win.#sizes.push(card.size);
+        win.#dispUnits.push(card.dispUnit);
+        win.#direct.push(undefined);
+        win.#directLock.push(undefined);
+        if (r === wcomm.rank) {
+          win.#direct[r] = win.memory;
+          win.#directLock[r] = own ? new Int32Array(own.buffer, 0, 1) : undefined;
+        } else if (card.segment && engine.endpoints[wcomm.group[r]!]?.kind === 'shm') {
+          try {
+            const seg = ShmSegment.open(card.segment);
+            win.#segments.push(seg);
+            win.#direct[r] = new Uint8Array(seg.buffer, WIN_HEADER, card.size);
+            win.#directLock[r] = new Int32Array(seg.buffer, 0, 1);
+          } catch {
+            // Not mappable from here after all: this peer goes by message.
+          }
+        }
+      }
+      if (own) {
+        // Every peer has mapped it (or given up): the name can go, so a job
+        // killed from here on leaves nothing in /dev/shm.
+        await wcomm.Barrier();
+        own.unlink();
       }
     } catch (err) {
       win.#release();
@@ -131,6 +197,20 @@ export class Win {
     this.#check();
     checkRank(r, this.size, 'rank');
     return this.#sizes[r]!;
+  }
+
+  /**
+   * MPI_Win_shared_query: rank `r`'s window memory as mapped in this process
+   * (and its dispUnit), for plain loads and stores, when this process reaches
+   * it in place (Allocate's windows on one host, and its own); undefined
+   * when operations on it go by message. Loads and stores to it obey the
+   * same epochs as Put and Get.
+   */
+  SharedQuery(r: number): { memory: Uint8Array; dispUnit: number } | undefined {
+    this.#check();
+    checkRank(r, this.size, 'rank');
+    const memory = this.#direct[r];
+    return memory ? { memory, dispUnit: this.#dispUnits[r]! } : undefined;
   }
 
   readonly #onControl = (_peer: number, words: Int32Array, w: number): void => {
@@ -164,6 +244,11 @@ export class Win {
     if (this.#null(targetRank)) return;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Put');
+    const direct = this.#direct[targetRank];
+    if (direct) {
+      direct.set(bytes, offset);
+      return;
+    }
     this.#control(targetRank, RmaKind.PUT, bytes.length, offset);
     this.#sendData(targetRank, bytes);
   }
@@ -174,6 +259,11 @@ export class Win {
     if (this.#null(targetRank)) return;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Get');
+    const direct = this.#direct[targetRank];
+    if (direct) {
+      bytes.set(direct.subarray(offset, offset + bytes.length));
+      return;
+    }
     this.#expectReply(targetRank, bytes);
     this.#control(targetRank, RmaKind.GET, bytes.length, offset);
   }
@@ -185,6 +275,11 @@ export class Win {
     if (this.#null(targetRank)) return;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Accumulate');
+    const direct = this.#direct[targetRank];
+    if (direct) {
+      withAccLock(this.#directLock[targetRank], () => accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin));
+      return;
+    }
     this.#control(targetRank, RmaKind.ACC, bytes.length, offset, dtypeOf(origin), code);
     this.#sendData(targetRank, bytes);
   }
@@ -199,6 +294,16 @@ export class Win {
     if (this.#null(targetRank)) return;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'GetAccumulate');
+    const direct = this.#direct[targetRank];
+    if (direct) {
+      const old = withAccLock(this.#directLock[targetRank], () => {
+        const o = direct.slice(offset, offset + bytes.length);
+        accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin);
+        return o;
+      });
+      bytesOf(result).set(old);
+      return;
+    }
     this.#expectReply(targetRank, bytesOf(result));
     this.#control(targetRank, RmaKind.GET_ACC, bytes.length, offset, dtypeOf(origin), code);
     this.#sendData(targetRank, bytes);
@@ -235,6 +340,11 @@ export class Win {
     const data = new cls(2);
     (data as Float64Array)[0] = compare[0] as number;
     (data as Float64Array)[1] = origin[0] as number;
+    const direct = this.#direct[targetRank];
+    if (direct) {
+      bytesOf(result.subarray(0, 1)).set(withAccLock(this.#directLock[targetRank], () => compareAndSwap(direct, offset, bpe, data)));
+      return;
+    }
     this.#expectReply(targetRank, bytesOf(result.subarray(0, 1)));
     this.#control(targetRank, RmaKind.CAS, bpe, offset, dtypeOf(origin));
     this.#sendData(targetRank, bytesOf(data));
@@ -259,7 +369,8 @@ export class Win {
     if (offset + len > this.#sizes[target]!) {
       throw new InvalidArgumentError(`${what}: ${len} bytes at displacement ${disp} (byte ${offset}) run past rank ${target}'s window of ${this.#sizes[target]} bytes`);
     }
-    this.#touched.add(target);
+    // An operation in place is complete already; one by message waits for a flush.
+    if (!this.#direct[target]) this.#touched.add(target);
     return offset;
   }
 
@@ -356,11 +467,20 @@ export class Win {
     this.#touched.clear();
   }
 
-  /** MPI_Win_flush: this origin's operations on `rank` are complete there (and here) when it resolves. */
-  async Flush(rank: number): Promise<void> {
-    if (this.#null(rank)) return;
-    this.#inPassiveEpoch(rank, 'Flush');
-    await this.#flush([rank]);
+  /**
+   * MPI_Win_flush: this origin's operations on `rank` are complete there (and
+   * here) when it resolves. On a window reached in place there is nothing to
+   * wait for, and no async frame is made (it shows in osu_put_latency); a bad
+   * argument still rejects rather than throws.
+   */
+  Flush(rank: number): Promise<void> {
+    try {
+      if (this.#null(rank)) return DONE;
+      this.#inPassiveEpoch(rank, 'Flush');
+      return this.#direct[rank] ? DONE : this.#flush([rank]);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /** MPI_Win_flush_all. */
@@ -387,7 +507,9 @@ export class Win {
   }
 
   /** Asks each target for completion of everything sent it so far, and waits for the answers and for local completion. */
-  async #flush(targets: number[]): Promise<void> {
+  async #flush(all: number[]): Promise<void> {
+    // Operations done in place are complete already: nothing to ask those targets.
+    const targets = all.filter((t) => !this.#direct[t]);
     if (targets.length === 0) return;
     await this.#ask('flush', targets, RmaKind.FLUSH);
     await this.#settle(targets);
@@ -435,6 +557,9 @@ export class Win {
   #release(): void {
     if (this.#freed) return;
     this.#freed = true;
+    for (const seg of this.#segments) seg.close();
+    this.#segments.length = 0;
+    this.#direct.length = 0;
     this.#engine.setRmaHandler(this.#comm.context, undefined);
     this.#engine.releaseService();
     this.#comm.free();
@@ -448,6 +573,8 @@ export class Win {
     if (!this.#freed) await this.Free();
   }
 }
+
+const DONE: Promise<void> = Promise.resolve();
 
 function dtypeOf(a: TypedArray): number {
   return ARRAY_CLASSES.indexOf(arrayClass(a));
