@@ -12,3 +12,19 @@ export function seeded(seed) {
     return (st >>> 0) / 4294967296;
   };
 }
+
+/**
+ * A generator for one case of a seeded test: the run's seed and the case's
+ * keys (a call number, a rank) hashed into its seed, so every rank of a job
+ * can draw any rank's numbers for any case, and cases draw unrelated ones.
+ */
+export function seededCase(seed, ...keys) {
+  let h = Math.imul(seed | 0, 0x9e3779b1) ^ 0x1234567;
+  for (const k of keys) {
+    h = Math.imul(h ^ (k | 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return seeded(h);
+}
