@@ -28,6 +28,28 @@ describe('failure', () => {
     expect(Date.now() - killedAt).toBeLessThan(10_000);
   });
 
+  it('a rank killed holding a window lock: one waiting for the lock and one in Win.Free get JobAbortedError', async () => {
+    let ready = 0;
+    let killedAt = 0;
+    let children: import('node:child_process').ChildProcess[] = [];
+    const r = await runJob(3, 'rma-wait.mjs', [], {
+      timeoutMs: 30_000,
+      onStart: (c) => (children = c),
+      onOutput: (_rank, text) => {
+        if (text.includes('ready') && ++ready === 3) {
+          killedAt = Date.now();
+          process.kill(children[1]!.pid!, 'SIGKILL');
+        }
+      },
+    });
+    expect(killedAt).toBeGreaterThan(0);
+    for (const rank of [0, 2]) {
+      expect(r.codes[rank]).not.toBe(0);
+      expect(r.stderr[rank]).toMatch(/JobAbortedError: job aborted: rank 1 /);
+    }
+    expect(Date.now() - killedAt).toBeLessThan(10_000);
+  });
+
   it('abort(code) from one rank ends every rank with that code', async () => {
     const r = await runJob(3, 'abort.mjs', ['2', '3'], { timeoutMs: 30_000 });
     expect(r.codes[2]).toBe(3);
