@@ -17,7 +17,7 @@ import { scan } from './coll/scan.js';
 import { scatterv } from './coll/scatter.js';
 import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
-import { ANY_SOURCE, ANY_TAG, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
+import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
 import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, prefix } from './datatype.js';
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
@@ -566,6 +566,22 @@ export class Comm {
     for (let r = 0; r < this.size; r++) if (all[2 * r] === color) members.push({ rank: r, key: all[2 * r + 1]! });
     members.sort((a, b) => a.key - b.key || a.rank - b.rank);
     return new Comm(this.#world, ctx, members.map((m) => this.group[m.rank]!));
+  }
+
+  /**
+   * MPI_Comm_split_type with COMM_TYPE_SHARED: the ranks of this
+   * communicator that share memory with this one (those on its host that the
+   * shared-memory transport reaches: what Win.AllocateShared needs), ordered
+   * by key then rank; UNDEFINED gives undefined, as split does.
+   */
+  async splitType(splitType: number, key = 0): Promise<Comm | undefined> {
+    if (splitType !== COMM_TYPE_SHARED && splitType !== UNDEFINED) throw new InvalidArgumentError(`splitType: type must be COMM_TYPE_SHARED or UNDEFINED, got ${String(splitType)}`);
+    this.#check();
+    const via = this.#world.transportOf;
+    // The lowest member this rank shares memory with names the group: the
+    // same color on every member.
+    const color = splitType === UNDEFINED ? UNDEFINED : this.group.findIndex((w) => w === this.#world.rank || via[w] === 'shm');
+    return this.split(color, key);
   }
 
   // Every member proposes its next free context id; the largest wins, and

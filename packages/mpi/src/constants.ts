@@ -24,3 +24,6 @@ export const MODE_NOPRECEDE = 2;
 export const MODE_NOPUT = 4;
 export const MODE_NOSTORE = 8;
 export const MODE_NOSUCCEED = 16;
+
+/** comm.splitType: one communicator per shared-memory domain, a host (MPI_COMM_TYPE_SHARED). */
+export const COMM_TYPE_SHARED = 0;

@@ -6,7 +6,7 @@ export { init, finalize, abort, commWorld, initialized, finalized, wtime, worldI
 export { Comm, IN_PLACE, type SendBuf } from './comm.js';
 export { Request } from './request.js';
 export { Status } from './status.js';
-export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED } from './constants.js';
+export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED } from './constants.js';
 export { Op, SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, REPLACE, NO_OP, type OpFunction, type TypedArray } from './ops.js';
 export { JobAbortedError, TruncateError, BootstrapError, NotInitializedError, TransportError, RmaSyncError } from './errors.js';
 export { RendezvousServer, type RendezvousServerOptions, type AbortInfo } from './bootstrap/server.js';

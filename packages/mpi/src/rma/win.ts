@@ -25,7 +25,7 @@ import { Comm } from '../comm.js';
 import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
 import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
 import { InvalidArgumentError, RmaSyncError } from '../errors.js';
-import { ARRAY_CLASSES, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
+import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS } from '../protocol/header.js';
 import { Request } from '../request.js';
@@ -140,6 +140,26 @@ export class Win {
       comm,
       'Win.Allocate',
     );
+  }
+
+  /**
+   * MPI_Win_allocate_shared (collective): Allocate where every member maps
+   * every other member's window (SharedQuery gives each for loads and
+   * stores). The members must share memory: make the communicator with
+   * comm.splitType(COMM_TYPE_SHARED); any pair that cannot map each other
+   * frees the window everywhere and throws InvalidArgumentError. The
+   * windows are separate segments (MPI's alloc_shared_noncontig).
+   */
+  static async AllocateShared(size: number, comm: Comm): Promise<Win>;
+  static async AllocateShared(size: number, dispUnit: number, comm: Comm): Promise<Win>;
+  static async AllocateShared(size: number, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
+    const win = await (typeof dispUnitOrComm === 'number' ? Win.Allocate(size, dispUnitOrComm, maybeComm!) : Win.Allocate(size, dispUnitOrComm));
+    const mapped = Int32Array.of(win.#direct.every((d) => d !== undefined) ? 1 : 0);
+    const all = new Int32Array(1);
+    await win.#comm.Allreduce(mapped, all, MIN);
+    if (all[0] === 1) return win;
+    await win.Free();
+    throw new InvalidArgumentError('Win.AllocateShared: some members cannot map each other\'s memory (other hosts, or no shared memory between them): make the communicator with comm.splitType(COMM_TYPE_SHARED)');
   }
 
   static async #create(alloc: (engine: Engine, comm: Comm) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
