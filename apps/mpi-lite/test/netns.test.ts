@@ -5,6 +5,7 @@
 // use shared memory. Then again with 2% of packets dropped on the links.
 import { sysStatus } from '@ibal/hca';
 import { bridgedHosts, netnsSkipReason, sh } from '@ibal/tooling/netns';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { example, fixture, mpilite } from './helpers.js';
 
@@ -17,8 +18,8 @@ describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (
   beforeAll(() => hosts.setUp());
   afterAll(() => hosts.tearDown());
 
-  const run = (hostList: string, program: string, n: number, env: Record<string, string> = {}) =>
-    mpilite(['run', '-n', String(n), '--host', hostList, '--launcher', 'ip netns exec', '--rendezvous-host', bridgeIp, '--timeout', '90', program], { timeoutMs: 120_000, env });
+  const run = (hostList: string, program: string, n: number, env: Record<string, string> = {}, args: string[] = []) =>
+    mpilite(['run', '-n', String(n), '--host', hostList, '--launcher', 'ip netns exec', '--rendezvous-host', bridgeIp, '--timeout', '90', program, ...args], { timeoutMs: 120_000, env });
 
   it('ring and allreduce across three namespaces (verbs RC between them)', async () => {
     const ring = await run(NS.join(','), example('ring.mjs'), 3);
@@ -36,6 +37,15 @@ describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (
     const st = sysStatus();
     const local = st.shm.on && st.futex.on && st.vm.on ? 'shm' : 'verbs';
     expect(ar.stdout).toContain(`[0] allreduce ok via self,${local},verbs,verbs`);
+  }, 150_000);
+
+  it('one-sided communication with two ranks in each of two namespaces: windows in place inside, by message across', async () => {
+    // @ibal/mpi's own check (its fixture), on a job where each origin has
+    // targets of both kinds and a window's accumulates come both ways.
+    const check = fileURLToPath(new URL('../../../packages/mpi/test/fixtures/rma-check.mjs', import.meta.url));
+    const r = await run(`${NS[0]}:2,${NS[1]}:2`, check, 4, {}, ['17']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.match(/\] OK \d+/g)).toHaveLength(4);
   }, 150_000);
 
   it('with 2% of packets dropped on every link (tc netem, or nftables where sch_netem is missing)', async (ctx) => {
