@@ -267,7 +267,11 @@ describe.skipIf(skip)('soft HCA direct READ from another process', () => {
     const peer = new PeerProcess({ PEER_QP_TYPE: '2', PEER_MR_SIZE: String(2 * MiB), PEER_MR_PROVIDER: provider, ...env });
     peers.push(peer);
     const hello = await peer.next<PeerHello & { rkey: number; addr: number }>('hello');
-    const opts = { size: 4 * MiB, providerMemory: true, timeout: 10, retryCnt: 2 };
+    // Local ACK timeout 14 (4.096 us << 14, 67 ms) and 2 retries: a killed
+    // peer's READ still ends RETRY_EXC_ERR in a fraction of a second, while a
+    // peer just started, on two cores busy with the rest of CI, has time to
+    // answer the first WRITE (timeout 10, 4 ms a try, once failed it there).
+    const opts = { size: 4 * MiB, providerMemory: true, timeout: 14, retryCnt: 2 };
     const s = await side(opts);
     sides.push(s);
     connectRemote(s, hello, { ...opts, sqPsn: 0x500 });
