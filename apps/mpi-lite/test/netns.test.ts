@@ -39,13 +39,18 @@ describe.skipIf(skipReason !== undefined)(`namespaces as hosts${skipReason ? ` (
     expect(ar.stdout).toContain(`[0] allreduce ok via self,${local},verbs,verbs`);
   }, 150_000);
 
-  it('one-sided communication with two ranks in each of two namespaces: windows in place inside, by message across', async () => {
+  it('one-sided communication on two namespaces (2 + 2 ranks, then 2 + 1): windows in place inside, by message across', async () => {
     // @ibal/mpi's own check (its fixture), on a job where each origin has
     // targets of both kinds and a window's accumulates come both ways.
     const check = fileURLToPath(new URL('../../../packages/mpi/test/fixtures/rma-check.mjs', import.meta.url));
     const r = await run(`${NS[0]}:2,${NS[1]}:2`, check, 4, {}, ['17']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.match(/\] OK \d+/g)).toHaveLength(4);
+    // A rank alone on its host has no segment to share: window creation
+    // still takes the same collective steps on every rank.
+    const odd = await run(`${NS[0]}:2,${NS[1]}:1`, check, 3, {}, ['18']);
+    expect(odd.code, odd.stderr).toBe(0);
+    expect(odd.stdout.match(/\] OK \d+/g)).toHaveLength(3);
   }, 150_000);
 
   it('with 2% of packets dropped on every link (tc netem, or nftables where sch_netem is missing)', async (ctx) => {

@@ -193,11 +193,13 @@ export class Win {
           }
         }
       }
-      if (own) {
-        // Every peer has mapped it (or given up): the name can go, so a job
-        // killed from here on leaves nothing in /dev/shm.
+      // Every peer has mapped the segments (or given up): their names can
+      // go, so a job killed from here on leaves nothing in /dev/shm. Decided
+      // from the cards, the same on every rank: a rank with no segment of
+      // its own (alone on its host) takes the barrier too.
+      if (cards.some((c) => c.segment)) {
         await wcomm.Barrier();
-        own.unlink();
+        own?.unlink();
       }
     } catch (err) {
       win.#release();
