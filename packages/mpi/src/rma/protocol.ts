@@ -32,6 +32,10 @@ export const enum RmaKind {
   /** Every operation this origin sent before it has completed at the target: answer FLUSH_DONE. */
   FLUSH = 10,
   FLUSH_DONE = 11,
+  /** General active target: the target opened an exposure epoch to this origin (Win.Post). */
+  POST = 12,
+  /** The origin's access epoch on this target is over (Win.Complete), after everything it sent before. */
+  COMPLETE = 13,
 }
 
 export const DATA_TAG = 0;

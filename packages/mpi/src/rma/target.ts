@@ -63,8 +63,12 @@ export class WinTarget {
   /** The accumulate lock word, when same-host peers write this window in place (apply.ts). */
   readonly #accLock: Int32Array | undefined;
 
-  constructor(engine: Engine, ctx: number, rank: number, group: readonly number[], memory: Uint8Array, accLock: Int32Array | undefined) {
+  /** Told when an origin's COMPLETE has come through its queue (Win.Wait counts them). */
+  readonly #onComplete: (origin: number) => void;
+
+  constructor(engine: Engine, ctx: number, rank: number, group: readonly number[], memory: Uint8Array, accLock: Int32Array | undefined, onComplete: (origin: number) => void) {
     this.#accLock = accLock;
+    this.#onComplete = onComplete;
     this.#engine = engine;
     this.#ctx = ctx;
     this.#rank = rank;
@@ -104,6 +108,7 @@ export class WinTarget {
         break;
       case RmaKind.UNLOCK:
       case RmaKind.FLUSH:
+      case RmaKind.COMPLETE:
         break;
       default:
         return this.#malformed(c, `unknown request kind ${c.kind}`);
@@ -186,6 +191,9 @@ export class WinTarget {
         return;
       case RmaKind.FLUSH:
         this.#control(origin, RmaKind.FLUSH_DONE);
+        return;
+      case RmaKind.COMPLETE:
+        this.#onComplete(origin);
         return;
     }
   }

@@ -81,6 +81,16 @@ export class Win {
   // Requests sent and answers received, per target: a wait compares the two.
   readonly #asked: Record<'lock' | 'unlock' | 'flush', number[]>;
   readonly #answered: Record<'lock' | 'unlock' | 'flush', number[]>;
+  // General active target: POSTs received from targets and used by Start,
+  // COMPLETEs taken by the target half and used by Wait, per rank.
+  readonly #postsFrom: number[];
+  readonly #postsUsed: number[];
+  readonly #completesFrom: number[];
+  readonly #completesUsed: number[];
+  /** Targets of the access epoch Start opened; origins of the exposure epoch Post opened. */
+  #startGroup: Set<number> | undefined;
+  #starting = false;
+  #postGroup: number[] | undefined;
 
   private constructor(engine: Engine, comm: Comm, mem: WinMemory, dispUnit: number) {
     const { memory } = mem;
@@ -93,7 +103,11 @@ export class Win {
     const zeros = (): number[] => new Array<number>(comm.size).fill(0);
     this.#asked = { lock: zeros(), unlock: zeros(), flush: zeros() };
     this.#answered = { lock: zeros(), unlock: zeros(), flush: zeros() };
-    this.#target = new WinTarget(engine, comm.context, comm.rank, comm.group, memory, mem.accLock);
+    this.#postsFrom = zeros();
+    this.#postsUsed = zeros();
+    this.#completesFrom = zeros();
+    this.#completesUsed = zeros();
+    this.#target = new WinTarget(engine, comm.context, comm.rank, comm.group, memory, mem.accLock, (origin) => this.#completesFrom[origin]!++);
     if (mem.segment) this.#segments.push(mem.segment);
     engine.setRmaHandler(comm.context, this.#onControl);
     engine.retainService();
@@ -249,6 +263,9 @@ export class Win {
       case RmaKind.FLUSH_DONE:
         this.#answered.flush[from]!++;
         return;
+      case RmaKind.POST:
+        this.#postsFrom[from]!++;
+        return;
       default:
         this.#target.take(c);
     }
@@ -382,8 +399,8 @@ export class Win {
 
   /** The target byte offset of an operation in an access epoch, checked against the target's window. */
   #access(target: number, disp: number, len: number, what: string): number {
-    if (!this.#fenceEpoch && !this.#lockAll && !this.#locks.has(target)) {
-      throw new RmaSyncError(`${what} to rank ${target} outside an access epoch: call Fence, Lock(${target}) or LockAll first`);
+    if (!this.#fenceEpoch && !this.#lockAll && !this.#locks.has(target) && !this.#startGroup?.has(target)) {
+      throw new RmaSyncError(`${what} to rank ${target} outside an access epoch: call Fence, Lock(${target}), LockAll or Start first`);
     }
     if (!Number.isSafeInteger(disp) || disp < 0) throw new InvalidArgumentError(`${what}: target displacement must be a non-negative integer, got ${String(disp)}`);
     if (len > MAX_OP_BYTES) throw new InvalidArgumentError(`${what}: ${len} bytes is more than one operation moves (${MAX_OP_BYTES})`);
@@ -432,12 +449,98 @@ export class Win {
    */
   async Fence(assertion = 0): Promise<void> {
     this.#check();
-    if (!Number.isInteger(assertion) || assertion < 0) throw new InvalidArgumentError(`Fence: assertion must be a combination of MODE_* bits, got ${String(assertion)}`);
+    checkAssertion(assertion, 'Fence');
     if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Fence inside a passive-target epoch: Unlock first');
+    if (this.#startGroup || this.#starting || this.#postGroup) throw new RmaSyncError('Fence inside a Post/Start epoch: Complete and Wait first');
     await this.#flush([...this.#touched]);
     // After every rank's flushes, every operation on every window is done.
     await this.#comm.Barrier();
     this.#fenceEpoch = (assertion & MODE_NOSUCCEED) === 0;
+  }
+
+  // ---- general active target (post, start, complete, wait) ----------------
+
+  /**
+   * MPI_Win_post: opens an exposure epoch to the origins in `group` (ranks of
+   * the window); each may Start an access epoch on this window once it
+   * hears of it. Returns at once; Wait or Test ends the epoch.
+   */
+  Post(group: readonly number[], assertion = 0): void {
+    this.#check();
+    const ranks = this.#group(group, 'Post');
+    checkAssertion(assertion, 'Post');
+    if (this.#postGroup) throw new RmaSyncError('Post: an exposure epoch is open already (Wait or Test for it first)');
+    this.#postGroup = ranks;
+    for (const o of ranks) this.#control(o, RmaKind.POST);
+  }
+
+  /** MPI_Win_start: an access epoch on the targets in `group`, once each has posted one to this rank. */
+  async Start(group: readonly number[], assertion = 0): Promise<void> {
+    this.#check();
+    const ranks = this.#group(group, 'Start');
+    checkAssertion(assertion, 'Start');
+    if (this.#startGroup || this.#starting) throw new RmaSyncError('Start: an access epoch is open already (Complete it first)');
+    if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Start inside a passive-target epoch: Unlock first');
+    this.#starting = true;
+    const posted = (): boolean => ranks.every((t) => this.#postsFrom[t]! > this.#postsUsed[t]!);
+    try {
+      if (!posted()) await this.#engine.until(posted);
+    } finally {
+      this.#starting = false;
+    }
+    for (const t of ranks) this.#postsUsed[t]!++;
+    this.#startGroup = new Set(ranks);
+  }
+
+  /**
+   * MPI_Win_complete: ends the access epoch Start opened. Its operations
+   * are complete here when it resolves, and at each target by the time its
+   * Wait returns (COMPLETE follows them through the target's queue).
+   */
+  async Complete(): Promise<void> {
+    this.#check();
+    const group = this.#startGroup;
+    if (!group) throw new RmaSyncError('Complete without Start');
+    this.#startGroup = undefined;
+    const targets = [...group];
+    // Replies first: once a target's Wait returns, its program may write the window a large Get is pulled from.
+    await this.#settle(targets);
+    for (const t of targets) this.#control(t, RmaKind.COMPLETE);
+    for (const t of targets) this.#touched.delete(t);
+  }
+
+  /** MPI_Win_wait: ends the exposure epoch Post opened, once every origin in its group has called Complete. */
+  async Wait(): Promise<void> {
+    this.#check();
+    const group = this.#postGroup;
+    if (!group) throw new RmaSyncError('Wait without Post');
+    const done = (): boolean => group.every((o) => this.#completesFrom[o]! > this.#completesUsed[o]!);
+    if (!done()) await this.#engine.until(done);
+    this.#endExposure(group);
+  }
+
+  /** MPI_Win_test: Wait that does not wait; true (and the epoch over) when every origin has completed. */
+  Test(): boolean {
+    this.#check();
+    const group = this.#postGroup;
+    if (!group) throw new RmaSyncError('Test without Post');
+    this.#engine.progress();
+    if (!group.every((o) => this.#completesFrom[o]! > this.#completesUsed[o]!)) return false;
+    this.#endExposure(group);
+    return true;
+  }
+
+  #endExposure(group: number[]): void {
+    for (const o of group) this.#completesUsed[o]!++;
+    this.#postGroup = undefined;
+  }
+
+  /** A group of Post or Start: distinct ranks of the window. */
+  #group(group: unknown, what: string): number[] {
+    if (!Array.isArray(group)) throw new InvalidArgumentError(`${what}: group must be an array of ranks`);
+    for (const r of group) checkRank(r, this.size, `${what} group rank`);
+    if (new Set(group).size !== group.length) throw new InvalidArgumentError(`${what}: group names a rank twice`);
+    return [...(group as number[])];
   }
 
   /** MPI_Win_lock: starts an access epoch on `rank`'s window once its lock is granted. */
@@ -445,6 +548,7 @@ export class Win {
     if (this.#null(rank)) return;
     if (lockType !== LOCK_EXCLUSIVE && lockType !== LOCK_SHARED) throw new InvalidArgumentError(`Lock: lockType must be LOCK_EXCLUSIVE or LOCK_SHARED, got ${String(lockType)}`);
     if (this.#locks.has(rank) || this.#locking.has(rank) || this.#lockAll) throw new RmaSyncError(`Lock: rank ${rank}'s window is locked by this process already`);
+    if (this.#startGroup || this.#starting) throw new RmaSyncError('Lock inside a Start epoch: Complete first');
     this.#locking.add(rank);
     try {
       await this.#ask('lock', [rank], RmaKind.LOCK, lockType === LOCK_EXCLUSIVE ? LockType.EXCLUSIVE : LockType.SHARED);
@@ -459,8 +563,10 @@ export class Win {
     if (this.#null(rank)) return;
     if (!this.#locks.has(rank)) throw new RmaSyncError(`Unlock: rank ${rank}'s window is not locked by this process`);
     this.#locks.delete(rank);
-    await this.#ask('unlock', [rank], RmaKind.UNLOCK);
+    // Replies first: a large Get's data is pulled from the target's window,
+    // which the next lock holder may write as soon as the lock is released.
     await this.#settle([rank]);
+    await this.#ask('unlock', [rank], RmaKind.UNLOCK);
     this.#touched.delete(rank);
   }
 
@@ -484,8 +590,8 @@ export class Win {
     if (!this.#lockAll) throw new RmaSyncError('UnlockAll without LockAll');
     this.#lockAll = false;
     const all = this.#comm.group.map((_, r) => r);
-    await this.#ask('unlock', all, RmaKind.UNLOCK);
     await this.#settle(all);
+    await this.#ask('unlock', all, RmaKind.UNLOCK);
     this.#touched.clear();
   }
 
@@ -571,6 +677,7 @@ export class Win {
   async Free(): Promise<void> {
     this.#check();
     if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Free inside a passive-target epoch: Unlock first');
+    if (this.#startGroup || this.#starting || this.#postGroup) throw new RmaSyncError('Free inside a Post/Start epoch: Complete and Wait first');
     await this.#flush([...this.#touched]);
     await this.#comm.Barrier();
     this.#release();
@@ -597,6 +704,10 @@ export class Win {
 }
 
 const DONE: Promise<void> = Promise.resolve();
+
+function checkAssertion(assertion: unknown, what: string): void {
+  if (!Number.isInteger(assertion) || (assertion as number) < 0) throw new InvalidArgumentError(`${what}: assertion must be a combination of MODE_* bits, got ${String(assertion)}`);
+}
 
 function dtypeOf(a: TypedArray): number {
   return ARRAY_CLASSES.indexOf(arrayClass(a));
