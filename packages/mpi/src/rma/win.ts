@@ -2,12 +2,16 @@
 // other ranks expose, with fence (active target) and lock (passive target)
 // synchronization, in mpi4py's names.
 //
-// Two paths, chosen per target when the window is made:
+// Three paths, chosen per target when the window is made:
 //  - in place: a window made by Allocate lives in a shared-memory segment
 //    that the ranks on its host (those the shm transport reaches) map, so
 //    their Put and Get are one copy into or out of it and complete at once,
 //    and their accumulates run under a lock word in the segment's header,
 //    as Open MPI's osc/sm does; every rank's own window is in place for it;
+//  - process_vm_*: a window over a process's own array (Create), for the
+//    ranks of its host: Put and Get are one process_vm_writev/readv into or
+//    out of it, complete at once, with nothing asked of the target; its
+//    accumulates go by message (the target applies them one at a time);
 //  - messages: control messages to the target's window (protocol.ts),
 //    completed there as they arrive (target.ts), whether or not the
 //    target's program is in an MPI call. Data moves with one copy each way
@@ -20,11 +24,11 @@
 // must stay as it is, and a Get's result is there, once a synchronization
 // call completes it (Fence, Unlock, Flush; FlushLocal for the origin's
 // side only).
-import { ResourceClosedError, ShmSegment } from '@ibal/hca';
+import { ResourceClosedError, ShmSegment, addressOf, vmRead, vmWrite } from '@ibal/hca';
 import { Comm } from '../comm.js';
 import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
 import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
-import { InvalidArgumentError, RmaSyncError } from '../errors.js';
+import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS } from '../protocol/header.js';
@@ -76,6 +80,8 @@ export class Win {
   /** Each target's window bytes where this process writes them in place, and their accumulate lock. */
   readonly #direct: (Uint8Array | undefined)[] = [];
   readonly #directLock: (Int32Array | undefined)[] = [];
+  /** Where this process reaches a target's window with process_vm_*: its pid and the window's address there. */
+  readonly #vm: ({ pid: number; base: bigint } | undefined)[] = [];
   /** This window's own segment, and the peers' this process mapped. */
   readonly #segments: ShmSegment[] = [];
   // Requests sent and answers received, per target: a wait compares the two.
@@ -186,13 +192,14 @@ export class Win {
     const win = new Win(engine, wcomm, alloc(engine, wcomm), dispUnit);
     try {
       const own = win.#segments[0];
-      const cards = await wcomm.allgather({ size: win.memory.length, dispUnit, segment: own?.name });
+      const cards = await wcomm.allgather({ size: win.memory.length, dispUnit, segment: own?.name, pid: process.pid, addr: win.memory.length > 0 ? addressOf(win.memory) : 0n });
       for (let r = 0; r < wcomm.size; r++) {
         const card = cards[r]!;
         win.#sizes.push(card.size);
         win.#dispUnits.push(card.dispUnit);
         win.#direct.push(undefined);
         win.#directLock.push(undefined);
+        win.#vm.push(undefined);
         if (r === wcomm.rank) {
           win.#direct[r] = win.memory;
           win.#directLock[r] = own ? new Int32Array(own.buffer, 0, 1) : undefined;
@@ -203,8 +210,13 @@ export class Win {
             win.#direct[r] = new Uint8Array(seg.buffer, WIN_HEADER, card.size);
             win.#directLock[r] = new Int32Array(seg.buffer, 0, 1);
           } catch {
-            // Not mappable from here after all: this peer goes by message.
+            // Not mappable from here after all: process_vm_* below.
           }
+        }
+        // The shm transport reaches only peers whose memory process_vm_readv
+        // reads (world.ts probes it both ways), and writev asks the same.
+        if (r !== wcomm.rank && !win.#direct[r] && card.size > 0 && engine.endpoints[wcomm.group[r]!]?.kind === 'shm') {
+          win.#vm[r] = { pid: card.pid, base: card.addr };
         }
       }
       // Every peer has mapped the segments (or given up): their names can
@@ -288,6 +300,11 @@ export class Win {
       direct.set(bytes, offset);
       return;
     }
+    const vm = this.#vm[targetRank];
+    if (vm && bytes.length > 0) {
+      vmMove(vmWrite, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
+      return;
+    }
     this.#control(targetRank, RmaKind.PUT, bytes.length, offset);
     this.#sendData(targetRank, bytes);
   }
@@ -301,6 +318,11 @@ export class Win {
     const direct = this.#direct[targetRank];
     if (direct) {
       bytes.set(direct.subarray(offset, offset + bytes.length));
+      return;
+    }
+    const vm = this.#vm[targetRank];
+    if (vm && bytes.length > 0) {
+      vmMove(vmRead, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
       return;
     }
     this.#expectReply(targetRank, bytes);
@@ -408,8 +430,6 @@ export class Win {
     if (offset + len > this.#sizes[target]!) {
       throw new InvalidArgumentError(`${what}: ${len} bytes at displacement ${disp} (byte ${offset}) run past rank ${target}'s window of ${this.#sizes[target]} bytes`);
     }
-    // An operation in place is complete already; one by message waits for a flush.
-    if (!this.#direct[target]) this.#touched.add(target);
     return offset;
   }
 
@@ -425,6 +445,8 @@ export class Win {
   }
 
   #control(target: number, kind: RmaKind, len = 0, offset = 0, dtype = 0, op = 0, lock = 0): void {
+    // An operation by message waits for a flush; one in place (or by process_vm_*) is complete already.
+    if (kind <= RmaKind.CAS) this.#touched.add(target);
     this.#engine.sendHeader(this.#comm.group[target]!, writeControl(this.#h, this.#comm.context, this.rank, kind, len, offset, dtype, op, lock));
   }
 
@@ -605,7 +627,7 @@ export class Win {
     try {
       if (this.#null(rank)) return DONE;
       this.#inPassiveEpoch(rank, 'Flush');
-      return this.#direct[rank] ? DONE : this.#flush([rank]);
+      return this.#touched.has(rank) ? this.#flush([rank]) : DONE;
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -636,8 +658,8 @@ export class Win {
 
   /** Asks each target for completion of everything sent it so far, and waits for the answers and for local completion. */
   async #flush(all: number[]): Promise<void> {
-    // Operations done in place are complete already: nothing to ask those targets.
-    const targets = all.filter((t) => !this.#direct[t]);
+    // Only targets sent operations by message since their last flush have anything to finish.
+    const targets = all.filter((t) => this.#touched.has(t));
     if (targets.length === 0) return;
     await this.#ask('flush', targets, RmaKind.FLUSH);
     await this.#settle(targets);
@@ -704,6 +726,12 @@ export class Win {
 }
 
 const DONE: Promise<void> = Promise.resolve();
+
+/** One process_vm_writev or readv of all of `bytes`; a short one (the window is gone) is a TransportError. */
+function vmMove(move: typeof vmRead, pid: number, at: bigint, bytes: Uint8Array, target: number): void {
+  const n = move(pid, at, bytes);
+  if (n !== bytes.length) throw new TransportError(`rank ${target}'s window: process_vm moved ${n} of ${bytes.length} bytes`);
+}
 
 function checkAssertion(assertion: unknown, what: string): void {
   if (!Number.isInteger(assertion) || (assertion as number) < 0) throw new InvalidArgumentError(`${what}: assertion must be a combination of MODE_* bits, got ${String(assertion)}`);
