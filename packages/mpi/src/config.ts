@@ -33,6 +33,16 @@ function envTransports(): string[] {
   return names;
 }
 
+/** How windows reach their targets (MPILITE_OSC, as Open MPI's osc component). */
+const OSC = ['auto', 'pt2pt'];
+
+function envOsc(): 'auto' | 'pt2pt' {
+  const v = process.env.MPILITE_OSC;
+  if (v === undefined || v === '') return 'auto';
+  if (!OSC.includes(v)) throw new InvalidArgumentError(`MPILITE_OSC=${v}: expected ${OSC.join(' or ')}`);
+  return v as 'auto' | 'pt2pt';
+}
+
 export interface MpiConfig {
   /** Largest message sent eagerly through a shared-memory ring (MPILITE_SHM_EAGER_LIMIT). */
   shmEagerLimit: number;
@@ -52,6 +62,12 @@ export interface MpiConfig {
   collLarge: number;
   /** Seconds to wait for every rank at the rendezvous (MPILITE_BOOTSTRAP_TIMEOUT). */
   bootstrapTimeoutS: number;
+  /**
+   * One-sided paths (MPILITE_OSC): 'auto' puts windows in place, uses
+   * process_vm_* and RDMA where they reach; 'pt2pt' sends every operation
+   * by message, as Open MPI's osc/pt2pt did.
+   */
+  osc: 'auto' | 'pt2pt';
 }
 
 export function readConfig(): MpiConfig {
@@ -65,5 +81,6 @@ export function readConfig(): MpiConfig {
     spinNs: envInt('MPILITE_SPIN_NS', 50_000, 0, 10_000_000),
     collLarge: envInt('MPILITE_COLL_LARGE', 65536, 0, 1 << 30),
     bootstrapTimeoutS: envInt('MPILITE_BOOTSTRAP_TIMEOUT', 60, 1, 3600),
+    osc: envOsc(),
   };
 }

@@ -1,5 +1,7 @@
 // One-sided communication (MPI windows) checked by fixtures/rma-check.mjs,
-// over shared memory for 1 to 4 ranks and over verbs RC on the soft HCA.
+// over shared memory for 1 to 4 ranks (windows in place and process_vm_*),
+// with every operation by message, and over verbs RC on the soft HCA (RDMA
+// WRITE and READ).
 import { describe, expect, it } from 'vitest';
 import { expectClean, runJob } from './helpers.js';
 
@@ -13,6 +15,12 @@ describe(`one-sided communication against a sequential reference (seed ${seed})`
       for (const out of r.stdout) expect(out).toMatch(/^OK \d+/m);
     }, 150_000);
   }
+
+  it('3 ranks, shared memory, every operation by message (MPILITE_OSC=pt2pt)', async () => {
+    const r = await runJob(3, 'rma-check.mjs', [String(seed + 2)], { env: { MPILITE_OSC: 'pt2pt' }, timeoutMs: 120_000 });
+    expectClean(r);
+    for (const out of r.stdout) expect(out).toMatch(/^OK \d+/m);
+  }, 150_000);
 
   it('3 ranks, verbs RC over the soft HCA', async () => {
     const r = await runJob(3, 'rma-check.mjs', [String(seed + 1)], { env: { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }, timeoutMs: 120_000 });

@@ -2,7 +2,7 @@
 // other ranks expose, with fence (active target) and lock (passive target)
 // synchronization, in mpi4py's names.
 //
-// Three paths, chosen per target when the window is made:
+// Four paths, chosen per target when the window is made:
 //  - in place: a window made by Allocate lives in a shared-memory segment
 //    that the ranks on its host (those the shm transport reaches) map, so
 //    their Put and Get are one copy into or out of it and complete at once,
@@ -12,6 +12,11 @@
 //    ranks of its host: Put and Get are one process_vm_writev/readv into or
 //    out of it, complete at once, with nothing asked of the target; its
 //    accumulates go by message (the target applies them one at a time);
+//  - RDMA: a window of a rank reached over verbs is registered once, and
+//    Put and Get to it are one RDMA WRITE or READ, complete when the HCA
+//    says so (a Flush waits for that), with nothing asked of the target's
+//    program (on a native HCA, nothing of its CPU either); its accumulates
+//    go by message;
 //  - messages: control messages to the target's window (protocol.ts),
 //    completed there as they arrive (target.ts), whether or not the
 //    target's program is in an MPI call. Data moves with one copy each way
@@ -31,7 +36,8 @@ import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
 import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
-import { HDR_WORDS } from '../protocol/header.js';
+import type { Endpoint } from '../transport/transport.js';
+import { HDR_WORDS, W_ADDR_HI, W_ADDR_LO, W_KEY } from '../protocol/header.js';
 import { Request } from '../request.js';
 import { accumulate, compareAndSwap, withAccLock } from './apply.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
@@ -82,6 +88,10 @@ export class Win {
   readonly #directLock: (Int32Array | undefined)[] = [];
   /** Where this process reaches a target's window with process_vm_*: its pid and the window's address there. */
   readonly #vm: ({ pid: number; base: bigint } | undefined)[] = [];
+  /** Where this process reaches a target's window with RDMA: the endpoint, the window's address and rkey. */
+  readonly #rdma: ({ ep: Endpoint; base: number; key: number } | undefined)[] = [];
+  /** Ends this window's registration for RDMA, when it has one. */
+  #unexpose: (() => void) | undefined;
   /** This window's own segment, and the peers' this process mapped. */
   readonly #segments: ShmSegment[] = [];
   // Requests sent and answers received, per target: a wait compares the two.
@@ -144,8 +154,8 @@ export class Win {
     if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`Win.Allocate: size must be a non-negative integer, got ${String(size)}`);
     const [dispUnit, comm] = typeof dispUnitOrComm === 'number' ? [dispUnitOrComm, maybeComm] : [1, dispUnitOrComm];
     return Win.#create(
-      (engine, c) => {
-        const local = c.group.some((w) => engine.endpoints[w]?.kind === 'shm');
+      (engine, c, shared) => {
+        const local = shared && c.group.some((w) => engine.endpoints[w]?.kind === 'shm');
         if (local) {
           try {
             const segment = ShmSegment.create(WIN_HEADER + Math.max(size, 1));
@@ -182,17 +192,27 @@ export class Win {
     throw new InvalidArgumentError('Win.AllocateShared: some members cannot map each other\'s memory (other hosts, or no shared memory between them): make the communicator with comm.splitType(COMM_TYPE_SHARED)');
   }
 
-  static async #create(alloc: (engine: Engine, comm: Comm) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
+  static async #create(alloc: (engine: Engine, comm: Comm, shared: boolean) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
     if (!(comm instanceof Comm)) throw new InvalidArgumentError(`${what}: needs the communicator whose ranks share the window`);
     if (!Number.isSafeInteger(dispUnit) || dispUnit < 1) throw new InvalidArgumentError(`${what}: dispUnit must be a positive integer, got ${String(dispUnit)}`);
-    const engine = Comm.worldOf(comm).engine;
+    const world = Comm.worldOf(comm);
+    const engine = world.engine;
+    const oneSided = world.config.osc === 'auto';
     const wcomm = await comm.dup();
     // The handler is in place before this rank's part of the exchange below,
     // so no rank can send it an operation before it can take one.
-    const win = new Win(engine, wcomm, alloc(engine, wcomm), dispUnit);
+    const win = new Win(engine, wcomm, alloc(engine, wcomm, oneSided), dispUnit);
     try {
       const own = win.#segments[0];
-      const cards = await wcomm.allgather({ size: win.memory.length, dispUnit, segment: own?.name, pid: process.pid, addr: win.memory.length > 0 ? addressOf(win.memory) : 0n });
+      // Registered once for every peer reached over verbs (they share one protection domain).
+      let rdma: { lo: number; hi: number; key: number } | undefined;
+      const verbs = wcomm.group.map((w) => engine.endpoints[w]).find((ep) => ep?.kind === 'verbs' && ep.put);
+      if (oneSided && verbs && win.memory.length > 0) {
+        const h = new Int32Array(HDR_WORDS);
+        win.#unexpose = verbs.expose(win.memory, h);
+        rdma = { lo: h[W_ADDR_LO]!, hi: h[W_ADDR_HI]!, key: h[W_KEY]! };
+      }
+      const cards = await wcomm.allgather({ size: win.memory.length, dispUnit, segment: own?.name, pid: process.pid, addr: win.memory.length > 0 ? addressOf(win.memory) : 0n, rdma });
       for (let r = 0; r < wcomm.size; r++) {
         const card = cards[r]!;
         win.#sizes.push(card.size);
@@ -200,6 +220,8 @@ export class Win {
         win.#direct.push(undefined);
         win.#directLock.push(undefined);
         win.#vm.push(undefined);
+        win.#rdma.push(undefined);
+        if (!oneSided) continue;
         if (r === wcomm.rank) {
           win.#direct[r] = win.memory;
           win.#directLock[r] = own ? new Int32Array(own.buffer, 0, 1) : undefined;
@@ -217,6 +239,10 @@ export class Win {
         // reads (world.ts probes it both ways), and writev asks the same.
         if (r !== wcomm.rank && !win.#direct[r] && card.size > 0 && engine.endpoints[wcomm.group[r]!]?.kind === 'shm') {
           win.#vm[r] = { pid: card.pid, base: card.addr };
+        }
+        const ep = engine.endpoints[wcomm.group[r]!];
+        if (r !== wcomm.rank && card.rdma && ep?.kind === 'verbs' && ep.put) {
+          win.#rdma[r] = { ep, base: (card.rdma.hi >>> 0) * 2 ** 32 + (card.rdma.lo >>> 0), key: card.rdma.key >>> 0 };
         }
       }
       // Every peer has mapped the segments (or given up): their names can
@@ -305,6 +331,10 @@ export class Win {
       vmMove(vmWrite, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
       return;
     }
+    if (this.#rdma[targetRank] && bytes.length > 0) {
+      this.#rdmaOp(targetRank, bytes, offset, true);
+      return;
+    }
     this.#control(targetRank, RmaKind.PUT, bytes.length, offset);
     this.#sendData(targetRank, bytes);
   }
@@ -323,6 +353,10 @@ export class Win {
     const vm = this.#vm[targetRank];
     if (vm && bytes.length > 0) {
       vmMove(vmRead, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
+      return;
+    }
+    if (this.#rdma[targetRank] && bytes.length > 0) {
+      this.#rdmaOp(targetRank, bytes, offset, false);
       return;
     }
     this.#expectReply(targetRank, bytes);
@@ -450,6 +484,19 @@ export class Win {
     this.#engine.sendHeader(this.#comm.group[target]!, writeControl(this.#h, this.#comm.context, this.rank, kind, len, offset, dtype, op, lock));
   }
 
+  /** An RDMA WRITE (Put) or READ (Get) of `bytes` at `offset` in the target's window, open until its completion. */
+  #rdmaOp(target: number, bytes: Uint8Array, offset: number, write: boolean): void {
+    const { ep, base, key } = this.#rdma[target]!;
+    const req = new Request<unknown>(this.#engine);
+    const at = base + offset;
+    const lo = at % 2 ** 32 | 0;
+    const hi = Math.floor(at / 2 ** 32) | 0;
+    const done = (err?: Error): void => req.complete(undefined, err);
+    if (write) ep.put!(bytes, lo, hi, key, done);
+    else ep.fetch(bytes, lo, hi, key, done);
+    if (!req.done) this.#pending.push({ target, req });
+  }
+
   #sendData(target: number, bytes: Uint8Array): void {
     const req = new Request<unknown>(this.#engine);
     this.#engine.isend(req, this.#comm.context, this.#comm.group[target]!, this.rank, DATA_TAG, bytes, 0);
@@ -474,7 +521,7 @@ export class Win {
     checkAssertion(assertion, 'Fence');
     if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Fence inside a passive-target epoch: Unlock first');
     if (this.#startGroup || this.#starting || this.#postGroup) throw new RmaSyncError('Fence inside a Post/Start epoch: Complete and Wait first');
-    await this.#flush([...this.#touched]);
+    await this.#flush(this.#all());
     // After every rank's flushes, every operation on every window is done.
     await this.#comm.Barrier();
     this.#fenceEpoch = (assertion & MODE_NOSUCCEED) === 0;
@@ -596,7 +643,7 @@ export class Win {
   async LockAll(): Promise<void> {
     this.#check();
     if (this.#lockAll || this.#locks.size > 0 || this.#locking.size > 0) throw new RmaSyncError('LockAll: this process holds or awaits locks already');
-    const all = this.#comm.group.map((_, r) => r);
+    const all = this.#all();
     for (const r of all) this.#locking.add(r);
     try {
       await this.#ask('lock', all, RmaKind.LOCK, LockType.SHARED);
@@ -611,7 +658,7 @@ export class Win {
     this.#check();
     if (!this.#lockAll) throw new RmaSyncError('UnlockAll without LockAll');
     this.#lockAll = false;
-    const all = this.#comm.group.map((_, r) => r);
+    const all = this.#all();
     await this.#settle(all);
     await this.#ask('unlock', all, RmaKind.UNLOCK);
     this.#touched.clear();
@@ -627,7 +674,7 @@ export class Win {
     try {
       if (this.#null(rank)) return DONE;
       this.#inPassiveEpoch(rank, 'Flush');
-      return this.#touched.has(rank) ? this.#flush([rank]) : DONE;
+      return this.#touched.has(rank) || this.#pending.some((p) => p.target === rank && !p.req.done) ? this.#flush([rank]) : DONE;
     } catch (err) {
       return Promise.reject(err as Error);
     }
@@ -636,7 +683,7 @@ export class Win {
   /** MPI_Win_flush_all. */
   async FlushAll(): Promise<void> {
     this.#check();
-    await this.#flush([...this.#touched]);
+    await this.#flush(this.#all());
   }
 
   /** MPI_Win_flush_local: this origin's operations on `rank` are complete here (arrays reusable, Get results in). */
@@ -657,13 +704,18 @@ export class Win {
   }
 
   /** Asks each target for completion of everything sent it so far, and waits for the answers and for local completion. */
-  async #flush(all: number[]): Promise<void> {
-    // Only targets sent operations by message since their last flush have anything to finish.
-    const targets = all.filter((t) => this.#touched.has(t));
-    if (targets.length === 0) return;
-    await this.#ask('flush', targets, RmaKind.FLUSH);
+  async #flush(targets: number[]): Promise<void> {
+    // Only targets sent operations by message since their last flush are
+    // asked; RDMA operations (and replies) are done when their requests are.
+    const ask = targets.filter((t) => this.#touched.has(t));
+    if (ask.length > 0) await this.#ask('flush', ask, RmaKind.FLUSH);
     await this.#settle(targets);
-    for (const t of targets) this.#touched.delete(t);
+    for (const t of ask) this.#touched.delete(t);
+  }
+
+  /** Every rank of the window. */
+  #all(): number[] {
+    return this.#comm.group.map((_, r) => r);
   }
 
   /** Sends `kind` to each target and waits until each has answered it. */
@@ -700,7 +752,7 @@ export class Win {
     this.#check();
     if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Free inside a passive-target epoch: Unlock first');
     if (this.#startGroup || this.#starting || this.#postGroup) throw new RmaSyncError('Free inside a Post/Start epoch: Complete and Wait first');
-    await this.#flush([...this.#touched]);
+    await this.#flush(this.#all());
     await this.#comm.Barrier();
     this.#release();
   }
@@ -708,6 +760,8 @@ export class Win {
   #release(): void {
     if (this.#freed) return;
     this.#freed = true;
+    this.#unexpose?.();
+    this.#unexpose = undefined;
     for (const seg of this.#segments) seg.close();
     this.#segments.length = 0;
     this.#direct.length = 0;

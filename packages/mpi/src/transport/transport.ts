@@ -28,6 +28,8 @@ export interface Endpoint {
   expose(buf: Uint8Array, header: Int32Array): () => void;
   /** Rendezvous receiver: pulls `dst.length` bytes the peer exposed; `done` runs once, maybe synchronously. */
   fetch(dst: Uint8Array, addrLo: number, addrHi: number, key: number, done: (err?: Error) => void): void;
+  /** One-sided Put, where the transport has one (verbs: RDMA WRITE): `src` into memory the peer exposed; `done` once it is placed there. */
+  put?(src: Uint8Array, addrLo: number, addrHi: number, key: number, done: (err?: Error) => void): void;
 }
 
 export interface Transport {

@@ -61,10 +61,12 @@ interface Queued {
   payload: Uint8Array | undefined;
 }
 
+/** An RDMA READ into `dst` (rendezvous pulls, one-sided Get) or, with `write`, an RDMA WRITE from it (one-sided Put). */
 interface PendingRead {
   dst: Uint8Array;
   addr: number;
   key: number;
+  write: boolean;
   done: (err?: Error) => void;
 }
 
@@ -171,7 +173,19 @@ class VerbsEndpoint implements Endpoint {
       done();
       return;
     }
-    const r: PendingRead = { dst, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, done };
+    this.#rdma({ dst, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: false, done });
+  }
+
+  /** One-sided Put: an RDMA WRITE of `src` to memory the peer exposed; `done` once the peer acknowledged it (it is placed). */
+  put(src: Uint8Array, lo: number, hi: number, key: number, done: (err?: Error) => void): void {
+    if (src.length === 0) {
+      done();
+      return;
+    }
+    this.#rdma({ dst: src, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: true, done });
+  }
+
+  #rdma(r: PendingRead): void {
     if (this.sqOut < SQ_DEPTH && this.readQueue.length === 0) this.#postRead(r);
     else this.readQueue.push(r);
   }
@@ -182,7 +196,7 @@ class VerbsEndpoint implements Endpoint {
     this.sqOut++;
     this.qp.postSend({
       wrId: wrId(KIND_READ, this.idx, id),
-      opcode: WrOpcode.RDMA_READ,
+      opcode: r.write ? WrOpcode.RDMA_WRITE : WrOpcode.RDMA_READ,
       sendFlags: SendFlags.SIGNALED,
       sgList: [{ addr: mr.addr + r.dst.byteOffset, length: r.dst.length, lkey: mr.lkey }],
       rdma: { remoteAddr: r.addr, rkey: r.key },
