@@ -161,7 +161,7 @@ export class Win {
             const segment = ShmSegment.create(WIN_HEADER + Math.max(size, 1));
             return { memory: new Uint8Array(segment.buffer, WIN_HEADER, size), segment, accLock: new Int32Array(segment.buffer, 0, 1) };
           } catch {
-            // No room in /dev/shm: the heap serves, and peers go by message.
+            // No room in /dev/shm: the heap serves, and the host's peers use process_vm_*.
           }
         }
         return { memory: new Uint8Array(size), segment: undefined, accLock: undefined };
@@ -189,7 +189,7 @@ export class Win {
     await win.#comm.Allreduce(mapped, all, MIN);
     if (all[0] === 1) return win;
     await win.Free();
-    throw new InvalidArgumentError('Win.AllocateShared: some members cannot map each other\'s memory (other hosts, or no shared memory between them): make the communicator with comm.splitType(COMM_TYPE_SHARED)');
+    throw new InvalidArgumentError('Win.AllocateShared: some members cannot map each other\'s memory (other hosts, no shared memory between them, or MPILITE_OSC=pt2pt): make the communicator with comm.splitType(COMM_TYPE_SHARED)');
   }
 
   static async #create(alloc: (engine: Engine, comm: Comm, shared: boolean) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
