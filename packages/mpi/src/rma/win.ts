@@ -38,7 +38,7 @@ import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArra
 import type { Engine } from '../p2p/engine.js';
 import type { Endpoint } from '../transport/transport.js';
 import { HDR_WORDS, W_ADDR_HI, W_ADDR_LO, W_KEY } from '../protocol/header.js';
-import { Request } from '../request.js';
+import { Request, completedRequest } from '../request.js';
 import { accumulate, compareAndSwap, withAccLock } from './apply.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
 import { WinTarget } from './target.js';
@@ -317,76 +317,120 @@ export class Win {
 
   /** MPI_Put: `origin` into rank `targetRank`'s window at `targetDisp` (in its dispUnit). */
   Put(origin: TypedArray, targetRank: number, targetDisp = 0): void {
+    this.#put(origin, targetRank, targetDisp);
+  }
+
+  /** MPI_Rput, in a passive-target epoch: the request completes when `origin` may be reused (Flush completes it at the target). */
+  Rput(origin: TypedArray, targetRank: number, targetDisp = 0): Request<void> {
+    return this.#requested(targetRank, 'Rput', () => this.#put(origin, targetRank, targetDisp));
+  }
+
+  /** MPI_Rget, in a passive-target epoch: the request completes when `origin` holds the data. */
+  Rget(origin: TypedArray, targetRank: number, targetDisp = 0): Request<void> {
+    return this.#requested(targetRank, 'Rget', () => this.#get(origin, targetRank, targetDisp));
+  }
+
+  /** MPI_Raccumulate, in a passive-target epoch. */
+  Raccumulate(origin: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): Request<void> {
+    return this.#requested(targetRank, 'Raccumulate', () => this.#accumulate(origin, targetRank, targetDisp, op));
+  }
+
+  /** MPI_Rget_accumulate, in a passive-target epoch: the request completes when `result` holds the old values. */
+  RgetAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): Request<void> {
+    return this.#requested(targetRank, 'RgetAccumulate', () => this.#getAccumulate(origin, result, targetRank, targetDisp, op));
+  }
+
+  /**
+   * The request of an operation (MPI allows them in passive-target epochs
+   * only): its own open request, or a completed one when it was done at once.
+   */
+  #requested(target: number, what: string, start: () => Request<unknown> | undefined): Request<void> {
+    if (target !== PROC_NULL && !this.#freed && Number.isInteger(target) && target >= 0 && target < this.size && !this.#lockAll && !this.#locks.has(target)) {
+      throw new RmaSyncError(`${what} to rank ${target} outside a passive-target epoch: call Lock(${target}) or LockAll first`);
+    }
+    const req = start();
+    return (req ?? completedRequest(this.#engine, undefined)) as Request<void>;
+  }
+
+  /** Starts a Put; its request while the origin array is still in use, else undefined. */
+  #put(origin: TypedArray, targetRank: number, targetDisp: number): Request<unknown> | undefined {
     checkBuffer(origin, 'Put origin');
-    if (this.#null(targetRank)) return;
+    if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Put');
     const direct = this.#direct[targetRank];
     if (direct) {
       direct.set(bytes, offset);
-      return;
+      return undefined;
     }
     const vm = this.#vm[targetRank];
     if (vm && bytes.length > 0) {
       vmMove(vmWrite, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
-      return;
+      return undefined;
     }
-    if (this.#rdma[targetRank] && bytes.length > 0) {
-      this.#rdmaOp(targetRank, bytes, offset, true);
-      return;
-    }
+    if (this.#rdma[targetRank] && bytes.length > 0) return this.#rdmaOp(targetRank, bytes, offset, true);
     this.#control(targetRank, RmaKind.PUT, bytes.length, offset);
-    this.#sendData(targetRank, bytes);
+    return this.#sendData(targetRank, bytes);
   }
 
   /** MPI_Get: rank `targetRank`'s window at `targetDisp` into `origin`. */
   Get(origin: TypedArray, targetRank: number, targetDisp = 0): void {
+    this.#get(origin, targetRank, targetDisp);
+  }
+
+  #get(origin: TypedArray, targetRank: number, targetDisp: number): Request<unknown> | undefined {
     checkBuffer(origin, 'Get origin');
-    if (this.#null(targetRank)) return;
+    if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Get');
     const direct = this.#direct[targetRank];
     if (direct) {
       bytes.set(direct.subarray(offset, offset + bytes.length));
-      return;
+      return undefined;
     }
     const vm = this.#vm[targetRank];
     if (vm && bytes.length > 0) {
       vmMove(vmRead, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
-      return;
+      return undefined;
     }
-    if (this.#rdma[targetRank] && bytes.length > 0) {
-      this.#rdmaOp(targetRank, bytes, offset, false);
-      return;
-    }
-    this.#expectReply(targetRank, bytes);
+    if (this.#rdma[targetRank] && bytes.length > 0) return this.#rdmaOp(targetRank, bytes, offset, false);
+    const reply = this.#expectReply(targetRank, bytes);
     this.#control(targetRank, RmaKind.GET, bytes.length, offset);
+    return reply;
   }
 
   /** MPI_Accumulate: target = origin op target, element by element, atomically per element against other accumulates. */
   Accumulate(origin: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
+    this.#accumulate(origin, targetRank, targetDisp, op);
+  }
+
+  #accumulate(origin: TypedArray, targetRank: number, targetDisp: number, op: Op): Request<unknown> | undefined {
     checkBuffer(origin, 'Accumulate origin');
     const code = this.#op(op, origin, 'Accumulate', false);
-    if (this.#null(targetRank)) return;
+    if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Accumulate');
     const direct = this.#direct[targetRank];
     if (direct) {
       withAccLock(this.#directLock[targetRank], () => accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin));
-      return;
+      return undefined;
     }
     this.#control(targetRank, RmaKind.ACC, bytes.length, offset, dtypeOf(origin), code);
-    this.#sendData(targetRank, bytes);
+    return this.#sendData(targetRank, bytes);
   }
 
   /** MPI_Get_accumulate: `result` gets the target's values from before `op` applied `origin` to them (NO_OP: only read). */
   GetAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
+    this.#getAccumulate(origin, result, targetRank, targetDisp, op);
+  }
+
+  #getAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp: number, op: Op): Request<unknown> | undefined {
     checkBuffer(origin, 'GetAccumulate origin');
     checkBuffer(result, 'GetAccumulate result');
     checkSameType(origin, result, 'GetAccumulate');
     if (origin.length !== result.length) throw new InvalidArgumentError(`GetAccumulate: origin has ${origin.length} elements, result ${result.length}`);
     const code = this.#op(op, origin, 'GetAccumulate', true);
-    if (this.#null(targetRank)) return;
+    if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'GetAccumulate');
     const direct = this.#direct[targetRank];
@@ -397,11 +441,13 @@ export class Win {
         return o;
       });
       bytesOf(result).set(old);
-      return;
+      return undefined;
     }
-    this.#expectReply(targetRank, bytesOf(result));
+    // The old values come back after the target has the data: their arrival completes both.
+    const reply = this.#expectReply(targetRank, bytesOf(result));
     this.#control(targetRank, RmaKind.GET_ACC, bytes.length, offset, dtypeOf(origin), code);
     this.#sendData(targetRank, bytes);
+    return reply;
   }
 
   /** MPI_Fetch_and_op: GetAccumulate of one element (the first of `origin` and `result`). */
@@ -485,7 +531,7 @@ export class Win {
   }
 
   /** An RDMA WRITE (Put) or READ (Get) of `bytes` at `offset` in the target's window, open until its completion. */
-  #rdmaOp(target: number, bytes: Uint8Array, offset: number, write: boolean): void {
+  #rdmaOp(target: number, bytes: Uint8Array, offset: number, write: boolean): Request<unknown> | undefined {
     const { ep, base, key } = this.#rdma[target]!;
     const req = new Request<unknown>(this.#engine);
     const at = base + offset;
@@ -494,19 +540,26 @@ export class Win {
     const done = (err?: Error): void => req.complete(undefined, err);
     if (write) ep.put!(bytes, lo, hi, key, done);
     else ep.fetch(bytes, lo, hi, key, done);
-    if (!req.done) this.#pending.push({ target, req });
+    return this.#open(target, req);
   }
 
-  #sendData(target: number, bytes: Uint8Array): void {
+  /** Keeps `req` among the open ones until a synchronization settles it; undefined when it is done already. */
+  #open(target: number, req: Request<unknown>): Request<unknown> | undefined {
+    if (req.done && !req.error) return undefined;
+    this.#pending.push({ target, req });
+    return req;
+  }
+
+  #sendData(target: number, bytes: Uint8Array): Request<unknown> | undefined {
     const req = new Request<unknown>(this.#engine);
     this.#engine.isend(req, this.#comm.context, this.#comm.group[target]!, this.rank, DATA_TAG, bytes, 0);
-    if (!req.done) this.#pending.push({ target, req });
+    return this.#open(target, req);
   }
 
-  #expectReply(target: number, into: Uint8Array): void {
+  #expectReply(target: number, into: Uint8Array): Request<unknown> | undefined {
     const req = new Request<unknown>(this.#engine);
     this.#engine.irecv(req, this.#comm.context, target, REPLY_TAG, into);
-    this.#pending.push({ target, req });
+    return this.#open(target, req);
   }
 
   // ---- synchronization ----------------------------------------------------
