@@ -31,7 +31,7 @@
 // side only).
 import { ResourceClosedError, ShmSegment, addressOf, vmRead, vmWrite } from '@ibal/hca';
 import { Comm } from '../comm.js';
-import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
+import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
 import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
 import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
@@ -79,6 +79,9 @@ export class Win {
   readonly #locks = new Map<number, number>();
   readonly #locking = new Set<number>();
   #lockAll = false;
+  /** Locks opened with MODE_NOCHECK: nothing was asked of the target, so nothing is released. */
+  readonly #unchecked = new Set<number>();
+  #lockAllUnchecked = false;
   /** Targets with operations not yet known complete. */
   readonly #touched = new Set<number>();
   /** Data sends and reply receives still open, with their target. */
@@ -666,11 +669,18 @@ export class Win {
   }
 
   /** MPI_Win_lock: starts an access epoch on `rank`'s window once its lock is granted. */
-  async Lock(rank: number, lockType: number = LOCK_EXCLUSIVE): Promise<void> {
+  async Lock(rank: number, lockType: number = LOCK_EXCLUSIVE, assertion = 0): Promise<void> {
     if (this.#null(rank)) return;
     if (lockType !== LOCK_EXCLUSIVE && lockType !== LOCK_SHARED) throw new InvalidArgumentError(`Lock: lockType must be LOCK_EXCLUSIVE or LOCK_SHARED, got ${String(lockType)}`);
+    checkAssertion(assertion, 'Lock');
     if (this.#locks.has(rank) || this.#locking.has(rank) || this.#lockAll) throw new RmaSyncError(`Lock: rank ${rank}'s window is locked by this process already`);
     if (this.#startGroup || this.#starting) throw new RmaSyncError('Lock inside a Start epoch: Complete first');
+    // MODE_NOCHECK: the program promises no conflicting lock, so none is taken (as MPI allows).
+    if (assertion & MODE_NOCHECK) {
+      this.#locks.set(rank, lockType);
+      this.#unchecked.add(rank);
+      return;
+    }
     this.#locking.add(rank);
     try {
       await this.#ask('lock', [rank], RmaKind.LOCK, lockType === LOCK_EXCLUSIVE ? LockType.EXCLUSIVE : LockType.SHARED);
@@ -685,6 +695,10 @@ export class Win {
     if (this.#null(rank)) return;
     if (!this.#locks.has(rank)) throw new RmaSyncError(`Unlock: rank ${rank}'s window is not locked by this process`);
     this.#locks.delete(rank);
+    if (this.#unchecked.delete(rank)) {
+      await this.#flush([rank]);
+      return;
+    }
     // Replies first: a large Get's data is pulled from the target's window,
     // which the next lock holder may write as soon as the lock is released.
     await this.#settle([rank]);
@@ -692,10 +706,17 @@ export class Win {
     this.#touched.delete(rank);
   }
 
-  /** MPI_Win_lock_all: a shared lock on every rank's window. */
-  async LockAll(): Promise<void> {
+  /** MPI_Win_lock_all: a shared lock on every rank's window (none taken with MODE_NOCHECK). */
+  async LockAll(assertion = 0): Promise<void> {
     this.#check();
+    checkAssertion(assertion, 'LockAll');
     if (this.#lockAll || this.#locks.size > 0 || this.#locking.size > 0) throw new RmaSyncError('LockAll: this process holds or awaits locks already');
+    if (this.#startGroup || this.#starting) throw new RmaSyncError('LockAll inside a Start epoch: Complete first');
+    if (assertion & MODE_NOCHECK) {
+      this.#lockAll = true;
+      this.#lockAllUnchecked = true;
+      return;
+    }
     const all = this.#all();
     for (const r of all) this.#locking.add(r);
     try {
@@ -712,9 +733,24 @@ export class Win {
     if (!this.#lockAll) throw new RmaSyncError('UnlockAll without LockAll');
     this.#lockAll = false;
     const all = this.#all();
+    if (this.#lockAllUnchecked) {
+      this.#lockAllUnchecked = false;
+      await this.#flush(all);
+      return;
+    }
     await this.#settle(all);
     await this.#ask('unlock', all, RmaKind.UNLOCK);
     this.#touched.clear();
+  }
+
+  /**
+   * MPI_Win_sync: a memory barrier between this process's loads and stores
+   * to windows (SharedQuery's mappings) and other processes'. Windows here
+   * have one copy of their memory (MPI's unified model), so that is all.
+   */
+  Sync(): void {
+    this.#check();
+    Atomics.add(FENCE, 0, 0);
   }
 
   /**
@@ -833,6 +869,8 @@ export class Win {
 }
 
 const DONE: Promise<void> = Promise.resolve();
+/** A word whose atomic update Sync uses as a full fence. */
+const FENCE = new Int32Array(new SharedArrayBuffer(4));
 
 /** One process_vm_writev or readv of all of `bytes`; a short one (the window is gone) is a TransportError. */
 function vmMove(move: typeof vmRead, pid: number, at: bigint, bytes: Uint8Array, target: number): void {
