@@ -458,7 +458,7 @@ export class Win {
     checkBuffer(origin, 'FetchAndOp origin');
     checkBuffer(result, 'FetchAndOp result');
     if (origin.length < 1 || result.length < 1) throw new InvalidArgumentError('FetchAndOp: origin and result need an element each');
-    this.GetAccumulate(origin.subarray(0, 1), result.subarray(0, 1), targetRank, targetDisp, op);
+    this.#getAccumulate(origin.length === 1 ? origin : origin.subarray(0, 1), result.length === 1 ? result : result.subarray(0, 1), targetRank, targetDisp, op);
   }
 
   /**
@@ -498,7 +498,8 @@ export class Win {
   #null(target: number): boolean {
     this.#check();
     if (target === PROC_NULL) return true;
-    checkRank(target, this.size, 'target rank');
+    // checkRank only to word the error: this runs on every operation.
+    if (!(Number.isInteger(target) && target >= 0 && target < this.size)) checkRank(target, this.size, 'target rank');
     return false;
   }
 
@@ -544,6 +545,12 @@ export class Win {
     if (write) ep.put!(bytes, lo, hi, key, done);
     else ep.fetch(bytes, lo, hi, key, done);
     return this.#open(target, req);
+  }
+
+  /** Whether an operation to `target` is still open (a loop: Flush calls it on every iteration of a latency test). */
+  #opens(target: number): boolean {
+    for (const p of this.#pending) if (p.target === target && !p.req.done) return true;
+    return false;
   }
 
   /** Keeps `req` among the open ones until a synchronization settles it; undefined when it is done already. */
@@ -763,7 +770,7 @@ export class Win {
     try {
       if (this.#null(rank)) return DONE;
       this.#inPassiveEpoch(rank, 'Flush');
-      return this.#touched.has(rank) || this.#pending.some((p) => p.target === rank && !p.req.done) ? this.#flush([rank]) : DONE;
+      return this.#touched.has(rank) || this.#opens(rank) ? this.#flush([rank]) : DONE;
     } catch (err) {
       return Promise.reject(err as Error);
     }
