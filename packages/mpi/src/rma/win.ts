@@ -1,6 +1,6 @@
 // MPI windows (MPI_Win): one-sided Put, Get and the accumulates into memory
-// other ranks expose, with fence (active target) and lock (passive target)
-// synchronization, in mpi4py's names.
+// other ranks expose, with fence and post/start/complete/wait (active
+// target) and lock (passive target) synchronization, in mpi4py's names.
 //
 // Four paths, chosen per target when the window is made:
 //  - in place: a window made by Allocate lives in a shared-memory segment
@@ -17,13 +17,14 @@
 //    says so (a Flush waits for that), with nothing asked of the target's
 //    program (on a native HCA, nothing of its CPU either); its accumulates
 //    go by message;
-//  - messages: control messages to the target's window (protocol.ts),
+//  - messages (the accumulates above, and everything with
+//    MPILITE_OSC=pt2pt): control messages to the target's window (protocol.ts),
 //    completed there as they arrive (target.ts), whether or not the
 //    target's program is in an MPI call. Data moves with one copy each way
 //    when small and as a rendezvous pull (RDMA READ, process_vm_readv)
 //    straight into the window or the origin's array when large.
-// Locks go by message either way: the target's lock queue is the one place
-// that orders them.
+// Locks go by message on every path (MODE_NOCHECK takes none): the
+// target's lock queue is the one place that orders them.
 //
 // As in MPI, an operation is only started by its call: the origin's array
 // must stay as it is, and a Get's result is there, once a synchronization
