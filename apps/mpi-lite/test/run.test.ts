@@ -146,6 +146,12 @@ describe('examples', () => {
     expect(r.stdout).toMatch(/\[0\] pi ≈ 3\.14159265\d+ /);
   });
 
+  it('a work queue on a one-sided counter: every task done once, the count matches the serial one', async () => {
+    const r = await mpilite(['run', '-n', '3', example('workqueue.mjs'), '300000', '5000']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/\[0\] primes below 300000: 25997 \(serial count 25997\) in [\d.]+ ms; tasks per rank: \d+, \d+, \d+/);
+  });
+
   it('heat diffusion with halo exchange matches the serial computation exactly', async () => {
     const r = await mpilite(['run', '-n', '4', example('heat.mjs'), '1000', '200']);
     expect(r.code, r.stderr).toBe(0);
