@@ -317,6 +317,16 @@ export class Win {
     if (this.#freed) throw new ResourceClosedError('window');
   }
 
+  /** A lock (or LockAll) is held or asked for: a passive-target epoch is open. */
+  get #passiveEpoch(): boolean {
+    return this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll;
+  }
+
+  /** Start has opened (or is opening) a general active-target access epoch. */
+  get #accessEpoch(): boolean {
+    return this.#startGroup !== undefined || this.#starting;
+  }
+
   // ---- communication ------------------------------------------------------
 
   /** MPI_Put: `origin` into rank `targetRank`'s window at `targetDisp` (in its dispUnit). */
@@ -600,8 +610,8 @@ export class Win {
   async Fence(assertion = 0): Promise<void> {
     this.#check();
     checkAssertion(assertion, 'Fence');
-    if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Fence inside a passive-target epoch: Unlock first');
-    if (this.#startGroup || this.#starting || this.#postGroup) throw new RmaSyncError('Fence inside a Post/Start epoch: Complete and Wait first');
+    if (this.#passiveEpoch) throw new RmaSyncError('Fence inside a passive-target epoch: Unlock first');
+    if (this.#accessEpoch || this.#postGroup) throw new RmaSyncError('Fence inside a Post/Start epoch: Complete and Wait first');
     await this.#flush(this.#all());
     // After every rank's flushes, every operation on every window is done.
     await this.#comm.Barrier();
@@ -629,8 +639,8 @@ export class Win {
     this.#check();
     const ranks = this.#group(group, 'Start');
     checkAssertion(assertion, 'Start');
-    if (this.#startGroup || this.#starting) throw new RmaSyncError('Start: an access epoch is open already (Complete it first)');
-    if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Start inside a passive-target epoch: Unlock first');
+    if (this.#accessEpoch) throw new RmaSyncError('Start: an access epoch is open already (Complete it first)');
+    if (this.#passiveEpoch) throw new RmaSyncError('Start inside a passive-target epoch: Unlock first');
     this.#starting = true;
     const posted = (): boolean => ranks.every((t) => this.#postsFrom[t]! > this.#postsUsed[t]!);
     try {
@@ -699,7 +709,7 @@ export class Win {
     if (lockType !== LOCK_EXCLUSIVE && lockType !== LOCK_SHARED) throw new InvalidArgumentError(`Lock: lockType must be LOCK_EXCLUSIVE or LOCK_SHARED, got ${String(lockType)}`);
     checkAssertion(assertion, 'Lock');
     if (this.#locks.has(rank) || this.#locking.has(rank) || this.#lockAll) throw new RmaSyncError(`Lock: rank ${rank}'s window is locked by this process already`);
-    if (this.#startGroup || this.#starting) throw new RmaSyncError('Lock inside a Start epoch: Complete first');
+    if (this.#accessEpoch) throw new RmaSyncError('Lock inside a Start epoch: Complete first');
     // MODE_NOCHECK: the program promises no conflicting lock, so none is taken (as MPI allows).
     if (assertion & MODE_NOCHECK) {
       this.#locks.set(rank, lockType);
@@ -735,8 +745,8 @@ export class Win {
   async LockAll(assertion = 0): Promise<void> {
     this.#check();
     checkAssertion(assertion, 'LockAll');
-    if (this.#lockAll || this.#locks.size > 0 || this.#locking.size > 0) throw new RmaSyncError('LockAll: this process holds or awaits locks already');
-    if (this.#startGroup || this.#starting) throw new RmaSyncError('LockAll inside a Start epoch: Complete first');
+    if (this.#passiveEpoch) throw new RmaSyncError('LockAll: this process holds or awaits locks already');
+    if (this.#accessEpoch) throw new RmaSyncError('LockAll inside a Start epoch: Complete first');
     if (assertion & MODE_NOCHECK) {
       this.#lockAll = true;
       this.#lockAllUnchecked = true;
@@ -871,8 +881,8 @@ export class Win {
    */
   async Free(): Promise<void> {
     this.#check();
-    if (this.#locks.size > 0 || this.#locking.size > 0 || this.#lockAll) throw new RmaSyncError('Free inside a passive-target epoch: Unlock first');
-    if (this.#startGroup || this.#starting || this.#postGroup) throw new RmaSyncError('Free inside a Post/Start epoch: Complete and Wait first');
+    if (this.#passiveEpoch) throw new RmaSyncError('Free inside a passive-target epoch: Unlock first');
+    if (this.#accessEpoch || this.#postGroup) throw new RmaSyncError('Free inside a Post/Start epoch: Complete and Wait first');
     await this.#flush(this.#all());
     await this.#comm.Barrier();
     this.#release();
