@@ -40,7 +40,7 @@ import type { Endpoint, Sink, Transport } from './transport.js';
 
 const KIND_RECV = 1;
 const KIND_SEND = 2;
-const KIND_READ = 3;
+const KIND_RDMA = 3;
 const SQ_DEPTH = 128;
 const EXTRA_SEND_SLOTS = 4;
 const ALL = Access.LOCAL_WRITE | Access.REMOTE_READ | Access.REMOTE_WRITE;
@@ -62,7 +62,7 @@ interface Queued {
 }
 
 /** An RDMA READ into `dst` (rendezvous pulls, one-sided Get) or, with `write`, an RDMA WRITE from it (one-sided Put). */
-interface PendingRead {
+interface PendingRdma {
   dst: Uint8Array;
   addr: number;
   key: number;
@@ -85,7 +85,7 @@ class VerbsEndpoint implements Endpoint {
   readonly freeSend: number[] = [];
   readonly #t: VerbsTransport;
   queue: Queued[] = [];
-  readQueue: PendingRead[] = [];
+  rdmaQueue: PendingRdma[] = [];
   sqOut = 0;
 
   constructor(t: VerbsTransport, peer: number, idx: number, qp: QP, pd: PD, eagerLimit: number, window: number) {
@@ -105,7 +105,7 @@ class VerbsEndpoint implements Endpoint {
   }
 
   get queued(): number {
-    return this.queue.length + this.readQueue.length;
+    return this.queue.length + this.rdmaQueue.length;
   }
 
   postRecv(slot: number): void {
@@ -141,8 +141,8 @@ class VerbsEndpoint implements Endpoint {
       this.queue.shift();
       n++;
     }
-    while (this.readQueue.length > 0 && this.sqOut < SQ_DEPTH) {
-      this.#postRead(this.readQueue.shift()!);
+    while (this.rdmaQueue.length > 0 && this.sqOut < SQ_DEPTH) {
+      this.#postRdma(this.rdmaQueue.shift()!);
       n++;
     }
     // Credits ride on data messages, but a queue stalled for want of credits
@@ -185,17 +185,17 @@ class VerbsEndpoint implements Endpoint {
     this.#rdma({ dst: src, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: true, done });
   }
 
-  #rdma(r: PendingRead): void {
-    if (this.sqOut < SQ_DEPTH && this.readQueue.length === 0) this.#postRead(r);
-    else this.readQueue.push(r);
+  #rdma(r: PendingRdma): void {
+    if (this.sqOut < SQ_DEPTH && this.rdmaQueue.length === 0) this.#postRdma(r);
+    else this.rdmaQueue.push(r);
   }
 
-  #postRead(r: PendingRead): void {
+  #postRdma(r: PendingRdma): void {
     const mr = this.#t.cache.acquire(r.dst);
-    const id = this.#t.addRead(r);
+    const id = this.#t.addRdma(r);
     this.sqOut++;
     this.qp.postSend({
-      wrId: wrId(KIND_READ, this.idx, id),
+      wrId: wrId(KIND_RDMA, this.idx, id),
       opcode: r.write ? WrOpcode.RDMA_WRITE : WrOpcode.RDMA_READ,
       sendFlags: SendFlags.SIGNALED,
       sgList: [{ addr: mr.addr + r.dst.byteOffset, length: r.dst.length, lkey: mr.lkey }],
@@ -225,8 +225,8 @@ export class VerbsTransport implements Transport {
   #pd!: PD;
   #channel!: CompChannel;
   #cq!: CQ;
-  readonly #reads = new Map<number, PendingRead>();
-  #nextRead = 0;
+  readonly #rdmas = new Map<number, PendingRdma>();
+  #nextRdma = 0;
   #armed = false;
   #abort = new AbortController();
   #closed = false;
@@ -287,10 +287,10 @@ export class VerbsTransport implements Transport {
     }
   }
 
-  addRead(r: PendingRead): number {
-    const id = this.#nextRead;
-    this.#nextRead = (id + 1) & 0x3ffff;
-    this.#reads.set(id, r);
+  addRdma(r: PendingRdma): number {
+    const id = this.#nextRdma;
+    this.#nextRdma = (id + 1) & 0x3ffff;
+    this.#rdmas.set(id, r);
     return id;
   }
 
@@ -303,7 +303,7 @@ export class VerbsTransport implements Transport {
       for (const wc of wcs) this.#complete(wc);
       n += wcs.length;
     }
-    for (const ep of this.endpoints) if (ep.queue.length > 0 || ep.readQueue.length > 0 || ep.credits.shouldReturn()) n += ep.flush();
+    for (const ep of this.endpoints) if (ep.queue.length > 0 || ep.rdmaQueue.length > 0 || ep.credits.shouldReturn()) n += ep.flush();
     return n;
   }
 
@@ -315,7 +315,7 @@ export class VerbsTransport implements Transport {
     if (wc.status !== WcStatus.SUCCESS) {
       if (this.#closed) return;
       const err = new TransportError(`verbs: ${wcStatusName(wc.status)} on the QP to rank ${ep.peer}`);
-      if (kind === KIND_READ) this.#reads.get(slot)?.done(err);
+      if (kind === KIND_RDMA) this.#rdmas.get(slot)?.done(err);
       this.#opts.onFatal(err);
       return;
     }
@@ -333,8 +333,8 @@ export class VerbsTransport implements Transport {
       ep.freeSend.push(slot);
       return;
     }
-    const r = this.#reads.get(slot);
-    this.#reads.delete(slot);
+    const r = this.#rdmas.get(slot);
+    this.#rdmas.delete(slot);
     if (r) {
       this.cache.release(r.dst);
       r.done();
