@@ -61,9 +61,9 @@ interface Queued {
   payload: Uint8Array | undefined;
 }
 
-/** An RDMA READ into `dst` (rendezvous pulls, one-sided Get) or, with `write`, an RDMA WRITE from it (one-sided Put). */
+/** An RDMA READ into `local` (rendezvous pulls, one-sided Get) or, with `write`, an RDMA WRITE from it (one-sided Put). */
 interface PendingRdma {
-  dst: Uint8Array;
+  local: Uint8Array;
   addr: number;
   key: number;
   write: boolean;
@@ -173,7 +173,7 @@ class VerbsEndpoint implements Endpoint {
       done();
       return;
     }
-    this.#rdma({ dst, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: false, done });
+    this.#rdma({ local: dst, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: false, done });
   }
 
   /** One-sided Put: an RDMA WRITE of `src` to memory the peer exposed; `done` once the peer acknowledged it (it is placed). */
@@ -182,7 +182,7 @@ class VerbsEndpoint implements Endpoint {
       done();
       return;
     }
-    this.#rdma({ dst: src, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: true, done });
+    this.#rdma({ local: src, addr: (hi >>> 0) * TWO32 + (lo >>> 0), key: key >>> 0, write: true, done });
   }
 
   #rdma(r: PendingRdma): void {
@@ -191,14 +191,14 @@ class VerbsEndpoint implements Endpoint {
   }
 
   #postRdma(r: PendingRdma): void {
-    const mr = this.#t.cache.acquire(r.dst);
+    const mr = this.#t.cache.acquire(r.local);
     const id = this.#t.addRdma(r);
     this.sqOut++;
     this.qp.postSend({
       wrId: wrId(KIND_RDMA, this.idx, id),
       opcode: r.write ? WrOpcode.RDMA_WRITE : WrOpcode.RDMA_READ,
       sendFlags: SendFlags.SIGNALED,
-      sgList: [{ addr: mr.addr + r.dst.byteOffset, length: r.dst.length, lkey: mr.lkey }],
+      sgList: [{ addr: mr.addr + r.local.byteOffset, length: r.local.length, lkey: mr.lkey }],
       rdma: { remoteAddr: r.addr, rkey: r.key },
     });
   }
@@ -336,7 +336,7 @@ export class VerbsTransport implements Transport {
     const r = this.#rdmas.get(slot);
     this.#rdmas.delete(slot);
     if (r) {
-      this.cache.release(r.dst);
+      this.cache.release(r.local);
       r.done();
     }
   }
