@@ -30,31 +30,22 @@
 // must stay as it is, and a Get's result is there, once a synchronization
 // call completes it (Fence, Unlock, Flush; FlushLocal for the origin's
 // side only).
-import { ResourceClosedError, ShmSegment, addressOf, vmRead, vmWrite } from '@ibal/hca';
+import { ResourceClosedError, vmRead, vmWrite, type ShmSegment } from '@ibal/hca';
 import { Comm } from '../comm.js';
 import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
 import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
 import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
-import type { Endpoint } from '../transport/transport.js';
-import { HDR_WORDS, W_ADDR_HI, W_ADDR_LO, W_KEY } from '../protocol/header.js';
+import { HDR_WORDS } from '../protocol/header.js';
 import { Request, completedRequest } from '../request.js';
 import { accumulate, compareAndSwap, withAccLock } from './apply.js';
+import { allocWindowMemory, reachOf, windowCard, type Reach, type WinMemory } from './reach.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
 import { WinTarget } from './target.js';
 
 /** The most one operation may move: its length travels in one header word. */
 const MAX_OP_BYTES = 0xffffffff;
-/** Bytes before an Allocate'd window's memory in its segment: the accumulate lock word, and 8-byte alignment. */
-const WIN_HEADER = 64;
-
-/** Where a window's memory lives: a shared segment (its header's lock word beside it), or this process's heap. */
-interface WinMemory {
-  memory: Uint8Array;
-  segment: ShmSegment | undefined;
-  accLock: Int32Array | undefined;
-}
 
 export class Win {
   /** This process's rank in the window's group. */
@@ -87,13 +78,8 @@ export class Win {
   readonly #touched = new Set<number>();
   /** Data sends and reply receives still open, with their target. */
   #pending: { target: number; req: Request<unknown> }[] = [];
-  /** Each target's window bytes where this process writes them in place, and their accumulate lock. */
-  readonly #direct: (Uint8Array | undefined)[] = [];
-  readonly #directLock: (Int32Array | undefined)[] = [];
-  /** Where this process reaches a target's window with process_vm_*: its pid and the window's address there. */
-  readonly #vm: ({ pid: number; base: bigint } | undefined)[] = [];
-  /** Where this process reaches a target's window with RDMA: the endpoint, the window's address and rkey. */
-  readonly #rdma: ({ ep: Endpoint; base: number; key: number } | undefined)[] = [];
+  /** How this process reaches each target's window (reach.ts). */
+  #reach: Reach[] = [];
   /** Ends this window's registration for RDMA, when it has one. */
   #unexpose: (() => void) | undefined;
   /** This window's own segment, and the peers' this process mapped. */
@@ -157,23 +143,7 @@ export class Win {
   static async Allocate(size: number, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
     if (!Number.isSafeInteger(size) || size < 0) throw new InvalidArgumentError(`Win.Allocate: size must be a non-negative integer, got ${String(size)}`);
     const [dispUnit, comm] = typeof dispUnitOrComm === 'number' ? [dispUnitOrComm, maybeComm] : [1, dispUnitOrComm];
-    return Win.#create(
-      (engine, c, shared) => {
-        const local = shared && c.group.some((w) => engine.endpoints[w]?.kind === 'shm');
-        if (local) {
-          try {
-            const segment = ShmSegment.create(WIN_HEADER + Math.max(size, 1));
-            return { memory: new Uint8Array(segment.buffer, WIN_HEADER, size), segment, accLock: new Int32Array(segment.buffer, 0, 1) };
-          } catch {
-            // No room in /dev/shm: the heap serves, and the host's peers use process_vm_*.
-          }
-        }
-        return { memory: new Uint8Array(size), segment: undefined, accLock: undefined };
-      },
-      dispUnit,
-      comm,
-      'Win.Allocate',
-    );
+    return Win.#create((engine, c, inPlace) => allocWindowMemory(engine, c, size, inPlace), dispUnit, comm, 'Win.Allocate');
   }
 
   /**
@@ -188,7 +158,7 @@ export class Win {
   static async AllocateShared(size: number, dispUnit: number, comm: Comm): Promise<Win>;
   static async AllocateShared(size: number, dispUnitOrComm: number | Comm, maybeComm?: Comm): Promise<Win> {
     const win = await (typeof dispUnitOrComm === 'number' ? Win.Allocate(size, dispUnitOrComm, maybeComm!) : Win.Allocate(size, dispUnitOrComm));
-    const mapped = Int32Array.of(win.#direct.every((d) => d !== undefined) ? 1 : 0);
+    const mapped = Int32Array.of(win.#reach.every((r) => r.direct !== undefined) ? 1 : 0);
     const all = new Int32Array(1);
     await win.#comm.Allreduce(mapped, all, MIN);
     if (all[0] === 1) return win;
@@ -196,7 +166,7 @@ export class Win {
     throw new InvalidArgumentError('Win.AllocateShared: some members cannot map each other\'s memory (other hosts, no shared memory between them, or MPILITE_OSC=pt2pt): make the communicator with comm.splitType(COMM_TYPE_SHARED)');
   }
 
-  static async #create(alloc: (engine: Engine, comm: Comm, shared: boolean) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
+  static async #create(alloc: (engine: Engine, comm: Comm, inPlace: boolean) => WinMemory, dispUnit: number, comm: Comm | undefined, what: string): Promise<Win> {
     if (!(comm instanceof Comm)) throw new InvalidArgumentError(`${what}: needs the communicator whose ranks share the window`);
     if (!Number.isSafeInteger(dispUnit) || dispUnit < 1) throw new InvalidArgumentError(`${what}: dispUnit must be a positive integer, got ${String(dispUnit)}`);
     const world = Comm.worldOf(comm);
@@ -205,57 +175,22 @@ export class Win {
     const wcomm = await comm.dup();
     // The handler is in place before this rank's part of the exchange below,
     // so no rank can send it an operation before it can take one.
-    const win = new Win(engine, wcomm, alloc(engine, wcomm, oneSided), dispUnit);
+    const mem = alloc(engine, wcomm, oneSided);
+    const win = new Win(engine, wcomm, mem, dispUnit);
     try {
-      const own = win.#segments[0];
-      // Registered once for every peer reached over verbs (they share one protection domain).
-      let rdma: { lo: number; hi: number; key: number } | undefined;
-      const verbs = wcomm.group.map((w) => engine.endpoints[w]).find((ep) => ep?.kind === 'verbs' && ep.put);
-      if (oneSided && verbs && win.memory.length > 0) {
-        const h = new Int32Array(HDR_WORDS);
-        win.#unexpose = verbs.expose(win.memory, h);
-        rdma = { lo: h[W_ADDR_LO]!, hi: h[W_ADDR_HI]!, key: h[W_KEY]! };
-      }
-      const cards = await wcomm.allgather({ size: win.memory.length, dispUnit, segment: own?.name, pid: process.pid, addr: win.memory.length > 0 ? addressOf(win.memory) : 0n, rdma });
-      for (let r = 0; r < wcomm.size; r++) {
-        const card = cards[r]!;
-        win.#sizes.push(card.size);
-        win.#dispUnits.push(card.dispUnit);
-        win.#direct.push(undefined);
-        win.#directLock.push(undefined);
-        win.#vm.push(undefined);
-        win.#rdma.push(undefined);
-        if (!oneSided) continue;
-        if (r === wcomm.rank) {
-          win.#direct[r] = win.memory;
-          win.#directLock[r] = own ? new Int32Array(own.buffer, 0, 1) : undefined;
-        } else if (card.segment && engine.endpoints[wcomm.group[r]!]?.kind === 'shm') {
-          try {
-            const seg = ShmSegment.open(card.segment);
-            win.#segments.push(seg);
-            win.#direct[r] = new Uint8Array(seg.buffer, WIN_HEADER, card.size);
-            win.#directLock[r] = new Int32Array(seg.buffer, 0, 1);
-          } catch {
-            // Not mappable from here after all: process_vm_* below.
-          }
-        }
-        // The shm transport reaches only peers whose memory process_vm_readv
-        // reads (world.ts probes it both ways), and writev asks the same.
-        if (r !== wcomm.rank && !win.#direct[r] && card.size > 0 && engine.endpoints[wcomm.group[r]!]?.kind === 'shm') {
-          win.#vm[r] = { pid: card.pid, base: card.addr };
-        }
-        const ep = engine.endpoints[wcomm.group[r]!];
-        if (r !== wcomm.rank && card.rdma && ep?.kind === 'verbs' && ep.put) {
-          win.#rdma[r] = { ep, base: (card.rdma.hi >>> 0) * 2 ** 32 + (card.rdma.lo >>> 0), key: card.rdma.key >>> 0 };
-        }
-      }
+      const { card, unexpose } = windowCard(engine, wcomm, mem, dispUnit, oneSided);
+      win.#unexpose = unexpose;
+      const cards = await wcomm.allgather(card);
+      win.#sizes = cards.map((c) => c.size);
+      win.#dispUnits = cards.map((c) => c.dispUnit);
+      win.#reach = reachOf(engine, wcomm, cards, mem, oneSided, win.#segments);
       // Every peer has mapped the segments (or given up): their names can
       // go, so a job killed from here on leaves nothing in /dev/shm. Decided
       // from the cards, the same on every rank: a rank with no segment of
       // its own (alone on its host) takes the barrier too.
       if (cards.some((c) => c.segment)) {
         await wcomm.Barrier();
-        own?.unlink();
+        mem.segment?.unlink();
       }
     } catch (err) {
       win.#release();
@@ -287,7 +222,7 @@ export class Win {
   SharedQuery(r: number): { memory: Uint8Array; dispUnit: number } | undefined {
     this.#check();
     checkRank(r, this.size, 'rank');
-    const memory = this.#direct[r];
+    const memory = this.#reach[r]?.direct;
     return memory ? { memory, dispUnit: this.#dispUnits[r]! } : undefined;
   }
 
@@ -372,17 +307,16 @@ export class Win {
     if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Put');
-    const direct = this.#direct[targetRank];
+    const { direct, vm, rdma } = this.#reach[targetRank]!;
     if (direct) {
       direct.set(bytes, offset);
       return undefined;
     }
-    const vm = this.#vm[targetRank];
     if (vm && bytes.length > 0) {
       vmMove(vmWrite, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
       return undefined;
     }
-    if (this.#rdma[targetRank] && bytes.length > 0) return this.#rdmaOp(targetRank, bytes, offset, true);
+    if (rdma && bytes.length > 0) return this.#rdmaOp(targetRank, rdma, bytes, offset, true);
     this.#control(targetRank, RmaKind.PUT, bytes.length, offset);
     return this.#sendData(targetRank, bytes);
   }
@@ -397,17 +331,16 @@ export class Win {
     if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Get');
-    const direct = this.#direct[targetRank];
+    const { direct, vm, rdma } = this.#reach[targetRank]!;
     if (direct) {
       bytes.set(direct.subarray(offset, offset + bytes.length));
       return undefined;
     }
-    const vm = this.#vm[targetRank];
     if (vm && bytes.length > 0) {
       vmMove(vmRead, vm.pid, vm.base + BigInt(offset), bytes, targetRank);
       return undefined;
     }
-    if (this.#rdma[targetRank] && bytes.length > 0) return this.#rdmaOp(targetRank, bytes, offset, false);
+    if (rdma && bytes.length > 0) return this.#rdmaOp(targetRank, rdma, bytes, offset, false);
     const reply = this.#expectReply(targetRank, bytes);
     this.#control(targetRank, RmaKind.GET, bytes.length, offset);
     return reply;
@@ -424,9 +357,9 @@ export class Win {
     if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'Accumulate');
-    const direct = this.#direct[targetRank];
+    const { direct, lock } = this.#reach[targetRank]!;
     if (direct) {
-      withAccLock(this.#directLock[targetRank], () => accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin));
+      withAccLock(lock, () => accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin));
       return undefined;
     }
     this.#control(targetRank, RmaKind.ACC, bytes.length, offset, dtypeOf(origin), code);
@@ -447,9 +380,9 @@ export class Win {
     if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
     const offset = this.#access(targetRank, targetDisp, bytes.length, 'GetAccumulate');
-    const direct = this.#direct[targetRank];
+    const { direct, lock } = this.#reach[targetRank]!;
     if (direct) {
-      const old = withAccLock(this.#directLock[targetRank], () => {
+      const old = withAccLock(lock, () => {
         const o = direct.slice(offset, offset + bytes.length);
         accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin);
         return o;
@@ -495,9 +428,9 @@ export class Win {
     const data = new cls(2);
     (data as Float64Array)[0] = compare[0] as number;
     (data as Float64Array)[1] = origin[0] as number;
-    const direct = this.#direct[targetRank];
+    const { direct, lock } = this.#reach[targetRank]!;
     if (direct) {
-      bytesOf(result.subarray(0, 1)).set(withAccLock(this.#directLock[targetRank], () => compareAndSwap(direct, offset, bpe, data)));
+      bytesOf(result.subarray(0, 1)).set(withAccLock(lock, () => compareAndSwap(direct, offset, bpe, data)));
       return;
     }
     this.#expectReply(targetRank, bytesOf(result.subarray(0, 1)));
@@ -546,8 +479,7 @@ export class Win {
   }
 
   /** An RDMA WRITE (Put) or READ (Get) of `bytes` at `offset` in the target's window, open until its completion. */
-  #rdmaOp(target: number, bytes: Uint8Array, offset: number, write: boolean): Request<unknown> | undefined {
-    const { ep, base, key } = this.#rdma[target]!;
+  #rdmaOp(target: number, { ep, base, key }: NonNullable<Reach['rdma']>, bytes: Uint8Array, offset: number, write: boolean): Request<unknown> | undefined {
     const req = new Request<unknown>(this.#engine);
     const at = base + offset;
     const lo = at % 2 ** 32 | 0;
@@ -895,7 +827,7 @@ export class Win {
     this.#unexpose = undefined;
     for (const seg of this.#segments) seg.close();
     this.#segments.length = 0;
-    this.#direct.length = 0;
+    this.#reach = [];
     this.#engine.setRmaHandler(this.#comm.context, undefined);
     this.#engine.releaseService();
     this.#comm.free();
