@@ -294,7 +294,8 @@ export class Win {
    * only): its own open request, or a completed one when it was done at once.
    */
   #requested(target: number, what: string, start: () => Request<unknown> | undefined): Request<void> {
-    if (target !== PROC_NULL && !this.#freed && Number.isInteger(target) && target >= 0 && target < this.size && !this.#lockAll && !this.#locks.has(target)) {
+    // #null checks the window and the rank (start() checks them again: cheap).
+    if (!this.#null(target) && !this.#lockAll && !this.#locks.has(target)) {
       throw new RmaSyncError(`${what} to rank ${target} outside a passive-target epoch: call Lock(${target}) or LockAll first`);
     }
     const req = start();
