@@ -22,9 +22,20 @@ import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, 
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
+import { Prequest } from './prequest.js';
 import { Request, completedRequest, promiseRequest } from './request.js';
 import { Status } from './status.js';
 import type { World } from './world.js';
+// Type-only: the topology classes extend Comm, so comm.ts loads them when a
+// topology is created, not at import (a cycle of class definitions).
+import type { CartComm } from './topo/cart.js';
+import type { DistGraphComm } from './topo/dist-graph.js';
+
+/** Point-to-point for one collective call with several tags (see Comm.collectiveChannel). */
+export interface CollectiveChannel {
+  isend(buf: TypedArray, dest: number, tag: number): Request<Status>;
+  irecv(buf: TypedArray, source: number, tag: number): Request<Status>;
+}
 
 /** MPI_IN_PLACE for Allreduce, Reduce (at the root), Scan and Exscan. */
 export const IN_PLACE: unique symbol = Symbol('MPI_IN_PLACE');
@@ -112,6 +123,77 @@ export class Comm {
     return this.#irecvBytes(this.context, source, tag, bytesOf(buf), buf.BYTES_PER_ELEMENT) as Request<Status>;
   }
 
+  /**
+   * MPI_Issend: a synchronous-mode send, complete only once the matching
+   * receive has started (so also once `buf` may be reused).
+   */
+  Issend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
+    checkBuffer(buf, 'Issend buffer');
+    this.#p2pArgs(dest, tag, false);
+    if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
+    return this.#isendBytes(this.context, dest, tag, bytesOf(buf), MsgFlag.SYNC);
+  }
+
+  /** MPI_Ssend: resolves once the receiver has matched the message. */
+  Ssend(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+    try {
+      return this.Issend(buf, dest, tag).wait();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  // ---- persistent requests: arguments checked once, start() runs them ----
+
+  /** MPI_Send_init: a persistent send of `buf` (its contents as they are at each start()). */
+  SendInit(buf: TypedArray, dest: number, tag = 0): Prequest {
+    return this.#sendInit(buf, dest, tag, 0, 'SendInit');
+  }
+
+  /** MPI_Ssend_init: a persistent synchronous-mode send. */
+  SsendInit(buf: TypedArray, dest: number, tag = 0): Prequest {
+    return this.#sendInit(buf, dest, tag, MsgFlag.SYNC, 'SsendInit');
+  }
+
+  #sendInit(buf: TypedArray, dest: number, tag: number, flags: number, what: string): Prequest {
+    checkBuffer(buf, `${what} buffer`);
+    this.#p2pArgs(dest, tag, false);
+    const engine = this.#world.engine;
+    const bytes = bytesOf(buf);
+    const ctx = this.context;
+    return new Prequest(engine, (req) => {
+      this.#check();
+      if (dest === PROC_NULL) {
+        req.status.source = PROC_NULL;
+        req.status.tag = tag;
+        req.complete(req.status);
+        return;
+      }
+      engine.isend(req as Request<unknown>, ctx, this.group[dest]!, this.rank, tag, bytes, flags);
+    });
+  }
+
+  /** MPI_Recv_init: a persistent receive into `buf`. */
+  RecvInit(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Prequest {
+    checkBuffer(buf, 'RecvInit buffer');
+    this.#p2pArgs(source, tag, true);
+    const engine = this.#world.engine;
+    const bytes = bytesOf(buf);
+    const ctx = this.context;
+    const req = new Prequest(engine, (r) => {
+      this.#check();
+      if (source === PROC_NULL) {
+        r.status.source = PROC_NULL;
+        r.status.tag = ANY_TAG;
+        r.complete(r.status);
+        return;
+      }
+      engine.irecv(r as Request<unknown>, ctx, source, tag, bytes);
+    });
+    req.status.elementBytes = buf.BYTES_PER_ELEMENT;
+    return req;
+  }
+
   // Send and Recv hand back the request's own promise rather than wrap it
   // in another async frame (two promise hops less per call); a bad argument
   // still rejects rather than throws.
@@ -167,6 +249,17 @@ export class Comm {
 
   async send(obj: unknown, dest: number, tag = 0): Promise<Status> {
     return this.isend(obj, dest, tag).wait();
+  }
+
+  /** A synchronous-mode send of a value (mpi4py's comm.issend): complete once the receiver matched it. */
+  issend(obj: unknown, dest: number, tag = 0): Request<Status> {
+    this.#p2pArgs(dest, tag, false);
+    if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
+    return this.#isendBytes(this.context, dest, tag, pack(obj), MsgFlag.OBJECT | MsgFlag.SYNC);
+  }
+
+  async ssend(obj: unknown, dest: number, tag = 0): Promise<Status> {
+    return this.issend(obj, dest, tag).wait();
   }
 
   /** Resolves with the value; pass a Status to learn its source, tag and size. */
@@ -557,15 +650,87 @@ export class Comm {
   async split(color: number, key = 0): Promise<Comm | undefined> {
     if (!Number.isInteger(color) || (color < 0 && color !== UNDEFINED)) throw new InvalidArgumentError(`split: color must be a non-negative integer or UNDEFINED, got ${color}`);
     if (!Number.isInteger(key)) throw new InvalidArgumentError(`split: key must be an integer, got ${key}`);
+    const part = await Comm.partition(this, color, key);
+    return part && new Comm(this.#world, part.context, part.group);
+  }
+
+  /**
+   * @internal split's agreement, for communicators that carry more than a
+   * group (topologies): a new context id, and the world ranks of the
+   * members with this rank's color, ordered by key then rank (undefined
+   * for UNDEFINED). Collective.
+   */
+  static async partition(comm: Comm, color: number, key: number): Promise<{ context: number; group: number[] } | undefined> {
     const mine = Int32Array.of(color, key);
-    const all = new Int32Array(2 * this.size);
-    await this.Allgather(mine, all);
-    const ctx = await this.#agreeContext();
+    const all = new Int32Array(2 * comm.size);
+    await comm.Allgather(mine, all);
+    const context = await comm.#agreeContext();
     if (color === UNDEFINED) return undefined;
     const members: { rank: number; key: number }[] = [];
-    for (let r = 0; r < this.size; r++) if (all[2 * r] === color) members.push({ rank: r, key: all[2 * r + 1]! });
+    for (let r = 0; r < comm.size; r++) if (all[2 * r] === color) members.push({ rank: r, key: all[2 * r + 1]! });
     members.sort((a, b) => a.key - b.key || a.rank - b.rank);
-    return new Comm(this.#world, ctx, members.map((m) => this.group[m.rank]!));
+    return { context, group: members.map((m) => comm.group[m.rank]!) };
+  }
+
+  /** @internal A new context id for this group (dup's agreement). Collective. */
+  static agreeContext(comm: Comm): Promise<number> {
+    comm.#check();
+    return comm.#agreeContext();
+  }
+
+  /**
+   * @internal Point-to-point on the collective context under `tags`
+   * consecutive tags that belong to one collective call (neighbor
+   * collectives tell their directions apart by tag).
+   */
+  static collectiveChannel(comm: Comm, tags: number): CollectiveChannel {
+    comm.#check();
+    const base = comm.#collSeq;
+    comm.#collSeq += tags;
+    const ctx = comm.context + 1;
+    return {
+      isend: (buf, dest, k) => comm.#isendBytes(ctx, dest, (base + k) & TAG_UB, bytesOf(buf), 0),
+      irecv: (buf, source, k) => comm.#irecvBytes(ctx, source, (base + k) & TAG_UB, bytesOf(buf), buf.BYTES_PER_ELEMENT) as Request<Status>,
+    };
+  }
+
+  // ---- process topologies (topo/): Cartesian grids and distributed graphs
+
+  /** MPI_Topo_test: CART, DIST_GRAPH, or UNDEFINED for a communicator without a topology. */
+  topoTest(): number {
+    return UNDEFINED;
+  }
+
+  /**
+   * MPI_Cart_create: the first prod(dims) ranks as a grid, row-major (the
+   * last dimension varies fastest), `periods[i]` making dimension i wrap;
+   * the ranks left over get undefined. `reorder` is accepted and ignored
+   * (MPI allows keeping the ranks). Collective.
+   */
+  async createCart(dims: readonly number[], periods?: readonly (boolean | number)[], reorder = false): Promise<CartComm | undefined> {
+    void reorder;
+    this.#check();
+    const { CartComm, checkCartArgs } = await import('./topo/cart.js');
+    const { d, p } = checkCartArgs(dims, periods, this.size, 'createCart');
+    const cells = d.reduce((a, b) => a * b, 1);
+    const part = await Comm.partition(this, this.rank < cells ? 0 : UNDEFINED, this.rank);
+    return part && new CartComm(this.#world, part.context, part.group, d, p);
+  }
+
+  /**
+   * MPI_Dist_graph_create_adjacent: this rank's incoming (`sources`) and
+   * outgoing (`destinations`) neighbors, in the order neighbor collectives
+   * use them; a rank may be listed more than once. Weights and `reorder`
+   * are not taken (MPI lets an implementation ignore them). Collective.
+   */
+  async createDistGraphAdjacent(sources: readonly number[], destinations: readonly number[], reorder = false): Promise<DistGraphComm> {
+    void reorder;
+    this.#check();
+    const { DistGraphComm, checkNeighbors } = await import('./topo/dist-graph.js');
+    const src = checkNeighbors(sources, this.size, 'createDistGraphAdjacent sources');
+    const dst = checkNeighbors(destinations, this.size, 'createDistGraphAdjacent destinations');
+    const ctx = await this.#agreeContext();
+    return new DistGraphComm(this.#world, ctx, this.group, src, dst);
   }
 
   /**

@@ -27,3 +27,8 @@ export const MODE_NOSUCCEED = 16;
 
 /** comm.splitType: one communicator per shared-memory domain, a host (MPI_COMM_TYPE_SHARED). */
 export const COMM_TYPE_SHARED = 0;
+
+/** comm.topoTest(): a Cartesian grid (MPI_CART). */
+export const CART = 2;
+/** comm.topoTest(): a distributed graph (MPI_DIST_GRAPH). */
+export const DIST_GRAPH = 3;

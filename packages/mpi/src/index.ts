@@ -5,8 +5,9 @@
 export { init, finalize, abort, commWorld, initialized, finalized, wtime, worldInfo } from './init.js';
 export { Comm, IN_PLACE, type SendBuf } from './comm.js';
 export { Request } from './request.js';
+export { Prequest } from './prequest.js';
 export { Status } from './status.js';
-export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED } from './constants.js';
+export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED, CART, DIST_GRAPH } from './constants.js';
 export { Op, SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, REPLACE, NO_OP, type OpFunction, type TypedArray } from './ops.js';
 export { JobAbortedError, TruncateError, BootstrapError, NotInitializedError, TransportError, RmaSyncError } from './errors.js';
 export { RendezvousServer, type RendezvousServerOptions, type AbortInfo } from './bootstrap/server.js';
@@ -14,3 +15,7 @@ export { detectLaunch, derivedPort, type LaunchInfo, type LauncherKind } from '.
 export { readConfig, type MpiConfig } from './config.js';
 export { IbalError, InvalidArgumentError, ResourceClosedError } from '@ibal/hca';
 export { Win } from './rma/win.js';
+export { TopoComm } from './topo/topo-comm.js';
+export { CartComm } from './topo/cart.js';
+export { DistGraphComm } from './topo/dist-graph.js';
+export { dimsCreate } from './topo/dims.js';

@@ -65,7 +65,9 @@ export class Request<T = Status> {
     if (this.done || !this.cancelHook) return false;
     if (!this.cancelHook()) return false;
     this.status.cancelled = true;
-    this.complete(undefined);
+    // A typed receive resolves with its Status, as it would had it matched
+    // (the hook sets that value); an object receive with undefined.
+    this.complete(this.value);
     return true;
   }
 

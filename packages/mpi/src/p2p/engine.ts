@@ -9,8 +9,8 @@
 // yields to the event loop until a transport, the bootstrap or a timer kicks
 // it, so sockets, the soft HCA and timers keep running and nothing spins.
 import { deliverEager } from '../protocol/eager.js';
-import { HDR_WORDS, MsgType, W_ADDR_HI, W_ADDR_LO, W_CTX, W_ID, W_KEY, W_LEN, W_SRC, W_TAG, W_TYPE } from '../protocol/header.js';
-import { pullRendezvous } from '../protocol/rendezvous.js';
+import { HDR_WORDS, MsgFlag, MsgType, W_ADDR_HI, W_ADDR_LO, W_CTX, W_ID, W_KEY, W_LEN, W_SRC, W_TAG, W_TYPE } from '../protocol/header.js';
+import { pullRendezvous, sendFin } from '../protocol/rendezvous.js';
 import type { Progress, Request } from '../request.js';
 import type { Endpoint, Transport } from '../transport/transport.js';
 import { MatchQueues, type PostedRecv, type Unexpected } from './match.js';
@@ -23,6 +23,7 @@ interface PendingSend {
 }
 
 const IDLE_TICK_MS = 50;
+const noRelease = (): void => {};
 
 /** Takes the RMA control messages of one context (a window's): the header is words [w, w + HDR_WORDS). */
 export type RmaHandler = (peer: number, words: Int32Array, w: number) => void;
@@ -77,12 +78,15 @@ export class Engine implements Progress {
     const length = words[w + W_LEN]! >>> 0;
     const q = this.#queue(ctx);
     const posted = q.takePosted(source, tag);
+    const id = words[w + W_ID]!;
     if (type === MsgType.EAGER) {
-      if (posted) deliverEager(posted, source, tag, flags, bytes, p, length);
-      else q.unexpected.push(unexpected(source, tag, peer, type, flags, length, bytes.slice(p, p + length), 0, 0, 0, 0));
+      if (!posted) q.unexpected.push(unexpected(source, tag, peer, type, flags, length, bytes.slice(p, p + length), id, 0, 0, 0));
+      else {
+        deliverEager(posted, source, tag, flags, bytes, p, length);
+        if (flags & MsgFlag.SYNC) sendFin(this.endpoints[peer]!, this.#hdr, id);
+      }
       return;
     }
-    const id = words[w + W_ID]!;
     const lo = words[w + W_ADDR_LO]!;
     const hi = words[w + W_ADDR_HI]!;
     const key = words[w + W_KEY]!;
@@ -114,18 +118,32 @@ export class Engine implements Progress {
     req.status.byteCount = data.length;
     if (data.length <= ep.eagerLimit) {
       h[W_TYPE] = MsgType.EAGER | (flags << 8);
-      h[W_ID] = 0;
+      if (!(flags & MsgFlag.SYNC)) {
+        h[W_ID] = 0;
+        ep.send(h, data);
+        req.complete(req.status);
+        return;
+      }
+      // Registered before the send: a receive already posted (over the self
+      // transport, in this very call) answers at once.
+      const id = this.#newId();
+      h[W_ID] = id;
+      this.#sends.set(id, { req, release: noRelease, data });
       ep.send(h, data);
-      req.complete(req.status);
       return;
     }
-    const id = this.#nextId++;
-    if (this.#nextId > 0x7fffffff) this.#nextId = 1;
+    const id = this.#newId();
     h[W_TYPE] = MsgType.RTS | (flags << 8);
     h[W_ID] = id;
     const release = ep.expose(data, h);
     this.#sends.set(id, { req, release, data });
     ep.send(h, undefined);
+  }
+
+  #newId(): number {
+    const id = this.#nextId++;
+    if (this.#nextId > 0x7fffffff) this.#nextId = 1;
+    return id;
   }
 
   /** Sends a header-only message (RMA control) to world rank `dest`; the endpoint copies it. */
@@ -185,8 +203,10 @@ export class Engine implements Progress {
     const posted: PostedRecv = { source, tag, buf, req };
     if (i >= 0) {
       const u = q.takeUnexpected(i);
-      if (u.type === MsgType.EAGER) deliverEager(posted, u.source, u.tag, u.flags, u.data!, 0, u.length);
-      else this.#pull(posted, u.peer, u.source, u.tag, u.flags, u.length, u.id, u.addrLo, u.addrHi, u.key);
+      if (u.type === MsgType.EAGER) {
+        deliverEager(posted, u.source, u.tag, u.flags, u.data!, 0, u.length);
+        if (u.flags & MsgFlag.SYNC) sendFin(this.endpoints[u.peer]!, this.#hdr, u.id);
+      } else this.#pull(posted, u.peer, u.source, u.tag, u.flags, u.length, u.id, u.addrLo, u.addrHi, u.key);
       return;
     }
     q.posted.push(posted);
@@ -194,6 +214,7 @@ export class Engine implements Progress {
       const k = q.posted.indexOf(posted);
       if (k < 0) return false;
       q.posted.splice(k, 1);
+      if (buf) req.value = req.status;
       return true;
     };
   }
@@ -277,7 +298,7 @@ export class Engine implements Progress {
     }
   }
 
-  /** Requests still open (rendezvous sends awaiting FIN). */
+  /** Requests still open (rendezvous and synchronous sends awaiting FIN). */
   get pendingSends(): number {
     return this.#sends.size;
   }

@@ -24,7 +24,7 @@ export interface Unexpected {
   length: number;
   /** EAGER: a copy of the payload. */
   data: Uint8Array | undefined;
-  /** RTS: the sender's request id, address and key. */
+  /** RTS, and a synchronous EAGER (its FIN answers the match): the sender's request id; RTS: address and key. */
   id: number;
   addrLo: number;
   addrHi: number;

@@ -39,6 +39,13 @@ export const enum MsgType {
 export const enum MsgFlag {
   /** The payload is a structured-clone (v8.serialize) object, not typed-array bytes. */
   OBJECT = 1,
+  /**
+   * A synchronous-mode send (MPI_Ssend): the sender completes only once a
+   * receive has matched. An eager message carries the sender's request id
+   * (word 5) and the receiver answers the match with FIN; a rendezvous
+   * message is synchronous already (its FIN follows the match).
+   */
+  SYNC = 2,
 }
 
 export const W_TYPE = 0;

@@ -1,0 +1,49 @@
+// MPI's persistent requests (MPI_Send_init, MPI_Recv_init, MPI_Start): an
+// operation's arguments bound once, started any number of times. A loop that
+// exchanges the same buffers every step (a halo exchange, a pipeline) checks
+// its arguments once, not every iteration.
+import { InvalidArgumentError } from '@ibal/hca';
+import { Request, type Progress } from './request.js';
+import type { Status } from './status.js';
+
+export class Prequest extends Request<Status> {
+  readonly #begin: (req: Prequest) => void;
+
+  /** @internal `begin` starts one run of the operation, completing `req`. */
+  constructor(engine: Progress, begin: (req: Prequest) => void) {
+    super(engine);
+    this.#begin = begin;
+    // Inactive until started: MPI_Wait on an inactive persistent request
+    // returns at once with an empty status.
+    this.done = true;
+    this.value = this.status;
+  }
+
+  /** True from start() until the operation completes (start() again only after that). */
+  get active(): boolean {
+    return !this.done;
+  }
+
+  /** MPI_Start: begins the operation again with the bound arguments. */
+  start(): void {
+    if (!this.done) throw new InvalidArgumentError('start: the persistent request is still active (wait for it first)');
+    const st = this.status;
+    st.source = -1;
+    st.tag = -1;
+    st.byteCount = 0;
+    st.cancelled = false;
+    this.error = undefined;
+    this.value = undefined;
+    this.done = false;
+    this.#begin(this);
+  }
+
+  /** MPI_Startall: starts every request in order (none if any is active). */
+  static startAll(requests: readonly Prequest[]): void {
+    for (const r of requests) {
+      if (!(r instanceof Prequest)) throw new InvalidArgumentError('startAll: takes persistent requests (SendInit, SsendInit, RecvInit)');
+      if (r.active) throw new InvalidArgumentError('startAll: a persistent request is still active (wait for it first)');
+    }
+    for (const r of requests) r.start();
+  }
+}
