@@ -158,6 +158,13 @@ describe('examples', () => {
     expect(r.stdout).toContain('max |parallel - serial| = 0');
   });
 
+  it('2-d heat on a Cartesian process grid (NeighborAlltoallv halos) matches the serial computation exactly', async () => {
+    const r = await mpilite(['run', '-n', '4', example('stencil.mjs'), '60', '90', '50']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('on 4 ranks as a 2x2 grid');
+    expect(r.stdout).toContain('max |parallel - serial| = 0');
+  });
+
   it('data-parallel training step with allreduce of gradients', async () => {
     const r = await mpilite(['run', '-n', '3', example('train.mjs'), '150']);
     expect(r.code, r.stderr).toBe(0);
