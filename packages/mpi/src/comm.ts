@@ -22,6 +22,7 @@ import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, 
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
+import { Message } from './message.js';
 import { Prequest } from './prequest.js';
 import { Request, completedRequest, promiseRequest } from './request.js';
 import { Status } from './status.js';
@@ -294,6 +295,36 @@ export class Comm {
     let st = this.iprobe(source, tag);
     if (!st) await this.#world.engine.until(() => (st = this.iprobe(source, tag)) !== undefined);
     return st!;
+  }
+
+  /**
+   * MPI_Improbe: takes a matching message that has arrived out of matching
+   * (no other receive can have it now) and hands it over to be received
+   * with msg.Recv(buf) or msg.recv(); undefined when none has arrived.
+   */
+  Improbe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Message | undefined {
+    this.#p2pArgs(source, tag, true);
+    const engine = this.#world.engine;
+    if (source === PROC_NULL) return new Message(engine, undefined);
+    engine.progress();
+    const u = engine.take(this.context, source, tag);
+    return u && new Message(engine, u);
+  }
+
+  /** MPI_Mprobe: waits for a matching message and takes it (see Improbe). */
+  async Mprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message> {
+    let m = this.Improbe(source, tag);
+    if (!m) await this.#world.engine.until(() => (m = this.Improbe(source, tag)) !== undefined);
+    return m!;
+  }
+
+  /** mpi4py's comm.improbe: Improbe (the Message receives objects and typed arrays alike). */
+  improbe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Message | undefined {
+    return this.Improbe(source, tag);
+  }
+
+  async mprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Message> {
+    return this.Mprobe(source, tag);
   }
 
   Iprobe(source: number = ANY_SOURCE, tag: number = ANY_TAG): Status | undefined {

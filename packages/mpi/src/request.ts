@@ -96,6 +96,43 @@ export class Request<T = Status> {
     return i;
   }
 
+  /**
+   * MPI_Waitsome: waits until at least one request completed, then the
+   * indices of all that have (ascending); [] for an empty list. Rejects
+   * with the first completed one's error.
+   */
+  static async waitSome(requests: readonly Request<unknown>[]): Promise<number[]> {
+    const first = requests[0];
+    if (!first) return [];
+    if (!requests.some((r) => r.done)) await first.engine.until(() => requests.some((r) => r.done));
+    return Request.#completed(requests);
+  }
+
+  /** MPI_Testsome: makes progress, then the indices of the requests that completed (maybe none). */
+  static testSome(requests: readonly Request<unknown>[]): number[] {
+    requests[0]?.engine.progress();
+    return Request.#completed(requests);
+  }
+
+  /** MPI_Testany: makes progress, then the index of a completed request (the lowest), or -1. */
+  static testAny(requests: readonly Request<unknown>[]): number {
+    requests[0]?.engine.progress();
+    const i = requests.findIndex((r) => r.done);
+    const err = i >= 0 ? requests[i]!.error : undefined;
+    if (err) throw err;
+    return i;
+  }
+
+  static #completed(requests: readonly Request<unknown>[]): number[] {
+    const out: number[] = [];
+    requests.forEach((r, i) => {
+      if (!r.done) return;
+      if (r.error) throw r.error;
+      out.push(i);
+    });
+    return out;
+  }
+
   /** MPI_Testall: true when every request completed. */
   static testAll(requests: readonly Request<unknown>[]): boolean {
     const first = requests[0];

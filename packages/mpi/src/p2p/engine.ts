@@ -202,11 +202,7 @@ export class Engine implements Progress {
     const i = q.findUnexpected(source, tag);
     const posted: PostedRecv = { source, tag, buf, req };
     if (i >= 0) {
-      const u = q.takeUnexpected(i);
-      if (u.type === MsgType.EAGER) {
-        deliverEager(posted, u.source, u.tag, u.flags, u.data!, 0, u.length);
-        if (u.flags & MsgFlag.SYNC) sendFin(this.endpoints[u.peer]!, this.#hdr, u.id);
-      } else this.#pull(posted, u.peer, u.source, u.tag, u.flags, u.length, u.id, u.addrLo, u.addrHi, u.key);
+      this.receiveMatched(posted, q.takeUnexpected(i));
       return;
     }
     q.posted.push(posted);
@@ -219,12 +215,32 @@ export class Engine implements Progress {
     };
   }
 
+  /** Receives a message already taken from the unexpected queue (by a receive, or by a matched probe earlier). */
+  receiveMatched(posted: PostedRecv, u: Unexpected): void {
+    this.#check();
+    if (u.type === MsgType.EAGER) {
+      deliverEager(posted, u.source, u.tag, u.flags, u.data!, 0, u.length);
+      if (u.flags & MsgFlag.SYNC) sendFin(this.endpoints[u.peer]!, this.#hdr, u.id);
+    } else this.#pull(posted, u.peer, u.source, u.tag, u.flags, u.length, u.id, u.addrLo, u.addrHi, u.key);
+  }
+
   /** MPI_Iprobe against what has arrived: the matching message's envelope, without receiving it. */
   peek(ctx: number, source: number, tag: number): Unexpected | undefined {
     const q = this.#queues.get(ctx);
     if (!q) return undefined;
     const i = q.findUnexpected(source, tag);
     return i >= 0 ? q.unexpected[i] : undefined;
+  }
+
+  /**
+   * MPI_Improbe: takes the matching message out of matching altogether, so
+   * no other receive can have it; receiveMatched receives it later.
+   */
+  take(ctx: number, source: number, tag: number): Unexpected | undefined {
+    const q = this.#queues.get(ctx);
+    if (!q) return undefined;
+    const i = q.findUnexpected(source, tag);
+    return i >= 0 ? q.takeUnexpected(i) : undefined;
   }
 
   #pull(posted: PostedRecv, peer: number, source: number, tag: number, flags: number, length: number, id: number, lo: number, hi: number, key: number): void {
