@@ -22,6 +22,7 @@ import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, 
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
+import { CONGRUENT, Group, IDENT } from './group.js';
 import { Message } from './message.js';
 import { Prequest } from './prequest.js';
 import { Request, completedRequest, promiseRequest } from './request.js';
@@ -683,6 +684,71 @@ export class Comm {
     if (!Number.isInteger(key)) throw new InvalidArgumentError(`split: key must be an integer, got ${key}`);
     const part = await Comm.partition(this, color, key);
     return part && new Comm(this.#world, part.context, part.group);
+  }
+
+  /** MPI_Comm_group: this communicator's members as a Group. */
+  getGroup(): Group {
+    this.#check();
+    return new Group(this.group, this.#world.rank);
+  }
+
+  /**
+   * MPI_Comm_create: a communicator of `group`'s members (a subset of this
+   * one's, ranked in the group's order); undefined on the others.
+   * Collective over this communicator, each rank passing the same group.
+   */
+  async create(group: Group): Promise<Comm | undefined> {
+    const key = this.#membership(group, 'create');
+    const part = await Comm.partition(this, key < 0 ? UNDEFINED : 0, key);
+    return part && new Comm(this.#world, part.context, part.group);
+  }
+
+  /**
+   * MPI_Comm_create_group: as create, but collective over `group`'s members
+   * only (the others need not call it); `tag` tells apart concurrent calls
+   * on this communicator. A non-member gets undefined.
+   */
+  async createGroup(group: Group, tag = 0): Promise<Comm | undefined> {
+    const me = this.#membership(group, 'createGroup');
+    checkTag(tag, 'createGroup tag', false, TAG_UB);
+    if (me < 0) return undefined;
+    const members = Group.members(group);
+    // The members agree on a context id among themselves (the largest
+    // proposal, as #agreeContext) through the first member, on the
+    // collective context under a tag above TAG_UB that no collective uses.
+    const ctx = this.context + 1;
+    const t = TAG_UB + 1 + tag;
+    const leader = this.group.indexOf(members[0]!);
+    const id = Int32Array.of(this.#world.nextContext);
+    if (me === 0) {
+      const other = new Int32Array(1);
+      for (let i = 1; i < members.length; i++) {
+        await this.#irecvBytes(ctx, this.group.indexOf(members[i]!), t, bytesOf(other), 4).wait();
+        id[0] = Math.max(id[0]!, other[0]!);
+      }
+      await Promise.all(members.slice(1).map((w) => this.#isendBytes(ctx, this.group.indexOf(w), t, bytesOf(id), 0).wait()));
+    } else {
+      await this.#isendBytes(ctx, leader, t, bytesOf(id), 0).wait();
+      await this.#irecvBytes(ctx, leader, t, bytesOf(id), 4).wait();
+    }
+    this.#world.nextContext = Math.max(this.#world.nextContext, id[0]! + 2);
+    return new Comm(this.#world, id[0]!, members);
+  }
+
+  /** This rank's rank in `group`, or -1; the group must be within this communicator. */
+  #membership(group: Group, what: string): number {
+    this.#check();
+    const members = Group.members(group);
+    for (const w of members) if (!this.group.includes(w)) throw new InvalidArgumentError(`${what}: the group has a member (world rank ${w}) outside this communicator`);
+    return members.indexOf(this.#world.rank);
+  }
+
+  /** MPI_Comm_compare: IDENT (one communicator), CONGRUENT (same ranks in the same order), SIMILAR (same ranks), UNEQUAL. */
+  static compare(a: Comm, b: Comm): number {
+    if (!(a instanceof Comm) || !(b instanceof Comm)) throw new InvalidArgumentError('compare: takes two communicators');
+    if (a === b || (a.context === b.context && a.#world === b.#world)) return IDENT;
+    const g = Group.compare(a.getGroup(), b.getGroup());
+    return g === IDENT ? CONGRUENT : g;
   }
 
   /**

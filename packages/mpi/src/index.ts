@@ -7,6 +7,7 @@ export { Comm, IN_PLACE, type SendBuf } from './comm.js';
 export { Request } from './request.js';
 export { Prequest } from './prequest.js';
 export { Message } from './message.js';
+export { Group, IDENT, CONGRUENT, SIMILAR, UNEQUAL } from './group.js';
 export { Status } from './status.js';
 export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED, CART, DIST_GRAPH } from './constants.js';
 export { Op, SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, REPLACE, NO_OP, type OpFunction, type TypedArray } from './ops.js';

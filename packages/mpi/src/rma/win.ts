@@ -32,9 +32,10 @@
 // side only).
 import { ResourceClosedError, vmRead, vmWrite, type ShmSegment } from '@ibal/hca';
 import { Comm } from '../comm.js';
-import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOSUCCEED, PROC_NULL } from '../constants.js';
+import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOSUCCEED, PROC_NULL, UNDEFINED } from '../constants.js';
 import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
 import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
+import { Group } from '../group.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS } from '../protocol/header.js';
@@ -554,11 +555,12 @@ export class Win {
   // ---- general active target (post, start, complete, wait) ----------------
 
   /**
-   * MPI_Win_post: opens an exposure epoch to the origins in `group` (ranks of
-   * the window); each may Start an access epoch on this window once it
-   * hears of it. Returns at once; Wait or Test ends the epoch.
+   * MPI_Win_post: opens an exposure epoch to the origins in `group` (a
+   * Group, or ranks of the window); each may Start an access epoch on this
+   * window once it hears of it. Returns at once; Wait or Test ends the
+   * epoch.
    */
-  Post(group: readonly number[], assertion = 0): void {
+  Post(group: Group | readonly number[], assertion = 0): void {
     this.#check();
     const ranks = this.#group(group, 'Post');
     checkAssertion(assertion, 'Post');
@@ -568,7 +570,7 @@ export class Win {
   }
 
   /** MPI_Win_start: an access epoch on the targets in `group`, once each has posted one to this rank. */
-  async Start(group: readonly number[], assertion = 0): Promise<void> {
+  async Start(group: Group | readonly number[], assertion = 0): Promise<void> {
     this.#check();
     const ranks = this.#group(group, 'Start');
     checkAssertion(assertion, 'Start');
@@ -630,7 +632,12 @@ export class Win {
 
   /** A group of Post or Start: distinct ranks of the window. */
   #group(group: unknown, what: string): number[] {
-    if (!Array.isArray(group)) throw new InvalidArgumentError(`${what}: group must be an array of ranks`);
+    if (group instanceof Group) {
+      const ranks = group.translateRanks(Array.from({ length: group.size }, (_, r) => r), this.#comm.getGroup());
+      if (ranks.includes(UNDEFINED)) throw new InvalidArgumentError(`${what}: the group has a member outside the window's communicator`);
+      group = ranks;
+    }
+    if (!Array.isArray(group)) throw new InvalidArgumentError(`${what}: group must be a Group or an array of ranks`);
     for (const r of group) checkRank(r, this.size, `${what} group rank`);
     if (new Set(group).size !== group.length) throw new InvalidArgumentError(`${what}: group names a rank twice`);
     return [...(group as number[])];
