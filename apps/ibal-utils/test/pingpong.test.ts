@@ -14,7 +14,7 @@ function addresses(out: string): Record<string, string[]> {
   return found;
 }
 
-async function pingpong(kind: 'rc' | 'ud', extra: string[], iters: number, size: number) {
+async function pingpong(kind: 'rc' | 'uc' | 'ud', extra: string[], iters: number, size: number) {
   const port = String(await freePort());
   const common = [`${kind}-pingpong`, '-p', port, '-n', String(iters), '-s', String(size), ...extra];
   const { server, client } = await serverAndClient(common, [...common, '127.0.0.1'], /local address:/);
@@ -34,13 +34,17 @@ async function pingpong(kind: 'rc' | 'ud', extra: string[], iters: number, size:
   expect(s.local![3]).toBe('::ffff:127.0.0.1');
 }
 
-describe('rc-pingpong and ud-pingpong between two processes', () => {
+describe('rc-, uc- and ud-pingpong between two processes', () => {
   it('rc-pingpong: both sides exit 0 and print the ibv_rc_pingpong lines', async () => {
     await pingpong('rc', [], 50, 4096);
   });
 
   it('rc-pingpong -e sleeps on the completion channel; -m sets the path MTU', async () => {
     await pingpong('rc', ['-e', '-m', '2048'], 50, 10_000);
+  });
+
+  it('uc-pingpong: both sides exit 0 and print the ibv_uc_pingpong lines (multi-packet messages at -m 1024)', async () => {
+    await pingpong('uc', ['-m', '1024'], 50, 4096);
   });
 
   it('ud-pingpong: both sides exit 0 and print the ibv_ud_pingpong lines', async () => {

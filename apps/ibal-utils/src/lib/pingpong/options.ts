@@ -1,4 +1,4 @@
-// Command-line options shared by rc-pingpong and ud-pingpong, with the
+// Command-line options shared by rc-, uc- and ud-pingpong, with the
 // names, short letters and defaults of the rdma-core examples.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../cli-error.js';
@@ -46,10 +46,12 @@ function mtuEnum(text: string): number {
   return e + 1;
 }
 
-export function parsePingpongArgs(args: string[], kind: 'rc' | 'ud'): PingpongOptions {
+export type PingpongKind = 'rc' | 'uc' | 'ud';
+
+export function parsePingpongArgs(args: string[], kind: PingpongKind): PingpongOptions {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: kind === 'rc' ? withMtu : common, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options: kind !== 'ud' ? withMtu : common, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -61,8 +63,8 @@ export function parsePingpongArgs(args: string[], kind: 'rc' | 'ud'): PingpongOp
     port: intOption('-p/--port', str('port'), 18515, 1, 65535),
     ibDev: str('ib-dev'),
     ibPort: intOption('-i/--ib-port', str('ib-port'), 1, 1, 255),
-    size: intOption('-s/--size', str('size'), kind === 'rc' ? 4096 : 2048, 1, 2 ** 31),
-    mtu: kind === 'rc' && str('mtu') !== undefined ? mtuEnum(str('mtu')!) : 3,
+    size: intOption('-s/--size', str('size'), kind !== 'ud' ? 4096 : 2048, 1, 2 ** 31),
+    mtu: kind !== 'ud' && str('mtu') !== undefined ? mtuEnum(str('mtu')!) : 3,
     rxDepth: intOption('-r/--rx-depth', str('rx-depth'), 500, 2, 16384),
     iters: intOption('-n/--iters', str('iters'), 1000, 1, 2 ** 31),
     sl: intOption('-l/--sl', str('sl'), 0, 0, 15),
@@ -74,23 +76,21 @@ export function parsePingpongArgs(args: string[], kind: 'rc' | 'ud'): PingpongOp
   };
 }
 
-export function pingpongUsage(kind: 'rc' | 'ud'): string {
+export function pingpongUsage(kind: PingpongKind): string {
   const cmd = `ibal ${kind}-pingpong`;
   const lines = [
     'Usage:',
     `  ${cmd}            start a server and wait for connection`,
     `  ${cmd} <host>     connect to server at <host>`,
     '',
-    kind === 'rc'
-      ? 'Ping-pong of RC SENDs between two processes, like rdma-core\'s ibv_rc_pingpong.'
-      : 'Ping-pong of UD SENDs between two processes, like rdma-core\'s ibv_ud_pingpong.',
+    `Ping-pong of ${kind.toUpperCase()} SENDs between two processes, like rdma-core's ibv_${kind}_pingpong.`,
     '',
     'Options:',
     '  -p, --port=<port>      listen on/connect to port <port> (default 18515)',
     '  -d, --ib-dev=<dev>     use IB device <dev> (default first device found)',
     '  -i, --ib-port=<port>   use port <port> of IB device (default 1)',
-    `  -s, --size=<size>      size of message to exchange (default ${kind === 'rc' ? 4096 : 2048})`,
-    ...(kind === 'rc' ? ['  -m, --mtu=<size>       path MTU (default 1024)'] : []),
+    `  -s, --size=<size>      size of message to exchange (default ${kind !== 'ud' ? 4096 : 2048})`,
+    ...(kind !== 'ud' ? ['  -m, --mtu=<size>       path MTU (default 1024)'] : []),
     '  -r, --rx-depth=<dep>   number of receives to post at a time (default 500)',
     '  -n, --iters=<iters>    number of exchanges (default 1000)',
     '  -l, --sl=<sl>          service level value',

@@ -1,0 +1,20 @@
+// ibal uc-pingpong: ibv_uc_pingpong over any ibal device. UC has no ACKs
+// and no retransmission: a lost packet loses its message, and the ping-pong
+// then stalls until --timeout, as the C example would hang.
+import { QpType } from '@ibal/verbs';
+import { connectedTransport } from '../lib/pingpong/connected.js';
+import { parsePingpongArgs, pingpongUsage } from '../lib/pingpong/options.js';
+import { runPingpongSession } from '../lib/pingpong/session.js';
+
+const uc = connectedTransport(QpType.UC);
+
+export const ucPingpongHelp = pingpongUsage('uc');
+
+export async function ucPingpong(args: string[], print: (line: string) => void): Promise<void> {
+  const o = parsePingpongArgs(args, 'uc');
+  if (o.help) {
+    print(ucPingpongHelp);
+    return;
+  }
+  await runPingpongSession(o, uc, print);
+}
