@@ -49,3 +49,10 @@ export class RmaSyncError extends IbalError {
     super('ERR_MPI_RMA_SYNC', message);
   }
 }
+
+/** A request still open when finalize ended: a send no rank ever received (MPI_ERR_PENDING). */
+export class PendingError extends IbalError {
+  constructor(message: string) {
+    super('ERR_MPI_PENDING', message);
+  }
+}

@@ -11,7 +11,7 @@ export { Group, IDENT, CONGRUENT, SIMILAR, UNEQUAL } from './group.js';
 export { Status } from './status.js';
 export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED, CART, DIST_GRAPH } from './constants.js';
 export { Op, SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, REPLACE, NO_OP, type OpFunction, type TypedArray } from './ops.js';
-export { JobAbortedError, TruncateError, BootstrapError, NotInitializedError, TransportError, RmaSyncError } from './errors.js';
+export { JobAbortedError, TruncateError, BootstrapError, NotInitializedError, TransportError, RmaSyncError, PendingError } from './errors.js';
 export { RendezvousServer, type RendezvousServerOptions, type AbortInfo } from './bootstrap/server.js';
 export { detectLaunch, derivedPort, type LaunchInfo, type LauncherKind } from './bootstrap/launcher.js';
 export { readConfig, type MpiConfig } from './config.js';

@@ -20,7 +20,7 @@ import { detectLaunch, type LaunchInfo } from './bootstrap/launcher.js';
 import { RendezvousServer, type AbortInfo } from './bootstrap/server.js';
 import { Comm } from './comm.js';
 import { readConfig, type MpiConfig } from './config.js';
-import { BootstrapError, JobAbortedError, NotInitializedError } from './errors.js';
+import { BootstrapError, JobAbortedError, NotInitializedError, PendingError } from './errors.js';
 import { Engine } from './p2p/engine.js';
 import { SelfTransport } from './transport/self.js';
 import { ShmTransport, type ShmCard } from './transport/shm.js';
@@ -29,6 +29,8 @@ import { VerbsTransport, type VerbsCard } from './transport/verbs.js';
 
 /** How long a rank lingers after the job aborted before it exits by itself. */
 const ABORT_GRACE_MS = 2000;
+/** Finalize's wait, after every rank has handed over its FINs, for those still on the wire. */
+const FIN_GRACE_MS = 2000;
 
 interface HostCard {
   host: string;
@@ -289,6 +291,19 @@ export class World {
     process.exit(errorCode);
   }
 
+  /** A bootstrap fence with no timeout, making progress while it waits. */
+  async #fence(): Promise<void> {
+    const engine = this.engine;
+    let fenced = false;
+    let fenceErr: unknown;
+    void this.#client.fence(undefined).then(
+      () => (fenced = true),
+      (err: unknown) => ((fenceErr = err), (fenced = true)),
+    ).finally(() => engine.kick());
+    await engine.until(() => fenced);
+    if (fenceErr) throw fenceErr;
+  }
+
   /** MPI_Finalize: waits for every rank, then releases every resource. */
   async finalize(): Promise<void> {
     if (this.#finalized) return;
@@ -296,25 +311,30 @@ export class World {
     let failed: Error | undefined = this.engine.failure;
     if (!failed) {
       try {
-        // Outstanding rendezvous sends still own user buffers: let them
-        // finish. Messages a transport still queues (eager sends, which
-        // completed when queued, and FINs) move only while this rank makes
-        // progress, which the fence below does not: hand them over first, or
-        // a peer waiting for them would wait at its receive while this rank
-        // waits at the fence.
+        // MPI_Finalize waits for every rank however long the others take
+        // (no timeout: a rank that dies or aborts ends the wait through the
+        // job's abort). All along this rank keeps making progress: a peer
+        // may still match and pull this rank's rendezvous sends, or need it
+        // to drain messages queued toward it.
         const engine = this.engine;
-        if (engine.pendingSends > 0 || engine.unsent > 0) await engine.until(() => engine.pendingSends === 0 && engine.unsent === 0);
-        // Keep making progress at the fence too: a peer may still be handing
-        // over messages (ones this rank will never receive, in an erroneous
-        // program) that only this rank's draining makes room for.
-        let fenced = false;
-        let fenceErr: unknown;
-        void this.#client.fence(timeoutMs).then(
-          () => (fenced = true),
-          (err: unknown) => ((fenceErr = err), (fenced = true)),
-        ).finally(() => engine.kick());
-        await engine.until(() => fenced);
-        if (fenceErr) throw fenceErr;
+        await this.#fence();
+        // Every rank is here: no receive will be posted any more. Finish the
+        // pulls of messages that did match, hand over what is still queued
+        // (FINs among it), and agree that every rank has.
+        if (engine.pulling > 0 || engine.unsent > 0) await engine.until(() => engine.pulling === 0 && engine.unsent === 0);
+        await this.#fence();
+        // The last FINs are on their way; a send still open after them was
+        // never matched (an erroneous program). It is failed, not waited
+        // for forever.
+        if (engine.pendingSends > 0) {
+          const until = performance.now() + FIN_GRACE_MS;
+          await engine.until(() => engine.pendingSends === 0 || performance.now() > until);
+        }
+        const unmatched = engine.pendingSends;
+        if (unmatched > 0) {
+          process.stderr.write(`mpilite: rank ${this.rank}: finalize: ${unmatched} send(s) never matched by a receive; their requests fail\n`);
+          engine.abandonSends(new PendingError('finalize: the send was never matched by a receive'));
+        }
       } catch (err) {
         failed = err as Error;
       }

@@ -81,6 +81,22 @@ describe('point to point', () => {
     });
   }
 
+  // MPI_Finalize waits for the other ranks however late they come, finishes
+  // the pulls of receives left open, and fails (does not wait forever for)
+  // sends no rank will ever receive.
+  for (const [name, env] of [
+    ['shared memory', {}],
+    ['verbs RC over UDP', { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }],
+  ] as const) {
+    it(`finalize with requests open and a rank 2 s late (bootstrap timeout 1 s): ${name}`, async () => {
+      const r = await runJob(2, 'finalize-pending.mjs', ['2000'], { env: { ...env, MPILITE_BOOTSTRAP_TIMEOUT: '1' }, timeoutMs: 30_000 });
+      expectClean(r);
+      for (const out of r.stdout) expect(out).toContain('finalize-pending ok');
+      expect(Number(/after (\d+) ms/.exec(r.stdout[0]!)![1])).toBeGreaterThan(1500);
+      expect(r.stderr[1]).toContain('finalize: 2 send(s) never matched by a receive');
+    });
+  }
+
   it('everything eager or everything rendezvous (thresholds from the environment)', async () => {
     const eager = await runJob(2, 'p2p-check.mjs', [], { env: { MPILITE_SHM_EAGER_LIMIT: '131000', MPILITE_SHM_RING_BYTES: String(1 << 20) } });
     expectClean(eager);

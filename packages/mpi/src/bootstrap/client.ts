@@ -69,18 +69,24 @@ export class BootstrapClient {
     writeLine(this.#socket, { op: 'put', key, value });
   }
 
-  /** Waits for every rank to reach this fence; resolves with every key published before it. */
-  fence(timeoutMs: number): Promise<Record<string, string>> {
+  /**
+   * Waits for every rank to reach this fence; resolves with every key
+   * published before it. Without `timeoutMs` it waits until the job aborts.
+   */
+  fence(timeoutMs: number | undefined): Promise<Record<string, string>> {
     const id = String(this.#fenceSeq++);
     // Entered after the job aborted (the abort came while this rank was busy
     // between fences): it can never complete, and waited for its timeout.
     const a = this.#abortInfo;
     if (a) return Promise.reject(new JobAbortedError(a.rank, a.reason, a.errorCode));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiting.delete(id);
-        reject(new BootstrapError(`rank ${this.rank}: fence ${id} not reached by every rank within ${timeoutMs} ms`));
-      }, timeoutMs);
+      const timer =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              this.#waiting.delete(id);
+              reject(new BootstrapError(`rank ${this.rank}: fence ${id} not reached by every rank within ${timeoutMs} ms`));
+            }, timeoutMs);
       this.#waiting.set(id, {
         resolve: (kv) => {
           clearTimeout(timer);

@@ -40,6 +40,7 @@ export class Engine implements Progress {
   readonly #sends = new Map<number, PendingSend>();
   readonly #hdr = new Int32Array(HDR_WORDS);
   #nextId = 1;
+  #pulling = 0;
   #waiting = 0;
   #idle: Promise<void> | undefined;
   #idleResolve: (() => void) | undefined;
@@ -244,7 +245,8 @@ export class Engine implements Progress {
   }
 
   #pull(posted: PostedRecv, peer: number, source: number, tag: number, flags: number, length: number, id: number, lo: number, hi: number, key: number): void {
-    pullRendezvous(posted, this.endpoints[peer]!, { source, tag, flags, length, id, lo, hi, key }, this.#hdr, (err) => this.fail(err));
+    this.#pulling++;
+    pullRendezvous(posted, this.endpoints[peer]!, { source, tag, flags, length, id, lo, hi, key }, this.#hdr, (err) => this.fail(err), this.#pullEnded);
   }
 
   progress(): number {
@@ -311,6 +313,25 @@ export class Engine implements Progress {
       }
     } finally {
       this.#waiting--;
+    }
+  }
+
+  readonly #pullEnded = (): void => {
+    this.#pulling--;
+  };
+
+  /** Rendezvous messages matched here and still being pulled. */
+  get pulling(): number {
+    return this.#pulling;
+  }
+
+  /** Fails every send still awaiting FIN (finalize, once no receive can match them any more). */
+  abandonSends(err: Error): void {
+    const open = [...this.#sends.values()];
+    this.#sends.clear();
+    for (const s of open) {
+      s.release();
+      s.req.complete(undefined, err);
     }
   }
 

@@ -28,20 +28,25 @@ export function sendFin(ep: Endpoint, scratch: Int32Array, id: number): void {
   ep.send(scratch, undefined);
 }
 
-/** Pulls the message into the posted receive; `onTransportError` hears of a failed pull. */
-export function pullRendezvous(posted: PostedRecv, ep: Endpoint, rts: Rts, scratch: Int32Array, onTransportError: (err: Error) => void): void {
+/**
+ * Pulls the message into the posted receive; `onTransportError` hears of a
+ * failed pull, `onEnd` of every pull that ended (after its FIN).
+ */
+export function pullRendezvous(posted: PostedRecv, ep: Endpoint, rts: Rts, scratch: Int32Array, onTransportError: (err: Error) => void, onEnd: () => void): void {
   const { req, buf } = posted;
   const { source, tag, flags, length, id } = rts;
   req.status.source = source;
   req.status.tag = tag;
   req.status.byteCount = length;
   if (buf && length > buf.length) {
+    onEnd();
     sendFin(ep, scratch, id);
     req.complete(undefined, new TruncateError(length, buf.length, source, tag));
     return;
   }
   const dst = buf ? buf.subarray(0, length) : new Uint8Array(length);
   ep.fetch(dst, rts.lo, rts.hi, rts.key, (err) => {
+    onEnd();
     if (err) {
       onTransportError(err);
       req.complete(undefined, err);
