@@ -4,6 +4,7 @@
 import { devices, devicesHelp } from './commands/devices.js';
 import { devinfo, devinfoHelp } from './commands/devinfo.js';
 import { rcPingpong, rcPingpongHelp } from './commands/rc-pingpong.js';
+import { srqPingpong, srqPingpongHelp } from './commands/srq-pingpong.js';
 import { ucPingpong, ucPingpongHelp } from './commands/uc-pingpong.js';
 import { udPingpong, udPingpongHelp } from './commands/ud-pingpong.js';
 import { perf, perfHelp } from './commands/perf.js';
@@ -27,6 +28,7 @@ const commands: Record<string, Command> = {
   'rc-pingpong': { summary: 'RC SEND ping-pong between two processes (ibv_rc_pingpong)', help: rcPingpongHelp, run: rcPingpong },
   'uc-pingpong': { summary: 'UC SEND ping-pong between two processes (ibv_uc_pingpong)', help: ucPingpongHelp, run: ucPingpong },
   'ud-pingpong': { summary: 'UD SEND ping-pong between two processes (ibv_ud_pingpong)', help: udPingpongHelp, run: udPingpong },
+  'srq-pingpong': { summary: 'RC SEND ping-pong on QPs sharing one SRQ (ibv_srq_pingpong)', help: srqPingpongHelp, run: srqPingpong },
   perf: { summary: 'bandwidth and latency of WRITE, READ, SEND, atomics (perftest)', help: perfHelp, run: perf },
   demo: { summary: 'rc-pingpong and perf write --bw between two local processes', help: demoHelp, run: demo },
   rping: { summary: 'connect through the CM, RDMA READ/WRITE a pattern and verify it (rping)', help: rpingHelp, run: rping },

@@ -6,7 +6,7 @@ import { CLI, freePort, killAll, ownDevice, runCli } from './helpers/cli.js';
 afterEach(killAll);
 
 describe('failures are reported, not hung on', () => {
-  for (const cmd of [['rc-pingpong'], ['ud-pingpong'], ['perf', 'write']]) {
+  for (const cmd of [['rc-pingpong'], ['uc-pingpong'], ['ud-pingpong'], ['srq-pingpong'], ['perf', 'write']]) {
     it(`${cmd.join(' ')} client to a port nobody listens on fails at once with a clear message`, async () => {
       const port = String(await freePort());
       const started = Date.now();
@@ -45,6 +45,12 @@ describe('failures are reported, not hung on', () => {
     const u = await runCli(['ud-pingpong', '-s', '5000'], ownDevice());
     expect(u.code).toBe(1);
     expect(u.stderr).toContain('Requested size larger than port MTU (4096)');
+    const q = await runCli(['srq-pingpong', '-q', '8', '-r', '4'], ownDevice());
+    expect(q.code).toBe(1);
+    expect(q.stderr).toContain('rx_depth 4 is too small for 8 QPs -- must have at least one receive per QP.');
+    const big = await runCli(['srq-pingpong', '-q', '257'], ownDevice());
+    expect(big.code).toBe(1);
+    expect(big.stderr).toContain('-q/--num-qp');
     const p = await runCli(['perf', 'atomic', '-s', '16'], ownDevice());
     expect(p.code).toBe(1);
     expect(p.stderr).toContain('atomic operations are 8 bytes');
@@ -55,7 +61,7 @@ describe('help', () => {
   it('ibal --help lists the commands; each command has --help', async () => {
     const top = await runCli(['--help']);
     expect(top.code).toBe(0);
-    for (const c of ['devices', 'devinfo', 'rc-pingpong', 'ud-pingpong', 'perf', 'demo']) {
+    for (const c of ['devices', 'devinfo', 'rc-pingpong', 'uc-pingpong', 'ud-pingpong', 'srq-pingpong', 'perf', 'demo']) {
       expect(top.stdout).toContain(`  ${c}`);
       const h = await runCli([c, '--help']);
       expect(h.code, c).toBe(0);

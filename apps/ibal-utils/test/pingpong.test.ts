@@ -14,7 +14,7 @@ function addresses(out: string): Record<string, string[]> {
   return found;
 }
 
-async function pingpong(kind: 'rc' | 'uc' | 'ud', extra: string[], iters: number, size: number) {
+async function pingpong(kind: 'rc' | 'uc' | 'ud' | 'srq', extra: string[], iters: number, size: number) {
   const port = String(await freePort());
   const common = [`${kind}-pingpong`, '-p', port, '-n', String(iters), '-s', String(size), ...extra];
   const { server, client } = await serverAndClient(common, [...common, '127.0.0.1'], /local address:/);
@@ -32,9 +32,10 @@ async function pingpong(kind: 'rc' | 'uc' | 'ud', extra: string[], iters: number
   expect(c.local).toEqual(s.remote);
   expect(s.local![0]).not.toBe('0000');
   expect(s.local![3]).toBe('::ffff:127.0.0.1');
+  return { server, client };
 }
 
-describe('rc-, uc- and ud-pingpong between two processes', () => {
+describe('rc-, uc-, ud- and srq-pingpong between two processes', () => {
   it('rc-pingpong: both sides exit 0 and print the ibv_rc_pingpong lines', async () => {
     await pingpong('rc', [], 50, 4096);
   });
@@ -45,6 +46,18 @@ describe('rc-, uc- and ud-pingpong between two processes', () => {
 
   it('uc-pingpong: both sides exit 0 and print the ibv_uc_pingpong lines (multi-packet messages at -m 1024)', async () => {
     await pingpong('uc', ['-m', '1024'], 50, 4096);
+  });
+
+  it('srq-pingpong: 8 QPs share one SRQ; 400 exchanges over all of them, refilling the SRQ from 40 receives', async () => {
+    const { server, client } = await pingpong('srq', ['-q', '8', '-r', '40'], 400, 1000);
+    for (const out of [server.stdout, client.stdout]) {
+      expect(out.match(/^ {2}local address:/gm)).toHaveLength(8);
+      expect(out.match(/^ {2}remote address:/gm)).toHaveLength(8);
+    }
+  });
+
+  it('srq-pingpong -e', async () => {
+    await pingpong('srq', ['-e', '-q', '3'], 60, 64);
   });
 
   it('ud-pingpong: both sides exit 0 and print the ibv_ud_pingpong lines', async () => {

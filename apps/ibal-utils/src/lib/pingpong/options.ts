@@ -1,4 +1,4 @@
-// Command-line options shared by rc-, uc- and ud-pingpong, with the
+// Command-line options shared by rc-, uc-, ud- and srq-pingpong, with the
 // names, short letters and defaults of the rdma-core examples.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from '../cli-error.js';
@@ -16,6 +16,8 @@ export interface PingpongOptions {
   sl: number;
   events: boolean;
   gidIdx: number;
+  /** srq-pingpong: QPs sharing the SRQ (-q). */
+  numQp: number;
   timeoutMs: number;
   bind: string | undefined;
   help: boolean;
@@ -37,6 +39,10 @@ const common = {
 } as const satisfies ParseArgsConfig['options'];
 
 const withMtu = { ...common, mtu: { type: 'string', short: 'm' } } as const satisfies ParseArgsConfig['options'];
+const withQps = { ...withMtu, 'num-qp': { type: 'string', short: 'q' } } as const satisfies ParseArgsConfig['options'];
+
+/** srq_pingpong's MAX_QP: it always exchanges this many address records. */
+export const SRQ_MAX_QP = 256;
 
 /** ibv_mtu from a byte count, as pp_mtu_to_enum. */
 function mtuEnum(text: string): number {
@@ -46,12 +52,12 @@ function mtuEnum(text: string): number {
   return e + 1;
 }
 
-export type PingpongKind = 'rc' | 'uc' | 'ud';
+export type PingpongKind = 'rc' | 'uc' | 'ud' | 'srq';
 
 export function parsePingpongArgs(args: string[], kind: PingpongKind): PingpongOptions {
   let parsed;
   try {
-    parsed = parseArgs({ args, options: kind !== 'ud' ? withMtu : common, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args, options: kind === 'srq' ? withQps : kind !== 'ud' ? withMtu : common, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -70,6 +76,7 @@ export function parsePingpongArgs(args: string[], kind: PingpongKind): PingpongO
     sl: intOption('-l/--sl', str('sl'), 0, 0, 15),
     events: v.events === true,
     gidIdx: intOption('-g/--gid-idx', str('gid-idx'), 0, 0, 255),
+    numQp: kind === 'srq' ? intOption('-q/--num-qp', str('num-qp'), 16, 1, SRQ_MAX_QP) : 1,
     timeoutMs: intOption('--timeout', str('timeout'), 60, 1, 86400) * 1000,
     bind: str('bind'),
     help: v.help === true,
@@ -83,7 +90,9 @@ export function pingpongUsage(kind: PingpongKind): string {
     `  ${cmd}            start a server and wait for connection`,
     `  ${cmd} <host>     connect to server at <host>`,
     '',
-    `Ping-pong of ${kind.toUpperCase()} SENDs between two processes, like rdma-core's ibv_${kind}_pingpong.`,
+    kind === 'srq'
+      ? "Ping-pong of RC SENDs on several QPs whose receives share one SRQ, like rdma-core's ibv_srq_pingpong."
+      : `Ping-pong of ${kind.toUpperCase()} SENDs between two processes, like rdma-core's ibv_${kind}_pingpong.`,
     '',
     'Options:',
     '  -p, --port=<port>      listen on/connect to port <port> (default 18515)',
@@ -91,8 +100,9 @@ export function pingpongUsage(kind: PingpongKind): string {
     '  -i, --ib-port=<port>   use port <port> of IB device (default 1)',
     `  -s, --size=<size>      size of message to exchange (default ${kind !== 'ud' ? 4096 : 2048})`,
     ...(kind !== 'ud' ? ['  -m, --mtu=<size>       path MTU (default 1024)'] : []),
+    ...(kind === 'srq' ? [`  -q, --num-qp=<num>     number of QPs to use (default 16, at most ${SRQ_MAX_QP})`] : []),
     '  -r, --rx-depth=<dep>   number of receives to post at a time (default 500)',
-    '  -n, --iters=<iters>    number of exchanges (default 1000)',
+    `  -n, --iters=<iters>    number of exchanges${kind === 'srq' ? ', over all QPs' : ''} (default 1000)`,
     '  -l, --sl=<sl>          service level value',
     '  -e, --events           sleep on CQ events (default poll)',
     '  -g, --gid-idx=<gid index> local port gid index (default 0)',

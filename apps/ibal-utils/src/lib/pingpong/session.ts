@@ -116,10 +116,10 @@ export async function runPingpongSession(o: PingpongOptions, t: PingpongTranspor
       const listener = await listenTcp(o.port, o.bind ?? ipOfGid(my.gid));
       cleanup.add(() => listener.close());
       print(destLine('local', my));
-      remote = await serverExchange(listener, my, (rem) => (postSend = t.connect(r, rem, udpPortOf(rem))), o.timeoutMs);
+      [remote] = await serverExchange(listener, [my], ([rem]) => (postSend = t.connect(r, rem!, udpPortOf(rem!))), o.timeoutMs);
     } else {
       print(destLine('local', my));
-      remote = await clientExchange(o.host, o.port, my, o.timeoutMs);
+      [remote] = await clientExchange(o.host, o.port, [my], o.timeoutMs);
     }
     print(destLine('remote', remote));
     if (o.host !== undefined) postSend = t.connect(r, remote, udpPortOf(remote));

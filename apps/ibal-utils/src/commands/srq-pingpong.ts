@@ -1,0 +1,153 @@
+// ibal srq-pingpong: ibv_srq_pingpong over any ibal device. -q RC QPs share
+// one shared receive queue and one CQ; each QP ping-pongs on its own (a QP
+// sends again once its previous send completed and a message arrived on
+// it), receives are refilled into the SRQ as it drains, and -n counts the
+// exchanges of all QPs together, as the C example does.
+import { randomInt } from 'node:crypto';
+import { Access, LinkLayer, QpType, createQp, createSrq, regMr, type CompChannel, type QP } from '@ibal/verbs';
+import { Cleanup } from '../lib/cleanup.js';
+import { CliError, UsageError } from '../lib/cli-error.js';
+import { eventSource, failedStatus, isSuccess, pollingSource } from '../lib/completions.js';
+import { announcedLid, ipOfGid, openContext, queryGidOrFail, queryPortOrFail, udpPortFromLid } from '../lib/device.js';
+import { IdleTimer } from '../lib/idle-timer.js';
+import { connectedTransport } from '../lib/pingpong/connected.js';
+import { destLine, type PingpongDest } from '../lib/pingpong/dest.js';
+import { clientExchange, serverExchange } from '../lib/pingpong/exchange.js';
+import { RECV_WRID, SEND_WRID, resultLines } from '../lib/pingpong/loop.js';
+import { SRQ_MAX_QP, parsePingpongArgs, pingpongUsage, type PingpongOptions } from '../lib/pingpong/options.js';
+import { listenTcp } from '../lib/tcp.js';
+
+const rc = connectedTransport(QpType.RC);
+
+export const srqPingpongHelp = pingpongUsage('srq');
+
+export async function srqPingpong(args: string[], print: (line: string) => void): Promise<void> {
+  const o = parsePingpongArgs(args, 'srq');
+  if (o.help) {
+    print(srqPingpongHelp);
+    return;
+  }
+  if (o.numQp > o.rxDepth) throw new UsageError(`rx_depth ${o.rxDepth} is too small for ${o.numQp} QPs -- must have at least one receive per QP.`);
+  const cleanup = new Cleanup();
+  let failure: unknown;
+  try {
+    await run(o, cleanup, print);
+  } catch (err) {
+    failure = err;
+  }
+  const errors = cleanup.run();
+  if (failure !== undefined) throw failure;
+  if (errors.length > 0) throw new CliError(`cleanup failed: ${errors.map((e) => (e as Error).message).join('; ')}`);
+}
+
+async function run(o: PingpongOptions, cleanup: Cleanup, print: (line: string) => void): Promise<void> {
+  const ctx = await openContext(o.ibDev);
+  cleanup.add(() => ctx.close());
+  const port = queryPortOrFail(ctx, o.ibPort);
+  let channel: CompChannel | undefined;
+  if (o.events) {
+    const ch = ctx.createCompChannel();
+    channel = ch;
+    cleanup.add(() => ch.destroy());
+  }
+  const pd = ctx.allocPd();
+  cleanup.add(() => pd.dealloc());
+  const mr = regMr(pd, o.size, Access.LOCAL_WRITE);
+  cleanup.add(() => mr.dereg());
+  const cq = ctx.createCq(o.rxDepth + o.numQp, { channel });
+  cleanup.add(() => cq.destroy());
+  const srq = createSrq(pd, { maxWr: o.rxDepth, maxSge: 1 });
+  cleanup.add(() => srq.destroy());
+  const qps: QP[] = [];
+  for (let i = 0; i < o.numQp; i++) {
+    const qp = createQp(pd, { qpType: QpType.RC, sendCq: cq, recvCq: cq, srq, cap: { maxSendWr: 1, maxSendSge: 1, maxRecvWr: 0, maxRecvSge: 0 } });
+    cleanup.add(() => qp.destroy());
+    qps.push(qp);
+  }
+  for (const qp of qps) rc.init(qp, o);
+
+  const recvWr = { wrId: RECV_WRID, sgList: [mr.sge(0, o.size)] };
+  const postRecvs = (n: number): number => {
+    for (let i = 0; i < n; i++) {
+      try {
+        srq.postSrqRecv(recvWr);
+      } catch {
+        return i;
+      }
+    }
+    return n;
+  };
+  let routs = postRecvs(o.rxDepth);
+  if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
+  if (channel) cq.reqNotify();
+
+  const gid = queryGidOrFail(ctx, o.ibPort, o.gidIdx);
+  const mine: PingpongDest[] = qps.map((qp) => ({ lid: announcedLid(port), qpn: qp.qpNum, psn: randomInt(0x1000000), gid }));
+  const none: PingpongDest = { lid: 0, qpn: 0, psn: 0, gid: new Uint8Array(16) };
+  const records = [...mine, ...new Array<PingpongDest>(SRQ_MAX_QP - mine.length).fill(none)];
+  const sends: (() => void)[] = [];
+  const connectAll = (remote: PingpongDest[]): void => {
+    qps.forEach((qp, i) => {
+      const rem = remote[i]!;
+      const udpPort = port.linkLayer === LinkLayer.ETHERNET ? udpPortFromLid(rem.lid) : undefined;
+      sends[i] = rc.connect({ ctx, pd, mr, cq, qp, port, options: o, myPsn: mine[i]!.psn, cleanup }, rem, udpPort);
+    });
+  };
+  let remote: PingpongDest[];
+  if (o.host === undefined) {
+    const listener = await listenTcp(o.port, o.bind ?? ipOfGid(gid));
+    cleanup.add(() => listener.close());
+    for (const d of mine) print(destLine('local', d));
+    remote = await serverExchange(listener, records, connectAll, o.timeoutMs);
+  } else {
+    for (const d of mine) print(destLine('local', d));
+    remote = await clientExchange(o.host, o.port, records, o.timeoutMs);
+  }
+  for (let i = 0; i < o.numQp; i++) print(destLine('remote', remote[i]!));
+  if (o.host !== undefined) connectAll(remote);
+
+  const counts = { rcnt: 0, scnt: 0 };
+  const idle = new IdleTimer(o.timeoutMs, () => `waiting for completions (received ${counts.rcnt}, sent ${counts.scnt} of ${o.iters})`);
+  cleanup.add(() => idle.stop());
+  const completions = channel ? eventSource(cq, channel, idle) : pollingSource(cq, idle);
+  cleanup.add(() => completions.finish());
+  const indexOf = new Map(qps.map((qp, i) => [qp.qpNum, i]));
+  const pending = new Array<number>(o.numQp).fill(RECV_WRID);
+  const post = (i: number): void => {
+    try {
+      sends[i]!();
+    } catch (err) {
+      throw new CliError(`Couldn't post send: ${(err as Error).message}`);
+    }
+    pending[i] = RECV_WRID | SEND_WRID;
+  };
+  if (o.host !== undefined) for (let i = 0; i < o.numQp; i++) post(i);
+  const start = performance.now();
+  while (counts.rcnt < o.iters || counts.scnt < o.iters) {
+    const wcs = await completions.take(o.rxDepth + o.numQp);
+    for (let k = 0; k < wcs.length; k++) {
+      const wc = wcs[k]!;
+      if (!isSuccess(wc)) throw failedStatus(wc);
+      const i = indexOf.get(wc.qpNum);
+      if (i === undefined) throw new CliError(`Couldn't find QPN ${wc.qpNum.toString(16).padStart(6, '0')}`);
+      if (wc.wrId === SEND_WRID) {
+        counts.scnt++;
+      } else if (wc.wrId === RECV_WRID) {
+        if (--routs <= o.numQp) {
+          routs += postRecvs(o.rxDepth - routs);
+          if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
+        }
+        counts.rcnt++;
+      } else {
+        throw new CliError(`Completion for unknown wr_id ${wc.wrId}`);
+      }
+      idle.progress();
+      pending[i]! &= ~wc.wrId;
+      if (counts.scnt < o.iters && pending[i] === 0) post(i);
+    }
+  }
+  const usec = (performance.now() - start) * 1000;
+  for (const line of resultLines(o.size, o.iters, usec)) print(line);
+  // As rc-pingpong: one timer turn lets the last ACKs out before the QPs go.
+  await new Promise((resolve) => setTimeout(resolve, 20));
+}
