@@ -1,6 +1,5 @@
 // ibal perf: perftest-style bandwidth and latency tests.
-import { Cleanup } from '../lib/cleanup.js';
-import { CliError } from '../lib/cli-error.js';
+import { withCleanup } from '../lib/cleanup.js';
 import { perfClient } from '../lib/perf/client.js';
 import { parsePerfArgs, perfUsage } from '../lib/perf/options.js';
 import { openSide } from '../lib/perf/resources.js';
@@ -14,16 +13,9 @@ export async function perf(args: string[], print: (line: string) => void): Promi
     print(perfHelp);
     return;
   }
-  const cleanup = new Cleanup();
-  let failure: unknown;
-  try {
+  await withCleanup(async (cleanup) => {
     const base = await openSide(o, cleanup);
     if (o.host === undefined) await perfServer(o, base, cleanup, print, (line) => process.stderr.write(line + '\n'));
     else await perfClient(o, base, cleanup, print);
-  } catch (err) {
-    failure = err;
-  }
-  const errors = cleanup.run();
-  if (failure !== undefined) throw failure;
-  if (errors.length > 0) throw new CliError(`cleanup failed: ${errors.map((e) => (e as Error).message).join('; ')}`);
+  });
 }

@@ -4,12 +4,13 @@
 // it), receives are refilled into the SRQ as it drains, and -n counts the
 // exchanges of all QPs together, as the C example does.
 import { randomInt } from 'node:crypto';
-import { Access, LinkLayer, QpType, createQp, createSrq, regMr, type CompChannel, type QP } from '@ibal/verbs';
-import { Cleanup } from '../lib/cleanup.js';
+import { LinkLayer, QpType, createQp, createSrq, type QP } from '@ibal/verbs';
+import { withCleanup, type Cleanup } from '../lib/cleanup.js';
 import { CliError, UsageError } from '../lib/cli-error.js';
 import { eventSource, failedStatus, isSuccess, pollingSource } from '../lib/completions.js';
-import { announcedLid, ipOfGid, openContext, queryGidOrFail, queryPortOrFail, udpPortFromLid } from '../lib/device.js';
+import { announcedLid, ipOfGid, queryGidOrFail, udpPortFromLid } from '../lib/device.js';
 import { IdleTimer } from '../lib/idle-timer.js';
+import { openPingpongBase, postUpTo } from '../lib/pingpong/base.js';
 import { connectedTransport } from '../lib/pingpong/connected.js';
 import { destLine, type PingpongDest } from '../lib/pingpong/dest.js';
 import { clientExchange, serverExchange } from '../lib/pingpong/exchange.js';
@@ -28,34 +29,11 @@ export async function srqPingpong(args: string[], print: (line: string) => void)
     return;
   }
   if (o.numQp > o.rxDepth) throw new UsageError(`rx_depth ${o.rxDepth} is too small for ${o.numQp} QPs -- must have at least one receive per QP.`);
-  const cleanup = new Cleanup();
-  let failure: unknown;
-  try {
-    await run(o, cleanup, print);
-  } catch (err) {
-    failure = err;
-  }
-  const errors = cleanup.run();
-  if (failure !== undefined) throw failure;
-  if (errors.length > 0) throw new CliError(`cleanup failed: ${errors.map((e) => (e as Error).message).join('; ')}`);
+  await withCleanup((cleanup) => run(o, cleanup, print));
 }
 
 async function run(o: PingpongOptions, cleanup: Cleanup, print: (line: string) => void): Promise<void> {
-  const ctx = await openContext(o.ibDev);
-  cleanup.add(() => ctx.close());
-  const port = queryPortOrFail(ctx, o.ibPort);
-  let channel: CompChannel | undefined;
-  if (o.events) {
-    const ch = ctx.createCompChannel();
-    channel = ch;
-    cleanup.add(() => ch.destroy());
-  }
-  const pd = ctx.allocPd();
-  cleanup.add(() => pd.dealloc());
-  const mr = regMr(pd, o.size, Access.LOCAL_WRITE);
-  cleanup.add(() => mr.dereg());
-  const cq = ctx.createCq(o.rxDepth + o.numQp, { channel });
-  cleanup.add(() => cq.destroy());
+  const { ctx, port, channel, pd, mr, cq } = await openPingpongBase(o, cleanup, { bufferBytes: o.size, cqDepth: o.rxDepth + o.numQp });
   const srq = createSrq(pd, { maxWr: o.rxDepth, maxSge: 1 });
   cleanup.add(() => srq.destroy());
   const qps: QP[] = [];
@@ -67,16 +45,7 @@ async function run(o: PingpongOptions, cleanup: Cleanup, print: (line: string) =
   for (const qp of qps) rc.init(qp, o);
 
   const recvWr = { wrId: RECV_WRID, sgList: [mr.sge(0, o.size)] };
-  const postRecvs = (n: number): number => {
-    for (let i = 0; i < n; i++) {
-      try {
-        srq.postSrqRecv(recvWr);
-      } catch {
-        return i;
-      }
-    }
-    return n;
-  };
+  const postRecvs = (n: number): number => postUpTo(n, () => srq.postSrqRecv(recvWr));
   let routs = postRecvs(o.rxDepth);
   if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
   if (channel) cq.reqNotify();

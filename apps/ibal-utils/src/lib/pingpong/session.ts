@@ -1,26 +1,15 @@
-// Everything around the ping-pong loop that RC and UD share: resources
+// Everything around the ping-pong loop that RC, UC and UD share: resources
 // (created and closed in the order of the C examples), the address
 // exchange, the printed lines, and cleanup on every path.
 import { randomInt } from 'node:crypto';
-import {
-  Access,
-  LinkLayer,
-  createQp,
-  regMr,
-  type CQ,
-  type CompChannel,
-  type Context,
-  type MR,
-  type PD,
-  type PortAttr,
-  type QP,
-} from '@ibal/verbs';
-import { Cleanup } from '../cleanup.js';
+import { LinkLayer, createQp, type CQ, type Context, type MR, type PD, type PortAttr, type QP } from '@ibal/verbs';
+import { withCleanup, type Cleanup } from '../cleanup.js';
 import { CliError } from '../cli-error.js';
 import { eventSource, pollingSource } from '../completions.js';
-import { announcedLid, ipOfGid, openContext, queryGidOrFail, queryPortOrFail, udpPortFromLid } from '../device.js';
+import { announcedLid, ipOfGid, queryGidOrFail, udpPortFromLid } from '../device.js';
 import { IdleTimer } from '../idle-timer.js';
 import { listenTcp } from '../tcp.js';
+import { openPingpongBase, postUpTo } from './base.js';
 import { destLine, type PingpongDest } from './dest.js';
 import { clientExchange, serverExchange } from './exchange.js';
 import { RECV_WRID, resultLines, runPingpong, type PingpongCounts } from './loop.js';
@@ -38,7 +27,7 @@ export interface PingpongResources {
   cleanup: Cleanup;
 }
 
-/** What differs between the RC and UD ping-pongs. */
+/** What differs between the RC, UC and UD ping-pongs. */
 export interface PingpongTransport {
   qpType: number;
   /** Bytes to register (UD adds 40 for the GRH that lands before each received payload). */
@@ -54,26 +43,10 @@ export interface PingpongTransport {
 }
 
 export async function runPingpongSession(o: PingpongOptions, t: PingpongTransport, print: (line: string) => void): Promise<void> {
-  const cleanup = new Cleanup();
   const counts: PingpongCounts = { rcnt: 0, scnt: 0 };
-  let failure: unknown;
-  try {
-    const ctx = await openContext(o.ibDev);
-    cleanup.add(() => ctx.close());
-    const port = queryPortOrFail(ctx, o.ibPort);
-    t.check(port, o);
-    let channel: CompChannel | undefined;
-    if (o.events) {
-      const ch = ctx.createCompChannel();
-      channel = ch;
-      cleanup.add(() => ch.destroy());
-    }
-    const pd = ctx.allocPd();
-    cleanup.add(() => pd.dealloc());
-    const mr = regMr(pd, t.bufferBytes(o.size), Access.LOCAL_WRITE);
-    cleanup.add(() => mr.dereg());
-    const cq = ctx.createCq(o.rxDepth + 1, { channel });
-    cleanup.add(() => cq.destroy());
+  await withCleanup(async (cleanup) => {
+    const sizes = { bufferBytes: t.bufferBytes(o.size), cqDepth: o.rxDepth + 1 };
+    const { ctx, port, channel, pd, mr, cq } = await openPingpongBase(o, cleanup, sizes, (p) => t.check(p, o));
     const qp = createQp(pd, {
       qpType: t.qpType,
       sendCq: cq,
@@ -84,16 +57,7 @@ export async function runPingpongSession(o: PingpongOptions, t: PingpongTranspor
     t.init(qp, o);
 
     const recvWr = { wrId: RECV_WRID, sgList: [mr.sge(0, t.recvLength(o.size))] };
-    const postRecvs = (n: number): number => {
-      for (let i = 0; i < n; i++) {
-        try {
-          qp.postRecv(recvWr);
-        } catch {
-          return i;
-        }
-      }
-      return n;
-    };
+    const postRecvs = (n: number): number => postUpTo(n, () => qp.postRecv(recvWr));
     const routs = postRecvs(o.rxDepth);
     if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
     if (channel) cq.reqNotify();
@@ -140,10 +104,5 @@ export async function runPingpongSession(o: PingpongOptions, t: PingpongTranspor
     // would make the peer's last send fail with RETRY_EXC_ERR. One timer
     // turn lets it (and any datagram still being handed to the socket) out.
     await new Promise((resolve) => setTimeout(resolve, 20));
-  } catch (err) {
-    failure = err;
-  }
-  const errors = cleanup.run();
-  if (failure !== undefined) throw failure;
-  if (errors.length > 0) throw new CliError(`cleanup failed: ${errors.map((e) => (e as Error).message).join('; ')}`);
+  });
 }
