@@ -27,6 +27,37 @@ export function accumulate(memory: Uint8Array, offset: number, len: number, dtyp
 }
 
 /**
+ * accumulate() for an origin writing a mapped window in place, where one
+ * call is one MPI_Accumulate (or GetAccumulate, when `result` is given the
+ * old values) and its cost is the latency: `views` caches a whole-window
+ * view per element type, and a single element (a counter, a FetchAndOp) is
+ * combined through a one-element scratch array, so the call allocates
+ * nothing. The caller holds the accumulate lock.
+ */
+export function accumulateInPlace(memory: Uint8Array, views: (TypedArray | undefined)[], offset: number, len: number, dtype: number, op: number, data: TypedArray, result?: TypedArray): void {
+  const cls = arrayClassAt(dtype)!;
+  const bpe = cls.BYTES_PER_ELEMENT;
+  // The old values reach `result` only after `data` has been read: the two
+  // may be one array.
+  if (len !== bpe || memory.byteOffset % bpe !== 0 || offset % bpe !== 0) {
+    const old = result ? memory.slice(offset, offset + len) : undefined;
+    accumulate(memory, offset, len, dtype, op, data);
+    if (old) new Uint8Array(result!.buffer, result!.byteOffset, len).set(old);
+    return;
+  }
+  const view = (views[dtype] ??= new cls(memory.buffer, memory.byteOffset, Math.floor(memory.length / bpe))) as Float64Array;
+  const i = offset / bpe;
+  const one = (SCRATCH[dtype] ??= new cls(1)) as Float64Array;
+  const old = view[i]!;
+  one[0] = old;
+  RMA_OPS[op]!.apply(data, one);
+  view[i] = one[0]!;
+  if (result) (result as Float64Array)[0] = old;
+}
+
+const SCRATCH: (TypedArray | undefined)[] = [];
+
+/**
  * Compare-and-swap of one element: `data` holds the compare value then the
  * new one. Bytes are compared, as a hardware compare-and-swap does (-0 is
  * not 0, a NaN may equal itself). Returns the old bytes.
@@ -50,17 +81,25 @@ const LOCK_TIMEOUT_MS = 10_000;
  */
 export function withAccLock<T>(word: Int32Array | undefined, fn: () => T): T {
   if (!word) return fn();
-  if (Atomics.compareExchange(word, 0, 0, 1) !== 0) {
-    const t0 = performance.now();
-    for (let i = 1; Atomics.compareExchange(word, 0, 0, 1) !== 0; i++) {
-      if ((i & 1023) === 0 && performance.now() - t0 > LOCK_TIMEOUT_MS) {
-        throw new TransportError(`a window's accumulate lock was held for ${LOCK_TIMEOUT_MS} ms: its holder died holding it`);
-      }
-    }
-  }
+  lockAcc(word);
   try {
     return fn();
   } finally {
-    Atomics.store(word, 0, 0);
+    unlockAcc(word);
   }
+}
+
+/** Takes the accumulate lock (withAccLock without the closure, for the in-place hot path). */
+export function lockAcc(word: Int32Array): void {
+  if (Atomics.compareExchange(word, 0, 0, 1) === 0) return;
+  const t0 = performance.now();
+  for (let i = 1; Atomics.compareExchange(word, 0, 0, 1) !== 0; i++) {
+    if ((i & 1023) === 0 && performance.now() - t0 > LOCK_TIMEOUT_MS) {
+      throw new TransportError(`a window's accumulate lock was held for ${LOCK_TIMEOUT_MS} ms: its holder died holding it`);
+    }
+  }
+}
+
+export function unlockAcc(word: Int32Array): void {
+  Atomics.store(word, 0, 0);
 }

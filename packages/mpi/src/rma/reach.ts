@@ -5,6 +5,7 @@
 // none of these, by message (target.ts serves those).
 import { ShmSegment, addressOf } from '@ibal/hca';
 import type { Comm } from '../comm.js';
+import type { TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS, W_ADDR_HI, W_ADDR_LO, W_KEY } from '../protocol/header.js';
 import type { Endpoint } from '../transport/transport.js';
@@ -38,6 +39,8 @@ export interface Reach {
   direct?: Uint8Array;
   /** The accumulate lock word beside them (none for a window on a process's heap: only its own thread writes it in place). */
   lock?: Int32Array;
+  /** Whole-window views of `direct`, by element type, made by the first in-place accumulate of each. */
+  views?: (TypedArray | undefined)[];
   vm?: { pid: number; base: bigint };
   rdma?: { ep: Endpoint; base: number; key: number };
 }

@@ -40,7 +40,7 @@ import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArra
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS } from '../protocol/header.js';
 import { Request, completedRequest } from '../request.js';
-import { accumulate, compareAndSwap, withAccLock } from './apply.js';
+import { accumulateInPlace, compareAndSwap, lockAcc, unlockAcc, withAccLock } from './apply.js';
 import { allocWindowMemory, reachOf, windowCard, type Reach, type WinMemory } from './reach.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
 import { WinTarget } from './target.js';
@@ -357,15 +357,28 @@ export class Win {
     checkBuffer(origin, 'Accumulate origin');
     const code = this.#op(op, origin, 'Accumulate', false);
     if (this.#null(targetRank)) return undefined;
-    const bytes = bytesOf(origin);
-    const offset = this.#access(targetRank, targetDisp, bytes.length, 'Accumulate');
-    const { direct, lock } = this.#reach[targetRank]!;
-    if (direct) {
-      withAccLock(lock, () => accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin));
+    const len = origin.byteLength;
+    const offset = this.#access(targetRank, targetDisp, len, 'Accumulate');
+    const reach = this.#reach[targetRank]!;
+    if (reach.direct) {
+      this.#inPlace(reach, offset, len, code, origin, undefined);
       return undefined;
     }
-    this.#control(targetRank, RmaKind.ACC, bytes.length, offset, dtypeOf(origin), code);
-    return this.#sendData(targetRank, bytes);
+    this.#control(targetRank, RmaKind.ACC, len, offset, dtypeOf(origin), code);
+    return this.#sendData(targetRank, bytesOf(origin));
+  }
+
+  // The lock taken and released around the operation here rather than
+  // through withAccLock's closure: this is the whole cost of an in-place
+  // accumulate.
+  #inPlace(reach: Reach, offset: number, len: number, code: number, origin: TypedArray, result: TypedArray | undefined): void {
+    const { lock } = reach;
+    if (lock) lockAcc(lock);
+    try {
+      accumulateInPlace(reach.direct!, (reach.views ??= []), offset, len, dtypeOf(origin), code, origin, result);
+    } finally {
+      if (lock) unlockAcc(lock);
+    }
   }
 
   /** MPI_Get_accumulate: `result` gets the target's values from before `op` applied `origin` to them (NO_OP: only read). */
@@ -380,22 +393,17 @@ export class Win {
     if (origin.length !== result.length) throw new InvalidArgumentError(`GetAccumulate: origin has ${origin.length} elements, result ${result.length}`);
     const code = this.#op(op, origin, 'GetAccumulate', true);
     if (this.#null(targetRank)) return undefined;
-    const bytes = bytesOf(origin);
-    const offset = this.#access(targetRank, targetDisp, bytes.length, 'GetAccumulate');
-    const { direct, lock } = this.#reach[targetRank]!;
-    if (direct) {
-      const old = withAccLock(lock, () => {
-        const o = direct.slice(offset, offset + bytes.length);
-        accumulate(direct, offset, bytes.length, dtypeOf(origin), code, origin);
-        return o;
-      });
-      bytesOf(result).set(old);
+    const len = origin.byteLength;
+    const offset = this.#access(targetRank, targetDisp, len, 'GetAccumulate');
+    const reach = this.#reach[targetRank]!;
+    if (reach.direct) {
+      this.#inPlace(reach, offset, len, code, origin, result);
       return undefined;
     }
     // The old values come back after the target has the data: their arrival completes both.
     const reply = this.#expectReply(targetRank, bytesOf(result));
-    this.#control(targetRank, RmaKind.GET_ACC, bytes.length, offset, dtypeOf(origin), code);
-    this.#sendData(targetRank, bytes);
+    this.#control(targetRank, RmaKind.GET_ACC, len, offset, dtypeOf(origin), code);
+    this.#sendData(targetRank, bytesOf(origin));
     return reply;
   }
 
