@@ -5,7 +5,8 @@
 //  - mpilite: `mpilite bench <test> --json`, the same measurements from
 //    TypeScript through @ibal/mpi.
 // Measured: 8 B ping-pong latency (2 ranks), 1 MiB window bandwidth (2 ranks),
-// 1 MiB (131072 doubles) allreduce (4 ranks); and one-sided (osu_put_latency,
+// 1 MiB (131072 doubles) allreduce (4 ranks); a neighbor alltoall on a 2x2
+// grid (4 ranks, 8 KiB per neighbor); and one-sided (osu_put_latency,
 // osu_get_latency, osu_acc_latency at 8 B, osu_put_bw at 1 MiB), without aims. Each is run BENCH_REPS times
 // (default 3); medians are reported against the aims of issue 5:
 // latency within 10x of Open MPI, bandwidth >= 50% of it, allreduce within 3x.
@@ -84,6 +85,23 @@ int main(int argc, char **argv) {
     double local = (MPI_Wtime() - t0) * 1e6 / iters, sum = 0;
     MPI_Reduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     value = sum / size; unit = "us";
+  } else if (!strcmp(test, "neighbor_alltoall")) {
+    /* A halo exchange: MPI_Neighbor_alltoall on a periodic 2-d grid from MPI_Dims_create, bytes per neighbor. */
+    int dims[2] = {0, 0}, periods[2] = {1, 1};
+    MPI_Comm cart;
+    MPI_Dims_create(size, 2, dims);
+    MPI_Cart_create(MPI_COMM_WORLD, 2, dims, periods, 0, &cart);
+    char *s = malloc(4 * bytes + 1), *r = malloc(4 * bytes + 1);
+    memset(s, 1, 4 * bytes);
+    double t0 = 0;
+    for (int i = 0; i < iters + warmup; i++) {
+      if (i == warmup) { MPI_Barrier(cart); t0 = MPI_Wtime(); }
+      MPI_Neighbor_alltoall(s, bytes, MPI_CHAR, r, bytes, MPI_CHAR, cart);
+    }
+    double local = (MPI_Wtime() - t0) * 1e6 / iters, sum = 0;
+    MPI_Reduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    MPI_Comm_free(&cart);
+    value = sum / size; unit = "us";
   } else if (!strcmp(test, "put_latency") || !strcmp(test, "get_latency") || !strcmp(test, "acc_latency") || !strcmp(test, "put_bw")) {
     /* osu_put_latency, osu_get_latency, osu_acc_latency, osu_put_bw: rank 0 the origin, an operation
        (put_bw: a window of them) and MPI_Win_flush under MPI_Win_lock_all. */
@@ -125,6 +143,9 @@ const CASES = [
   // One-sided, measured without an aim. Both keep MPI_Win_allocate's window
   // of a single host in shared memory (Open MPI's osc/sm, mpilite's in-place
   // path), so Put and Get are copies and a Flush has nothing to wait for.
+  // A halo exchange on a periodic 2x2 grid (each rank's two neighbors in a
+  // dimension are one rank), 8 KiB to each of the four neighbor slots.
+  { key: 'neighbor_alltoall_8KiB', test: 'neighbor_alltoall', n: 4, size: 8192, cIters: 1000, liteIters: 1000 },
   { key: 'put_latency_8B', test: 'put_latency', n: 2, size: 8, cIters: 20000, liteIters: 20000 },
   { key: 'get_latency_8B', test: 'get_latency', n: 2, size: 8, cIters: 20000, liteIters: 20000 },
   { key: 'acc_latency_8B', test: 'acc_latency', n: 2, size: 8, cIters: 20000, liteIters: 20000 },

@@ -6,13 +6,13 @@
 // one-sided latencies (osu_put_latency, osu_get_latency, osu_acc_latency)
 // time one operation and a Flush under LockAll, and put_bw a window of 64
 // Puts and a Flush, rank 0 the origin and rank 1 the target.
-import { InvalidArgumentError, SUM, Win, finalize, init, wtime, type Comm } from '@ibal/mpi';
+import { InvalidArgumentError, SUM, Win, dimsCreate, finalize, init, wtime, type Comm } from '@ibal/mpi';
 
-export type BenchKind = 'latency' | 'bw' | 'bibw' | 'allreduce' | 'bcast' | 'alltoall' | 'put_latency' | 'get_latency' | 'acc_latency' | 'put_bw';
-export const BENCH_KINDS: BenchKind[] = ['latency', 'bw', 'bibw', 'allreduce', 'bcast', 'alltoall', 'put_latency', 'get_latency', 'acc_latency', 'put_bw'];
+export type BenchKind = 'latency' | 'bw' | 'bibw' | 'allreduce' | 'bcast' | 'alltoall' | 'neighbor_alltoall' | 'put_latency' | 'get_latency' | 'acc_latency' | 'put_bw';
+export const BENCH_KINDS: BenchKind[] = ['latency', 'bw', 'bibw', 'allreduce', 'bcast', 'alltoall', 'neighbor_alltoall', 'put_latency', 'get_latency', 'acc_latency', 'put_bw'];
 const RMA_KINDS: BenchKind[] = ['put_latency', 'get_latency', 'acc_latency', 'put_bw'];
 /** Kinds every rank takes part in; the others are between ranks 0 and 1. */
-export const COLLECTIVE_KINDS: BenchKind[] = ['allreduce', 'bcast', 'alltoall'];
+export const COLLECTIVE_KINDS: BenchKind[] = ['allreduce', 'bcast', 'alltoall', 'neighbor_alltoall'];
 
 export interface BenchResult {
   bench: BenchKind;
@@ -152,16 +152,21 @@ async function oneSided(comm: Comm, kind: BenchKind, size: number, base: number,
 
 async function collective(comm: Comm, kind: BenchKind, size: number, base: number, warmupMs: number): Promise<number> {
   const n = Math.max(1, Math.floor(size / 8));
-  const a = new Float64Array(kind === 'alltoall' ? n * comm.size : n).fill(comm.rank + 1);
+  // neighbor_alltoall: a halo exchange on a periodic 2-d grid, `size` bytes to each of its four neighbor slots.
+  const grid = kind === 'neighbor_alltoall' ? (await comm.createCart(dimsCreate(comm.size, 2), [true, true]))! : undefined;
+  const blocks = kind === 'alltoall' ? comm.size : grid ? grid.outdegree : 1;
+  const a = new Float64Array(n * blocks).fill(comm.rank + 1);
   const b = new Float64Array(a.length);
   const loop = async (from: number, to: number): Promise<void> => {
     for (let i = from; i < to; i++) {
       if (kind === 'allreduce') await comm.Allreduce(a, b, SUM);
       else if (kind === 'bcast') await comm.Bcast(a, i % comm.size);
+      else if (grid) await grid.NeighborAlltoall(a, b);
       else await comm.Alltoall(a, b);
     }
   };
   const { secs, iters } = await timed(comm, size, base, 'coll', warmupMs, loop);
+  grid?.free();
   const mine = Float64Array.of((secs * 1e6) / iters);
   const sum = new Float64Array(1);
   await comm.Allreduce(mine, sum, SUM);
@@ -172,7 +177,7 @@ export function defaultSizes(kind: BenchKind): number[] {
   const out: number[] = [];
   const first = kind === 'latency' || kind === 'put_latency' || kind === 'get_latency' ? 0 : kind === 'bw' || kind === 'bibw' || kind === 'put_bw' ? 1 : 8;
   if (first === 0) out.push(0);
-  for (let s = Math.max(1, first); s <= (kind === 'alltoall' ? 1 << 18 : 1 << 22); s *= 2) out.push(s);
+  for (let s = Math.max(1, first); s <= (kind === 'alltoall' || kind === 'neighbor_alltoall' ? 1 << 18 : 1 << 22); s *= 2) out.push(s);
   return out;
 }
 
@@ -189,6 +194,7 @@ export async function benchRank(kind: BenchKind, sizes: number[], base: number, 
       allreduce: 'Allreduce Latency',
       bcast: 'Broadcast Latency',
       alltoall: 'All-to-All Latency',
+      neighbor_alltoall: 'Neighborhood All-to-All Latency (periodic 2-d grid)',
       put_latency: 'One Sided MPI_Put Latency',
       get_latency: 'One Sided MPI_Get Latency',
       acc_latency: 'One Sided Accumulate Latency',
