@@ -56,8 +56,13 @@ export interface MpiConfig {
   transports: string[];
   /** Microseconds a blocked wait may block the event loop polling shared memory before it yields (MPILITE_SYNC_WAIT_US). */
   syncWaitUs: number;
-  /** Upper bound of the adaptive spin before a blocked wait sleeps on the futex, in ns (MPILITE_SPIN_NS). */
-  spinNs: number;
+  /**
+   * Upper bound of the adaptive spin before a blocked wait sleeps on the
+   * futex, in ns (MPILITE_SPIN_NS). Unset: 50 µs, or 2 µs on a host running
+   * more ranks than it has CPUs, where a spinning rank holds the core the
+   * rank it waits for needs.
+   */
+  spinNs: number | undefined;
   /** Message size above which collectives switch to bandwidth algorithms (MPILITE_COLL_LARGE). */
   collLarge: number;
   /** Seconds to wait for every rank at the rendezvous (MPILITE_BOOTSTRAP_TIMEOUT). */
@@ -78,7 +83,7 @@ export function readConfig(): MpiConfig {
     verbsCredits: envInt('MPILITE_VERBS_CREDITS', 32, 4, 1024),
     transports: envTransports(),
     syncWaitUs: envInt('MPILITE_SYNC_WAIT_US', 20000, 0, 10_000_000),
-    spinNs: envInt('MPILITE_SPIN_NS', 50_000, 0, 10_000_000),
+    spinNs: process.env.MPILITE_SPIN_NS ? envInt('MPILITE_SPIN_NS', 50_000, 0, 10_000_000) : undefined,
     collLarge: envInt('MPILITE_COLL_LARGE', 65536, 0, 1 << 30),
     bootstrapTimeoutS: envInt('MPILITE_BOOTSTRAP_TIMEOUT', 60, 1, 3600),
     osc: envOsc(),
