@@ -35,7 +35,14 @@ export class Prequest extends Request<Status> {
     this.error = undefined;
     this.value = undefined;
     this.done = false;
-    this.#begin(this);
+    try {
+      this.#begin(this);
+    } catch (err) {
+      // Not started after all (a freed communicator, an aborted job): inactive again.
+      this.done = true;
+      this.value = this.status;
+      throw err;
+    }
   }
 
   /** MPI_Startall: starts every request in order (none if any is active). */

@@ -4,6 +4,7 @@
 // block it sends there matches the i-th receive the peer posts from it
 // (MPI's non-overtaking order), as MPI defines for repeated edges.
 import { InvalidArgumentError } from '@ibal/hca';
+import { Comm } from '../comm.js';
 import { DIST_GRAPH } from '../constants.js';
 import type { World } from '../world.js';
 import { TopoComm } from './topo-comm.js';
@@ -16,6 +17,12 @@ export class DistGraphComm extends TopoComm {
 
   override topoTest(): number {
     return DIST_GRAPH;
+  }
+
+  /** MPI_Comm_dup keeps the topology. */
+  override async dup(): Promise<DistGraphComm> {
+    const ctx = await Comm.agreeContext(this);
+    return new DistGraphComm(Comm.worldOf(this), ctx, this.group, this.sources, this.destinations);
   }
 
   /** MPI_Dist_graph_neighbors: [sources, destinations]. */

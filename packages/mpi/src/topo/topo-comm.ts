@@ -23,7 +23,11 @@ export class TopoComm extends Comm {
     this.sources = Object.freeze([...plan.sources]);
     this.destinations = Object.freeze([...plan.destinations]);
     this.#plan = plan;
-    this.#tags = Math.max(0, ...plan.sendTag, ...plan.recvTag) + 1;
+    // A loop, not Math.max(...): a graph may list more neighbors than a call takes arguments.
+    let top = 0;
+    for (const t of plan.sendTag) top = Math.max(top, t);
+    for (const t of plan.recvTag) top = Math.max(top, t);
+    this.#tags = top + 1;
   }
 
   get indegree(): number {
