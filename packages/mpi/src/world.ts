@@ -334,12 +334,14 @@ export class World {
         // (FINs among it), and agree that every rank has.
         if (engine.pulling > 0 || engine.unsent > 0) await engine.until(() => engine.pulling === 0 && engine.unsent === 0);
         await this.#fence();
-        // The last FINs are on their way; a send still open after them was
-        // never matched (an erroneous program). It is failed, not waited
-        // for forever.
-        if (engine.pendingSends > 0) {
+        // The last FINs are on their way (and a pull or two that matched
+        // while the second fence drained queues); a send still open after
+        // them was never matched (an erroneous program). It is failed, not
+        // waited for forever.
+        const settled = (): boolean => engine.pendingSends === 0 && engine.pulling === 0 && engine.unsent === 0;
+        if (!settled()) {
           const until = performance.now() + FIN_GRACE_MS;
-          await engine.until(() => engine.pendingSends === 0 || performance.now() > until);
+          await engine.until(() => settled() || performance.now() > until);
         }
         const unmatched = engine.pendingSends;
         if (unmatched > 0) {
