@@ -4,17 +4,15 @@
 // it), receives are refilled into the SRQ as it drains, and -n counts the
 // exchanges of all QPs together, as the C example does.
 import { randomInt } from 'node:crypto';
-import { LinkLayer, QpType, createQp, createSrq, type QP } from '@ibal/verbs';
+import { LinkLayer, QpType, createQp, createSrq, type QP, type WorkCompletion } from '@ibal/verbs';
 import { withCleanup, type Cleanup } from '../lib/cleanup.js';
 import { CliError, UsageError } from '../lib/cli-error.js';
-import { eventSource, failedStatus, isSuccess, pollingSource } from '../lib/completions.js';
 import { announcedLid, ipOfGid, queryGidOrFail, udpPortFromLid } from '../lib/device.js';
-import { IdleTimer } from '../lib/idle-timer.js';
 import { openPingpongBase, postUpTo } from '../lib/pingpong/base.js';
 import { connectedTransport } from '../lib/pingpong/connected.js';
 import { destLine, type PingpongDest } from '../lib/pingpong/dest.js';
 import { clientExchange, serverExchange } from '../lib/pingpong/exchange.js';
-import { RECV_WRID, SEND_WRID, resultLines } from '../lib/pingpong/loop.js';
+import { RECV_WRID, runTraffic } from '../lib/pingpong/loop.js';
 import { SRQ_MAX_QP, parsePingpongArgs, pingpongUsage, type PingpongOptions } from '../lib/pingpong/options.js';
 import { listenTcp } from '../lib/tcp.js';
 
@@ -46,7 +44,7 @@ async function run(o: PingpongOptions, cleanup: Cleanup, print: (line: string) =
 
   const recvWr = { wrId: RECV_WRID, sgList: [mr.sge(0, o.size)] };
   const postRecvs = (n: number): number => postUpTo(n, () => srq.postSrqRecv(recvWr));
-  let routs = postRecvs(o.rxDepth);
+  const routs = postRecvs(o.rxDepth);
   if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
   if (channel) cq.reqNotify();
 
@@ -75,48 +73,11 @@ async function run(o: PingpongOptions, cleanup: Cleanup, print: (line: string) =
   for (let i = 0; i < o.numQp; i++) print(destLine('remote', remote[i]!));
   if (o.host !== undefined) connectAll(remote);
 
-  const counts = { rcnt: 0, scnt: 0 };
-  const idle = new IdleTimer(o.timeoutMs, () => `waiting for completions (received ${counts.rcnt}, sent ${counts.scnt} of ${o.iters})`);
-  cleanup.add(() => idle.stop());
-  const completions = channel ? eventSource(cq, channel, idle) : pollingSource(cq, idle);
-  cleanup.add(() => completions.finish());
   const indexOf = new Map(qps.map((qp, i) => [qp.qpNum, i]));
-  const pending = new Array<number>(o.numQp).fill(RECV_WRID);
-  const post = (i: number): void => {
-    try {
-      sends[i]!();
-    } catch (err) {
-      throw new CliError(`Couldn't post send: ${(err as Error).message}`);
-    }
-    pending[i] = RECV_WRID | SEND_WRID;
+  const qpIndex = (wc: WorkCompletion): number => {
+    const i = indexOf.get(wc.qpNum);
+    if (i === undefined) throw new CliError(`Couldn't find QPN ${wc.qpNum.toString(16).padStart(6, '0')}`);
+    return i;
   };
-  if (o.host !== undefined) for (let i = 0; i < o.numQp; i++) post(i);
-  const start = performance.now();
-  while (counts.rcnt < o.iters || counts.scnt < o.iters) {
-    const wcs = await completions.take(o.rxDepth + o.numQp);
-    for (let k = 0; k < wcs.length; k++) {
-      const wc = wcs[k]!;
-      if (!isSuccess(wc)) throw failedStatus(wc);
-      const i = indexOf.get(wc.qpNum);
-      if (i === undefined) throw new CliError(`Couldn't find QPN ${wc.qpNum.toString(16).padStart(6, '0')}`);
-      if (wc.wrId === SEND_WRID) {
-        counts.scnt++;
-      } else if (wc.wrId === RECV_WRID) {
-        if (--routs <= o.numQp) {
-          routs += postRecvs(o.rxDepth - routs);
-          if (routs < o.rxDepth) throw new CliError(`Couldn't post receive (${routs})`);
-        }
-        counts.rcnt++;
-      } else {
-        throw new CliError(`Completion for unknown wr_id ${wc.wrId}`);
-      }
-      idle.progress();
-      pending[i]! &= ~wc.wrId;
-      if (counts.scnt < o.iters && pending[i] === 0) post(i);
-    }
-  }
-  const usec = (performance.now() - start) * 1000;
-  for (const line of resultLines(o.size, o.iters, usec)) print(line);
-  // As rc-pingpong: one timer turn lets the last ACKs out before the QPs go.
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  await runTraffic(o, cleanup, cq, channel, { routs, numQp: o.numQp, batch: o.rxDepth + o.numQp, postSend: (i) => sends[i]!(), qpIndex, postRecvs }, print);
 }

@@ -5,14 +5,12 @@ import { randomInt } from 'node:crypto';
 import { LinkLayer, createQp, type CQ, type Context, type MR, type PD, type PortAttr, type QP } from '@ibal/verbs';
 import { withCleanup, type Cleanup } from '../cleanup.js';
 import { CliError } from '../cli-error.js';
-import { eventSource, pollingSource } from '../completions.js';
 import { announcedLid, ipOfGid, queryGidOrFail, udpPortFromLid } from '../device.js';
-import { IdleTimer } from '../idle-timer.js';
 import { listenTcp } from '../tcp.js';
 import { openPingpongBase, postUpTo } from './base.js';
 import { destLine, type PingpongDest } from './dest.js';
 import { clientExchange, serverExchange } from './exchange.js';
-import { RECV_WRID, resultLines, runPingpong, type PingpongCounts } from './loop.js';
+import { RECV_WRID, runTraffic } from './loop.js';
 import type { PingpongOptions } from './options.js';
 
 export interface PingpongResources {
@@ -43,7 +41,6 @@ export interface PingpongTransport {
 }
 
 export async function runPingpongSession(o: PingpongOptions, t: PingpongTransport, print: (line: string) => void): Promise<void> {
-  const counts: PingpongCounts = { rcnt: 0, scnt: 0 };
   await withCleanup(async (cleanup) => {
     const sizes = { bufferBytes: t.bufferBytes(o.size), cqDepth: o.rxDepth + 1 };
     const { ctx, port, channel, pd, mr, cq } = await openPingpongBase(o, cleanup, sizes, (p) => t.check(p, o));
@@ -88,21 +85,6 @@ export async function runPingpongSession(o: PingpongOptions, t: PingpongTranspor
     print(destLine('remote', remote));
     if (o.host !== undefined) postSend = t.connect(r, remote, udpPortOf(remote));
 
-    // The exchange has bounds of its own; this one starts with the traffic.
-    const runIdle = new IdleTimer(o.timeoutMs, () => `waiting for completions (received ${counts.rcnt}, sent ${counts.scnt} of ${o.iters})`);
-    cleanup.add(() => runIdle.stop());
-    const completions = channel ? eventSource(cq, channel, runIdle) : pollingSource(cq, runIdle);
-    // Events still owed an ack would make the CQ refuse to be destroyed.
-    cleanup.add(() => completions.finish());
-    const usec = await runPingpong(
-      { iters: o.iters, rxDepth: o.rxDepth, isClient: o.host !== undefined, routs, postSend: postSend!, postRecvs, completions, idle: runIdle },
-      counts,
-    );
-    for (const line of resultLines(o.size, o.iters, usec)) print(line);
-    // The soft responder sends the ACK for the message just received from a
-    // setImmediate, and destroying the QP discards it: leaving in this turn
-    // would make the peer's last send fail with RETRY_EXC_ERR. One timer
-    // turn lets it (and any datagram still being handed to the socket) out.
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await runTraffic(o, cleanup, cq, channel, { routs, numQp: 1, batch: 2, postSend: postSend!, qpIndex: () => 0, postRecvs }, print);
   });
 }
