@@ -89,6 +89,34 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     }
   });
 
+  it('waitSync with yieldNs: a ring from another process during the yield, one after it (asleep), and a timeout inside it', async () => {
+    const seg = segment();
+    // No spin: every wait starts yielding the CPU.
+    const bell = new Doorbell(seg.buffer, 128, { maxSpinNs: 0, yieldNs: 50_000_000 });
+    cleanup.push(bell);
+    const child = new SysChild('waker', { SYS_SHM: seg.name, SYS_OFFSET: '128' });
+    children.push(child);
+    await child.next('ready');
+    for (let i = 0; i < 3; i++) {
+      const seen = bell.seq();
+      child.send({ ring: true });
+      expect(bell.waitSync(seen, 20_000)).toBe('ok');
+      expect(bell.seq()).not.toBe(seen);
+      await child.next('rang');
+    }
+    // The timeout bounds the yielding too.
+    const t0 = performance.now();
+    expect(bell.waitSync(bell.seq(), 30)).toBe('timed-out');
+    expect(performance.now() - t0).toBeLessThan(10_000);
+    // A short yield, then the sleep, which the ring ends.
+    const brief = new Doorbell(seg.buffer, 128, { maxSpinNs: 0, yieldNs: 1000 });
+    cleanup.push(brief);
+    const seen = brief.seq();
+    child.send({ ring: true, delayMs: 50 });
+    expect(brief.waitSync(seen, 20_000)).toBe('ok');
+    await child.next('rang');
+  });
+
   it('times out, returns at once when already rung, and cancels', async () => {
     const seg = segment();
     const bell = new Doorbell(seg.buffer, 0, { maxSpinNs: 10_000 });

@@ -25,6 +25,13 @@ export type WaitOutcome = 'ok' | 'timed-out' | 'cancelled';
 export interface DoorbellOptions {
   /** Upper bound of the adaptive spin of waitSync, in ns (default 50 µs). 0 never spins. */
   maxSpinNs?: number;
+  /**
+   * After its spin, waitSync gives up the CPU (sched_yield) between looks
+   * at the sequence for up to this long, in ns, before it sleeps (default
+   * 0). For more processes than CPUs, where the ringer is likely waiting
+   * for this very CPU: a yield hands it over at once.
+   */
+  yieldNs?: number;
 }
 
 const DEFAULT_MAX_SPIN_NS = 50_000;
@@ -58,6 +65,7 @@ export class Doorbell {
   readonly #bytes: Uint8Array;
   readonly #sys: SysAddon;
   readonly #maxSpinNs: number;
+  readonly #yieldNs: number;
   #spinNs: number;
   #waiter: NativeFutexWaiter | undefined;
   #pipe: NativeWakePipe | undefined;
@@ -85,6 +93,7 @@ export class Doorbell {
     // threads ringing each other); N-API takes no SharedArrayBuffer itself.
     this.#bytes = new Uint8Array(buffer);
     this.#maxSpinNs = Math.max(0, options.maxSpinNs ?? DEFAULT_MAX_SPIN_NS);
+    this.#yieldNs = Math.max(0, options.yieldNs ?? 0);
     this.#spinNs = this.#maxSpinNs;
   }
 
@@ -216,7 +225,7 @@ export class Doorbell {
     let code: number;
     const t0 = performance.now();
     try {
-      code = this.#sys.futexWaitSync(this.#bytes, this.byteOffset, seen >>> 0, this.#spinNs, timeoutMs < 0 ? -1 : timeoutMs, this.byteOffset + 4);
+      code = this.#sys.futexWaitSync(this.#bytes, this.byteOffset, seen >>> 0, this.#spinNs, timeoutMs < 0 ? -1 : timeoutMs, this.byteOffset + 4, this.#yieldNs);
     } catch (err) {
       throw fromNative(err);
     }

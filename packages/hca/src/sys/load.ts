@@ -19,7 +19,7 @@ export interface SysAddon {
   addressOf(buffer: ArrayBuffer | ArrayBufferView): bigint;
   pageSize: number;
   futexWake(buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, count: number): number;
-  futexWaitSync(buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, expected: number, spinNs: number, timeoutMs: number, waitersOffset?: number): number;
+  futexWaitSync(buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, expected: number, spinNs: number, timeoutMs: number, waitersOffset?: number, yieldNs?: number): number;
   WakePipe: new (onWake: () => void) => NativeWakePipe;
   wakeOpen(pid: number, fd: number): number;
   wakeKick(fd: number): boolean;

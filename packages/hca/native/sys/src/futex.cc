@@ -10,6 +10,7 @@
 #include "common.h"
 #include "loop-call.h"
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,10 +103,14 @@ Napi::Value FutexWake(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(r));
 }
 
-// futexWaitSync(buffer, byteOffset, expected, spinNs, timeoutMs, waitersOffset)
+// futexWaitSync(buffer, byteOffset, expected, spinNs, timeoutMs, waitersOffset, yieldNs)
 // -> 0 the word changed while spinning, 4 woken (or changed) after sleeping,
-// 1 timed out. Spins (reading the word) for up to spinNs, then sleeps in the
-// kernel; telling spin from sleep lets the caller adapt its spin budget.
+// 1 timed out. Spins (reading the word) for up to spinNs, then, for up to
+// yieldNs, reads it between sched_yield() calls, then sleeps in the kernel;
+// telling spin from sleep lets the caller adapt its spin budget. Yielding is
+// for more processes than CPUs: the process this one waits for is then
+// likely runnable behind it on the same CPU, and a yield hands it the CPU at
+// once where a futex sleep would wait for a wake-up and a reschedule.
 // With waitersOffset >= 0, the 32-bit word there counts sleepers: it is
 // raised only around the sleep, so a waker skips FUTEX_WAKE (a system call)
 // while the waiter is still spinning.
@@ -116,6 +121,7 @@ Napi::Value FutexWaitSync(const Napi::CallbackInfo& info) {
   double spinNs = info.Length() > 3 ? NumberArg(info, 3, "spinNs") : 0;
   double timeoutMs = info.Length() > 4 ? NumberArg(info, 4, "timeoutMs") : -1;
   uint32_t* waiters = WaitersArg(info, 5);
+  double yieldNs = info.Length() > 6 && info[6].IsNumber() ? info[6].As<Napi::Number>().DoubleValue() : 0;
   int64_t start = NowNs();
   int64_t deadline = timeoutMs < 0 || timeoutMs > 1e12 ? -1 : start + static_cast<int64_t>(timeoutMs * 1e6);
   if (spinNs > 0) {
@@ -128,6 +134,16 @@ Napi::Value FutexWaitSync(const Napi::CallbackInfo& info) {
         if (now >= spinEnd) break;
         if (deadline >= 0 && now >= deadline) return Napi::Number::New(env, kTimedOut);
       }
+    }
+  }
+  if (yieldNs > 0) {
+    int64_t yieldEnd = NowNs() + static_cast<int64_t>(yieldNs > 1e9 ? 1e9 : yieldNs);
+    for (;;) {
+      if (__atomic_load_n(addr, __ATOMIC_ACQUIRE) != expected) return Napi::Number::New(env, kOk);
+      sched_yield();
+      int64_t now = NowNs();
+      if (now >= yieldEnd) break;
+      if (deadline >= 0 && now >= deadline) return Napi::Number::New(env, kTimedOut);
     }
   }
   if (waiters) __atomic_add_fetch(waiters, 1, __ATOMIC_SEQ_CST);
