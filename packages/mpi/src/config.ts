@@ -63,6 +63,13 @@ export interface MpiConfig {
    * rank it waits for needs.
    */
   spinNs: number | undefined;
+  /**
+   * After that spin, how long a blocked wait hands the CPU to others
+   * (sched_yield) between looks before it sleeps, in ns (MPILITE_YIELD_NS).
+   * Unset: 1 ms on a host running more ranks than it has CPUs (the rank
+   * waited for is then likely queued behind this one), else 0.
+   */
+  yieldNs: number | undefined;
   /** Message size above which collectives switch to bandwidth algorithms (MPILITE_COLL_LARGE). */
   collLarge: number;
   /** Seconds to wait for every rank at the rendezvous (MPILITE_BOOTSTRAP_TIMEOUT). */
@@ -84,6 +91,7 @@ export function readConfig(): MpiConfig {
     transports: envTransports(),
     syncWaitUs: envInt('MPILITE_SYNC_WAIT_US', 20000, 0, 10_000_000),
     spinNs: process.env.MPILITE_SPIN_NS ? envInt('MPILITE_SPIN_NS', 50_000, 0, 10_000_000) : undefined,
+    yieldNs: process.env.MPILITE_YIELD_NS ? envInt('MPILITE_YIELD_NS', 0, 0, 1_000_000_000) : undefined,
     collLarge: envInt('MPILITE_COLL_LARGE', 65536, 0, 1 << 30),
     bootstrapTimeoutS: envInt('MPILITE_BOOTSTRAP_TIMEOUT', 60, 1, 3600),
     osc: envOsc(),

@@ -164,13 +164,13 @@ export class ShmTransport implements Transport {
   readonly #owned = new Set<{ close(): void }>();
 
   /** Lays out this rank's segment with a ring for each other local rank. */
-  constructor(localRanks: readonly number[], myRank: number, ringBytes: number, eagerLimit: number, sink: Sink, spinNs = 50_000) {
+  constructor(localRanks: readonly number[], myRank: number, ringBytes: number, eagerLimit: number, sink: Sink, spinNs = 50_000, yieldNs = 0) {
     this.#ringBytes = ringBytes;
     this.#eagerLimit = eagerLimit;
     this.#sink = sink;
     this.segment = ShmSegment.create(slotOffset(localRanks.length, ringBytes));
     // This transport spins itself (waitSync below); the doorbell only sleeps.
-    this.#bell = new Doorbell(this.segment.buffer, 0, { maxSpinNs: 0 });
+    this.#bell = new Doorbell(this.segment.buffer, 0, { maxSpinNs: 0, yieldNs });
     this.#maxSpinNs = spinNs;
     this.#spinNs = spinNs;
     localRanks.forEach((peer, j) => {
