@@ -3,6 +3,7 @@
 // between hosts.
 
 export { init, finalize, abort, commWorld, initialized, finalized, wtime, worldInfo } from './init.js';
+export { getVersion, getLibraryVersion, getProcessorName, wtick } from './environ.js';
 export { Comm, IN_PLACE, type SendBuf } from './comm.js';
 export { Request } from './request.js';
 export { Prequest } from './prequest.js';

@@ -102,6 +102,22 @@ export class Op {
   }
 
   /**
+   * MPI_Reduce_local: inoutbuf = inbuf op inoutbuf, element-wise, after the
+   * checks a reduction makes (both typed arrays of one element type and
+   * length, an operation defined on it).
+   */
+  reduceLocal(inbuf: TypedArray, inoutbuf: TypedArray): void {
+    if (!ArrayBuffer.isView(inbuf) || inbuf instanceof DataView || !ArrayBuffer.isView(inoutbuf) || inoutbuf instanceof DataView) {
+      throw new InvalidArgumentError(`${this.name}.reduceLocal takes two typed arrays`);
+    }
+    if (arrayClass(inbuf) !== arrayClass(inoutbuf) || inbuf.length !== inoutbuf.length) {
+      throw new InvalidArgumentError(`${this.name}.reduceLocal: the arrays differ (${inbuf.constructor.name}(${inbuf.length}), ${inoutbuf.constructor.name}(${inoutbuf.length}))`);
+    }
+    this.check(inbuf);
+    this.#fn(inbuf, inoutbuf);
+  }
+
+  /**
    * @internal out = ins[0] op (ins[1] op (... op ins[m - 1])): the same
    * result, bit for bit, as applying the operation pairwise from the right,
    * which is rank order for non-commutative operations. Built-ins do it in

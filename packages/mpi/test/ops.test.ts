@@ -1,8 +1,10 @@
 // Reduction operations on their own: each built-in against its definition,
-// MAXLOC/MINLOC ties, bitwise ops refused on floats, user ops.
+// MAXLOC/MINLOC ties, bitwise ops refused on floats, user ops,
+// Op.reduceLocal; and the environment queries.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BAND, BOR, BXOR, LAND, LOR, LXOR, MAX, MAXLOC, MIN, MINLOC, Op, PROD, SUM } from '../src/index.js';
+import os from 'node:os';
+import { BAND, BOR, BXOR, LAND, LOR, LXOR, MAX, MAXLOC, MIN, MINLOC, Op, PROD, SUM, InvalidArgumentError, getLibraryVersion, getProcessorName, getVersion, wtick } from '../src/index.js';
 
 describe('ops', () => {
   it('arithmetic and logical ops combine element-wise into inoutvec', () => {
@@ -29,6 +31,26 @@ describe('ops', () => {
         }
       }),
     );
+  });
+
+  it('reduceLocal combines into its second array after a reduction\'s checks', () => {
+    const inout = Float64Array.of(1, 5, -2);
+    MAX.reduceLocal(Float64Array.of(3, 4, -1), inout);
+    expect(Array.from(inout)).toEqual([3, 5, -1]);
+    const pairs = Float64Array.of(7, 1, 2, 0);
+    MAXLOC.reduceLocal(Float64Array.of(7, 0, 9, 3), pairs);
+    expect(Array.from(pairs)).toEqual([7, 0, 9, 3]);
+    expect(() => SUM.reduceLocal(Float64Array.of(1), Int32Array.of(1))).toThrow(InvalidArgumentError);
+    expect(() => SUM.reduceLocal(Float64Array.of(1, 2), Float64Array.of(1))).toThrow(InvalidArgumentError);
+    expect(() => BAND.reduceLocal(Float64Array.of(1), Float64Array.of(1))).toThrow(InvalidArgumentError);
+    expect(() => SUM.reduceLocal([1] as unknown as Int32Array, Int32Array.of(1))).toThrow(InvalidArgumentError);
+  });
+
+  it('environment queries: MPI version, library version from the manifest, host name, wtime resolution', () => {
+    expect(getVersion()).toEqual([3, 1]);
+    expect(getLibraryVersion()).toMatch(/^ibal @ibal\/mpi \d+\.\d+\.\d+ \(MPI 3\.1 subset\) on Node v\d+/);
+    expect(getProcessorName()).toBe(os.hostname());
+    expect(wtick()).toBeGreaterThan(0);
   });
 
   it('BigInt64Array works with SUM and LAND', () => {
