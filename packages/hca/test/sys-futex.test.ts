@@ -73,10 +73,9 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     expect(await again).toBe('ok');
   }
 
-  it('blocking waitSync returns when another process rings', async () => {
-    const seg = segment();
-    const bell = new Doorbell(seg.buffer, 128);
-    cleanup.push(bell);
+  // A waker process on the doorbell at byte 128 of `seg`; `bell` (there too)
+  // waits for three of its rings with waitSync.
+  async function wakerRingsThrice(seg: ShmSegment, bell: Doorbell): Promise<SysChild> {
     const child = new SysChild('waker', { SYS_SHM: seg.name, SYS_OFFSET: '128' });
     children.push(child);
     await child.next('ready');
@@ -87,6 +86,14 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
       expect(bell.seq()).not.toBe(seen);
       await child.next('rang');
     }
+    return child;
+  }
+
+  it('blocking waitSync returns when another process rings', async () => {
+    const seg = segment();
+    const bell = new Doorbell(seg.buffer, 128);
+    cleanup.push(bell);
+    await wakerRingsThrice(seg, bell);
   });
 
   it('waitSync with yieldNs: a ring from another process during the yield, one after it (asleep), and a timeout inside it', async () => {
@@ -94,16 +101,7 @@ describe.skipIf(skip)('Doorbell (futex)', () => {
     // No spin: every wait starts yielding the CPU.
     const bell = new Doorbell(seg.buffer, 128, { maxSpinNs: 0, yieldNs: 50_000_000 });
     cleanup.push(bell);
-    const child = new SysChild('waker', { SYS_SHM: seg.name, SYS_OFFSET: '128' });
-    children.push(child);
-    await child.next('ready');
-    for (let i = 0; i < 3; i++) {
-      const seen = bell.seq();
-      child.send({ ring: true });
-      expect(bell.waitSync(seen, 20_000)).toBe('ok');
-      expect(bell.seq()).not.toBe(seen);
-      await child.next('rang');
-    }
+    const child = await wakerRingsThrice(seg, bell);
     // The timeout bounds the yielding too.
     const t0 = performance.now();
     expect(bell.waitSync(bell.seq(), 30)).toBe('timed-out');
