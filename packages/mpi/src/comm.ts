@@ -22,6 +22,7 @@ import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, 
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
+import { sendBuffered } from './bsend.js';
 import { CONGRUENT, Group, IDENT } from './group.js';
 import { Message } from './message.js';
 import { Prequest } from './prequest.js';
@@ -143,6 +144,42 @@ export class Comm {
     } catch (err) {
       return Promise.reject(err as Error);
     }
+  }
+
+  /**
+   * MPI_Ibsend: a buffered-mode send, complete at once: the data goes from
+   * a copy held in the buffer bufferAttach set aside (BufferError when it
+   * has no room), whatever the receiver does.
+   */
+  Ibsend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
+    checkBuffer(buf, 'Ibsend buffer');
+    this.#p2pArgs(dest, tag, false);
+    const status = new Status(dest === PROC_NULL ? PROC_NULL : this.rank, tag, dest === PROC_NULL ? 0 : buf.byteLength);
+    if (dest !== PROC_NULL) sendBuffered(bytesOf(buf), (copy) => this.#isendBytes(this.context, dest, tag, copy, 0));
+    return completedRequest(this.#world.engine, status);
+  }
+
+  /** MPI_Bsend (see Ibsend). */
+  Bsend(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+    try {
+      return this.Ibsend(buf, dest, tag).wait();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+  }
+
+  /**
+   * MPI_Irsend: a ready-mode send, which the program promises meets a
+   * receive already posted. MPI lets it be a standard send, and it is one:
+   * the promise buys nothing on these transports.
+   */
+  Irsend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
+    return this.Isend(buf, dest, tag);
+  }
+
+  /** MPI_Rsend (see Irsend). */
+  Rsend(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+    return this.Send(buf, dest, tag);
   }
 
   // ---- persistent requests: arguments checked once, start() runs them ----

@@ -56,3 +56,10 @@ export class PendingError extends IbalError {
     super('ERR_MPI_PENDING', message);
   }
 }
+
+/** A buffered send (Bsend) without room in the attached buffer, or with none attached (MPI_ERR_BUFFER). */
+export class BufferError extends IbalError {
+  constructor(message: string) {
+    super('ERR_MPI_BUFFER', message);
+  }
+}
