@@ -542,6 +542,12 @@ export class Comm {
     return reduceScatter(this.#coll(), sendbuf, recvbuf, counts, op);
   }
 
+  /** MPI_Reduce_scatter_block: ReduceScatter with recvbuf.length elements for every rank. */
+  async ReduceScatterBlock(sendbuf: TypedArray, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
+    checkBuffer(recvbuf, 'ReduceScatterBlock recvbuf');
+    return this.ReduceScatter(sendbuf, recvbuf, new Array<number>(this.size).fill(recvbuf.length), op);
+  }
+
   /** MPI_Ibarrier. */
   Ibarrier(): Request<void> {
     return promiseRequest(this.#world.engine, this.Barrier());
@@ -615,6 +621,11 @@ export class Comm {
   /** MPI_Ireduce_scatter. */
   IreduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.ReduceScatter(sendbuf, recvbuf, counts, op));
+  }
+
+  /** MPI_Ireduce_scatter_block. */
+  IreduceScatterBlock(sendbuf: TypedArray, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+    return promiseRequest(this.#world.engine, this.ReduceScatterBlock(sendbuf, recvbuf, op));
   }
 
   /** MPI_Iallreduce. */
