@@ -13,22 +13,15 @@ import { connectedTransport } from '../lib/pingpong/connected.js';
 import { destLine, type PingpongDest } from '../lib/pingpong/dest.js';
 import { clientExchange, serverExchange } from '../lib/pingpong/exchange.js';
 import { RECV_WRID, runTraffic } from '../lib/pingpong/loop.js';
-import { SRQ_MAX_QP, parsePingpongArgs, pingpongUsage, type PingpongOptions } from '../lib/pingpong/options.js';
+import { SRQ_MAX_QP, pingpongCommand, type PingpongOptions } from '../lib/pingpong/options.js';
 import { listenTcp } from '../lib/tcp.js';
 
 const rc = connectedTransport(QpType.RC);
 
-export const srqPingpongHelp = pingpongUsage('srq');
-
-export async function srqPingpong(args: string[], print: (line: string) => void): Promise<void> {
-  const o = parsePingpongArgs(args, 'srq');
-  if (o.help) {
-    print(srqPingpongHelp);
-    return;
-  }
+export const { help: srqPingpongHelp, run: srqPingpong } = pingpongCommand('srq', (o, print) => {
   if (o.numQp > o.rxDepth) throw new UsageError(`rx_depth ${o.rxDepth} is too small for ${o.numQp} QPs -- must have at least one receive per QP.`);
-  await withCleanup((cleanup) => run(o, cleanup, print));
-}
+  return withCleanup((cleanup) => run(o, cleanup, print));
+});
 
 async function run(o: PingpongOptions, cleanup: Cleanup, print: (line: string) => void): Promise<void> {
   const { ctx, port, channel, pd, mr, cq } = await openPingpongBase(o, cleanup, { bufferBytes: o.size, cqDepth: o.rxDepth + o.numQp });

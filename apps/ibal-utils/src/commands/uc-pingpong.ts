@@ -3,18 +3,9 @@
 // then stalls until --timeout, as the C example would hang.
 import { QpType } from '@ibal/verbs';
 import { connectedTransport } from '../lib/pingpong/connected.js';
-import { parsePingpongArgs, pingpongUsage } from '../lib/pingpong/options.js';
+import { pingpongCommand } from '../lib/pingpong/options.js';
 import { runPingpongSession } from '../lib/pingpong/session.js';
 
 const uc = connectedTransport(QpType.UC);
 
-export const ucPingpongHelp = pingpongUsage('uc');
-
-export async function ucPingpong(args: string[], print: (line: string) => void): Promise<void> {
-  const o = parsePingpongArgs(args, 'uc');
-  if (o.help) {
-    print(ucPingpongHelp);
-    return;
-  }
-  await runPingpongSession(o, uc, print);
-}
+export const { help: ucPingpongHelp, run: ucPingpong } = pingpongCommand('uc', (o, print) => runPingpongSession(o, uc, print));

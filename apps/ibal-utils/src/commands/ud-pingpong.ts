@@ -1,7 +1,7 @@
 // ibal ud-pingpong: ibv_ud_pingpong over any ibal device.
 import { QpAttrMask as M, QpState, QpType, SendFlags, WrOpcode, createAh, mtuBytes } from '@ibal/verbs';
 import { CliError } from '../lib/cli-error.js';
-import { parsePingpongArgs, pingpongUsage } from '../lib/pingpong/options.js';
+import { pingpongCommand } from '../lib/pingpong/options.js';
 import { runPingpongSession, type PingpongTransport } from '../lib/pingpong/session.js';
 import { SEND_WRID } from '../lib/pingpong/loop.js';
 
@@ -39,13 +39,4 @@ const ud: PingpongTransport = {
   },
 };
 
-export const udPingpongHelp = pingpongUsage('ud');
-
-export async function udPingpong(args: string[], print: (line: string) => void): Promise<void> {
-  const o = parsePingpongArgs(args, 'ud');
-  if (o.help) {
-    print(udPingpongHelp);
-    return;
-  }
-  await runPingpongSession(o, ud, print);
-}
+export const { help: udPingpongHelp, run: udPingpong } = pingpongCommand('ud', (o, print) => runPingpongSession(o, ud, print));

@@ -117,3 +117,22 @@ export function pingpongUsage(kind: PingpongKind): string {
   ];
   return lines.join('\n');
 }
+
+/**
+ * A ping-pong command as cli.ts takes it: its --help text, and a run that
+ * parses the arguments, prints the help when asked, else calls `body`.
+ */
+export function pingpongCommand(kind: PingpongKind, body: (o: PingpongOptions, print: (line: string) => void) => Promise<void>): {
+  help: string;
+  run(args: string[], print: (line: string) => void): Promise<void>;
+} {
+  const help = pingpongUsage(kind);
+  return {
+    help,
+    async run(args, print) {
+      const o = parsePingpongArgs(args, kind);
+      if (o.help) print(help);
+      else await body(o, print);
+    },
+  };
+}
