@@ -18,9 +18,10 @@ import { scatterv } from './coll/scatter.js';
 import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
 import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
-import { bytesOf, checkBuffer, checkCounts, checkRank, checkSameType, checkTag, prefix } from './datatype.js';
+import { bytesOf, checkCounts, checkRank, checkSameType, checkTag, isTypedArray, prefix } from './args.js';
+import { reductionOp, scaled, sendBytes, side, type Buf, type Side } from './dtype/buffer.js';
 import { InvalidArgumentError } from './errors.js';
-import { MAX, SUM, checkOp, type Op, type TypedArray } from './ops.js';
+import { MAX, SUM, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
 import { sendBuffered } from './bsend.js';
 import { CONGRUENT, Group, IDENT } from './group.js';
@@ -42,7 +43,7 @@ export interface CollectiveChannel {
 
 /** MPI_IN_PLACE for Allreduce, Reduce (at the root), Scan and Exscan. */
 export const IN_PLACE: unique symbol = Symbol('MPI_IN_PLACE');
-export type SendBuf = TypedArray | typeof IN_PLACE;
+export type SendBuf = Buf | typeof IN_PLACE;
 
 export class Comm {
   /** This process's rank in the communicator. */
@@ -96,10 +97,12 @@ export class Comm {
     return req;
   }
 
-  #irecvBytes(ctx: number, source: number, tag: number, buf: Uint8Array | undefined, elementBytes: number): Request<unknown> {
+  #irecvBytes(ctx: number, source: number, tag: number, buf: Uint8Array | undefined, elementBytes: number, finish?: (bytes: number) => void): Request<unknown> {
     const engine = this.#world.engine;
     const req = new Request<unknown>(engine);
     req.status.elementBytes = elementBytes;
+    // Before irecv: a message already here completes the request inside it.
+    req.finish = finish;
     engine.irecv(req, ctx, source, tag, buf);
     return req;
   }
@@ -110,35 +113,37 @@ export class Comm {
     checkTag(tag, 'tag', recv, TAG_UB);
   }
 
-  /** MPI_Isend of a typed array. */
-  Isend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
-    checkBuffer(buf, 'Isend buffer');
+  /** MPI_Isend of a typed array, or of a buffer with a datatype (see Buf). */
+  Isend(buf: Buf, dest: number, tag = 0): Request<Status> {
+    const bytes = sendBytes(buf, 'Isend buffer');
     this.#p2pArgs(dest, tag, false);
     if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
-    return this.#isendBytes(this.context, dest, tag, bytesOf(buf), 0);
+    return this.#isendBytes(this.context, dest, tag, bytes, 0);
   }
 
-  /** MPI_Irecv into a typed array; wait() gives the Status. */
-  Irecv(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<Status> {
-    checkBuffer(buf, 'Irecv buffer');
+  /** MPI_Irecv into a typed array, or a buffer with a datatype; wait() gives the Status. */
+  Irecv(buf: Buf, source: number = ANY_SOURCE, tag: number = ANY_TAG): Request<Status> {
+    // A plain typed array takes no detour: this is the ping-pong's path.
+    const s = isTypedArray(buf) ? undefined : side(buf, 'Irecv buffer', 'recv');
+    const array = s ? s.array : (buf as TypedArray);
     this.#p2pArgs(source, tag, true);
     if (source === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, ANY_TAG, 0));
-    return this.#irecvBytes(this.context, source, tag, bytesOf(buf), buf.BYTES_PER_ELEMENT) as Request<Status>;
+    return this.#irecvBytes(this.context, source, tag, bytesOf(array), array.BYTES_PER_ELEMENT, s?.unpack) as Request<Status>;
   }
 
   /**
    * MPI_Issend: a synchronous-mode send, complete only once the matching
    * receive has started (so also once `buf` may be reused).
    */
-  Issend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
-    checkBuffer(buf, 'Issend buffer');
+  Issend(buf: Buf, dest: number, tag = 0): Request<Status> {
+    const bytes = sendBytes(buf, 'Issend buffer');
     this.#p2pArgs(dest, tag, false);
     if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
-    return this.#isendBytes(this.context, dest, tag, bytesOf(buf), MsgFlag.SYNC);
+    return this.#isendBytes(this.context, dest, tag, bytes, MsgFlag.SYNC);
   }
 
   /** MPI_Ssend: resolves once the receiver has matched the message. */
-  Ssend(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+  Ssend(buf: Buf, dest: number, tag = 0): Promise<Status> {
     try {
       return this.Issend(buf, dest, tag).wait();
     } catch (err) {
@@ -151,16 +156,16 @@ export class Comm {
    * a copy held in the buffer bufferAttach set aside (BufferError when it
    * has no room), whatever the receiver does.
    */
-  Ibsend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
-    checkBuffer(buf, 'Ibsend buffer');
+  Ibsend(buf: Buf, dest: number, tag = 0): Request<Status> {
+    const bytes = sendBytes(buf, 'Ibsend buffer');
     this.#p2pArgs(dest, tag, false);
-    const status = new Status(dest === PROC_NULL ? PROC_NULL : this.rank, tag, dest === PROC_NULL ? 0 : buf.byteLength);
-    if (dest !== PROC_NULL) sendBuffered(bytesOf(buf), (copy) => this.#isendBytes(this.context, dest, tag, copy, 0));
+    const status = new Status(dest === PROC_NULL ? PROC_NULL : this.rank, tag, dest === PROC_NULL ? 0 : bytes.byteLength);
+    if (dest !== PROC_NULL) sendBuffered(bytes, (copy) => this.#isendBytes(this.context, dest, tag, copy, 0));
     return completedRequest(this.#world.engine, status);
   }
 
   /** MPI_Bsend (see Ibsend). */
-  Bsend(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+  Bsend(buf: Buf, dest: number, tag = 0): Promise<Status> {
     try {
       return this.Ibsend(buf, dest, tag).wait();
     } catch (err) {
@@ -173,35 +178,37 @@ export class Comm {
    * receive already posted. MPI lets it be a standard send, and it is one:
    * the promise buys nothing on these transports.
    */
-  Irsend(buf: TypedArray, dest: number, tag = 0): Request<Status> {
+  Irsend(buf: Buf, dest: number, tag = 0): Request<Status> {
     return this.Isend(buf, dest, tag);
   }
 
   /** MPI_Rsend (see Irsend). */
-  Rsend(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+  Rsend(buf: Buf, dest: number, tag = 0): Promise<Status> {
     return this.Send(buf, dest, tag);
   }
 
   // ---- persistent requests: arguments checked once, start() runs them ----
 
   /** MPI_Send_init: a persistent send of `buf` (its contents as they are at each start()). */
-  SendInit(buf: TypedArray, dest: number, tag = 0): Prequest {
+  SendInit(buf: Buf, dest: number, tag = 0): Prequest {
     return this.#sendInit(buf, dest, tag, 0, 'SendInit');
   }
 
   /** MPI_Ssend_init: a persistent synchronous-mode send. */
-  SsendInit(buf: TypedArray, dest: number, tag = 0): Prequest {
+  SsendInit(buf: Buf, dest: number, tag = 0): Prequest {
     return this.#sendInit(buf, dest, tag, MsgFlag.SYNC, 'SsendInit');
   }
 
-  #sendInit(buf: TypedArray, dest: number, tag: number, flags: number, what: string): Prequest {
-    checkBuffer(buf, `${what} buffer`);
+  #sendInit(buf: Buf, dest: number, tag: number, flags: number, what: string): Prequest {
+    const s = side(buf, `${what} buffer`, 'send');
     this.#p2pArgs(dest, tag, false);
     const engine = this.#world.engine;
-    const bytes = bytesOf(buf);
+    const bytes = bytesOf(s.array);
     const ctx = this.context;
     return new Prequest(engine, (req) => {
       this.#check();
+      // The buffer's contents as they are at this start, as MPI_Start sends them.
+      s.pack?.();
       if (dest === PROC_NULL) {
         req.status.source = PROC_NULL;
         req.status.tag = tag;
@@ -213,11 +220,11 @@ export class Comm {
   }
 
   /** MPI_Recv_init: a persistent receive into `buf`. */
-  RecvInit(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Prequest {
-    checkBuffer(buf, 'RecvInit buffer');
+  RecvInit(buf: Buf, source: number = ANY_SOURCE, tag: number = ANY_TAG): Prequest {
+    const s = side(buf, 'RecvInit buffer', 'recv');
     this.#p2pArgs(source, tag, true);
     const engine = this.#world.engine;
-    const bytes = bytesOf(buf);
+    const bytes = bytesOf(s.array);
     const ctx = this.context;
     const req = new Prequest(engine, (r) => {
       this.#check();
@@ -229,7 +236,8 @@ export class Comm {
       }
       engine.irecv(r as Request<unknown>, ctx, source, tag, bytes);
     });
-    req.status.elementBytes = buf.BYTES_PER_ELEMENT;
+    req.status.elementBytes = s.array.BYTES_PER_ELEMENT;
+    req.finish = s.unpack;
     return req;
   }
 
@@ -238,7 +246,7 @@ export class Comm {
   // still rejects rather than throws.
 
   /** MPI_Send: resolves when `buf` may be reused. */
-  Send(buf: TypedArray, dest: number, tag = 0): Promise<Status> {
+  Send(buf: Buf, dest: number, tag = 0): Promise<Status> {
     try {
       return this.Isend(buf, dest, tag).wait();
     } catch (err) {
@@ -247,7 +255,7 @@ export class Comm {
   }
 
   /** MPI_Recv: resolves with the Status once the message is in `buf`. */
-  Recv(buf: TypedArray, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
+  Recv(buf: Buf, source: number = ANY_SOURCE, tag: number = ANY_TAG): Promise<Status> {
     try {
       return this.Irecv(buf, source, tag).wait();
     } catch (err) {
@@ -256,7 +264,7 @@ export class Comm {
   }
 
   /** MPI_Sendrecv. */
-  async Sendrecv(sendbuf: TypedArray, dest: number, sendtag: number, recvbuf: TypedArray, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
+  async Sendrecv(sendbuf: Buf, dest: number, sendtag: number, recvbuf: Buf, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
     const r = this.Irecv(recvbuf, source, recvtag);
     const s = this.Isend(sendbuf, dest, sendtag);
     const st = await r.wait();
@@ -265,9 +273,10 @@ export class Comm {
   }
 
   /** MPI_Sendrecv_replace: sends `buf`, then receives into it (the bytes sent are copied first). */
-  async SendrecvReplace(buf: TypedArray, dest: number, sendtag: number, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
-    checkBuffer(buf, 'SendrecvReplace buffer');
-    return this.Sendrecv(buf.slice(), dest, sendtag, buf, source, recvtag);
+  async SendrecvReplace(buf: Buf, dest: number, sendtag: number, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
+    const s = side(buf, 'SendrecvReplace buffer', 'send');
+    // A packed copy is the sender's own already; the caller's memory is copied.
+    return this.Sendrecv(s.pack ? s.array : s.array.slice(), dest, sendtag, buf, source, recvtag);
   }
 
   // ---- point to point, objects ------------------------------------------
@@ -401,151 +410,187 @@ export class Comm {
     return barrier(this.#coll());
   }
 
-  async Bcast(buf: TypedArray, root = 0): Promise<void> {
-    checkBuffer(buf, 'Bcast buffer');
+  async Bcast(buf: Buf, root = 0): Promise<void> {
     this.#root(root);
-    return bcast(this.#coll(), buf, root);
+    const s = side(buf, 'Bcast buffer', this.rank === root ? 'send' : 'recv');
+    await bcast(this.#coll(), s.array, root);
+    s.unpack?.(s.array.byteLength);
   }
 
-  async Reduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Promise<void> {
+  async Reduce(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Promise<void> {
     this.#root(root);
-    const send = sendbuf === IN_PLACE ? checkBuffer(recvbuf, 'Reduce recvbuf (IN_PLACE)') : checkBuffer(sendbuf, 'Reduce sendbuf');
-    checkOp(op, 'Reduce').check(send);
-    if (this.rank === root) {
-      checkSameType(send, checkBuffer(recvbuf, 'Reduce recvbuf'), 'Reduce');
-      if (recvbuf!.length < send.length) throw new InvalidArgumentError(`Reduce: recvbuf has ${recvbuf!.length} elements, sendbuf ${send.length}`);
-    }
-    return reduce(this.#coll(), sendbuf === IN_PLACE ? send.slice() : send, this.rank === root ? recvbuf!.subarray(0, send.length) : undefined, op, root);
+    const atRoot = this.rank === root;
+    const inPlace = sendbuf === IN_PLACE;
+    const r = atRoot || inPlace ? side(recvbuf, inPlace ? 'Reduce recvbuf (IN_PLACE)' : 'Reduce recvbuf', inPlace ? 'inout' : 'recv') : undefined;
+    const s = inPlace ? r! : side(sendbuf, 'Reduce sendbuf', 'send');
+    const o = reductionOp(op, s, 'Reduce');
+    const send = inPlace ? s.array.slice() : s.array;
+    if (atRoot) this.#fits(send, r!, 'Reduce');
+    await reduce(this.#coll(), send, atRoot ? r!.array.subarray(0, send.length) : undefined, o, root);
+    if (atRoot) r!.unpack?.(send.byteLength);
   }
 
-  async Allreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
-    checkBuffer(recvbuf, 'Allreduce recvbuf');
-    const send = sendbuf === IN_PLACE ? recvbuf : checkBuffer(sendbuf, 'Allreduce sendbuf');
-    checkOp(op, 'Allreduce').check(send);
-    checkSameType(send, recvbuf, 'Allreduce');
-    if (recvbuf.length < send.length) throw new InvalidArgumentError(`Allreduce: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
-    return allreduce(this.#coll(), send, recvbuf.subarray(0, send.length), op);
+  async Allreduce(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
+    const r = side(recvbuf, 'Allreduce recvbuf', sendbuf === IN_PLACE ? 'inout' : 'recv');
+    const s = sendbuf === IN_PLACE ? r : side(sendbuf, 'Allreduce sendbuf', 'send');
+    const o = reductionOp(op, s, 'Allreduce');
+    this.#fits(s.array, r, 'Allreduce');
+    await allreduce(this.#coll(), s.array, r.array.subarray(0, s.array.length), o);
+    r.unpack?.(s.array.byteLength);
   }
 
-  async Gather(sendbuf: TypedArray, recvbuf: TypedArray | undefined, root = 0): Promise<void> {
-    checkBuffer(sendbuf, 'Gather sendbuf');
+  /** Same element type on both sides, and room in the receive side for `n` elements of the send side. */
+  #fits(send: TypedArray, r: Side, what: string, n = send.length): void {
+    checkSameType(send, r.array, what);
+    if (r.array.length < n) throw new InvalidArgumentError(`${what}: recvbuf has ${r.array.length} elements, ${n} needed`);
+  }
+
+  async Gather(sendbuf: Buf, recvbuf: Buf | undefined, root = 0): Promise<void> {
     this.#root(root);
-    const n = sendbuf.length;
+    const s = side(sendbuf, 'Gather sendbuf', 'send');
+    const r = this.rank === root ? side(recvbuf, 'Gather recvbuf', 'recv') : undefined;
+    const n = s.array.length;
+    if (r) this.#fits(s.array, r, 'Gather', n * this.size);
     const counts = new Array<number>(this.size).fill(n);
-    if (this.rank === root) {
-      checkSameType(sendbuf, checkBuffer(recvbuf, 'Gather recvbuf'), 'Gather');
-      if (recvbuf!.length < n * this.size) throw new InvalidArgumentError(`Gather: recvbuf needs ${n * this.size} elements`);
-    }
-    return gatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts), root);
+    await gatherv(this.#coll(), s.array, r?.array, counts, prefix(counts), root);
+    r?.unpack?.(n * this.size * s.array.BYTES_PER_ELEMENT);
   }
 
-  async Gatherv(sendbuf: TypedArray, recvbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
-    checkBuffer(sendbuf, 'Gatherv sendbuf');
+  /** MPI_Gatherv: counts and displacements in elements of recvbuf (instances of its datatype). */
+  async Gatherv(sendbuf: Buf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
     this.#root(root);
-    if (this.rank === root) {
-      checkSameType(sendbuf, checkBuffer(recvbuf, 'Gatherv recvbuf'), 'Gatherv');
-      checkCounts(counts, displs ?? prefix(counts ?? []), this.size, 'Gatherv', recvbuf!.length);
-      if (sendbuf.length < counts![root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
+    const s = side(sendbuf, 'Gatherv sendbuf', 'send');
+    if (this.rank !== root) {
+      await gatherv(this.#coll(), s.array, undefined, undefined, undefined, root);
+      return;
     }
-    return gatherv(this.#coll(), sendbuf, recvbuf, counts, displs ?? (counts ? prefix(counts) : undefined), root);
+    const r = side(recvbuf, 'Gatherv recvbuf', 'inout');
+    const [c, d] = scaled(counts, displs, r, this.size, 'Gatherv');
+    this.#fits(s.array, r, 'Gatherv', 0);
+    if (s.array.length < c[root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
+    await gatherv(this.#coll(), s.array, r.array, c, d, root);
+    r.unpack?.(r.array.byteLength);
   }
 
-  async Scatter(sendbuf: TypedArray | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
-    checkBuffer(recvbuf, 'Scatter recvbuf');
+  async Scatter(sendbuf: Buf | undefined, recvbuf: Buf, root = 0): Promise<void> {
     this.#root(root);
-    const n = recvbuf.length;
-    const counts = new Array<number>(this.size).fill(n);
-    if (this.rank === root) {
-      checkSameType(checkBuffer(sendbuf, 'Scatter sendbuf'), recvbuf, 'Scatter');
-      if (sendbuf!.length < n * this.size) throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
+    const r = side(recvbuf, 'Scatter recvbuf', 'recv');
+    const n = r.array.length;
+    const s = this.rank === root ? side(sendbuf, 'Scatter sendbuf', 'send') : undefined;
+    if (s) {
+      checkSameType(s.array, r.array, 'Scatter');
+      if (s.array.length < n * this.size) throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
     }
-    return scatterv(this.#coll(), sendbuf, counts, prefix(counts), recvbuf, root);
+    const counts = new Array<number>(this.size).fill(n);
+    await scatterv(this.#coll(), s?.array, counts, prefix(counts), r.array, root);
+    r.unpack?.(r.array.byteLength);
   }
 
-  async Scatterv(sendbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: TypedArray, root = 0): Promise<void> {
-    checkBuffer(recvbuf, 'Scatterv recvbuf');
+  /** MPI_Scatterv: counts and displacements in elements of sendbuf (instances of its datatype). */
+  async Scatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf, root = 0): Promise<void> {
     this.#root(root);
+    // inout: a count smaller than recvbuf leaves its tail as it was.
+    const r = side(recvbuf, 'Scatterv recvbuf', 'inout');
+    let c: number[] | undefined;
+    let d: number[] | undefined;
+    let s: Side | undefined;
     if (this.rank === root) {
-      checkSameType(checkBuffer(sendbuf, 'Scatterv sendbuf'), recvbuf, 'Scatterv');
-      checkCounts(counts, displs ?? prefix(counts ?? []), this.size, 'Scatterv', sendbuf!.length);
+      s = side(sendbuf, 'Scatterv sendbuf', 'send');
+      checkSameType(s.array, r.array, 'Scatterv');
+      [c, d] = scaled(counts, displs, s, this.size, 'Scatterv');
     }
-    return scatterv(this.#coll(), sendbuf, counts, displs ?? (counts ? prefix(counts) : undefined), recvbuf, root);
+    await scatterv(this.#coll(), s?.array, c, d, r.array, root);
+    r.unpack?.(r.array.byteLength);
   }
 
-  async Allgather(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
-    checkBuffer(sendbuf, 'Allgather sendbuf');
-    checkSameType(sendbuf, checkBuffer(recvbuf, 'Allgather recvbuf'), 'Allgather');
-    const n = sendbuf.length;
-    if (recvbuf.length < n * this.size) throw new InvalidArgumentError(`Allgather: recvbuf needs ${n * this.size} elements`);
+  async Allgather(sendbuf: Buf, recvbuf: Buf): Promise<void> {
+    const s = side(sendbuf, 'Allgather sendbuf', 'send');
+    const r = side(recvbuf, 'Allgather recvbuf', 'recv');
+    const n = s.array.length;
+    this.#fits(s.array, r, 'Allgather', n * this.size);
     const counts = new Array<number>(this.size).fill(n);
-    return allgatherv(this.#coll(), sendbuf, recvbuf, counts, prefix(counts));
+    await allgatherv(this.#coll(), s.array, r.array, counts, prefix(counts));
+    r.unpack?.(n * this.size * s.array.BYTES_PER_ELEMENT);
   }
 
-  async Allgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Promise<void> {
-    checkBuffer(sendbuf, 'Allgatherv sendbuf');
-    checkSameType(sendbuf, checkBuffer(recvbuf, 'Allgatherv recvbuf'), 'Allgatherv');
-    const d = displs ?? prefix(counts ?? []);
-    checkCounts(counts, d, this.size, 'Allgatherv', recvbuf.length);
-    return allgatherv(this.#coll(), sendbuf, recvbuf, counts, d);
+  /** MPI_Allgatherv: counts and displacements in elements of recvbuf (instances of its datatype). */
+  async Allgatherv(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Promise<void> {
+    const s = side(sendbuf, 'Allgatherv sendbuf', 'send');
+    const r = side(recvbuf, 'Allgatherv recvbuf', 'inout');
+    this.#fits(s.array, r, 'Allgatherv', 0);
+    const [c, d] = scaled(counts, displs, r, this.size, 'Allgatherv');
+    await allgatherv(this.#coll(), s.array, r.array, c, d);
+    r.unpack?.(r.array.byteLength);
   }
 
-  async Alltoall(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
-    checkBuffer(sendbuf, 'Alltoall sendbuf');
-    checkSameType(sendbuf, checkBuffer(recvbuf, 'Alltoall recvbuf'), 'Alltoall');
-    if (sendbuf.length % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${sendbuf.length} is not a multiple of ${this.size}`);
-    const n = sendbuf.length / this.size;
-    if (recvbuf.length < sendbuf.length) throw new InvalidArgumentError(`Alltoall: recvbuf needs ${sendbuf.length} elements`);
-    const counts = new Array<number>(this.size).fill(n);
+  async Alltoall(sendbuf: Buf, recvbuf: Buf): Promise<void> {
+    const s = side(sendbuf, 'Alltoall sendbuf', 'send');
+    const r = side(recvbuf, 'Alltoall recvbuf', 'recv');
+    const total = s.array.length;
+    if (total % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${total} is not a multiple of ${this.size}`);
+    this.#fits(s.array, r, 'Alltoall', total);
+    const counts = new Array<number>(this.size).fill(total / this.size);
     const displs = prefix(counts);
-    return alltoallv(this.#coll(), sendbuf, counts, displs, recvbuf, counts, displs);
+    await alltoallv(this.#coll(), s.array, counts, displs, r.array, counts, displs);
+    r.unpack?.(s.array.byteLength);
   }
 
-  async Alltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Promise<void> {
-    checkBuffer(sendbuf, 'Alltoallv sendbuf');
-    checkSameType(sendbuf, checkBuffer(recvbuf, 'Alltoallv recvbuf'), 'Alltoallv');
-    const sd = sdispls ?? prefix(scounts ?? []);
-    const rd = rdispls ?? prefix(rcounts ?? []);
-    checkCounts(scounts, sd, this.size, 'Alltoallv (send)', sendbuf.length);
-    checkCounts(rcounts, rd, this.size, 'Alltoallv (receive)', recvbuf.length);
-    return alltoallv(this.#coll(), sendbuf, scounts, sd, recvbuf, rcounts, rd);
+  /** MPI_Alltoallv: each side's counts and displacements in its own elements (instances of its datatype). */
+  async Alltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Promise<void> {
+    const s = side(sendbuf, 'Alltoallv sendbuf', 'send');
+    const r = side(recvbuf, 'Alltoallv recvbuf', 'inout');
+    checkSameType(s.array, r.array, 'Alltoallv');
+    const [sc, sd] = scaled(scounts, sdispls, s, this.size, 'Alltoallv (send)');
+    const [rc, rd] = scaled(rcounts, rdispls, r, this.size, 'Alltoallv (receive)');
+    await alltoallv(this.#coll(), s.array, sc, sd, r.array, rc, rd);
+    r.unpack?.(r.array.byteLength);
   }
 
-  async Scan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
-    checkBuffer(recvbuf, 'Scan recvbuf');
-    const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Scan sendbuf');
-    checkOp(op, 'Scan').check(send);
-    checkSameType(send, recvbuf, 'Scan');
-    if (recvbuf.length < send.length) throw new InvalidArgumentError(`Scan: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
-    return scan(this.#coll(), send, recvbuf.subarray(0, send.length), op, false);
+  async Scan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
+    return this.#scan(sendbuf, recvbuf, op, false);
   }
 
   /** MPI_Exscan; rank 0's recvbuf is left as it was. */
-  async Exscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
-    checkBuffer(recvbuf, 'Exscan recvbuf');
-    const send = sendbuf === IN_PLACE ? recvbuf.slice() : checkBuffer(sendbuf, 'Exscan sendbuf');
-    checkOp(op, 'Exscan').check(send);
-    checkSameType(send, recvbuf, 'Exscan');
-    if (recvbuf.length < send.length) throw new InvalidArgumentError(`Exscan: recvbuf has ${recvbuf.length} elements, sendbuf ${send.length}`);
-    return scan(this.#coll(), send, recvbuf.subarray(0, send.length), op, true);
+  async Exscan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
+    return this.#scan(sendbuf, recvbuf, op, true);
   }
 
-  /** MPI_Reduce_scatter: block i (counts[i] elements) of the reduction goes to rank i. */
-  async ReduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Promise<void> {
-    checkBuffer(sendbuf, 'ReduceScatter sendbuf');
-    checkSameType(sendbuf, checkBuffer(recvbuf, 'ReduceScatter recvbuf'), 'ReduceScatter');
-    checkCounts(counts, undefined, this.size, 'ReduceScatter');
-    const total = counts.reduce((a, b) => a + b, 0);
-    if (sendbuf.length < total) throw new InvalidArgumentError(`ReduceScatter: sendbuf needs ${total} elements`);
-    if (recvbuf.length < counts[this.rank]!) throw new InvalidArgumentError(`ReduceScatter: recvbuf needs ${counts[this.rank]} elements`);
-    checkOp(op, 'ReduceScatter').check(sendbuf);
-    if (counts.some((n) => n % op.unit !== 0)) throw new InvalidArgumentError(`ReduceScatter: ${op.name} needs counts in whole groups of ${op.unit} elements`);
-    return reduceScatter(this.#coll(), sendbuf, recvbuf, counts, op);
+  async #scan(sendbuf: SendBuf, recvbuf: Buf, op: Op, exclusive: boolean): Promise<void> {
+    const what = exclusive ? 'Exscan' : 'Scan';
+    const inPlace = sendbuf === IN_PLACE;
+    const r = side(recvbuf, `${what} recvbuf`, inPlace ? 'inout' : 'recv');
+    const s = inPlace ? r : side(sendbuf, `${what} sendbuf`, 'send');
+    const o = reductionOp(op, s, what);
+    const send = inPlace ? s.array.slice() : s.array;
+    this.#fits(send, r, what);
+    await scan(this.#coll(), send, r.array.subarray(0, send.length), o, exclusive);
+    if (!(exclusive && this.rank === 0)) r.unpack?.(send.byteLength);
   }
 
-  /** MPI_Reduce_scatter_block: ReduceScatter with recvbuf.length elements for every rank. */
-  async ReduceScatterBlock(sendbuf: TypedArray, recvbuf: TypedArray, op: Op = SUM): Promise<void> {
-    checkBuffer(recvbuf, 'ReduceScatterBlock recvbuf');
-    return this.ReduceScatter(sendbuf, recvbuf, new Array<number>(this.size).fill(recvbuf.length), op);
+  /** MPI_Reduce_scatter: block i (counts[i] elements of recvbuf, instances of its datatype) of the reduction goes to rank i. */
+  async ReduceScatter(sendbuf: Buf, recvbuf: Buf, counts: number[], op: Op = SUM): Promise<void> {
+    const r = side(recvbuf, 'ReduceScatter recvbuf', 'recv');
+    return this.#reduceScatter(side(sendbuf, 'ReduceScatter sendbuf', 'send'), r, counts, op, 'ReduceScatter');
+  }
+
+  /** MPI_Reduce_scatter_block: ReduceScatter with recvbuf's count for every rank. */
+  async ReduceScatterBlock(sendbuf: Buf, recvbuf: Buf, op: Op = SUM): Promise<void> {
+    const r = side(recvbuf, 'ReduceScatterBlock recvbuf', 'recv');
+    const s = side(sendbuf, 'ReduceScatterBlock sendbuf', 'send');
+    return this.#reduceScatter(s, r, new Array<number>(this.size).fill(r.count), op, 'ReduceScatterBlock');
+  }
+
+  async #reduceScatter(s: Side, r: Side, counts: number[], op: Op, what: string): Promise<void> {
+    checkSameType(s.array, r.array, what);
+    checkCounts(counts, undefined, this.size, what);
+    const c = counts.map((n) => n * r.per);
+    const total = c.reduce((a, b) => a + b, 0);
+    if (s.array.length < total) throw new InvalidArgumentError(`${what}: sendbuf needs ${total} elements`);
+    if (r.array.length < c[this.rank]!) throw new InvalidArgumentError(`${what}: recvbuf needs ${c[this.rank]} elements`);
+    const o = reductionOp(op, s, what);
+    if (c.some((n) => n % o.unit !== 0)) throw new InvalidArgumentError(`${what}: ${o.name} needs counts in whole groups of ${o.unit} elements`);
+    await reduceScatter(this.#coll(), s.array, r.array, c, o);
+    r.unpack?.(c[this.rank]! * r.array.BYTES_PER_ELEMENT);
   }
 
   /** MPI_Ibarrier. */
@@ -554,7 +599,7 @@ export class Comm {
   }
 
   /** MPI_Ibcast. */
-  Ibcast(buf: TypedArray, root = 0): Request<void> {
+  Ibcast(buf: Buf, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Bcast(buf, root));
   }
 
@@ -564,72 +609,72 @@ export class Comm {
   // caller does other work; wait() on the request, or Request.waitAll.
 
   /** MPI_Ireduce. */
-  Ireduce(sendbuf: SendBuf, recvbuf: TypedArray | undefined, op: Op = SUM, root = 0): Request<void> {
+  Ireduce(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Reduce(sendbuf, recvbuf, op, root));
   }
 
   /** MPI_Igather. */
-  Igather(sendbuf: TypedArray, recvbuf: TypedArray | undefined, root = 0): Request<void> {
+  Igather(sendbuf: Buf, recvbuf: Buf | undefined, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Gather(sendbuf, recvbuf, root));
   }
 
   /** MPI_Igatherv. */
-  Igatherv(sendbuf: TypedArray, recvbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Request<void> {
+  Igatherv(sendbuf: Buf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Gatherv(sendbuf, recvbuf, counts, displs, root));
   }
 
   /** MPI_Iscatter. */
-  Iscatter(sendbuf: TypedArray | undefined, recvbuf: TypedArray, root = 0): Request<void> {
+  Iscatter(sendbuf: Buf | undefined, recvbuf: Buf, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Scatter(sendbuf, recvbuf, root));
   }
 
   /** MPI_Iscatterv. */
-  Iscatterv(sendbuf: TypedArray | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: TypedArray, root = 0): Request<void> {
+  Iscatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Scatterv(sendbuf, counts, displs, recvbuf, root));
   }
 
   /** MPI_Iallgather. */
-  Iallgather(sendbuf: TypedArray, recvbuf: TypedArray): Request<void> {
+  Iallgather(sendbuf: Buf, recvbuf: Buf): Request<void> {
     return promiseRequest(this.#world.engine, this.Allgather(sendbuf, recvbuf));
   }
 
   /** MPI_Iallgatherv. */
-  Iallgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Request<void> {
+  Iallgatherv(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Request<void> {
     return promiseRequest(this.#world.engine, this.Allgatherv(sendbuf, recvbuf, counts, displs));
   }
 
   /** MPI_Ialltoall. */
-  Ialltoall(sendbuf: TypedArray, recvbuf: TypedArray): Request<void> {
+  Ialltoall(sendbuf: Buf, recvbuf: Buf): Request<void> {
     return promiseRequest(this.#world.engine, this.Alltoall(sendbuf, recvbuf));
   }
 
   /** MPI_Ialltoallv. */
-  Ialltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Request<void> {
+  Ialltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Request<void> {
     return promiseRequest(this.#world.engine, this.Alltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
   }
 
   /** MPI_Iscan. */
-  Iscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+  Iscan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.Scan(sendbuf, recvbuf, op));
   }
 
   /** MPI_Iexscan. */
-  Iexscan(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+  Iexscan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.Exscan(sendbuf, recvbuf, op));
   }
 
   /** MPI_Ireduce_scatter. */
-  IreduceScatter(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], op: Op = SUM): Request<void> {
+  IreduceScatter(sendbuf: Buf, recvbuf: Buf, counts: number[], op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.ReduceScatter(sendbuf, recvbuf, counts, op));
   }
 
   /** MPI_Ireduce_scatter_block. */
-  IreduceScatterBlock(sendbuf: TypedArray, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+  IreduceScatterBlock(sendbuf: Buf, recvbuf: Buf, op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.ReduceScatterBlock(sendbuf, recvbuf, op));
   }
 
   /** MPI_Iallreduce. */
-  Iallreduce(sendbuf: SendBuf, recvbuf: TypedArray, op: Op = SUM): Request<void> {
+  Iallreduce(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.Allreduce(sendbuf, recvbuf, op));
   }
 
@@ -936,3 +981,4 @@ function numbers(value: unknown, what: string): Float64Array {
   if (!list.every((v) => typeof v === 'number')) throw new InvalidArgumentError(`${what}: takes a number or an array of numbers`);
   return Float64Array.from(list as number[]);
 }
+

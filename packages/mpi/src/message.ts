@@ -6,8 +6,8 @@
 // sized from its status.
 import { InvalidArgumentError } from '@ibal/hca';
 import { PROC_NULL } from './constants.js';
-import { bytesOf, checkBuffer } from './datatype.js';
-import type { TypedArray } from './ops.js';
+import { bytesOf } from './args.js';
+import { side, type Buf } from './dtype/buffer.js';
 import type { Engine } from './p2p/engine.js';
 import type { Unexpected } from './p2p/match.js';
 import { Request } from './request.js';
@@ -40,23 +40,24 @@ export class Message {
     return u;
   }
 
-  /** MPI_Imrecv into a typed array; wait() gives the Status. */
-  Irecv(buf: TypedArray): Request<Status> {
-    checkBuffer(buf, 'Message.Irecv buffer');
+  /** MPI_Imrecv into a typed array or a buffer with a datatype; wait() gives the Status. */
+  Irecv(buf: Buf): Request<Status> {
+    const s = side(buf, 'Message.Irecv buffer', 'recv');
     const u = this.#take('Message.Irecv');
     const req = new Request<Status>(this.#engine);
-    req.status.elementBytes = buf.BYTES_PER_ELEMENT;
+    req.status.elementBytes = s.array.BYTES_PER_ELEMENT;
+    req.finish = s.unpack;
     if (!u) {
       req.status.source = PROC_NULL;
       req.complete(req.status);
       return req;
     }
-    this.#engine.receiveMatched({ source: u.source, tag: u.tag, buf: bytesOf(buf), req: req as Request<unknown> }, u);
+    this.#engine.receiveMatched({ source: u.source, tag: u.tag, buf: bytesOf(s.array), req: req as Request<unknown> }, u);
     return req;
   }
 
   /** MPI_Mrecv: resolves with the Status once the message is in `buf`. */
-  Recv(buf: TypedArray): Promise<Status> {
+  Recv(buf: Buf): Promise<Status> {
     try {
       return this.Irecv(buf).wait();
     } catch (err) {

@@ -20,6 +20,12 @@ export class Request<T = Status> {
   protected readonly engine: Progress;
   /** @internal set by the engine for receives not yet matched */
   cancelHook: (() => boolean) | undefined;
+  /**
+   * @internal Runs as a receive completes without error, before anyone sees
+   * it done: moves a packed derived-datatype message into the caller's
+   * layout (given the bytes that arrived).
+   */
+  finish: ((bytes: number) => void) | undefined;
 
   constructor(engine: Progress) {
     this.engine = engine;
@@ -28,6 +34,14 @@ export class Request<T = Status> {
   /** @internal */
   complete(value: T | undefined, error?: Error): void {
     if (this.done) return;
+    if (error === undefined && this.finish !== undefined && !this.status.cancelled) {
+      try {
+        this.finish(this.status.byteCount);
+      } catch (err) {
+        value = undefined;
+        error = err instanceof Error ? err : new Error(String(err));
+      }
+    }
     this.value = value;
     this.error = error;
     this.done = true;

@@ -1,4 +1,6 @@
 // MPI_Status: who sent the message, with which tag, and how big it was.
+import { UNDEFINED } from './constants.js';
+import type { Datatype } from './dtype/datatype.js';
 
 export class Status {
   /** The sender's rank in the communicator (MPI_SOURCE). */
@@ -16,9 +18,35 @@ export class Status {
     this.byteCount = byteCount;
   }
 
-  /** MPI_Get_count: elements of `bytesPerElement` bytes (default 1: bytes). */
-  getCount(bytesPerElement = 1): number {
-    return Math.floor(this.byteCount / bytesPerElement);
+  /**
+   * MPI_Get_count: with a Datatype, the whole instances received
+   * (UNDEFINED when the bytes end inside one); with a number, elements of
+   * that many bytes (default 1: bytes).
+   */
+  getCount(datatype: Datatype | number = 1): number {
+    if (typeof datatype === 'number') return Math.floor(this.byteCount / datatype);
+    if (datatype.size === 0) return this.byteCount === 0 ? 0 : UNDEFINED;
+    return this.byteCount % datatype.size === 0 ? this.byteCount / datatype.size : UNDEFINED;
+  }
+
+  /**
+   * MPI_Get_elements: the basic elements received as `datatype`, counting
+   * those of a last instance that arrived only in part (UNDEFINED when the
+   * bytes end inside an element).
+   */
+  getElements(datatype: Datatype): number {
+    if (datatype.size === 0) return 0;
+    const whole = Math.floor(this.byteCount / datatype.size);
+    let left = this.byteCount - whole * datatype.size;
+    let n = whole * datatype.elements;
+    for (let i = 0; left > 0; i++) {
+      const l = Math.min(datatype.len[i]!, left);
+      const e = datatype.elemBytes[i]!;
+      if (l % e !== 0) return UNDEFINED;
+      n += l / e;
+      left -= l;
+    }
+    return n;
   }
 
   /** Elements received for typed receives; bytes otherwise. */

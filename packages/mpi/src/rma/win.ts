@@ -33,7 +33,7 @@
 import { ResourceClosedError, vmRead, vmWrite, type ShmSegment } from '@ibal/hca';
 import { Comm } from '../comm.js';
 import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOSUCCEED, PROC_NULL, UNDEFINED } from '../constants.js';
-import { bytesOf, checkBuffer, checkRank, checkSameType } from '../datatype.js';
+import { bytesOf, checkBuffer, checkRank, checkSameType } from '../args.js';
 import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
 import { Group } from '../group.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';

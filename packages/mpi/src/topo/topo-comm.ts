@@ -4,7 +4,8 @@ import { InvalidArgumentError } from '@ibal/hca';
 import { neighborExchange, type NeighborPlan } from '../coll/neighbor.js';
 import { part } from '../coll/util.js';
 import { Comm } from '../comm.js';
-import { checkBuffer, checkCounts, checkSameType, prefix } from '../datatype.js';
+import { checkSameType } from '../args.js';
+import { scaled, side, type Buf, type Side } from '../dtype/buffer.js';
 import type { TypedArray } from '../ops.js';
 import { promiseRequest, type Request } from '../request.js';
 import type { World } from '../world.js';
@@ -43,66 +44,74 @@ export class TopoComm extends Comm {
   }
 
   /** MPI_Neighbor_allgather: `sendbuf` to every outgoing neighbor; block j of `recvbuf` (sendbuf's length) from sources[j]. */
-  async NeighborAllgather(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
-    checkPair(sendbuf, recvbuf, 'NeighborAllgather');
-    const n = sendbuf.length;
-    if (recvbuf.length < n * this.indegree) throw new InvalidArgumentError(`NeighborAllgather: recvbuf needs ${n * this.indegree} elements (${this.indegree} blocks of ${n})`);
-    return this.#exchange(() => sendbuf, (j) => part(recvbuf, j * n, n));
+  async NeighborAllgather(sendbuf: Buf, recvbuf: Buf): Promise<void> {
+    const [s, r] = sides(sendbuf, recvbuf, 'NeighborAllgather');
+    const n = s.array.length;
+    if (r.array.length < n * this.indegree) throw new InvalidArgumentError(`NeighborAllgather: recvbuf needs ${n * this.indegree} elements (${this.indegree} blocks of ${n})`);
+    await this.#exchange(() => s.array, (j) => part(r.array, j * n, n));
+    r.unpack?.(r.array.byteLength);
   }
 
-  /** MPI_Neighbor_allgatherv: block j of `recvbuf` (counts[j] elements at displs[j]) from sources[j]. */
-  async NeighborAllgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Promise<void> {
-    checkPair(sendbuf, recvbuf, 'NeighborAllgatherv');
-    const d = displs ?? prefix(counts ?? []);
-    checkCounts(counts, d, this.indegree, 'NeighborAllgatherv', recvbuf.length);
-    return this.#exchange(() => sendbuf, (j) => part(recvbuf, d[j]!, counts[j]!));
+  /** MPI_Neighbor_allgatherv: block j of `recvbuf` (counts[j] elements at displs[j], instances of its datatype) from sources[j]. */
+  async NeighborAllgatherv(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Promise<void> {
+    const [s, r] = sides(sendbuf, recvbuf, 'NeighborAllgatherv');
+    const [c, d] = scaled(counts, displs, r, this.indegree, 'NeighborAllgatherv');
+    await this.#exchange(() => s.array, (j) => part(r.array, d[j]!, c[j]!));
+    r.unpack?.(r.array.byteLength);
   }
 
   /**
    * MPI_Neighbor_alltoall: `sendbuf` is one block per outgoing neighbor,
    * `recvbuf` one block of the same length per incoming one.
    */
-  async NeighborAlltoall(sendbuf: TypedArray, recvbuf: TypedArray): Promise<void> {
-    checkPair(sendbuf, recvbuf, 'NeighborAlltoall');
+  async NeighborAlltoall(sendbuf: Buf, recvbuf: Buf): Promise<void> {
+    const [s, r] = sides(sendbuf, recvbuf, 'NeighborAlltoall');
     const { outdegree, indegree } = this;
-    if (outdegree > 0 && sendbuf.length % outdegree !== 0) throw new InvalidArgumentError(`NeighborAlltoall: sendbuf length ${sendbuf.length} is not a multiple of the ${outdegree} outgoing neighbors`);
-    const n = outdegree > 0 ? sendbuf.length / outdegree : indegree > 0 ? Math.floor(recvbuf.length / indegree) : 0;
-    if (recvbuf.length < n * indegree) throw new InvalidArgumentError(`NeighborAlltoall: recvbuf needs ${n * indegree} elements (${indegree} blocks of ${n})`);
-    return this.#exchange((j) => part(sendbuf, j * n, n), (j) => part(recvbuf, j * n, n));
+    const sendLength = s.array.length;
+    if (outdegree > 0 && sendLength % outdegree !== 0) throw new InvalidArgumentError(`NeighborAlltoall: sendbuf length ${sendLength} is not a multiple of the ${outdegree} outgoing neighbors`);
+    const n = outdegree > 0 ? sendLength / outdegree : indegree > 0 ? Math.floor(r.array.length / indegree) : 0;
+    if (r.array.length < n * indegree) throw new InvalidArgumentError(`NeighborAlltoall: recvbuf needs ${n * indegree} elements (${indegree} blocks of ${n})`);
+    await this.#exchange((j) => part(s.array, j * n, n), (j) => part(r.array, j * n, n));
+    r.unpack?.(r.array.byteLength);
   }
 
-  /** MPI_Neighbor_alltoallv: counts and displacements per neighbor, in elements. */
-  async NeighborAlltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Promise<void> {
-    checkPair(sendbuf, recvbuf, 'NeighborAlltoallv');
-    const sd = sdispls ?? prefix(scounts ?? []);
-    const rd = rdispls ?? prefix(rcounts ?? []);
-    checkCounts(scounts, sd, this.outdegree, 'NeighborAlltoallv (send)', sendbuf.length);
-    checkCounts(rcounts, rd, this.indegree, 'NeighborAlltoallv (receive)', recvbuf.length);
-    return this.#exchange((j) => part(sendbuf, sd[j]!, scounts[j]!), (j) => part(recvbuf, rd[j]!, rcounts[j]!));
+  /** MPI_Neighbor_alltoallv: counts and displacements per neighbor, in elements of each side (instances of its datatype). */
+  async NeighborAlltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Promise<void> {
+    const [s, r] = sides(sendbuf, recvbuf, 'NeighborAlltoallv');
+    const [sc, sd] = scaled(scounts, sdispls, s, this.outdegree, 'NeighborAlltoallv (send)');
+    const [rc, rd] = scaled(rcounts, rdispls, r, this.indegree, 'NeighborAlltoallv (receive)');
+    await this.#exchange((j) => part(s.array, sd[j]!, sc[j]!), (j) => part(r.array, rd[j]!, rc[j]!));
+    r.unpack?.(r.array.byteLength);
   }
 
   /** MPI_Ineighbor_allgather. */
-  IneighborAllgather(sendbuf: TypedArray, recvbuf: TypedArray): Request<void> {
+  IneighborAllgather(sendbuf: Buf, recvbuf: Buf): Request<void> {
     return promiseRequest(Comm.worldOf(this).engine, this.NeighborAllgather(sendbuf, recvbuf));
   }
 
   /** MPI_Ineighbor_allgatherv. */
-  IneighborAllgatherv(sendbuf: TypedArray, recvbuf: TypedArray, counts: number[], displs?: number[]): Request<void> {
+  IneighborAllgatherv(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Request<void> {
     return promiseRequest(Comm.worldOf(this).engine, this.NeighborAllgatherv(sendbuf, recvbuf, counts, displs));
   }
 
   /** MPI_Ineighbor_alltoall. */
-  IneighborAlltoall(sendbuf: TypedArray, recvbuf: TypedArray): Request<void> {
+  IneighborAlltoall(sendbuf: Buf, recvbuf: Buf): Request<void> {
     return promiseRequest(Comm.worldOf(this).engine, this.NeighborAlltoall(sendbuf, recvbuf));
   }
 
   /** MPI_Ineighbor_alltoallv. */
-  IneighborAlltoallv(sendbuf: TypedArray, scounts: number[], sdispls: number[] | undefined, recvbuf: TypedArray, rcounts: number[], rdispls?: number[]): Request<void> {
+  IneighborAlltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Request<void> {
     return promiseRequest(Comm.worldOf(this).engine, this.NeighborAlltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
   }
 }
 
-function checkPair(sendbuf: TypedArray, recvbuf: TypedArray, what: string): void {
-  checkBuffer(sendbuf, `${what} sendbuf`);
-  checkSameType(sendbuf, checkBuffer(recvbuf, `${what} recvbuf`), what);
+/**
+ * Both sides of a neighbor collective. The receive side is inout: blocks
+ * of PROC_NULL neighbors (and gaps between v-blocks) keep what they held.
+ */
+function sides(sendbuf: Buf, recvbuf: Buf, what: string): [Side, Side] {
+  const s = side(sendbuf, `${what} sendbuf`, 'send');
+  const r = side(recvbuf, `${what} recvbuf`, 'inout');
+  checkSameType(s.array, r.array, what);
+  return [s, r];
 }

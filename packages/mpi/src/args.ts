@@ -1,5 +1,5 @@
-// Buffers are typed arrays, as in mpi4py's buffer interface: the element
-// type is the array's own, counts are in elements.
+// Argument checks shared by the typed-array calls: buffers, ranks, tags,
+// counts and displacements (in elements of the array's type).
 import { InvalidArgumentError } from '@ibal/hca';
 import { arrayClass, type TypedArray } from './ops.js';
 
