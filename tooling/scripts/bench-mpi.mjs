@@ -4,7 +4,7 @@
 //    local ranks, as Open MPI chooses by default);
 //  - mpilite: `mpilite bench <test> --json`, the same measurements from
 //    TypeScript through @ibal/mpi.
-// Measured: 8 B ping-pong latency (2 ranks), 1 MiB window bandwidth (2 ranks),
+// Measured: 8 B ping-pong latency (2 ranks), a vector-datatype ping-pong (8 KiB, 1 MiB), 1 MiB window bandwidth (2 ranks),
 // 1 MiB (131072 doubles) and 8 B allreduce (4 ranks); a neighbor alltoall on a 2x2
 // grid (4 ranks, 8 KiB per neighbor); and one-sided (osu_put_latency,
 // osu_get_latency, osu_acc_latency at 8 B, osu_put_bw at 1 MiB), without aims. Each is run BENCH_REPS times
@@ -57,6 +57,19 @@ int main(int argc, char **argv) {
       else if (rank == 1) { MPI_Recv(b, bytes, MPI_CHAR, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE); MPI_Send(a, bytes, MPI_CHAR, 0, 1, MPI_COMM_WORLD); }
     }
     value = (MPI_Wtime() - t0) * 1e6 / (2.0 * iters); unit = "us";
+  } else if (!strcmp(test, "ddt_latency")) {
+    /* Ping-pong of bytes/8 doubles laid out every other one: MPI_Type_vector on both sides. */
+    MPI_Datatype vec; int n = (int)(bytes / 8);
+    double *x = calloc(2 * n + 1, 8), *y = calloc(2 * n + 1, 8);
+    MPI_Type_vector(n, 1, 2, MPI_DOUBLE, &vec); MPI_Type_commit(&vec);
+    double t0 = 0;
+    for (int i = 0; i < iters + warmup; i++) {
+      if (i == warmup) { MPI_Barrier(MPI_COMM_WORLD); t0 = MPI_Wtime(); }
+      if (rank == 0) { MPI_Send(x, 1, vec, 1, 1, MPI_COMM_WORLD); MPI_Recv(y, 1, vec, 1, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE); }
+      else if (rank == 1) { MPI_Recv(y, 1, vec, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE); MPI_Send(x, 1, vec, 0, 1, MPI_COMM_WORLD); }
+    }
+    value = (MPI_Wtime() - t0) * 1e6 / (2.0 * iters); unit = "us";
+    MPI_Type_free(&vec);
   } else if (!strcmp(test, "bw")) {
     MPI_Request req[WINDOW]; char ack[4];
     double t0 = 0;
@@ -150,6 +163,11 @@ const CASES = [
   // A halo exchange on a periodic 2x2 grid (each rank's two neighbors in a
   // dimension are one rank), 8 KiB to each of the four neighbor slots.
   { key: 'neighbor_alltoall_8KiB', test: 'neighbor_alltoall', n: 4, size: 8192, cIters: 1000, liteIters: 1000 },
+  // Derived datatypes: a ping-pong of doubles laid out every other one
+  // (MPI_Type_vector on both sides), 8 KiB and 1 MiB of data; both
+  // libraries pack and unpack around the transfer.
+  { key: 'ddt_latency_8KiB', test: 'ddt_latency', n: 2, size: 8192, cIters: 5000, liteIters: 5000 },
+  { key: 'ddt_latency_1MiB', test: 'ddt_latency', n: 2, size: 1 << 20, cIters: 100, liteIters: 100 },
   { key: 'put_latency_8B', test: 'put_latency', n: 2, size: 8, cIters: 20000, liteIters: 20000 },
   { key: 'get_latency_8B', test: 'get_latency', n: 2, size: 8, cIters: 20000, liteIters: 20000 },
   { key: 'acc_latency_8B', test: 'acc_latency', n: 2, size: 8, cIters: 20000, liteIters: 20000 },

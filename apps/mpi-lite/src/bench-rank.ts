@@ -5,11 +5,13 @@
 // ack; collectives report the average over ranks of each rank's mean time;
 // one-sided latencies (osu_put_latency, osu_get_latency, osu_acc_latency)
 // time one operation and a Flush under LockAll, and put_bw a window of 64
-// Puts and a Flush, rank 0 the origin and rank 1 the target.
-import { InvalidArgumentError, SUM, Win, dimsCreate, finalize, init, wtime, type Comm } from '@ibal/mpi';
+// Puts and a Flush, rank 0 the origin and rank 1 the target. ddt_latency
+// is the ping-pong of `size` bytes of doubles laid out every other one (a
+// vector datatype on both sides, OSU's derived-datatype latency).
+import { DOUBLE, InvalidArgumentError, SUM, Win, dimsCreate, finalize, init, wtime, type Buf, type Comm } from '@ibal/mpi';
 
-export type BenchKind = 'latency' | 'bw' | 'bibw' | 'allreduce' | 'bcast' | 'alltoall' | 'neighbor_alltoall' | 'put_latency' | 'get_latency' | 'acc_latency' | 'put_bw';
-export const BENCH_KINDS: BenchKind[] = ['latency', 'bw', 'bibw', 'allreduce', 'bcast', 'alltoall', 'neighbor_alltoall', 'put_latency', 'get_latency', 'acc_latency', 'put_bw'];
+export type BenchKind = 'latency' | 'ddt_latency' | 'bw' | 'bibw' | 'allreduce' | 'bcast' | 'alltoall' | 'neighbor_alltoall' | 'put_latency' | 'get_latency' | 'acc_latency' | 'put_bw';
+export const BENCH_KINDS: BenchKind[] = ['latency', 'ddt_latency', 'bw', 'bibw', 'allreduce', 'bcast', 'alltoall', 'neighbor_alltoall', 'put_latency', 'get_latency', 'acc_latency', 'put_bw'];
 const RMA_KINDS: BenchKind[] = ['put_latency', 'get_latency', 'acc_latency', 'put_bw'];
 /** Kinds every rank takes part in; the others are between ranks 0 and 1. */
 export const COLLECTIVE_KINDS: BenchKind[] = ['allreduce', 'bcast', 'alltoall', 'neighbor_alltoall'];
@@ -84,8 +86,10 @@ async function timed(comm: Comm, size: number, base: number, kind: 'p2p' | 'bw' 
   return { secs: wtime() - t0, iters };
 }
 
-async function latency(comm: Comm, size: number, base: number, warmupMs: number): Promise<number> {
-  const buf = new Uint8Array(size);
+async function latency(comm: Comm, size: number, base: number, warmupMs: number, strided: boolean): Promise<number> {
+  const n = Math.floor(size / 8);
+  const vector = strided ? DOUBLE.createVector(n, 1, 2).commit() : undefined;
+  const buf: Buf = vector ? [new Float64Array(2 * n), 1, vector] : new Uint8Array(size);
   const loop = async (from: number, to: number): Promise<void> => {
     for (let i = from; i < to; i++) {
       if (comm.rank === 0) {
@@ -98,6 +102,7 @@ async function latency(comm: Comm, size: number, base: number, warmupMs: number)
     }
   };
   const { secs, iters } = await timed(comm, size, base, 'p2p', warmupMs, loop);
+  vector?.free();
   return (secs * 1e6) / (2 * iters);
 }
 
@@ -175,7 +180,7 @@ async function collective(comm: Comm, kind: BenchKind, size: number, base: numbe
 
 export function defaultSizes(kind: BenchKind): number[] {
   const out: number[] = [];
-  const first = kind === 'latency' || kind === 'put_latency' || kind === 'get_latency' ? 0 : kind === 'bw' || kind === 'bibw' || kind === 'put_bw' ? 1 : 8;
+  const first = kind === 'latency' || kind === 'put_latency' || kind === 'get_latency' ? 0 : kind === 'ddt_latency' ? 8 : kind === 'bw' || kind === 'bibw' || kind === 'put_bw' ? 1 : 8;
   if (first === 0) out.push(0);
   for (let s = Math.max(1, first); s <= (kind === 'alltoall' || kind === 'neighbor_alltoall' ? 1 << 18 : 1 << 22); s *= 2) out.push(s);
   return out;
@@ -189,6 +194,7 @@ export async function benchRank(kind: BenchKind, sizes: number[], base: number, 
   if (comm.rank === 0 && !json) {
     const title = {
       latency: 'Latency',
+      ddt_latency: 'Latency (vector datatype, every other double)',
       bw: 'Bandwidth',
       bibw: 'Bi-Directional Bandwidth',
       allreduce: 'Allreduce Latency',
@@ -204,7 +210,7 @@ export async function benchRank(kind: BenchKind, sizes: number[], base: number, 
   }
   for (const size of sizes) {
     let v: number;
-    if (kind === 'latency') v = await latency(comm, size, base, warmupMs);
+    if (kind === 'latency' || kind === 'ddt_latency') v = await latency(comm, size, base, warmupMs, kind === 'ddt_latency');
     else if (kind === 'bw' || kind === 'bibw') v = await bandwidth(comm, size, base, kind === 'bibw', warmupMs);
     else if (RMA_KINDS.includes(kind)) v = await oneSided(comm, kind, size, base, warmupMs);
     else v = await collective(comm, kind, size, base, warmupMs);

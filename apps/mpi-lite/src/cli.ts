@@ -1,6 +1,6 @@
 // mpilite: run MPI-lite jobs and benchmark them.
 //   mpilite run -n N [...] program args       (see run.ts)
-//   mpilite bench latency|bw|bibw|allreduce|bcast|alltoall|neighbor_alltoall|put_latency|get_latency|acc_latency|put_bw [-n N] [--json]
+//   mpilite bench latency|ddt_latency|bw|bibw|allreduce|bcast|alltoall|neighbor_alltoall|put_latency|get_latency|acc_latency|put_bw [-n N] [--json]
 //   mpilite info                              (how a rank here would join: launcher, transports)
 import { fileURLToPath } from 'node:url';
 import { abort, finalized, initialized } from '@ibal/mpi';

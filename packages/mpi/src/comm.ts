@@ -7,7 +7,7 @@ import { deserialize, serialize } from 'node:v8';
 import { ResourceClosedError } from '@ibal/hca';
 import { allgatherv } from './coll/allgather.js';
 import { allreduce } from './coll/allreduce.js';
-import { alltoallv } from './coll/alltoall.js';
+import { alltoallv, alltoallw } from './coll/alltoall.js';
 import { barrier } from './coll/barrier.js';
 import { bcast } from './coll/bcast.js';
 import { gatherv } from './coll/gather.js';
@@ -19,7 +19,8 @@ import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
 import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
 import { bytesOf, checkCounts, checkRank, checkSameType, checkTag, isTypedArray, prefix } from './args.js';
-import { reductionOp, scaled, sendBytes, side, type Buf, type Side } from './dtype/buffer.js';
+import { reductionOp, releaseAfter, scaled, side, typedBlocks, type Buf, type Side } from './dtype/buffer.js';
+import type { Datatype } from './dtype/datatype.js';
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, type Op, type TypedArray } from './ops.js';
 import { MsgFlag } from './protocol/header.js';
@@ -115,10 +116,17 @@ export class Comm {
 
   /** MPI_Isend of a typed array, or of a buffer with a datatype (see Buf). */
   Isend(buf: Buf, dest: number, tag = 0): Request<Status> {
-    const bytes = sendBytes(buf, 'Isend buffer');
+    return this.#isend(buf, dest, tag, 0, 'Isend buffer');
+  }
+
+  #isend(buf: Buf, dest: number, tag: number, flags: number, what: string): Request<Status> {
+    // A plain typed array takes no detour: this is the ping-pong's path.
+    const s = isTypedArray(buf) ? undefined : side(buf, what, 'send');
     this.#p2pArgs(dest, tag, false);
     if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
-    return this.#isendBytes(this.context, dest, tag, bytes, 0);
+    const req = this.#isendBytes(this.context, dest, tag, bytesOf(s ? s.array : (buf as TypedArray)), flags);
+    if (s) releaseAfter(req, s);
+    return req;
   }
 
   /** MPI_Irecv into a typed array, or a buffer with a datatype; wait() gives the Status. */
@@ -136,10 +144,7 @@ export class Comm {
    * receive has started (so also once `buf` may be reused).
    */
   Issend(buf: Buf, dest: number, tag = 0): Request<Status> {
-    const bytes = sendBytes(buf, 'Issend buffer');
-    this.#p2pArgs(dest, tag, false);
-    if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
-    return this.#isendBytes(this.context, dest, tag, bytes, MsgFlag.SYNC);
+    return this.#isend(buf, dest, tag, MsgFlag.SYNC, 'Issend buffer');
   }
 
   /** MPI_Ssend: resolves once the receiver has matched the message. */
@@ -157,7 +162,8 @@ export class Comm {
    * has no room), whatever the receiver does.
    */
   Ibsend(buf: Buf, dest: number, tag = 0): Request<Status> {
-    const bytes = sendBytes(buf, 'Ibsend buffer');
+    const s = side(buf, 'Ibsend buffer', 'send', false);
+    const bytes = bytesOf(s.array);
     this.#p2pArgs(dest, tag, false);
     const status = new Status(dest === PROC_NULL ? PROC_NULL : this.rank, tag, dest === PROC_NULL ? 0 : bytes.byteLength);
     if (dest !== PROC_NULL) sendBuffered(bytes, (copy) => this.#isendBytes(this.context, dest, tag, copy, 0));
@@ -200,7 +206,7 @@ export class Comm {
   }
 
   #sendInit(buf: Buf, dest: number, tag: number, flags: number, what: string): Prequest {
-    const s = side(buf, `${what} buffer`, 'send');
+    const s = side(buf, `${what} buffer`, 'send', false);
     this.#p2pArgs(dest, tag, false);
     const engine = this.#world.engine;
     const bytes = bytesOf(s.array);
@@ -221,7 +227,7 @@ export class Comm {
 
   /** MPI_Recv_init: a persistent receive into `buf`. */
   RecvInit(buf: Buf, source: number = ANY_SOURCE, tag: number = ANY_TAG): Prequest {
-    const s = side(buf, 'RecvInit buffer', 'recv');
+    const s = side(buf, 'RecvInit buffer', 'recv', false);
     this.#p2pArgs(source, tag, true);
     const engine = this.#world.engine;
     const bytes = bytesOf(s.array);
@@ -274,7 +280,7 @@ export class Comm {
 
   /** MPI_Sendrecv_replace: sends `buf`, then receives into it (the bytes sent are copied first). */
   async SendrecvReplace(buf: Buf, dest: number, sendtag: number, source: number = ANY_SOURCE, recvtag: number = ANY_TAG): Promise<Status> {
-    const s = side(buf, 'SendrecvReplace buffer', 'send');
+    const s = side(buf, 'SendrecvReplace buffer', 'send', false);
     // A packed copy is the sender's own already; the caller's memory is copied.
     return this.Sendrecv(s.pack ? s.array : s.array.slice(), dest, sendtag, buf, source, recvtag);
   }
@@ -415,6 +421,7 @@ export class Comm {
     const s = side(buf, 'Bcast buffer', this.rank === root ? 'send' : 'recv');
     await bcast(this.#coll(), s.array, root);
     s.unpack?.(s.array.byteLength);
+    s.release();
   }
 
   async Reduce(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Promise<void> {
@@ -428,6 +435,8 @@ export class Comm {
     if (atRoot) this.#fits(send, r!, 'Reduce');
     await reduce(this.#coll(), send, atRoot ? r!.array.subarray(0, send.length) : undefined, o, root);
     if (atRoot) r!.unpack?.(send.byteLength);
+    s.release();
+    r?.release();
   }
 
   async Allreduce(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
@@ -437,6 +446,7 @@ export class Comm {
     this.#fits(s.array, r, 'Allreduce');
     await allreduce(this.#coll(), s.array, r.array.subarray(0, s.array.length), o);
     r.unpack?.(s.array.byteLength);
+    s.release();
   }
 
   /** Same element type on both sides, and room in the receive side for `n` elements of the send side. */
@@ -454,6 +464,7 @@ export class Comm {
     const counts = new Array<number>(this.size).fill(n);
     await gatherv(this.#coll(), s.array, r?.array, counts, prefix(counts), root);
     r?.unpack?.(n * this.size * s.array.BYTES_PER_ELEMENT);
+    s.release();
   }
 
   /** MPI_Gatherv: counts and displacements in elements of recvbuf (instances of its datatype). */
@@ -462,6 +473,7 @@ export class Comm {
     const s = side(sendbuf, 'Gatherv sendbuf', 'send');
     if (this.rank !== root) {
       await gatherv(this.#coll(), s.array, undefined, undefined, undefined, root);
+      s.release();
       return;
     }
     const r = side(recvbuf, 'Gatherv recvbuf', 'inout');
@@ -470,6 +482,7 @@ export class Comm {
     if (s.array.length < c[root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
     await gatherv(this.#coll(), s.array, r.array, c, d, root);
     r.unpack?.(r.array.byteLength);
+    s.release();
   }
 
   async Scatter(sendbuf: Buf | undefined, recvbuf: Buf, root = 0): Promise<void> {
@@ -484,6 +497,7 @@ export class Comm {
     const counts = new Array<number>(this.size).fill(n);
     await scatterv(this.#coll(), s?.array, counts, prefix(counts), r.array, root);
     r.unpack?.(r.array.byteLength);
+    s?.release();
   }
 
   /** MPI_Scatterv: counts and displacements in elements of sendbuf (instances of its datatype). */
@@ -501,6 +515,7 @@ export class Comm {
     }
     await scatterv(this.#coll(), s?.array, c, d, r.array, root);
     r.unpack?.(r.array.byteLength);
+    s?.release();
   }
 
   async Allgather(sendbuf: Buf, recvbuf: Buf): Promise<void> {
@@ -511,6 +526,7 @@ export class Comm {
     const counts = new Array<number>(this.size).fill(n);
     await allgatherv(this.#coll(), s.array, r.array, counts, prefix(counts));
     r.unpack?.(n * this.size * s.array.BYTES_PER_ELEMENT);
+    s.release();
   }
 
   /** MPI_Allgatherv: counts and displacements in elements of recvbuf (instances of its datatype). */
@@ -521,6 +537,7 @@ export class Comm {
     const [c, d] = scaled(counts, displs, r, this.size, 'Allgatherv');
     await allgatherv(this.#coll(), s.array, r.array, c, d);
     r.unpack?.(r.array.byteLength);
+    s.release();
   }
 
   async Alltoall(sendbuf: Buf, recvbuf: Buf): Promise<void> {
@@ -533,6 +550,7 @@ export class Comm {
     const displs = prefix(counts);
     await alltoallv(this.#coll(), s.array, counts, displs, r.array, counts, displs);
     r.unpack?.(s.array.byteLength);
+    s.release();
   }
 
   /** MPI_Alltoallv: each side's counts and displacements in its own elements (instances of its datatype). */
@@ -544,6 +562,20 @@ export class Comm {
     const [rc, rd] = scaled(rcounts, rdispls, r, this.size, 'Alltoallv (receive)');
     await alltoallv(this.#coll(), s.array, sc, sd, r.array, rc, rd);
     r.unpack?.(r.array.byteLength);
+    s.release();
+  }
+
+  /**
+   * MPI_Alltoallw: block j goes to rank j as scounts[j] instances of
+   * stypes[j] from byte sdispls[j] of sendbuf; block j of recvbuf comes from
+   * rank j likewise. Each pair of blocks needs matching elements only.
+   */
+  async Alltoallw(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Promise<void> {
+    const s = typedBlocks(sendbuf, scounts, sdispls, stypes, this.size, 'Alltoallw (send)', 'send');
+    const r = typedBlocks(recvbuf, rcounts, rdispls, rtypes, this.size, 'Alltoallw (receive)', 'recv');
+    await alltoallw(this.#coll(), s.map((b) => b.array), r.map((b) => b.array));
+    for (const b of r) b.unpack?.(b.array.byteLength);
+    for (const b of s) b.release();
   }
 
   async Scan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
@@ -565,6 +597,8 @@ export class Comm {
     this.#fits(send, r, what);
     await scan(this.#coll(), send, r.array.subarray(0, send.length), o, exclusive);
     if (!(exclusive && this.rank === 0)) r.unpack?.(send.byteLength);
+    s.release();
+    r.release();
   }
 
   /** MPI_Reduce_scatter: block i (counts[i] elements of recvbuf, instances of its datatype) of the reduction goes to rank i. */
@@ -591,6 +625,7 @@ export class Comm {
     if (c.some((n) => n % o.unit !== 0)) throw new InvalidArgumentError(`${what}: ${o.name} needs counts in whole groups of ${o.unit} elements`);
     await reduceScatter(this.#coll(), s.array, r.array, c, o);
     r.unpack?.(c[this.rank]! * r.array.BYTES_PER_ELEMENT);
+    s.release();
   }
 
   /** MPI_Ibarrier. */
@@ -651,6 +686,11 @@ export class Comm {
   /** MPI_Ialltoallv. */
   Ialltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Request<void> {
     return promiseRequest(this.#world.engine, this.Alltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
+  }
+
+  /** MPI_Ialltoallw. */
+  Ialltoallw(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Request<void> {
+    return promiseRequest(this.#world.engine, this.Alltoallw(sendbuf, scounts, sdispls, stypes, recvbuf, rcounts, rdispls, rtypes));
   }
 
   /** MPI_Iscan. */

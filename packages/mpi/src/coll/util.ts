@@ -8,6 +8,8 @@ import type { Request } from '../request.js';
 import type { LocalGroup } from './local-group.js';
 import type { Status } from '../status.js';
 
+export { borrow, type Scratch } from '../scratch.js';
+
 export interface Coll {
   readonly rank: number;
   readonly size: number;
@@ -67,28 +69,3 @@ export function copyInto(dst: TypedArray, src: TypedArray, offset = 0): void {
   (dst as Float64Array).set(src as Float64Array, offset);
 }
 
-// Scratch arrays for the algorithms, kept between calls: allocating a large
-// typed array costs a fresh zeroed mapping and its page faults every time
-// (milliseconds for a megabyte), far more than the reduction itself.
-const pool = new Map<unknown, TypedArray[]>();
-const POOL_PER_TYPE = 6;
-
-export interface Scratch<T extends TypedArray> {
-  buf: T;
-  done(): void;
-}
-
-/** An array of `n` elements of `like`'s type (contents undefined) until done(). */
-export function borrow<T extends TypedArray>(like: T, n: number): Scratch<T> {
-  const ctor = arrayClass(like);
-  let list = pool.get(ctor);
-  if (!list) pool.set(ctor, (list = []));
-  const i = list.findIndex((a) => a.length >= n);
-  const whole = (i >= 0 ? list.splice(i, 1)[0]! : alloc(like, n)) as T;
-  return {
-    buf: whole.subarray(0, n) as T,
-    done: () => {
-      if (list.length < POOL_PER_TYPE) list.push(whole);
-    },
-  };
-}

@@ -9,10 +9,12 @@
 // caller's layout after a receive), as MPI libraries pack non-contiguous
 // types.
 import { InvalidArgumentError } from '@ibal/hca';
-import { bytesOf, checkCounts, isTypedArray, prefix } from '../args.js';
+import { checkCounts, isTypedArray, prefix } from '../args.js';
 import { checkOp, type Op, type TypedArray } from '../ops.js';
 import { checkFits, Datatype } from './datatype.js';
 import { moveInstances } from './pack.js';
+import type { Request } from '../request.js';
+import { borrowOf } from '../scratch.js';
 
 export type BufSpec = readonly [ArrayBufferView, Datatype] | readonly [ArrayBufferView, number | readonly [number, number], Datatype];
 
@@ -37,14 +39,26 @@ export interface Side {
   readonly datatype: Datatype | undefined;
   /** Refills `array` from the caller's layout (a persistent send's start); undefined when `array` is the caller's memory. */
   readonly pack: (() => void) | undefined;
-  /** After a receive: moves the first `bytes` of `array` into the caller's layout; undefined when `array` is the caller's memory. */
+  /**
+   * After a receive: moves the first `bytes` of `array` into the caller's
+   * layout, then releases it; undefined when `array` is the caller's memory.
+   */
   readonly unpack: ((bytes: number) => void) | undefined;
+  /** Gives a pooled packed copy back once the transfer is over (no-op otherwise; once only). */
+  readonly release: () => void;
 }
+
+const none = (): void => {};
 
 const USAGE = 'a typed array, or [buffer, datatype], [buffer, count, datatype] or [buffer, [count, displacement], datatype]';
 
-export function side(b: unknown, what: string, use: Use): Side {
-  if (isTypedArray(b)) return { array: b, per: 1, count: b.length, datatype: undefined, pack: undefined, unpack: undefined };
+/**
+ * The contiguous side of buffer `b`. A packed copy comes from the scratch
+ * pool unless `pooled` is false (persistent requests keep theirs for their
+ * lifetime); release() or unpack() gives it back.
+ */
+export function side(b: unknown, what: string, use: Use, pooled = true): Side {
+  if (isTypedArray(b)) return { array: b, per: 1, count: b.length, datatype: undefined, pack: undefined, unpack: undefined, release: none };
   if (!Array.isArray(b) || (b.length !== 2 && b.length !== 3) || !(b[b.length - 1] instanceof Datatype)) {
     throw new InvalidArgumentError(`${what} must be ${USAGE}`);
   }
@@ -69,13 +83,21 @@ export function side(b: unknown, what: string, use: Use): Side {
   if (type.size === 0 || ((type.contiguous || (n <= 1 && type.disp.length === 1)) && start % unit === 0)) {
     // Already contiguous (and aligned for its element type): no copy.
     const array = type.size === 0 ? new cls(0) : new (cls as unknown as new (b: ArrayBufferLike, o: number, n: number) => TypedArray)(view.buffer, start, n * per);
-    return { array, per, count: n, datatype: type, pack: undefined, unpack: undefined };
+    return { array, per, count: n, datatype: type, pack: undefined, unpack: undefined, release: none };
   }
-  const array = new cls(n * per);
+  const scratch = pooled ? borrowOf(cls, n * per) : undefined;
+  const array = scratch ? scratch.buf : new cls(n * per);
+  const release = scratch ? scratch.done : none;
   const pack = (): void => moveInstances(type, view, off, 0, n, array, 0, true);
   if (use !== 'recv') pack();
-  const unpack = use === 'send' ? undefined : (bytes: number): void => type.unpackPrefix(view, off, array, bytes);
-  return { array, per, count: n, datatype: type, pack, unpack };
+  const unpack =
+    use === 'send'
+      ? undefined
+      : (bytes: number): void => {
+          type.unpackPrefix(view, off, array, bytes);
+          release();
+        };
+  return { array, per, count: n, datatype: type, pack, unpack, release };
 }
 
 /** The instances of `type` that fit in `view` from its start ([buffer, datatype] gives no count). */
@@ -86,9 +108,15 @@ function fitting(type: Datatype, view: ArrayBufferView): number {
   return span > view.byteLength ? 0 : Math.floor((view.byteLength - span) / type.extent) + 1;
 }
 
-/** The bytes a send moves: a plain typed array's own, or its datatype's packed copy. */
-export function sendBytes(b: unknown, what: string): Uint8Array {
-  return bytesOf(isTypedArray(b) ? b : side(b, what, 'send').array);
+/**
+ * Gives a send's packed copy back once the request is done with it: at
+ * once if it already completed (an eager send copied it out), else when it
+ * completes. A failed send leaves it to the garbage collector.
+ */
+export function releaseAfter(req: Request<unknown>, s: Side): void {
+  if (s.release === none) return;
+  if (req.done) s.release();
+  else req.finish = s.release;
 }
 
 /**
@@ -112,4 +140,23 @@ export function scaled(counts: number[] | undefined, displs: number[] | undefine
   const d = displs ?? prefix(counts ?? []);
   checkCounts(counts, d, size, what, side.count);
   return [counts!.map((n) => n * side.per), d.map((n) => n * side.per)];
+}
+
+/**
+ * The blocks of an Alltoallw-style call: block j is counts[j] instances of
+ * types[j] at byte displacement displs[j] of `buf` (MPI's *w calls count
+ * displacements in bytes, the types being unrelated).
+ */
+export function typedBlocks(buf: unknown, counts: unknown, displs: unknown, types: unknown, n: number, what: string, use: Use): Side[] {
+  if (!ArrayBuffer.isView(buf)) throw new InvalidArgumentError(`${what}: the buffer must be a typed array, Buffer or DataView`);
+  // The *w calls have no default displacements: blocks of unrelated types have no natural packing.
+  if (!Array.isArray(displs)) throw new InvalidArgumentError(`${what}: displacements must be ${n} byte offsets`);
+  checkCounts(counts as number[], displs as number[], n, what);
+  if (!Array.isArray(types) || types.length !== n || !types.every((t) => t instanceof Datatype)) throw new InvalidArgumentError(`${what}: types must be ${n} Datatypes`);
+  return (counts as number[]).map((count, j) => {
+    const at = (displs as number[])[j]!;
+    if (at > buf.byteLength) throw new InvalidArgumentError(`${what}: block ${j} starts at byte ${at}, past the buffer's ${buf.byteLength}`);
+    const view = new Uint8Array(buf.buffer, buf.byteOffset + at, buf.byteLength - at);
+    return side([view, count, types[j] as Datatype], `${what} block ${j}`, use);
+  });
 }

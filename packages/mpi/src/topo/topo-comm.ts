@@ -5,7 +5,9 @@ import { neighborExchange, type NeighborPlan } from '../coll/neighbor.js';
 import { part } from '../coll/util.js';
 import { Comm } from '../comm.js';
 import { checkSameType } from '../args.js';
-import { scaled, side, type Buf, type Side } from '../dtype/buffer.js';
+import { PROC_NULL } from '../constants.js';
+import { scaled, side, typedBlocks, type Buf, type Side } from '../dtype/buffer.js';
+import type { Datatype } from '../dtype/datatype.js';
 import type { TypedArray } from '../ops.js';
 import { promiseRequest, type Request } from '../request.js';
 import type { World } from '../world.js';
@@ -50,6 +52,7 @@ export class TopoComm extends Comm {
     if (r.array.length < n * this.indegree) throw new InvalidArgumentError(`NeighborAllgather: recvbuf needs ${n * this.indegree} elements (${this.indegree} blocks of ${n})`);
     await this.#exchange(() => s.array, (j) => part(r.array, j * n, n));
     r.unpack?.(r.array.byteLength);
+    s.release();
   }
 
   /** MPI_Neighbor_allgatherv: block j of `recvbuf` (counts[j] elements at displs[j], instances of its datatype) from sources[j]. */
@@ -58,6 +61,7 @@ export class TopoComm extends Comm {
     const [c, d] = scaled(counts, displs, r, this.indegree, 'NeighborAllgatherv');
     await this.#exchange(() => s.array, (j) => part(r.array, d[j]!, c[j]!));
     r.unpack?.(r.array.byteLength);
+    s.release();
   }
 
   /**
@@ -73,6 +77,7 @@ export class TopoComm extends Comm {
     if (r.array.length < n * indegree) throw new InvalidArgumentError(`NeighborAlltoall: recvbuf needs ${n * indegree} elements (${indegree} blocks of ${n})`);
     await this.#exchange((j) => part(s.array, j * n, n), (j) => part(r.array, j * n, n));
     r.unpack?.(r.array.byteLength);
+    s.release();
   }
 
   /** MPI_Neighbor_alltoallv: counts and displacements per neighbor, in elements of each side (instances of its datatype). */
@@ -82,6 +87,24 @@ export class TopoComm extends Comm {
     const [rc, rd] = scaled(rcounts, rdispls, r, this.indegree, 'NeighborAlltoallv (receive)');
     await this.#exchange((j) => part(s.array, sd[j]!, sc[j]!), (j) => part(r.array, rd[j]!, rc[j]!));
     r.unpack?.(r.array.byteLength);
+    s.release();
+  }
+
+  /**
+   * MPI_Neighbor_alltoallw: block j to destinations[j] is scounts[j]
+   * instances of stypes[j] from byte sdispls[j] of sendbuf; block j from
+   * sources[j] lands likewise in recvbuf. A halo exchange names its faces
+   * (rows, columns, subarrays) in place, with no packing by the caller.
+   */
+  async NeighborAlltoallw(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Promise<void> {
+    const s = typedBlocks(sendbuf, scounts, sdispls, stypes, this.outdegree, 'NeighborAlltoallw (send)', 'send');
+    const r = typedBlocks(recvbuf, rcounts, rdispls, rtypes, this.indegree, 'NeighborAlltoallw (receive)', 'recv');
+    await this.#exchange((j) => s[j]!.array, (j) => r[j]!.array);
+    // A PROC_NULL neighbor sent nothing: its block stays as it was.
+    r.forEach((b, j) => {
+      if (this.sources[j] !== PROC_NULL) b.unpack?.(b.array.byteLength);
+    });
+    for (const b of s) b.release();
   }
 
   /** MPI_Ineighbor_allgather. */
@@ -102,6 +125,11 @@ export class TopoComm extends Comm {
   /** MPI_Ineighbor_alltoallv. */
   IneighborAlltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Request<void> {
     return promiseRequest(Comm.worldOf(this).engine, this.NeighborAlltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
+  }
+
+  /** MPI_Ineighbor_alltoallw. */
+  IneighborAlltoallw(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Request<void> {
+    return promiseRequest(Comm.worldOf(this).engine, this.NeighborAlltoallw(sendbuf, scounts, sdispls, stypes, recvbuf, rcounts, rdispls, rtypes));
   }
 }
 
