@@ -47,7 +47,7 @@ export { RendezvousServer, type RendezvousServerOptions, type AbortInfo } from '
 export { detectLaunch, derivedPort, type LaunchInfo, type LauncherKind } from './bootstrap/launcher.js';
 export { readConfig, type MpiConfig } from './config.js';
 export { IbalError, InvalidArgumentError, ResourceClosedError } from '@ibal/hca';
-export { Win } from './rma/win.js';
+export { Win, type WinTargetSpec } from './rma/win.js';
 export { TopoComm } from './topo/topo-comm.js';
 export { CartComm } from './topo/cart.js';
 export { DistGraphComm } from './topo/dist-graph.js';

@@ -26,6 +26,8 @@ export class Request<T = Status> {
    * layout (given the bytes that arrived).
    */
   finish: ((bytes: number) => void) | undefined;
+  /** @internal Runs once the request has completed, with its error if any (a request made of several, see joined). */
+  onDone: ((error: Error | undefined) => void) | undefined;
 
   constructor(engine: Progress) {
     this.engine = engine;
@@ -46,6 +48,7 @@ export class Request<T = Status> {
     this.error = error;
     this.done = true;
     this.cancelHook = undefined;
+    this.onDone?.(error);
   }
 
   /** MPI_Wait: resolves when the operation completes; rejects with its error. */
@@ -176,4 +179,32 @@ export function promiseRequest<T>(engine: Progress, p: Promise<T>): Request<T> {
     },
   );
   return r;
+}
+
+/**
+ * One request for several (an operation split into pieces): complete when
+ * every one is, after `last` ran; failed with the first error (and `last`
+ * not run). Undefined when all are complete already (`last` has run).
+ */
+export function joined(engine: Progress, reqs: readonly Request<unknown>[], last: () => void): Request<unknown> | undefined {
+  let left = 0;
+  for (const r of reqs) if (!r.done || r.error) left++;
+  if (left === 0) {
+    last();
+    return undefined;
+  }
+  const all = new Request<unknown>(engine);
+  const one = (err: Error | undefined): void => {
+    if (all.done) return;
+    if (err) all.complete(undefined, err);
+    else if (--left === 0) {
+      last();
+      all.complete(undefined);
+    }
+  };
+  for (const r of reqs) {
+    if (!r.done) r.onDone = one;
+    else if (r.error) one(r.error);
+  }
+  return all;
 }

@@ -18,22 +18,6 @@ import { Request } from '../request.js';
 import { accumulate, arrayClassAt, compareAndSwap, withAccLock } from './apply.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, writeControl, type RmaControl } from './protocol.js';
 
-/** A receive (or send) that tells its owner when it completes. */
-class HookedRequest extends Request<unknown> {
-  constructor(
-    engine: Engine,
-    private readonly onDone: (err?: Error) => void,
-  ) {
-    super(engine);
-  }
-
-  override complete(value: unknown, error?: Error): void {
-    if (this.done) return;
-    super.complete(value, error);
-    this.onDone(error);
-  }
-}
-
 interface Op {
   kind: RmaKind;
   offset: number;
@@ -140,11 +124,12 @@ export class WinTarget {
   }
 
   #receive(origin: number, op: Op, into: Uint8Array): void {
-    const req = new HookedRequest(this.#engine, (err) => {
+    const req = new Request<unknown>(this.#engine);
+    req.onDone = (err) => {
       if (err) this.#engine.fail(err);
       op.ready = true;
       this.#drain(origin);
-    });
+    };
     this.#engine.irecv(req, this.#ctx, origin, DATA_TAG, into);
   }
 
@@ -209,9 +194,10 @@ export class WinTarget {
   }
 
   #reply(origin: number, data: Uint8Array): void {
-    const req = new HookedRequest(this.#engine, (err) => {
+    const req = new Request<unknown>(this.#engine);
+    req.onDone = (err) => {
       if (err) this.#engine.fail(err);
-    });
+    };
     this.#engine.isend(req, this.#ctx, this.#group[origin]!, this.#rank, REPLY_TAG, data, 0);
   }
 

@@ -33,17 +33,22 @@
 import { ResourceClosedError, vmRead, vmWrite, type ShmSegment } from '@ibal/hca';
 import { Comm } from '../comm.js';
 import { LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOSUCCEED, PROC_NULL, UNDEFINED } from '../constants.js';
-import { bytesOf, checkBuffer, checkRank, checkSameType } from '../args.js';
+import { bytesOf, checkBuffer, checkRank, checkSameType, isTypedArray } from '../args.js';
+import { side, type Buf } from '../dtype/buffer.js';
+import { Datatype, UINT8_T as UINT8 } from '../dtype/datatype.js';
 import { InvalidArgumentError, RmaSyncError, TransportError } from '../errors.js';
 import { Group } from '../group.js';
 import { ARRAY_CLASSES, MIN, NO_OP, Op, RMA_OPS, SUM, arrayClass, type TypedArray } from '../ops.js';
 import type { Engine } from '../p2p/engine.js';
 import { HDR_WORDS } from '../protocol/header.js';
-import { Request, completedRequest } from '../request.js';
+import { Request, completedRequest, joined } from '../request.js';
 import { accumulateInPlace, compareAndSwap, lockAcc, unlockAcc, withAccLock } from './apply.js';
 import { allocWindowMemory, reachOf, windowCard, type Reach, type WinMemory } from './reach.js';
 import { DATA_TAG, LockType, REPLY_TAG, RmaKind, readControl, writeControl, type RmaControl } from './protocol.js';
 import { WinTarget } from './target.js';
+
+/** Where an operation lands in the target's window: a displacement (in its dispUnit), or [disp, count, datatype] (mpi4py's target). */
+export type WinTargetSpec = number | readonly [disp: number, count: number, datatype: Datatype];
 
 /** The most one operation may move: its length travels in one header word. */
 const MAX_OP_BYTES = 0xffffffff;
@@ -265,24 +270,29 @@ export class Win {
 
   // ---- communication ------------------------------------------------------
 
-  /** MPI_Put: `origin` into rank `targetRank`'s window at `targetDisp` (in its dispUnit). */
-  Put(origin: TypedArray, targetRank: number, targetDisp = 0): void {
-    this.#put(origin, targetRank, targetDisp);
+  /**
+   * MPI_Put: `origin` into rank `targetRank`'s window at `target`: a
+   * displacement (in the target's dispUnit), or mpi4py's [disp, count,
+   * datatype] to spread the data over the target's window as that type
+   * lays it out. `origin` may be a buffer with a datatype (see Buf).
+   */
+  Put(origin: Buf, targetRank: number, target: WinTargetSpec = 0): void {
+    this.#put(origin, targetRank, target);
   }
 
   /** MPI_Rput, in a passive-target epoch: the request completes when `origin` may be reused (Flush completes it at the target). */
-  Rput(origin: TypedArray, targetRank: number, targetDisp = 0): Request<void> {
-    return this.#requested(targetRank, 'Rput', () => this.#put(origin, targetRank, targetDisp));
+  Rput(origin: Buf, targetRank: number, target: WinTargetSpec = 0): Request<void> {
+    return this.#requested(targetRank, 'Rput', () => this.#put(origin, targetRank, target));
   }
 
   /** MPI_Rget, in a passive-target epoch: the request completes when `origin` holds the data. */
-  Rget(origin: TypedArray, targetRank: number, targetDisp = 0): Request<void> {
-    return this.#requested(targetRank, 'Rget', () => this.#get(origin, targetRank, targetDisp));
+  Rget(origin: Buf, targetRank: number, target: WinTargetSpec = 0): Request<void> {
+    return this.#requested(targetRank, 'Rget', () => this.#get(origin, targetRank, target));
   }
 
   /** MPI_Raccumulate, in a passive-target epoch. */
-  Raccumulate(origin: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): Request<void> {
-    return this.#requested(targetRank, 'Raccumulate', () => this.#accumulate(origin, targetRank, targetDisp, op));
+  Raccumulate(origin: Buf, targetRank: number, target: WinTargetSpec = 0, op: Op = SUM): Request<void> {
+    return this.#requested(targetRank, 'Raccumulate', () => this.#accumulate(origin, targetRank, target, op));
   }
 
   /** MPI_Rget_accumulate, in a passive-target epoch: the request completes when `result` holds the old values. */
@@ -303,12 +313,68 @@ export class Win {
     return (req ?? completedRequest(this.#engine, undefined)) as Request<void>;
   }
 
+  /**
+   * An operation with a datatype on either side: the origin packed (or
+   * received into a packed copy), the target's layout split into its
+   * contiguous runs, one operation each, as osc/rdma moves a derived type.
+   * Accumulates stay atomic per element, which is all MPI promises.
+   */
+  #typed(origin: Buf, targetRank: number, target: WinTargetSpec, what: string, use: 'send' | 'recv', move: (piece: Uint8Array, offset: number) => Request<unknown> | undefined): Request<unknown> | undefined {
+    const s = side(origin, `${what} origin`, use);
+    if (this.#null(targetRank)) {
+      s.release();
+      return undefined;
+    }
+    const pieces = this.#pieces(targetRank, target, s.array.byteLength, what);
+    const bytes = bytesOf(s.array);
+    const reqs: Request<unknown>[] = [];
+    let at = 0;
+    for (let i = 0; i < pieces.length; i += 2) {
+      const len = pieces[i + 1]!;
+      const r = move(bytes.subarray(at, at + len), pieces[i]!);
+      if (r) reqs.push(r);
+      at += len;
+    }
+    return joined(this.#engine, reqs, use === 'recv' ? () => s.unpack?.(at) : s.release);
+  }
+
+  /**
+   * Where `len` bytes go in the target's window, as [byte offset, length]
+   * pairs: one for a displacement, one per run of a [disp, count, datatype]
+   * target (whose data must be as long as the origin's).
+   */
+  #pieces(targetRank: number, target: WinTargetSpec, len: number, what: string): number[] {
+    if (typeof target === 'number') return [this.#access(targetRank, target, len, what), len];
+    if (!Array.isArray(target) || target.length !== 3 || !(target[2] instanceof Datatype)) {
+      throw new InvalidArgumentError(`${what}: the target must be a displacement or [disp, count, datatype]`);
+    }
+    const [disp, count, type] = target as readonly [number, number, Datatype];
+    type.checkUsable(`${what} target`);
+    if (!Number.isSafeInteger(count) || count < 0) throw new InvalidArgumentError(`${what}: target count must be a non-negative integer, got ${String(count)}`);
+    if (count * type.size !== len) throw new InvalidArgumentError(`${what}: the origin holds ${len} bytes, the target ${count} x ${type.name} = ${count * type.size}`);
+    const base = this.#access(targetRank, disp, 0, what);
+    const last = (count - 1) * type.extent;
+    const lo = base + Math.min(0, last) + type.trueLb;
+    const hi = base + Math.max(0, last) + type.trueLb + type.trueExtent;
+    if (len > 0 && (lo < 0 || hi > this.#sizes[targetRank]!)) {
+      throw new InvalidArgumentError(`${what}: ${count} x ${type.name} at displacement ${disp} spans bytes [${lo}, ${hi}) of rank ${targetRank}'s window of ${this.#sizes[targetRank]} bytes`);
+    }
+    const out: number[] = [];
+    for (let k = 0; k < count; k++) {
+      for (let i = 0; i < type.disp.length; i++) out.push(base + k * type.extent + type.disp[i]!, type.len[i]!);
+    }
+    return out;
+  }
+
   /** Starts a Put; its request while the origin array is still in use, else undefined. */
-  #put(origin: TypedArray, targetRank: number, targetDisp: number): Request<unknown> | undefined {
-    checkBuffer(origin, 'Put origin');
+  #put(origin: Buf, targetRank: number, target: WinTargetSpec): Request<unknown> | undefined {
+    if (!isTypedArray(origin) || typeof target !== 'number') return this.#typed(origin, targetRank, target, 'Put', 'send', (piece, offset) => this.#putAt(targetRank, piece, offset));
     if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
-    const offset = this.#access(targetRank, targetDisp, bytes.length, 'Put');
+    return this.#putAt(targetRank, bytes, this.#access(targetRank, target, bytes.length, 'Put'));
+  }
+
+  #putAt(targetRank: number, bytes: Uint8Array, offset: number): Request<unknown> | undefined {
     const { direct, vm, rdma } = this.#reach[targetRank]!;
     if (direct) {
       direct.set(bytes, offset);
@@ -323,16 +389,19 @@ export class Win {
     return this.#sendData(targetRank, bytes);
   }
 
-  /** MPI_Get: rank `targetRank`'s window at `targetDisp` into `origin`. */
-  Get(origin: TypedArray, targetRank: number, targetDisp = 0): void {
-    this.#get(origin, targetRank, targetDisp);
+  /** MPI_Get: rank `targetRank`'s window at `target` (a displacement or [disp, count, datatype]) into `origin`. */
+  Get(origin: Buf, targetRank: number, target: WinTargetSpec = 0): void {
+    this.#get(origin, targetRank, target);
   }
 
-  #get(origin: TypedArray, targetRank: number, targetDisp: number): Request<unknown> | undefined {
-    checkBuffer(origin, 'Get origin');
+  #get(origin: Buf, targetRank: number, target: WinTargetSpec): Request<unknown> | undefined {
+    if (!isTypedArray(origin) || typeof target !== 'number') return this.#typed(origin, targetRank, target, 'Get', 'recv', (piece, offset) => this.#getAt(targetRank, piece, offset));
     if (this.#null(targetRank)) return undefined;
     const bytes = bytesOf(origin);
-    const offset = this.#access(targetRank, targetDisp, bytes.length, 'Get');
+    return this.#getAt(targetRank, bytes, this.#access(targetRank, target, bytes.length, 'Get'));
+  }
+
+  #getAt(targetRank: number, bytes: Uint8Array, offset: number): Request<unknown> | undefined {
     const { direct, vm, rdma } = this.#reach[targetRank]!;
     if (direct) {
       bytes.set(direct.subarray(offset, offset + bytes.length));
@@ -348,17 +417,43 @@ export class Win {
     return reply;
   }
 
-  /** MPI_Accumulate: target = origin op target, element by element, atomically per element against other accumulates. */
-  Accumulate(origin: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
-    this.#accumulate(origin, targetRank, targetDisp, op);
+  /**
+   * MPI_Accumulate: target = origin op target, element by element,
+   * atomically per element against other accumulates. A datatype on either
+   * side must be of the origin's one element type.
+   */
+  Accumulate(origin: Buf, targetRank: number, target: WinTargetSpec = 0, op: Op = SUM): void {
+    this.#accumulate(origin, targetRank, target, op);
   }
 
-  #accumulate(origin: TypedArray, targetRank: number, targetDisp: number, op: Op): Request<unknown> | undefined {
-    checkBuffer(origin, 'Accumulate origin');
+  #accumulate(origin: Buf, targetRank: number, target: WinTargetSpec, op: Op): Request<unknown> | undefined {
+    // The datatype path apart: this one is an in-place accumulate's whole cost.
+    if (!isTypedArray(origin) || typeof target !== 'number') return this.#accumulateTyped(origin, targetRank, target, op);
     const code = this.#op(op, origin, 'Accumulate', false);
     if (this.#null(targetRank)) return undefined;
+    return this.#accAt(targetRank, origin, this.#access(targetRank, target, origin.byteLength, 'Accumulate'), code);
+  }
+
+  #accumulateTyped(origin: Buf, targetRank: number, target: WinTargetSpec, op: Op): Request<unknown> | undefined {
+    // The element types, without packing (a malformed origin fails in #typed).
+    const last: unknown = Array.isArray(origin) ? origin[origin.length - 1] : undefined;
+    const otype = isTypedArray(origin) ? Datatype.of(origin) : last instanceof Datatype ? last : undefined;
+    const ttype: unknown = Array.isArray(target) ? target[2] : undefined;
+    if (otype && !otype.homogeneous) throw new InvalidArgumentError(`Accumulate: ${otype.name} mixes element types; an accumulate needs one`);
+    if (otype && ttype instanceof Datatype && (!ttype.homogeneous || otype.arrayClass !== ttype.arrayClass)) {
+      throw new InvalidArgumentError(`Accumulate: the target datatype ${ttype.name} must be of the origin's element type`);
+    }
+    const elements = (otype ?? UINT8).arrayClass;
+    const code = this.#op(op, new elements(0), 'Accumulate', false);
+    return this.#typed(origin, targetRank, target, 'Accumulate', 'send', (piece, offset) => {
+      // Runs of a type of the origin's elements hold whole elements.
+      const view = new (elements as unknown as new (b: ArrayBufferLike, o: number, n: number) => TypedArray)(piece.buffer, piece.byteOffset, piece.byteLength / elements.BYTES_PER_ELEMENT);
+      return this.#accAt(targetRank, view, offset, code);
+    });
+  }
+
+  #accAt(targetRank: number, origin: TypedArray, offset: number, code: number): Request<unknown> | undefined {
     const len = origin.byteLength;
-    const offset = this.#access(targetRank, targetDisp, len, 'Accumulate');
     const reach = this.#reach[targetRank]!;
     if (reach.direct) {
       this.#inPlace(reach, offset, len, code, origin, undefined);
