@@ -210,6 +210,18 @@ describe('datatypes', () => {
     expect(Array.from(got)).toEqual([0x7ff0000000000001n, 0xfff4000000000000n]);
   });
 
+  it('a type whose extent overflows 32-bit word indices packs byte-wise', () => {
+    // One instance of a 32 GiB extent: the offsets no longer fit the word tables.
+    const huge = DOUBLE.createVector(3, 1, 2).createResized(0, 2 ** 35).commit();
+    const src = Float64Array.from({ length: 5 }, (_, i) => i + 0.5);
+    const out = new Float64Array(3);
+    huge.pack(src, 1, out);
+    expect(Array.from(out)).toEqual([0.5, 2.5, 4.5]);
+    const back = new Float64Array(5);
+    huge.unpack(out, 0, back, 1);
+    expect(Array.from(back)).toEqual([0.5, 0, 2.5, 0, 4.5]);
+  });
+
   it('bad arguments and misuse get typed errors', () => {
     expect(() => DOUBLE.createVector(-1, 1, 1)).toThrow(InvalidArgumentError);
     expect(() => DOUBLE.createVector(2, 1.5, 1)).toThrow(InvalidArgumentError);
