@@ -207,6 +207,7 @@ export class World {
         const spinNs = this.config.spinNs ?? (crowded ? OVERSUBSCRIBED_SPIN_NS : DEFAULT_SPIN_NS);
         const yieldNs = this.config.yieldNs ?? (crowded ? OVERSUBSCRIBED_YIELD_NS : 0);
         shm = new ShmTransport(local, l.rank, this.config.shmRingBytes, this.config.shmEagerLimit, this.engine.sink, spinNs, yieldNs);
+        shm.longSpin = !crowded && this.config.spinNs === undefined;
         this.#transports.push(shm);
       } catch (err) {
         if (!(err instanceof SysCallError)) throw err;

@@ -40,8 +40,12 @@ export interface Transport {
   armWake(kick: () => void): void;
   /** Ends a pending armWake. */
   disarm(): void;
-  /** Waits on this thread for at most `timeoutMs` (spinning briefly first); only shared memory can. */
-  waitSync?(timeoutMs: number): void;
+  /**
+   * Waits on this thread for at most `timeoutMs` (spinning briefly first,
+   * or up to `expectNs` when the caller expects that long a wait); only
+   * shared memory can.
+   */
+  waitSync?(timeoutMs: number, expectNs?: number): void;
   /** Keeps the process alive only while there is something to do. */
   close(): Promise<void> | void;
 }
