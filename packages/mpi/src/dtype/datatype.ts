@@ -342,15 +342,7 @@ export class Datatype {
    * into `outbuf` at byte `position`; returns the position after them.
    */
   pack(inbuf: ArrayBufferView, count: number, outbuf: ArrayBufferView, position = 0): number {
-    this.checkUsable('pack');
-    checkCount(count, 'pack: count');
-    checkView(inbuf, 'pack: inbuf');
-    checkView(outbuf, 'pack: outbuf');
-    checkCount(position, 'pack: position');
-    checkFits(this, inbuf, 0, count, 'pack: inbuf');
-    if (position + count * this.size > outbuf.byteLength) throw new InvalidArgumentError(`pack: ${count * this.size} bytes at position ${position} run past outbuf's ${outbuf.byteLength}`);
-    moveInstances(this, inbuf, 0, 0, count, outbuf, position, true);
-    return position + count * this.size;
+    return this.#packed('pack', inbuf, outbuf, position, count, true);
   }
 
   /**
@@ -358,15 +350,22 @@ export class Datatype {
    * into `outbuf`'s layout; returns the position after them.
    */
   unpack(inbuf: ArrayBufferView, position: number, outbuf: ArrayBufferView, count: number): number {
-    this.checkUsable('unpack');
-    checkCount(count, 'unpack: count');
-    checkView(inbuf, 'unpack: inbuf');
-    checkView(outbuf, 'unpack: outbuf');
-    checkCount(position, 'unpack: position');
-    checkFits(this, outbuf, 0, count, 'unpack: outbuf');
-    if (position + count * this.size > inbuf.byteLength) throw new InvalidArgumentError(`unpack: ${count * this.size} bytes at position ${position} run past inbuf's ${inbuf.byteLength}`);
-    moveInstances(this, outbuf, 0, 0, count, inbuf, position, false);
-    return position + count * this.size;
+    return this.#packed('unpack', outbuf, inbuf, position, count, false);
+  }
+
+  /** Checks, then moves `count` instances between `user`'s layout and `packed` at `position`. */
+  #packed(what: string, user: ArrayBufferView, packed: ArrayBufferView, position: number, count: number, toPacked: boolean): number {
+    const [userName, packedName] = toPacked ? ['inbuf', 'outbuf'] : ['outbuf', 'inbuf'];
+    this.checkUsable(what);
+    checkCount(count, `${what}: count`);
+    checkView(user, `${what}: ${userName}`);
+    checkView(packed, `${what}: ${packedName}`);
+    checkCount(position, `${what}: position`);
+    checkFits(this, user, 0, count, `${what}: ${userName}`);
+    const end = position + count * this.size;
+    if (end > packed.byteLength) throw new InvalidArgumentError(`${what}: ${count * this.size} bytes at position ${position} run past ${packedName}'s ${packed.byteLength}`);
+    moveInstances(this, user, 0, 0, count, packed, position, toPacked);
+    return end;
   }
 
   /** @internal Unpacks the first `bytes` of a packed message (a short receive fills only what arrived). */
