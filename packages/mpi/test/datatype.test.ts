@@ -262,23 +262,25 @@ describe('datatypes', () => {
   });
 });
 
-describe('datatypes in communication and one-sided operations (fixtures/dtype-check.mjs)', () => {
+const seed = Number(process.env.MPI_TEST_SEED ?? Math.floor(Math.random() * 1e6));
+
+describe(`datatypes in communication and one-sided operations (fixtures/dtype-check.mjs, seed ${seed})`, () => {
   for (const n of [2, 4]) {
     it(`${n} ranks over shared memory`, async () => {
-      const r = await runJob(n, 'dtype-check.mjs', [], { timeoutMs: 60_000 });
+      const r = await runJob(n, 'dtype-check.mjs', [String(seed)], { timeoutMs: 60_000 });
       expectClean(r);
       for (const out of r.stdout) expect(out).toContain(`dtype ok ${n}`);
     }, 90_000);
   }
 
   it('3 ranks over shared memory, one-sided operations by message (MPILITE_OSC=pt2pt)', async () => {
-    const r = await runJob(3, 'dtype-check.mjs', [], { env: { MPILITE_OSC: 'pt2pt' }, timeoutMs: 60_000 });
+    const r = await runJob(3, 'dtype-check.mjs', [String(seed)], { env: { MPILITE_OSC: 'pt2pt' }, timeoutMs: 60_000 });
     expectClean(r);
     for (const out of r.stdout) expect(out).toContain('dtype ok 3');
   }, 90_000);
 
   it('3 ranks over verbs RC (soft HCA)', async () => {
-    const r = await runJob(3, 'dtype-check.mjs', [], { env: { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }, timeoutMs: 60_000 });
+    const r = await runJob(3, 'dtype-check.mjs', [String(seed)], { env: { MPILITE_TRANSPORTS: 'verbs', IBAL_SOFT_SHM: '0' }, timeoutMs: 60_000 });
     expectClean(r);
     for (const out of r.stdout) expect(out).toContain('dtype ok 3');
   }, 90_000);
