@@ -19,7 +19,7 @@ import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
 import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
 import { bytesOf, checkCounts, checkRank, checkSameType, checkTag, isTypedArray, prefix } from './args.js';
-import { reductionOp, releaseAfter, scaled, side, typedBlocks, type Buf, type Side } from './dtype/buffer.js';
+import { blockOf, copyOfSide, reductionOp, releaseAfter, scaled, side, typedBlocks, type Buf, type Side } from './dtype/buffer.js';
 import type { Datatype } from './dtype/datatype.js';
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, type Op, type TypedArray } from './ops.js';
@@ -42,7 +42,11 @@ export interface CollectiveChannel {
   irecv(buf: TypedArray, source: number, tag: number): Request<Status>;
 }
 
-/** MPI_IN_PLACE for Allreduce, Reduce (at the root), Scan and Exscan. */
+/**
+ * MPI_IN_PLACE: as sendbuf of Allreduce, Scan, Exscan, Allgather(v),
+ * Alltoall(v), ReduceScatter(Block), and of Reduce and Gather(v) at the
+ * root; as recvbuf of Scatter(v) at the root.
+ */
 export const IN_PLACE: unique symbol = Symbol('MPI_IN_PLACE');
 export type SendBuf = Buf | typeof IN_PLACE;
 
@@ -412,6 +416,13 @@ export class Comm {
     checkRank(root, this.size, 'root');
   }
 
+  /** Whether `buf` is IN_PLACE, which only the root of a rooted collective may pass. */
+  #rootInPlace(buf: unknown, root: number, what: string): boolean {
+    if (buf !== IN_PLACE) return false;
+    if (this.rank !== root) throw new InvalidArgumentError(`${what}: IN_PLACE is for the root only (rank ${root})`);
+    return true;
+  }
+
   async Barrier(): Promise<void> {
     return barrier(this.#coll());
   }
@@ -455,10 +466,12 @@ export class Comm {
     if (r.array.length < n) throw new InvalidArgumentError(`${what}: recvbuf has ${r.array.length} elements, ${n} needed`);
   }
 
-  async Gather(sendbuf: Buf, recvbuf: Buf | undefined, root = 0): Promise<void> {
+  /** MPI_Gather; IN_PLACE as the root's sendbuf: its block is in recvbuf already. */
+  async Gather(sendbuf: SendBuf, recvbuf: Buf | undefined, root = 0): Promise<void> {
     this.#root(root);
-    const s = side(sendbuf, 'Gather sendbuf', 'send');
-    const r = this.rank === root ? side(recvbuf, 'Gather recvbuf', 'recv') : undefined;
+    const inPlace = this.#rootInPlace(sendbuf, root, 'Gather');
+    const r = this.rank === root ? side(recvbuf, 'Gather recvbuf', inPlace ? 'inout' : 'recv') : undefined;
+    const s = inPlace ? evenBlock(r!, root, this.size, 'Gather') : side(sendbuf, 'Gather sendbuf', 'send');
     const n = s.array.length;
     if (r) this.#fits(s.array, r, 'Gather', n * this.size);
     const counts = new Array<number>(this.size).fill(n);
@@ -467,17 +480,19 @@ export class Comm {
     s.release();
   }
 
-  /** MPI_Gatherv: counts and displacements in elements of recvbuf (instances of its datatype). */
-  async Gatherv(sendbuf: Buf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
+  /** MPI_Gatherv: counts and displacements in elements of recvbuf (instances of its datatype); IN_PLACE as for Gather. */
+  async Gatherv(sendbuf: SendBuf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
     this.#root(root);
-    const s = side(sendbuf, 'Gatherv sendbuf', 'send');
+    const inPlace = this.#rootInPlace(sendbuf, root, 'Gatherv');
     if (this.rank !== root) {
+      const s = side(sendbuf, 'Gatherv sendbuf', 'send');
       await gatherv(this.#coll(), s.array, undefined, undefined, undefined, root);
       s.release();
       return;
     }
     const r = side(recvbuf, 'Gatherv recvbuf', 'inout');
     const [c, d] = scaled(counts, displs, r, this.size, 'Gatherv');
+    const s = inPlace ? blockOf(r, d[root]!, c[root]!) : side(sendbuf, 'Gatherv sendbuf', 'send');
     this.#fits(s.array, r, 'Gatherv', 0);
     if (s.array.length < c[root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
     await gatherv(this.#coll(), s.array, r.array, c, d, root);
@@ -485,11 +500,13 @@ export class Comm {
     s.release();
   }
 
-  async Scatter(sendbuf: Buf | undefined, recvbuf: Buf, root = 0): Promise<void> {
+  /** MPI_Scatter; IN_PLACE as the root's recvbuf: its block stays where it is in sendbuf. */
+  async Scatter(sendbuf: Buf | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Promise<void> {
     this.#root(root);
-    const r = side(recvbuf, 'Scatter recvbuf', 'recv');
-    const n = r.array.length;
+    const inPlace = this.#rootInPlace(recvbuf, root, 'Scatter');
     const s = this.rank === root ? side(sendbuf, 'Scatter sendbuf', 'send') : undefined;
+    const r = inPlace ? evenBlock(s!, root, this.size, 'Scatter') : side(recvbuf, 'Scatter recvbuf', 'recv');
+    const n = r.array.length;
     if (s) {
       checkSameType(s.array, r.array, 'Scatter');
       if (s.array.length < n * this.size) throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
@@ -500,27 +517,30 @@ export class Comm {
     s?.release();
   }
 
-  /** MPI_Scatterv: counts and displacements in elements of sendbuf (instances of its datatype). */
-  async Scatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf, root = 0): Promise<void> {
+  /** MPI_Scatterv: counts and displacements in elements of sendbuf (instances of its datatype); IN_PLACE as for Scatter. */
+  async Scatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Promise<void> {
     this.#root(root);
-    // inout: a count smaller than recvbuf leaves its tail as it was.
-    const r = side(recvbuf, 'Scatterv recvbuf', 'inout');
+    const inPlace = this.#rootInPlace(recvbuf, root, 'Scatterv');
     let c: number[] | undefined;
     let d: number[] | undefined;
     let s: Side | undefined;
     if (this.rank === root) {
       s = side(sendbuf, 'Scatterv sendbuf', 'send');
-      checkSameType(s.array, r.array, 'Scatterv');
       [c, d] = scaled(counts, displs, s, this.size, 'Scatterv');
     }
+    // inout: a count smaller than recvbuf leaves its tail as it was.
+    const r = inPlace ? blockOf(s!, d![root]!, c![root]!) : side(recvbuf, 'Scatterv recvbuf', 'inout');
+    if (s) checkSameType(s.array, r.array, 'Scatterv');
     await scatterv(this.#coll(), s?.array, c, d, r.array, root);
     r.unpack?.(r.array.byteLength);
     s?.release();
   }
 
-  async Allgather(sendbuf: Buf, recvbuf: Buf): Promise<void> {
-    const s = side(sendbuf, 'Allgather sendbuf', 'send');
-    const r = side(recvbuf, 'Allgather recvbuf', 'recv');
+  /** MPI_Allgather; IN_PLACE as sendbuf: each rank's block is in recvbuf already. */
+  async Allgather(sendbuf: SendBuf, recvbuf: Buf): Promise<void> {
+    const inPlace = sendbuf === IN_PLACE;
+    const r = side(recvbuf, 'Allgather recvbuf', inPlace ? 'inout' : 'recv');
+    const s = inPlace ? evenBlock(r, this.rank, this.size, 'Allgather') : side(sendbuf, 'Allgather sendbuf', 'send');
     const n = s.array.length;
     this.#fits(s.array, r, 'Allgather', n * this.size);
     const counts = new Array<number>(this.size).fill(n);
@@ -529,20 +549,22 @@ export class Comm {
     s.release();
   }
 
-  /** MPI_Allgatherv: counts and displacements in elements of recvbuf (instances of its datatype). */
-  async Allgatherv(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Promise<void> {
-    const s = side(sendbuf, 'Allgatherv sendbuf', 'send');
+  /** MPI_Allgatherv: counts and displacements in elements of recvbuf (instances of its datatype); IN_PLACE as for Allgather. */
+  async Allgatherv(sendbuf: SendBuf, recvbuf: Buf, counts: number[], displs?: number[]): Promise<void> {
     const r = side(recvbuf, 'Allgatherv recvbuf', 'inout');
-    this.#fits(s.array, r, 'Allgatherv', 0);
     const [c, d] = scaled(counts, displs, r, this.size, 'Allgatherv');
+    const s = sendbuf === IN_PLACE ? blockOf(r, d[this.rank]!, c[this.rank]!) : side(sendbuf, 'Allgatherv sendbuf', 'send');
+    this.#fits(s.array, r, 'Allgatherv', 0);
     await allgatherv(this.#coll(), s.array, r.array, c, d);
     r.unpack?.(r.array.byteLength);
     s.release();
   }
 
-  async Alltoall(sendbuf: Buf, recvbuf: Buf): Promise<void> {
-    const s = side(sendbuf, 'Alltoall sendbuf', 'send');
-    const r = side(recvbuf, 'Alltoall recvbuf', 'recv');
+  /** MPI_Alltoall; IN_PLACE as sendbuf: recvbuf holds the blocks to send and gets those received. */
+  async Alltoall(sendbuf: SendBuf, recvbuf: Buf): Promise<void> {
+    const inPlace = sendbuf === IN_PLACE;
+    const r = side(recvbuf, 'Alltoall recvbuf', inPlace ? 'inout' : 'recv');
+    const s = inPlace ? copyOfSide(r) : side(sendbuf, 'Alltoall sendbuf', 'send');
     const total = s.array.length;
     if (total % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${total} is not a multiple of ${this.size}`);
     this.#fits(s.array, r, 'Alltoall', total);
@@ -553,13 +575,19 @@ export class Comm {
     s.release();
   }
 
-  /** MPI_Alltoallv: each side's counts and displacements in its own elements (instances of its datatype). */
-  async Alltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Promise<void> {
-    const s = side(sendbuf, 'Alltoallv sendbuf', 'send');
+  /**
+   * MPI_Alltoallv: each side's counts and displacements in its own elements
+   * (instances of its datatype). IN_PLACE as sendbuf: the blocks sent are
+   * recvbuf's, by the receive counts and displacements (the send ones are
+   * ignored, as MPI says).
+   */
+  async Alltoallv(sendbuf: SendBuf, scounts: number[] | undefined, sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Promise<void> {
+    const inPlace = sendbuf === IN_PLACE;
     const r = side(recvbuf, 'Alltoallv recvbuf', 'inout');
+    const s = inPlace ? copyOfSide(r) : side(sendbuf, 'Alltoallv sendbuf', 'send');
     checkSameType(s.array, r.array, 'Alltoallv');
-    const [sc, sd] = scaled(scounts, sdispls, s, this.size, 'Alltoallv (send)');
     const [rc, rd] = scaled(rcounts, rdispls, r, this.size, 'Alltoallv (receive)');
+    const [sc, sd] = inPlace ? [rc, rd] : scaled(scounts, sdispls, s, this.size, 'Alltoallv (send)');
     await alltoallv(this.#coll(), s.array, sc, sd, r.array, rc, rd);
     r.unpack?.(r.array.byteLength);
     s.release();
@@ -601,17 +629,24 @@ export class Comm {
     r.release();
   }
 
-  /** MPI_Reduce_scatter: block i (counts[i] elements of recvbuf, instances of its datatype) of the reduction goes to rank i. */
-  async ReduceScatter(sendbuf: Buf, recvbuf: Buf, counts: number[], op: Op = SUM): Promise<void> {
-    const r = side(recvbuf, 'ReduceScatter recvbuf', 'recv');
-    return this.#reduceScatter(side(sendbuf, 'ReduceScatter sendbuf', 'send'), r, counts, op, 'ReduceScatter');
+  /**
+   * MPI_Reduce_scatter: block i (counts[i] elements of recvbuf, instances of
+   * its datatype) of the reduction goes to rank i. IN_PLACE as sendbuf:
+   * recvbuf holds the whole input, and this rank's block lands at its start.
+   */
+  async ReduceScatter(sendbuf: SendBuf, recvbuf: Buf, counts: number[], op: Op = SUM): Promise<void> {
+    const inPlace = sendbuf === IN_PLACE;
+    const r = side(recvbuf, 'ReduceScatter recvbuf', inPlace ? 'inout' : 'recv');
+    return this.#reduceScatter(inPlace ? copyOfSide(r) : side(sendbuf, 'ReduceScatter sendbuf', 'send'), r, counts, op, 'ReduceScatter');
   }
 
-  /** MPI_Reduce_scatter_block: ReduceScatter with recvbuf's count for every rank. */
-  async ReduceScatterBlock(sendbuf: Buf, recvbuf: Buf, op: Op = SUM): Promise<void> {
-    const r = side(recvbuf, 'ReduceScatterBlock recvbuf', 'recv');
-    const s = side(sendbuf, 'ReduceScatterBlock sendbuf', 'send');
-    return this.#reduceScatter(s, r, new Array<number>(this.size).fill(r.count), op, 'ReduceScatterBlock');
+  /** MPI_Reduce_scatter_block: ReduceScatter with recvbuf's count for every rank (with IN_PLACE, recvbuf's count over the ranks). */
+  async ReduceScatterBlock(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
+    const inPlace = sendbuf === IN_PLACE;
+    const r = side(recvbuf, 'ReduceScatterBlock recvbuf', inPlace ? 'inout' : 'recv');
+    const s = inPlace ? copyOfSide(r) : side(sendbuf, 'ReduceScatterBlock sendbuf', 'send');
+    if (inPlace && r.count % this.size !== 0) throw new InvalidArgumentError(`ReduceScatterBlock: with IN_PLACE, recvbuf's count ${r.count} must be a multiple of ${this.size}`);
+    return this.#reduceScatter(s, r, new Array<number>(this.size).fill(inPlace ? r.count / this.size : r.count), op, 'ReduceScatterBlock');
   }
 
   async #reduceScatter(s: Side, r: Side, counts: number[], op: Op, what: string): Promise<void> {
@@ -649,42 +684,42 @@ export class Comm {
   }
 
   /** MPI_Igather. */
-  Igather(sendbuf: Buf, recvbuf: Buf | undefined, root = 0): Request<void> {
+  Igather(sendbuf: SendBuf, recvbuf: Buf | undefined, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Gather(sendbuf, recvbuf, root));
   }
 
   /** MPI_Igatherv. */
-  Igatherv(sendbuf: Buf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Request<void> {
+  Igatherv(sendbuf: SendBuf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Gatherv(sendbuf, recvbuf, counts, displs, root));
   }
 
   /** MPI_Iscatter. */
-  Iscatter(sendbuf: Buf | undefined, recvbuf: Buf, root = 0): Request<void> {
+  Iscatter(sendbuf: Buf | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Scatter(sendbuf, recvbuf, root));
   }
 
   /** MPI_Iscatterv. */
-  Iscatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf, root = 0): Request<void> {
+  Iscatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Request<void> {
     return promiseRequest(this.#world.engine, this.Scatterv(sendbuf, counts, displs, recvbuf, root));
   }
 
   /** MPI_Iallgather. */
-  Iallgather(sendbuf: Buf, recvbuf: Buf): Request<void> {
+  Iallgather(sendbuf: SendBuf, recvbuf: Buf): Request<void> {
     return promiseRequest(this.#world.engine, this.Allgather(sendbuf, recvbuf));
   }
 
   /** MPI_Iallgatherv. */
-  Iallgatherv(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Request<void> {
+  Iallgatherv(sendbuf: SendBuf, recvbuf: Buf, counts: number[], displs?: number[]): Request<void> {
     return promiseRequest(this.#world.engine, this.Allgatherv(sendbuf, recvbuf, counts, displs));
   }
 
   /** MPI_Ialltoall. */
-  Ialltoall(sendbuf: Buf, recvbuf: Buf): Request<void> {
+  Ialltoall(sendbuf: SendBuf, recvbuf: Buf): Request<void> {
     return promiseRequest(this.#world.engine, this.Alltoall(sendbuf, recvbuf));
   }
 
   /** MPI_Ialltoallv. */
-  Ialltoallv(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Request<void> {
+  Ialltoallv(sendbuf: SendBuf, scounts: number[] | undefined, sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Request<void> {
     return promiseRequest(this.#world.engine, this.Alltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
   }
 
@@ -704,12 +739,12 @@ export class Comm {
   }
 
   /** MPI_Ireduce_scatter. */
-  IreduceScatter(sendbuf: Buf, recvbuf: Buf, counts: number[], op: Op = SUM): Request<void> {
+  IreduceScatter(sendbuf: SendBuf, recvbuf: Buf, counts: number[], op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.ReduceScatter(sendbuf, recvbuf, counts, op));
   }
 
   /** MPI_Ireduce_scatter_block. */
-  IreduceScatterBlock(sendbuf: Buf, recvbuf: Buf, op: Op = SUM): Request<void> {
+  IreduceScatterBlock(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.ReduceScatterBlock(sendbuf, recvbuf, op));
   }
 
@@ -1022,3 +1057,9 @@ function numbers(value: unknown, what: string): Float64Array {
   return Float64Array.from(list as number[]);
 }
 
+/** Block `j` of `s` split evenly over `size` ranks (an in-place rooted or all-to-all collective's own block). */
+function evenBlock(s: Side, j: number, size: number, what: string): Side {
+  if (s.array.length % size !== 0) throw new InvalidArgumentError(`${what}: with IN_PLACE the buffer's ${s.array.length} elements must split evenly over ${size} ranks`);
+  const n = s.array.length / size;
+  return blockOf(s, j * n, n);
+}

@@ -160,3 +160,13 @@ export function typedBlocks(buf: unknown, counts: unknown, displs: unknown, type
     return side([view, count, types[j] as Datatype], `${what} block ${j}`, use);
   });
 }
+
+/** `n` elements of `s`'s array from `start`, as a side of their own (an in-place collective's own block). */
+export function blockOf(s: Side, start: number, n: number): Side {
+  return { array: s.array.subarray(start, start + n), per: s.per, count: n / s.per, datatype: s.datatype, pack: undefined, unpack: undefined, release: none };
+}
+
+/** A copy of `s`'s elements to send from, when the receive overwrites them (in-place all-to-all and reduce-scatter). */
+export function copyOfSide(s: Side): Side {
+  return { ...blockOf(s, 0, s.array.length), array: s.array.slice() };
+}
