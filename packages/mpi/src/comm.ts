@@ -27,7 +27,7 @@ import { MsgFlag } from './protocol/header.js';
 import { sendBuffered } from './bsend.js';
 import { CONGRUENT, Group, IDENT } from './group.js';
 import { Message } from './message.js';
-import { Prequest } from './prequest.js';
+import { Prequest, collectiveInit } from './prequest.js';
 import { Request, completedRequest, promiseRequest } from './request.js';
 import { Status } from './status.js';
 import type { World } from './world.js';
@@ -751,6 +751,95 @@ export class Comm {
   /** MPI_Iallreduce. */
   Iallreduce(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Request<void> {
     return promiseRequest(this.#world.engine, this.Allreduce(sendbuf, recvbuf, op));
+  }
+
+  // ---- persistent collectives (MPI-4): arguments bound once, start() runs them
+  // (see collectiveInit). An iterative solver's Allreduce or a pipeline's
+  // Bcast is set up once and started every step.
+
+  /** MPI_Barrier_init. */
+  BarrierInit(): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Barrier());
+  }
+
+  /** MPI_Bcast_init. */
+  BcastInit(buf: Buf, root = 0): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Bcast(buf, root));
+  }
+
+  /** MPI_Reduce_init. */
+  ReduceInit(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Reduce(sendbuf, recvbuf, op, root));
+  }
+
+  /** MPI_Allreduce_init. */
+  AllreduceInit(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Allreduce(sendbuf, recvbuf, op));
+  }
+
+  /** MPI_Gather_init. */
+  GatherInit(sendbuf: SendBuf, recvbuf: Buf | undefined, root = 0): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Gather(sendbuf, recvbuf, root));
+  }
+
+  /** MPI_Gatherv_init. */
+  GathervInit(sendbuf: SendBuf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Gatherv(sendbuf, recvbuf, counts, displs, root));
+  }
+
+  /** MPI_Scatter_init. */
+  ScatterInit(sendbuf: Buf | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Scatter(sendbuf, recvbuf, root));
+  }
+
+  /** MPI_Scatterv_init. */
+  ScattervInit(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Scatterv(sendbuf, counts, displs, recvbuf, root));
+  }
+
+  /** MPI_Allgather_init. */
+  AllgatherInit(sendbuf: SendBuf, recvbuf: Buf): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Allgather(sendbuf, recvbuf));
+  }
+
+  /** MPI_Allgatherv_init. */
+  AllgathervInit(sendbuf: SendBuf, recvbuf: Buf, counts: number[], displs?: number[]): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Allgatherv(sendbuf, recvbuf, counts, displs));
+  }
+
+  /** MPI_Alltoall_init. */
+  AlltoallInit(sendbuf: SendBuf, recvbuf: Buf): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Alltoall(sendbuf, recvbuf));
+  }
+
+  /** MPI_Alltoallv_init. */
+  AlltoallvInit(sendbuf: SendBuf, scounts: number[] | undefined, sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Alltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
+  }
+
+  /** MPI_Alltoallw_init. */
+  AlltoallwInit(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Alltoallw(sendbuf, scounts, sdispls, stypes, recvbuf, rcounts, rdispls, rtypes));
+  }
+
+  /** MPI_Scan_init. */
+  ScanInit(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Scan(sendbuf, recvbuf, op));
+  }
+
+  /** MPI_Exscan_init. */
+  ExscanInit(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Prequest {
+    return collectiveInit(this.#world.engine, () => this.Exscan(sendbuf, recvbuf, op));
+  }
+
+  /** MPI_Reduce_scatter_init. */
+  ReduceScatterInit(sendbuf: SendBuf, recvbuf: Buf, counts: number[], op: Op = SUM): Prequest {
+    return collectiveInit(this.#world.engine, () => this.ReduceScatter(sendbuf, recvbuf, counts, op));
+  }
+
+  /** MPI_Reduce_scatter_block_init. */
+  ReduceScatterBlockInit(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Prequest {
+    return collectiveInit(this.#world.engine, () => this.ReduceScatterBlock(sendbuf, recvbuf, op));
   }
 
   // ---- collectives, objects ---------------------------------------------

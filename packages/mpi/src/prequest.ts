@@ -3,7 +3,7 @@
 // exchanges the same buffers every step (a halo exchange, a pipeline) checks
 // its arguments once, not every iteration.
 import { InvalidArgumentError } from '@ibal/hca';
-import { Request, type Progress } from './request.js';
+import { Request, settleWith, type Progress } from './request.js';
 import type { Status } from './status.js';
 
 export class Prequest extends Request<Status> {
@@ -53,4 +53,15 @@ export class Prequest extends Request<Status> {
     }
     for (const r of requests) r.start();
   }
+}
+
+/**
+ * A persistent collective (MPI-4's MPI_Allreduce_init and the rest): each
+ * start() runs `run`, whose collective takes its place in the
+ * communicator's order of collectives then, as a nonblocking one does when
+ * called; every member starts its requests in the same order. An argument
+ * error shows as the first start's failure.
+ */
+export function collectiveInit(engine: Progress, run: () => Promise<void>): Prequest {
+  return new Prequest(engine, (req) => settleWith(engine, req, run().then(() => req.status)));
 }

@@ -168,6 +168,12 @@ export function completedRequest<T>(engine: Progress, value: T): Request<T> {
 /** A request that completes with a promise: nonblocking collectives. */
 export function promiseRequest<T>(engine: Progress, p: Promise<T>): Request<T> {
   const r = new Request<T>(engine);
+  settleWith(engine, r, p);
+  return r;
+}
+
+/** Completes `r` when `p` settles (with its value, or failed with its error) and wakes the waiters. */
+export function settleWith<T>(engine: Progress, r: Request<T>, p: Promise<T>): void {
   p.then(
     (v) => {
       r.complete(v);
@@ -178,7 +184,6 @@ export function promiseRequest<T>(engine: Progress, p: Promise<T>): Request<T> {
       engine.kick();
     },
   );
-  return r;
 }
 
 /**

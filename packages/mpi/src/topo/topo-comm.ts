@@ -9,6 +9,7 @@ import { PROC_NULL } from '../constants.js';
 import { scaled, side, typedBlocks, type Buf, type Side } from '../dtype/buffer.js';
 import type { Datatype } from '../dtype/datatype.js';
 import type { TypedArray } from '../ops.js';
+import { collectiveInit, type Prequest } from '../prequest.js';
 import { promiseRequest, type Request } from '../request.js';
 import type { World } from '../world.js';
 
@@ -130,6 +131,31 @@ export class TopoComm extends Comm {
   /** MPI_Ineighbor_alltoallw. */
   IneighborAlltoallw(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Request<void> {
     return promiseRequest(Comm.worldOf(this).engine, this.NeighborAlltoallw(sendbuf, scounts, sdispls, stypes, recvbuf, rcounts, rdispls, rtypes));
+  }
+
+  /** MPI_Neighbor_allgather_init: a persistent halo exchange (see Comm.AllreduceInit). */
+  NeighborAllgatherInit(sendbuf: Buf, recvbuf: Buf): Prequest {
+    return collectiveInit(Comm.worldOf(this).engine, () => this.NeighborAllgather(sendbuf, recvbuf));
+  }
+
+  /** MPI_Neighbor_allgatherv_init: a persistent halo exchange (see Comm.AllreduceInit). */
+  NeighborAllgathervInit(sendbuf: Buf, recvbuf: Buf, counts: number[], displs?: number[]): Prequest {
+    return collectiveInit(Comm.worldOf(this).engine, () => this.NeighborAllgatherv(sendbuf, recvbuf, counts, displs));
+  }
+
+  /** MPI_Neighbor_alltoall_init: a persistent halo exchange (see Comm.AllreduceInit). */
+  NeighborAlltoallInit(sendbuf: Buf, recvbuf: Buf): Prequest {
+    return collectiveInit(Comm.worldOf(this).engine, () => this.NeighborAlltoall(sendbuf, recvbuf));
+  }
+
+  /** MPI_Neighbor_alltoallv_init: a persistent halo exchange (see Comm.AllreduceInit). */
+  NeighborAlltoallvInit(sendbuf: Buf, scounts: number[], sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Prequest {
+    return collectiveInit(Comm.worldOf(this).engine, () => this.NeighborAlltoallv(sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls));
+  }
+
+  /** MPI_Neighbor_alltoallw_init: a persistent halo exchange (see Comm.AllreduceInit). */
+  NeighborAlltoallwInit(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Prequest {
+    return collectiveInit(Comm.worldOf(this).engine, () => this.NeighborAlltoallw(sendbuf, scounts, sdispls, stypes, recvbuf, rcounts, rdispls, rtypes));
   }
 }
 
