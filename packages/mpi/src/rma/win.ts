@@ -296,8 +296,8 @@ export class Win {
   }
 
   /** MPI_Rget_accumulate, in a passive-target epoch: the request completes when `result` holds the old values. */
-  RgetAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): Request<void> {
-    return this.#requested(targetRank, 'RgetAccumulate', () => this.#getAccumulate(origin, result, targetRank, targetDisp, op));
+  RgetAccumulate(origin: Buf, result: Buf, targetRank: number, target: WinTargetSpec = 0, op: Op = SUM): Request<void> {
+    return this.#requested(targetRank, 'RgetAccumulate', () => this.#getAccumulate(origin, result, targetRank, target, op));
   }
 
   /**
@@ -476,20 +476,50 @@ export class Win {
     }
   }
 
-  /** MPI_Get_accumulate: `result` gets the target's values from before `op` applied `origin` to them (NO_OP: only read). */
-  GetAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp = 0, op: Op = SUM): void {
-    this.#getAccumulate(origin, result, targetRank, targetDisp, op);
+  /**
+   * MPI_Get_accumulate: `result` gets the target's values from before `op`
+   * applied `origin` to them (NO_OP: only read). Origin and result may be
+   * buffers with datatypes and the target a [disp, count, datatype], all of
+   * one element type.
+   */
+  GetAccumulate(origin: Buf, result: Buf, targetRank: number, target: WinTargetSpec = 0, op: Op = SUM): void {
+    this.#getAccumulate(origin, result, targetRank, target, op);
   }
 
-  #getAccumulate(origin: TypedArray, result: TypedArray, targetRank: number, targetDisp: number, op: Op): Request<unknown> | undefined {
-    checkBuffer(origin, 'GetAccumulate origin');
-    checkBuffer(result, 'GetAccumulate result');
-    checkSameType(origin, result, 'GetAccumulate');
-    if (origin.length !== result.length) throw new InvalidArgumentError(`GetAccumulate: origin has ${origin.length} elements, result ${result.length}`);
-    const code = this.#op(op, origin, 'GetAccumulate', true);
+  #getAccumulate(origin: Buf, result: Buf, targetRank: number, target: WinTargetSpec, op: Op): Request<unknown> | undefined {
+    const plain = isTypedArray(origin) && isTypedArray(result) && typeof target === 'number';
+    // Both sides as contiguous elements (a datatype's packed into a copy; the result's unpacked when all is in).
+    const o = plain ? undefined : side(origin, 'GetAccumulate origin', 'send');
+    const r = plain ? undefined : side(result, 'GetAccumulate result', 'recv');
+    const ov = o ? o.array : (origin as TypedArray);
+    const rv = r ? r.array : (result as TypedArray);
+    checkSameType(ov, rv, 'GetAccumulate');
+    if (ov.length !== rv.length) throw new InvalidArgumentError(`GetAccumulate: origin has ${ov.length} elements, result ${rv.length}`);
+    if (!plain) {
+      for (const t of [o!.datatype, r!.datatype, Array.isArray(target) ? (target[2] as unknown) : undefined]) {
+        if (t instanceof Datatype && (!t.homogeneous || t.arrayClass !== arrayClass(ov))) throw new InvalidArgumentError(`GetAccumulate: datatype ${t.name} is not of the origin's one element type`);
+      }
+    }
+    const code = this.#op(op, ov, 'GetAccumulate', true);
     if (this.#null(targetRank)) return undefined;
+    if (plain) return this.#getAccAt(targetRank, ov, rv, this.#access(targetRank, target as number, ov.byteLength, 'GetAccumulate'), code);
+    const pieces = this.#pieces(targetRank, target, ov.byteLength, 'GetAccumulate');
+    const bpe = ov.BYTES_PER_ELEMENT;
+    const reqs: Request<unknown>[] = [];
+    for (let i = 0, at = 0; i < pieces.length; i += 2) {
+      const n = pieces[i + 1]! / bpe;
+      const req = this.#getAccAt(targetRank, ov.subarray(at, at + n), rv.subarray(at, at + n), pieces[i]!, code);
+      if (req) reqs.push(req);
+      at += n;
+    }
+    return joined(this.#engine, reqs, () => {
+      r!.unpack?.(rv.byteLength);
+      o!.release();
+    });
+  }
+
+  #getAccAt(targetRank: number, origin: TypedArray, result: TypedArray, offset: number, code: number): Request<unknown> | undefined {
     const len = origin.byteLength;
-    const offset = this.#access(targetRank, targetDisp, len, 'GetAccumulate');
     const reach = this.#reach[targetRank]!;
     if (reach.direct) {
       this.#inPlace(reach, offset, len, code, origin, result);
