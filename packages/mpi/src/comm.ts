@@ -320,6 +320,19 @@ export class Comm {
     return this.issend(obj, dest, tag).wait();
   }
 
+  /** A buffered-mode send of a value (mpi4py's comm.ibsend): complete at once, its serialized bytes held in the attached buffer (see Ibsend). */
+  ibsend(obj: unknown, dest: number, tag = 0): Request<Status> {
+    this.#p2pArgs(dest, tag, false);
+    if (dest === PROC_NULL) return completedRequest(this.#world.engine, new Status(PROC_NULL, tag, 0));
+    const bytes = pack(obj);
+    sendBuffered(bytes, (copy) => this.#isendBytes(this.context, dest, tag, copy, MsgFlag.OBJECT));
+    return completedRequest(this.#world.engine, new Status(this.rank, tag, bytes.byteLength));
+  }
+
+  async bsend(obj: unknown, dest: number, tag = 0): Promise<Status> {
+    return this.ibsend(obj, dest, tag).wait();
+  }
+
   /** Resolves with the value; pass a Status to learn its source, tag and size. */
   async recv<T = unknown>(source: number = ANY_SOURCE, tag: number = ANY_TAG, status?: Status): Promise<T> {
     const req = this.irecv<T>(source, tag);
@@ -921,6 +934,23 @@ export class Comm {
     const arr = numbers(value, 'allreduce');
     const out = new Float64Array(arr.length);
     await this.Allreduce(arr, out, op);
+    return Array.isArray(value) ? Array.from(out) : out[0]!;
+  }
+
+  /** The inclusive prefix reduction of numbers (or arrays of numbers) over ranks 0..this one. */
+  async scan(value: number | number[], op: Op = SUM): Promise<number | number[]> {
+    const arr = numbers(value, 'scan');
+    const out = new Float64Array(arr.length);
+    await this.Scan(arr, out, op);
+    return Array.isArray(value) ? Array.from(out) : out[0]!;
+  }
+
+  /** The exclusive prefix reduction over ranks 0..this one - 1; undefined on rank 0 (mpi4py's None). */
+  async exscan(value: number | number[], op: Op = SUM): Promise<number | number[] | undefined> {
+    const arr = numbers(value, 'exscan');
+    const out = new Float64Array(arr.length);
+    await this.Exscan(arr, out, op);
+    if (this.rank === 0) return undefined;
     return Array.isArray(value) ? Array.from(out) : out[0]!;
   }
 

@@ -3,9 +3,10 @@
 // subarray, struct, resized) says where a message's elements lie in memory,
 // so a matrix column or a halo face travels without the caller packing it.
 //
-// A committed type is flattened once into its type map as byte runs
+// A type is flattened as it is built, into its type map as byte runs
 // (displacement, length) in type-map order, adjacent runs merged: packing is
-// then one loop over runs, whatever constructors built the type.
+// then one loop over runs, whatever constructors built the type, and a type
+// stays whole when the types it was built from are freed.
 import { InvalidArgumentError, ResourceClosedError } from '@ibal/hca';
 import type { TypedArray } from '../ops.js';
 import { moveBytes, moveInstances } from './pack.js';
