@@ -35,6 +35,7 @@ import type { World } from './world.js';
 // topology is created, not at import (a cycle of class definitions).
 import type { CartComm } from './topo/cart.js';
 import type { DistGraphComm } from './topo/dist-graph.js';
+import type { Intercomm } from './intercomm.js';
 
 /** Point-to-point for one collective call with several tags (see Comm.collectiveChannel). */
 export interface CollectiveChannel {
@@ -60,15 +61,18 @@ export class Comm {
   /** Context id of point-to-point traffic; collectives use the next one. */
   readonly context: number;
   readonly #world: World;
+  /** World ranks that point-to-point ranks name: the group itself, or an intercommunicator's remote group. */
+  readonly #peers: readonly number[];
   readonly #local: LocalGroup | undefined;
   #collSeq = 0;
   #freed = false;
 
-  /** @internal */
-  constructor(world: World, context: number, group: readonly number[]) {
+  /** @internal `peers`: the remote group of an intercommunicator (see Intercomm). */
+  constructor(world: World, context: number, group: readonly number[], peers: readonly number[] = group) {
     this.#world = world;
     this.context = context;
     this.group = group;
+    this.#peers = peers;
     this.size = group.length;
     this.rank = group.indexOf(world.rank);
     this.#local = LocalGroup.for(world.engine.endpoints, world.engine.transports, group, this.rank);
@@ -98,7 +102,7 @@ export class Comm {
   #isendBytes(ctx: number, dest: number, tag: number, data: Uint8Array, flags: number): Request<Status> {
     const engine = this.#world.engine;
     const req = new Request<Status>(engine);
-    engine.isend(req as Request<unknown>, ctx, this.group[dest]!, this.rank, tag, data, flags);
+    engine.isend(req as Request<unknown>, ctx, this.#peers[dest]!, this.rank, tag, data, flags);
     return req;
   }
 
@@ -114,7 +118,7 @@ export class Comm {
 
   #p2pArgs(peer: number, tag: number, recv: boolean): void {
     this.#check();
-    checkRank(peer, this.size, recv ? 'source' : 'dest', recv ? [ANY_SOURCE, PROC_NULL] : [PROC_NULL]);
+    checkRank(peer, this.#peers.length, recv ? 'source' : 'dest', recv ? [ANY_SOURCE, PROC_NULL] : [PROC_NULL]);
     checkTag(tag, 'tag', recv, TAG_UB);
   }
 
@@ -225,7 +229,7 @@ export class Comm {
         req.complete(req.status);
         return;
       }
-      engine.isend(req as Request<unknown>, ctx, this.group[dest]!, this.rank, tag, bytes, flags);
+      engine.isend(req as Request<unknown>, ctx, this.#peers[dest]!, this.rank, tag, bytes, flags);
     });
   }
 
@@ -409,7 +413,20 @@ export class Comm {
 
   #nextCollTag(): number {
     this.#check();
+    this.#intraOnly();
     return this.#collSeq++ & TAG_UB;
+  }
+
+  /** MPI_Comm_test_inter. */
+  get isInter(): boolean {
+    return this.#peers !== this.group;
+  }
+
+  // An intercommunicator has the collectives Intercomm implements; the rest
+  // (and what creates communicators from it) fail here rather than run
+  // with a meaning MPI does not give them.
+  #intraOnly(): void {
+    if (this.isInter) throw new InvalidArgumentError('this call is not available on an intercommunicator: merge() it into an intracommunicator first (Intercomm has Barrier, Bcast, Allreduce and Allgather)');
   }
 
   #coll(): Coll {
@@ -1045,6 +1062,7 @@ export class Comm {
    * for UNDEFINED). Collective.
    */
   static async partition(comm: Comm, color: number, key: number): Promise<{ context: number; group: number[] } | undefined> {
+    comm.#intraOnly();
     const mine = Int32Array.of(color, key);
     const all = new Int32Array(2 * comm.size);
     await comm.Allgather(mine, all);
@@ -1133,9 +1151,45 @@ export class Comm {
     return this.split(color, key);
   }
 
+  /**
+   * MPI_Intercomm_create: an intercommunicator between this communicator's
+   * group and another, disjoint one. Collective over both groups: each
+   * calls it on its own communicator, naming its leader there, and the two
+   * leaders find each other through `peerComm` (where `remoteLeader` is the
+   * other leader's rank) under `tag`.
+   */
+  async createIntercomm(localLeader: number, peerComm: Comm, remoteLeader: number, tag = 0): Promise<Intercomm> {
+    this.#check();
+    this.#intraOnly();
+    checkRank(localLeader, this.size, 'createIntercomm localLeader');
+    checkTag(tag, 'createIntercomm tag', false, TAG_UB);
+    if (!(peerComm instanceof Comm)) throw new InvalidArgumentError('createIntercomm: peerComm must be a communicator');
+    const { Intercomm } = await import('./intercomm.js');
+    // The local steps of the intercommunicator's collectives run on a
+    // duplicate of this communicator.
+    const intra = await this.dup();
+    const proposal = new Int32Array(1);
+    await intra.Allreduce(Int32Array.of(this.#world.nextContext), proposal, MAX);
+    let agreed: { context: number; remote: number[] } | undefined;
+    if (this.rank === localLeader) {
+      checkRank(remoteLeader, peerComm.size, 'createIntercomm remoteLeader');
+      const other = await peerComm.sendrecv<{ proposal: number; group: number[] }>({ proposal: proposal[0], group: this.group }, remoteLeader, tag, remoteLeader, tag);
+      agreed = { context: Math.max(proposal[0]!, other.proposal), remote: other.group };
+    }
+    agreed = await intra.bcast(agreed, localLeader);
+    const { context, remote } = agreed!;
+    this.#world.nextContext = Math.max(this.#world.nextContext, context + 2);
+    if (remote.some((w) => this.group.includes(w))) {
+      intra.free();
+      throw new InvalidArgumentError('createIntercomm: the two groups overlap (MPI needs them disjoint)');
+    }
+    return new Intercomm(this.#world, context, this.group, remote, intra);
+  }
+
   // Every member proposes its next free context id; the largest wins, and
   // every member moves past it, so the new id is unused by all of them.
   async #agreeContext(): Promise<number> {
+    this.#intraOnly();
     const proposal = Int32Array.of(this.#world.nextContext);
     const agreed = new Int32Array(1);
     await this.Allreduce(proposal, agreed, MAX);

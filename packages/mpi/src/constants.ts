@@ -6,6 +6,8 @@ export const ANY_SOURCE = -1;
 export const ANY_TAG = -1;
 /** The null process: sends and receives to it complete at once (MPI_PROC_NULL). */
 export const PROC_NULL = -2;
+/** The root's own root argument in an intercommunicator's rooted collectives (MPI_ROOT). */
+export const ROOT = -4;
 /** split(): a color that leaves the caller out of every new communicator (MPI_UNDEFINED). */
 export const UNDEFINED = -32766;
 /** The largest tag a program may use (MPI_TAG_UB); tags above are reserved for collectives. */

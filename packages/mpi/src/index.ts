@@ -5,6 +5,7 @@
 export { init, finalize, abort, commWorld, initialized, finalized, wtime, worldInfo } from './init.js';
 export { getVersion, getLibraryVersion, getProcessorName, wtick } from './environ.js';
 export { Comm, IN_PLACE, type SendBuf } from './comm.js';
+export { Intercomm } from './intercomm.js';
 export { Request } from './request.js';
 export { Prequest } from './prequest.js';
 export { Message } from './message.js';
@@ -40,7 +41,7 @@ export {
   UINT64_T,
 } from './dtype/datatype.js';
 export type { Buf, BufSpec } from './dtype/buffer.js';
-export { ANY_SOURCE, ANY_TAG, PROC_NULL, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED, CART, DIST_GRAPH } from './constants.js';
+export { ANY_SOURCE, ANY_TAG, PROC_NULL, ROOT, UNDEFINED, TAG_UB, LOCK_EXCLUSIVE, LOCK_SHARED, MODE_NOCHECK, MODE_NOPRECEDE, MODE_NOPUT, MODE_NOSTORE, MODE_NOSUCCEED, COMM_TYPE_SHARED, CART, DIST_GRAPH } from './constants.js';
 export { Op, SUM, PROD, MIN, MAX, LAND, LOR, LXOR, BAND, BOR, BXOR, MAXLOC, MINLOC, REPLACE, NO_OP, type OpFunction, type TypedArray } from './ops.js';
 export { JobAbortedError, TruncateError, BootstrapError, NotInitializedError, TransportError, RmaSyncError, PendingError, BufferError } from './errors.js';
 export { RendezvousServer, type RendezvousServerOptions, type AbortInfo } from './bootstrap/server.js';
