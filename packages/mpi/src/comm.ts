@@ -426,7 +426,7 @@ export class Comm {
   // (and what creates communicators from it) fail here rather than run
   // with a meaning MPI does not give them.
   #intraOnly(): void {
-    if (this.isInter) throw new InvalidArgumentError('this call is not available on an intercommunicator: merge() it into an intracommunicator first (Intercomm has Barrier, Bcast, Allreduce and Allgather)');
+    if (this.isInter) throw new InvalidArgumentError('this call is not available on an intercommunicator: merge() it into an intracommunicator first (Intercomm has Barrier, Bcast, Reduce, Gather, Scatter, Allreduce, Allgather and Alltoall)');
   }
 
   #coll(): Coll {

@@ -3,7 +3,8 @@
 // remote group's members (Comm's whole point-to-point API works as is);
 // this rank's own rank and size are in its local group. The collectives
 // MPI defines between the groups that programs coupling two codes use
-// most are here (Barrier, Bcast with ROOT/PROC_NULL, Allreduce, Allgather),
+// most are here (Barrier; Bcast, Reduce, Gather, Scatter with ROOT and
+// PROC_NULL; Allreduce, Allgather, Alltoall),
 // each a local step on a duplicate of the local communicator and one
 // exchange between the two leaders (local rank 0); for the rest, merge()
 // gives an intracommunicator over both groups.
@@ -14,7 +15,8 @@ import { PROC_NULL, ROOT } from './constants.js';
 import { checkRank, checkSameType } from './args.js';
 import { reductionOp, side, type Buf } from './dtype/buffer.js';
 import { Group } from './group.js';
-import type { CollectiveChannel, SendBuf } from './comm.js';
+import type { CollectiveChannel, IN_PLACE, SendBuf } from './comm.js';
+import { Request } from './request.js';
 import type { World } from './world.js';
 
 export class Intercomm extends Comm {
@@ -84,12 +86,11 @@ export class Intercomm extends Comm {
    * remote group.
    */
   override async Bcast(buf: Buf, root = 0): Promise<void> {
-    const sending = root === ROOT || root === PROC_NULL;
-    if (!sending) checkRank(root, this.remoteSize, 'Bcast root (a rank of the remote group, or ROOT / PROC_NULL in the sending group)');
-    const s = root === PROC_NULL ? undefined : side(buf, 'Bcast buffer', root === ROOT ? 'send' : 'recv');
+    const role = this.#role(root, 'Bcast');
+    const s = role === 'idle' ? undefined : side(buf, 'Bcast buffer', role === 'root' ? 'send' : 'recv');
     const ch = Comm.collectiveChannel(this, 1);
-    if (root === ROOT) await ch.isend(s!.array, 0, 0).wait();
-    else if (!sending) {
+    if (role === 'root') await ch.isend(s!.array, 0, 0).wait();
+    else if (role === 'remote') {
       if (this.rank === 0) await ch.irecv(s!.array, root, 0).wait();
       await this.#intra.Bcast(s!.array, 0);
       s!.unpack?.(s!.array.byteLength);
@@ -127,6 +128,108 @@ export class Intercomm extends Comm {
     await this.#intra.Bcast(r.array, 0);
     r.unpack?.(r.array.byteLength);
     s.release();
+  }
+
+  /**
+   * MPI_Reduce between the groups: the root (ROOT; its group's others pass
+   * PROC_NULL) gets the reduction of the other group's buffers, whose
+   * members pass the root's rank in their remote group.
+   */
+  override async Reduce(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Promise<void> {
+    const role = this.#role(root, 'Reduce');
+    if (role === 'idle') {
+      Comm.collectiveChannel(this, 1);
+      return;
+    }
+    if (role === 'root') {
+      const r = side(recvbuf, 'Reduce recvbuf', 'recv');
+      const ch = Comm.collectiveChannel(this, 1);
+      await ch.irecv(r.array, 0, 0).wait();
+      r.unpack?.(r.array.byteLength);
+      return;
+    }
+    if (typeof sendbuf === 'symbol') throw new InvalidArgumentError('Reduce: IN_PLACE is not defined on an intercommunicator');
+    const s = side(sendbuf, 'Reduce sendbuf', 'send');
+    const o = reductionOp(op, s, 'Reduce');
+    const ch = Comm.collectiveChannel(this, 1);
+    const ours = this.rank === 0 ? s.array.slice() : undefined;
+    await this.#intra.Reduce(s.array, ours, o, 0);
+    if (ours) await ch.isend(ours, root, 0).wait();
+    s.release();
+  }
+
+  /** MPI_Gather between the groups: the root (ROOT) gets one block from each member of the other group, in their rank order. */
+  override async Gather(sendbuf: SendBuf, recvbuf: Buf | undefined, root = 0): Promise<void> {
+    const role = this.#role(root, 'Gather');
+    if (role === 'idle') {
+      Comm.collectiveChannel(this, 1);
+      return;
+    }
+    if (role === 'root') {
+      const r = side(recvbuf, 'Gather recvbuf', 'recv');
+      const ch = Comm.collectiveChannel(this, 1);
+      await ch.irecv(r.array, 0, 0).wait();
+      r.unpack?.(r.array.byteLength);
+      return;
+    }
+    if (typeof sendbuf === 'symbol') throw new InvalidArgumentError('Gather: IN_PLACE is not defined on an intercommunicator');
+    const s = side(sendbuf, 'Gather sendbuf', 'send');
+    const ch = Comm.collectiveChannel(this, 1);
+    const ours = this.rank === 0 ? new (arrayClass(s.array))(s.array.length * this.size) : undefined;
+    await this.#intra.Gather(s.array, ours, 0);
+    if (ours) await ch.isend(ours, root, 0).wait();
+    s.release();
+  }
+
+  /** MPI_Scatter between the groups: the root (ROOT) sends block j of sendbuf to the other group's rank j. */
+  override async Scatter(sendbuf: Buf | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Promise<void> {
+    const role = this.#role(root, 'Scatter');
+    if (role === 'idle') {
+      Comm.collectiveChannel(this, 1);
+      return;
+    }
+    if (role === 'root') {
+      const s = side(sendbuf, 'Scatter sendbuf', 'send');
+      if (s.array.length % this.remoteSize !== 0) throw new InvalidArgumentError(`Scatter: sendbuf's ${s.array.length} elements do not split over ${this.remoteSize} remote ranks`);
+      const ch = Comm.collectiveChannel(this, 1);
+      await ch.isend(s.array, 0, 0).wait();
+      s.release();
+      return;
+    }
+    if (typeof recvbuf === 'symbol') throw new InvalidArgumentError('Scatter: IN_PLACE is not defined on an intercommunicator');
+    const r = side(recvbuf, 'Scatter recvbuf', 'recv');
+    const ch = Comm.collectiveChannel(this, 1);
+    const all = this.rank === 0 ? new (arrayClass(r.array))(r.array.length * this.size) : undefined;
+    if (all) await ch.irecv(all, root, 0).wait();
+    await this.#intra.Scatter(all, r.array, 0);
+    r.unpack?.(r.array.byteLength);
+  }
+
+  /** MPI_Alltoall between the groups: block j of sendbuf to remote rank j; block j of recvbuf from it. */
+  override async Alltoall(sendbuf: SendBuf, recvbuf: Buf): Promise<void> {
+    if (typeof sendbuf === 'symbol') throw new InvalidArgumentError('Alltoall: IN_PLACE is not defined on an intercommunicator');
+    const s = side(sendbuf, 'Alltoall sendbuf', 'send');
+    const r = side(recvbuf, 'Alltoall recvbuf', 'recv');
+    checkSameType(s.array, r.array, 'Alltoall');
+    const p = this.remoteSize;
+    if (s.array.length % p !== 0 || r.array.length % p !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf and recvbuf must split over the ${p} remote ranks`);
+    const out = s.array.length / p;
+    const into = r.array.length / p;
+    const ch = Comm.collectiveChannel(this, 1);
+    const reqs = [];
+    for (let j = 0; j < p; j++) reqs.push(ch.irecv(r.array.subarray(j * into, (j + 1) * into), j, 0));
+    for (let j = 0; j < p; j++) reqs.push(ch.isend(s.array.subarray(j * out, (j + 1) * out), j, 0));
+    await Request.waitAll(reqs);
+    r.unpack?.(r.array.byteLength);
+    s.release();
+  }
+
+  /** What this rank does in a rooted collective: the root, an idle member of the root's group, or a member of the other group. */
+  #role(root: number, what: string): 'root' | 'idle' | 'remote' {
+    if (root === ROOT) return 'root';
+    if (root === PROC_NULL) return 'idle';
+    checkRank(root, this.remoteSize, `${what} root (a rank of the remote group, or ROOT / PROC_NULL in the root's group)`);
+    return 'remote';
   }
 
   /** MPI_Comm_free: the intercommunicator and its local duplicate. */
