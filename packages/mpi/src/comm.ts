@@ -1214,8 +1214,8 @@ export class Comm {
   }
 }
 
-/** v8.serialize (the structured clone algorithm), with a typed error for values it cannot clone. */
-function pack(obj: unknown): Uint8Array {
+/** @internal v8.serialize (the structured clone algorithm), with a typed error for values it cannot clone. */
+export function pack(obj: unknown): Uint8Array {
   try {
     return serialize(obj);
   } catch (err) {

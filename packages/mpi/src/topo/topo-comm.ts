@@ -1,10 +1,10 @@
 // What Cartesian and graph communicators share (mpi4py's Topocomm): a list
 // of incoming and outgoing neighbors, and the neighbor collectives over them.
-import { deserialize, serialize } from 'node:v8';
+import { deserialize } from 'node:v8';
 import { InvalidArgumentError } from '@ibal/hca';
 import { neighborExchange, type NeighborPlan } from '../coll/neighbor.js';
 import { part } from '../coll/util.js';
-import { Comm } from '../comm.js';
+import { Comm, pack } from '../comm.js';
 import { checkSameType } from '../args.js';
 import { PROC_NULL } from '../constants.js';
 import { scaled, side, typedBlocks, type Buf, type Side } from '../dtype/buffer.js';
@@ -117,13 +117,13 @@ export class TopoComm extends Comm {
   /** mpi4py's neighbor_alltoall: objs[j] to destinations[j]; one value per incoming neighbor (undefined for PROC_NULL). */
   async neighborAlltoall<T>(objs: T[]): Promise<(T | undefined)[]> {
     if (!Array.isArray(objs) || objs.length !== this.outdegree) throw new InvalidArgumentError(`neighborAlltoall needs an array of ${this.outdegree} values (one per outgoing neighbor)`);
-    const out = serializeEach(objs);
+    const out = objs.map(pack);
     // Each value's length first (every block one element), then the bytes, in blocks of those lengths.
     const lens = new Float64Array(this.indegree);
     await this.NeighborAlltoall(Float64Array.from(out, (b) => b.length), lens);
     const rcounts = Array.from(lens);
     const into = new Uint8Array(rcounts.reduce((a, b) => a + b, 0));
-    await this.NeighborAlltoallv(concat(out), out.map((b) => b.length), undefined, into, rcounts);
+    await this.NeighborAlltoallv(Buffer.concat(out), out.map((b) => b.length), undefined, into, rcounts);
     let at = 0;
     return rcounts.map((n, j) => {
       const v = this.sources[j] === PROC_NULL ? undefined : (deserialize(into.subarray(at, at + n)) as T);
@@ -192,24 +192,4 @@ function sides(sendbuf: Buf, recvbuf: Buf, what: string): [Side, Side] {
   const r = side(recvbuf, `${what} recvbuf`, 'inout');
   checkSameType(s.array, r.array, what);
   return [s, r];
-}
-
-function serializeEach(objs: readonly unknown[]): Uint8Array[] {
-  return objs.map((o) => {
-    try {
-      return serialize(o);
-    } catch (err) {
-      throw new InvalidArgumentError(`cannot send this value: ${(err as Error).message}`, { cause: err });
-    }
-  });
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((a, b) => a + b.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    all.set(p, at);
-    at += p.length;
-  }
-  return all;
 }
