@@ -158,11 +158,18 @@ describe('examples', () => {
     expect(r.stdout).toContain('max |parallel - serial| = 0');
   });
 
-  it('2-d heat on a Cartesian process grid (NeighborAlltoallv halos) matches the serial computation exactly', async () => {
+  it('2-d heat on a Cartesian process grid (persistent NeighborAlltoallw halos of row and column types) matches the serial computation exactly', async () => {
     const r = await mpilite(['run', '-n', '4', example('stencil.mjs'), '60', '90', '50']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('on 4 ranks as a 2x2 grid');
     expect(r.stdout).toContain('max |parallel - serial| = 0');
+  });
+
+  it('a distributed transpose in one Alltoall with datatypes is exact', async () => {
+    const r = await mpilite(['run', '-n', '4', example('transpose.mjs'), '128']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('128x128 doubles on 4 ranks');
+    expect(r.stdout).toContain('elements wrong: 0');
   });
 
   it('data-parallel training step with allreduce of gradients', async () => {
