@@ -17,7 +17,7 @@ import { scan } from './coll/scan.js';
 import { scatterv } from './coll/scatter.js';
 import { LocalGroup } from './coll/local-group.js';
 import type { Coll } from './coll/util.js';
-import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, TAG_UB, UNDEFINED } from './constants.js';
+import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, ROOT, TAG_UB, UNDEFINED } from './constants.js';
 import { bytesOf, checkCounts, checkRank, checkSameType, checkTag, isTypedArray, prefix } from './args.js';
 import { blockOf, copyOfSide, reductionOp, releaseAfter, scaled, side, typedBlocks, type Buf, type Side } from './dtype/buffer.js';
 import type { Datatype } from './dtype/datatype.js';
@@ -940,7 +940,8 @@ export class Comm {
   /** Reduces numbers (or arrays of numbers) with a built-in or user Op, at root. */
   async reduce(value: number | number[], op: Op = SUM, root = 0): Promise<number | number[] | undefined> {
     const arr = numbers(value, 'reduce');
-    const out = this.rank === root ? new Float64Array(arr.length) : undefined;
+    // On an intercommunicator the result is the root's, which passes ROOT.
+    const out = (this.isInter ? root === ROOT : this.rank === root) ? new Float64Array(arr.length) : undefined;
     await this.Reduce(arr, out, op, root);
     if (!out) return undefined;
     return Array.isArray(value) ? Array.from(out) : out[0]!;
