@@ -30,6 +30,7 @@ export { ShmSegment, sweepStaleSegments, type ShmCreateOptions } from './sys/shm
 export { ShmRing } from './sys/ring.js';
 export { Doorbell, type DoorbellOptions, type WaitOutcome } from './sys/doorbell.js';
 export { vmWrite, vmRead, addressOf } from './sys/vm.js';
+export { copyRuns, copyStrided, hasCopyRuns } from './sys/runs.js';
 export { vmProbe, vmCanRead, type VmProbe } from './sys/vm-probe.js';
 export { BatchUdpSocket, DatagramBatch, type BatchUdpSocketOptions, type BatchCounters } from './sys/mmsg.js';
 export { RawRoceSocket, RawWireUnavailableError, rawSocketsAvailable, writeIpv4UdpHeaders, type RawRoceSocketOptions } from './sys/raw.js';

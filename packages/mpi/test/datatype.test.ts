@@ -164,6 +164,29 @@ describe('datatypes', () => {
     );
   });
 
+  it('many instances (the native copy, where built) match the type map too', () => {
+    fc.assert(
+      fc.property(built, fc.integer({ min: 40, max: 300 }), fc.boolean(), ({ type, model }, count, odd) => {
+        type.commit();
+        if (model.map.length === 0) return;
+        const hi = Math.max(...model.map.map((e) => (count - 1) * model.extent + e.disp + e.bytes));
+        const pad = odd ? 3 : 0;
+        const mem = new Uint8Array(hi + pad);
+        for (let i = 0; i < mem.length; i++) mem[i] = (i * 13 + 5) & 255;
+        const src = mem.subarray(pad);
+        const out = new Uint8Array(type.packSize(count) + pad).subarray(pad);
+        type.pack(src, count, out);
+        expect(Array.from(out)).toEqual(modelPack(model, src, count));
+        const back = new Uint8Array(src.length);
+        type.unpack(out, 0, back, count);
+        const want = new Uint8Array(src.length);
+        for (let k = 0; k < count; k++) for (const e of model.map) for (let b = 0; b < e.bytes; b++) want[k * model.extent + e.disp + b] = src[k * model.extent + e.disp + b]!;
+        expect(Array.from(back)).toEqual(Array.from(want));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   it('subarrays in C and Fortran order', () => {
     fc.assert(
       fc.property(

@@ -28,6 +28,9 @@ export interface SysAddon {
   LoopSpin?: new (onTurn: () => void) => NativeLoopSpin;
   FutexWaiter: new (buffer: ArrayBuffer | ArrayBufferView, byteOffset: number, onResult: (code: number) => void, waitersOffset?: number) => NativeFutexWaiter;
   vmTransfer(write: boolean, pid: number, buffer: ArrayBuffer | ArrayBufferView, offset: number, length: number, remote: bigint): number;
+  /** Absent from addons built before it (copyRuns then says so and the caller copies itself). */
+  copyStrided?(toPacked: boolean, user: ArrayBufferView, userOff: number, packed: ArrayBufferView, packedOff: number, stride: number, len: number, count: number): void;
+  copyRuns?(toPacked: boolean, user: ArrayBufferView, userOff: number, packed: ArrayBufferView, packedOff: number, disp: Float64Array, len: Float64Array, extent: number, first: number, n: number): void;
   BatchSocket: new (options: NativeBatchSocketOptions) => NativeBatchSocket;
 }
 

@@ -9,6 +9,8 @@
 // any bit pattern (no arithmetic touches them; the tests send signalling
 // NaNs and 64-bit integers through).
 
+import { copyRuns, copyStrided, hasCopyRuns } from '@ibal/hca';
+
 /** What a copy needs of a datatype (Datatype has these). */
 export interface Runs {
   readonly disp: Float64Array;
@@ -30,6 +32,11 @@ interface Table {
 }
 
 const LOOP_MAX = 16;
+/**
+ * Runs from which the native copy (hca's copyRuns) beats these loops: its
+ * call costs about what a hundred short runs do here.
+ */
+const NATIVE_RUNS = 128;
 const INT32_MAX = 2 ** 31 - 1;
 const tables = new WeakMap<Runs, (Table | null | undefined)[]>();
 
@@ -77,6 +84,10 @@ function tableFor(t: Runs, w: number): Table | null {
  */
 export function moveInstances(t: Runs, user: ArrayBufferView, userOff: number, first: number, n: number, packed: ArrayBufferView, packedOff: number, toPacked: boolean): void {
   if (n === 0 || t.size === 0) return;
+  if (n * t.disp.length >= NATIVE_RUNS && hasCopyRuns()) {
+    moveNative(t, user, userOff, first, n, packed, packedOff, toPacked);
+    return;
+  }
   let w = wordSize(t, user.byteOffset, userOff, packed.byteOffset, packedOff);
   let tb = tableFor(t, w);
   // Offsets past 2^31 words only with bytes as words for huge types: use the slow path.
@@ -113,6 +124,44 @@ export function moveInstances(t: Runs, user: ArrayBufferView, userOff: number, f
       p += l;
     }
   }
+}
+
+/** Runs of one length evenly spaced (a vector's): the native copy needs no table then. */
+interface Regular {
+  readonly start: number;
+  readonly stride: number;
+  readonly len: number;
+}
+
+const regulars = new WeakMap<Runs, Regular | null>();
+
+function regularOf(t: Runs): Regular | null {
+  let g = regulars.get(t);
+  if (g === undefined) {
+    const { disp, len } = t;
+    const stride = disp.length > 1 ? disp[1]! - disp[0]! : t.extent;
+    let even = true;
+    for (let i = 1; i < disp.length && even; i++) even = len[i] === len[0] && disp[i]! - disp[i - 1]! === stride;
+    g = even ? { start: disp[0]!, stride, len: len[0]! } : null;
+    regulars.set(t, g);
+  }
+  return g;
+}
+
+function moveNative(t: Runs, user: ArrayBufferView, userOff: number, first: number, n: number, packed: ArrayBufferView, packedOff: number, toPacked: boolean): void {
+  const g = regularOf(t);
+  const runs = t.disp.length;
+  if (!g) {
+    copyRuns(toPacked, user, userOff, packed, packedOff, t.disp, t.len, t.extent, first, n);
+    return;
+  }
+  // Instances that carry the stride on (one run each, or a vector whose
+  // extent is its stride times its runs) are a single strided copy.
+  if (runs === 1 || t.extent === runs * g.stride) {
+    copyStrided(toPacked, user, userOff + first * t.extent + g.start, packed, packedOff, runs === 1 ? t.extent : g.stride, g.len, n * runs);
+    return;
+  }
+  for (let k = 0; k < n; k++) copyStrided(toPacked, user, userOff + (first + k) * t.extent + g.start, packed, packedOff + k * t.size, g.stride, g.len, runs);
 }
 
 /** Byte by byte with offsets as doubles: for types whose offsets overflow int32 word indices. */

@@ -9,6 +9,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   ibal::InitBatchSocket(env, exports);
   ibal::InitWakePipe(env, exports);
   ibal::InitLoopSpin(env, exports);
+  ibal::InitRuns(env, exports);
   return exports;
 }
 

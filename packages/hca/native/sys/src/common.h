@@ -85,5 +85,6 @@ void InitVm(Napi::Env env, Napi::Object exports);
 void InitBatchSocket(Napi::Env env, Napi::Object exports);
 void InitWakePipe(Napi::Env env, Napi::Object exports);
 void InitLoopSpin(Napi::Env env, Napi::Object exports);
+void InitRuns(Napi::Env env, Napi::Object exports);
 
 }  // namespace ibal
