@@ -136,18 +136,7 @@ export class Intercomm extends Comm {
    * members pass the root's rank in their remote group.
    */
   override async Reduce(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Promise<void> {
-    const role = this.#role(root, 'Reduce');
-    if (role === 'idle') {
-      Comm.collectiveChannel(this, 1);
-      return;
-    }
-    if (role === 'root') {
-      const r = side(recvbuf, 'Reduce recvbuf', 'recv');
-      const ch = Comm.collectiveChannel(this, 1);
-      await ch.irecv(r.array, 0, 0).wait();
-      r.unpack?.(r.array.byteLength);
-      return;
-    }
+    if (await this.#rootEnd(this.#role(root, 'Reduce'), recvbuf, 'Reduce')) return;
     if (typeof sendbuf === 'symbol') throw new InvalidArgumentError('Reduce: IN_PLACE is not defined on an intercommunicator');
     const s = side(sendbuf, 'Reduce sendbuf', 'send');
     const o = reductionOp(op, s, 'Reduce');
@@ -160,18 +149,7 @@ export class Intercomm extends Comm {
 
   /** MPI_Gather between the groups: the root (ROOT) gets one block from each member of the other group, in their rank order. */
   override async Gather(sendbuf: SendBuf, recvbuf: Buf | undefined, root = 0): Promise<void> {
-    const role = this.#role(root, 'Gather');
-    if (role === 'idle') {
-      Comm.collectiveChannel(this, 1);
-      return;
-    }
-    if (role === 'root') {
-      const r = side(recvbuf, 'Gather recvbuf', 'recv');
-      const ch = Comm.collectiveChannel(this, 1);
-      await ch.irecv(r.array, 0, 0).wait();
-      r.unpack?.(r.array.byteLength);
-      return;
-    }
+    if (await this.#rootEnd(this.#role(root, 'Gather'), recvbuf, 'Gather')) return;
     if (typeof sendbuf === 'symbol') throw new InvalidArgumentError('Gather: IN_PLACE is not defined on an intercommunicator');
     const s = side(sendbuf, 'Gather sendbuf', 'send');
     const ch = Comm.collectiveChannel(this, 1);
@@ -222,6 +200,24 @@ export class Intercomm extends Comm {
     await Request.waitAll(reqs);
     r.unpack?.(r.array.byteLength);
     s.release();
+  }
+
+  /**
+   * The root's group's side of Reduce and Gather: the root takes the whole
+   * result from the remote leader, the others only keep the collective
+   * count. True when this rank is one of them (nothing more to do).
+   */
+  async #rootEnd(role: 'root' | 'idle' | 'remote', recvbuf: Buf | undefined, what: string): Promise<boolean> {
+    if (role === 'remote') return false;
+    if (role === 'idle') {
+      Comm.collectiveChannel(this, 1);
+      return true;
+    }
+    const r = side(recvbuf, `${what} recvbuf`, 'recv');
+    const ch = Comm.collectiveChannel(this, 1);
+    await ch.irecv(r.array, 0, 0).wait();
+    r.unpack?.(r.array.byteLength);
+    return true;
   }
 
   /** What this rank does in a rooted collective: the root, an idle member of the root's group, or a member of the other group. */

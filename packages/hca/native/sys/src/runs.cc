@@ -24,14 +24,25 @@ int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return static_cast<int64_t>(d);
 }
 
+// Both calls' first five arguments: the direction and the two ends.
+struct Ends {
+  bool toPacked;
+  Bytes user;
+  int64_t userOff;
+  Bytes packed;
+  int64_t packedOff;
+};
+
+Ends EndsOf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return {info.Length() > 0 && info[0].ToBoolean(), BytesOf(env, info.Length() > 1 ? info[1] : env.Undefined(), "user"), IntArg(info, 2, "userOff"),
+          BytesOf(env, info.Length() > 3 ? info[3] : env.Undefined(), "packed"), IntArg(info, 4, "packedOff")};
+}
+
 // copyRuns(toPacked, user, userOff, packed, packedOff, disp, len, extent, first, n)
 Napi::Value CopyRuns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool toPacked = info.Length() > 0 && info[0].ToBoolean();
-  Bytes user = BytesOf(env, info.Length() > 1 ? info[1] : env.Undefined(), "user");
-  int64_t userOff = IntArg(info, 2, "userOff");
-  Bytes packed = BytesOf(env, info.Length() > 3 ? info[3] : env.Undefined(), "packed");
-  int64_t packedOff = IntArg(info, 4, "packedOff");
+  const auto [toPacked, user, userOff, packed, packedOff] = EndsOf(info);
   size_t runs = 0;
   size_t lens = 0;
   const double* disp = DoublesOf(env, info.Length() > 5 ? info[5] : env.Undefined(), &runs, "disp");
@@ -67,11 +78,7 @@ Napi::Value CopyRuns(const Napi::CallbackInfo& info) {
 // to read beside the data.
 Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool toPacked = info.Length() > 0 && info[0].ToBoolean();
-  Bytes user = BytesOf(env, info.Length() > 1 ? info[1] : env.Undefined(), "user");
-  int64_t userOff = IntArg(info, 2, "userOff");
-  Bytes packed = BytesOf(env, info.Length() > 3 ? info[3] : env.Undefined(), "packed");
-  int64_t packedOff = IntArg(info, 4, "packedOff");
+  const auto [toPacked, user, userOff, packed, packedOff] = EndsOf(info);
   int64_t stride = IntArg(info, 5, "stride");
   int64_t len = IntArg(info, 6, "len");
   int64_t count = IntArg(info, 7, "count");
