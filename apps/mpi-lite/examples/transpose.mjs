@@ -7,6 +7,7 @@
 // column i of the result. No rank transposes anything by hand; every rank
 // checks its rows of the transpose against the formula of the matrix.
 // Usage: mpilite run -n 4 examples/transpose.mjs [N]
+import { performance } from 'node:perf_hooks';
 import { DOUBLE, finalize, init } from '@ibal/mpi';
 
 const world = await init();
