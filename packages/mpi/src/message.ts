@@ -10,7 +10,7 @@ import { bytesOf } from './args.js';
 import { side, type Buf } from './dtype/buffer.js';
 import type { Engine } from './p2p/engine.js';
 import type { Unexpected } from './p2p/match.js';
-import { Request } from './request.js';
+import { Request, waitFor } from './request.js';
 import { Status } from './status.js';
 
 export class Message {
@@ -58,11 +58,7 @@ export class Message {
 
   /** MPI_Mrecv: resolves with the Status once the message is in `buf`. */
   Recv(buf: Buf): Promise<Status> {
-    try {
-      return this.Irecv(buf).wait();
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+    return waitFor(() => this.Irecv(buf));
   }
 
   /** The object receive of the message (mpi4py's Message.irecv). */
@@ -80,10 +76,6 @@ export class Message {
 
   /** Resolves with the value (mpi4py's Message.recv). */
   recv<T = unknown>(): Promise<T> {
-    try {
-      return this.irecv<T>().wait();
-    } catch (err) {
-      return Promise.reject(err as Error);
-    }
+    return waitFor(() => this.irecv<T>());
   }
 }

@@ -158,6 +158,19 @@ export class Request<T = Status> {
   }
 }
 
+/**
+ * A blocking call made of its nonblocking one: the request's own promise,
+ * with an argument error thrown while starting it turned into a rejection
+ * (a blocking call rejects, it does not throw).
+ */
+export function waitFor<T>(start: () => Request<T>): Promise<T> {
+  try {
+    return start().wait();
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
 /** A request already complete (sends to PROC_NULL, eager sends). */
 export function completedRequest<T>(engine: Progress, value: T): Request<T> {
   const r = new Request<T>(engine);
