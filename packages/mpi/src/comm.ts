@@ -5,21 +5,31 @@
 // path). Everything that may wait returns a Promise.
 import { deserialize, serialize } from 'node:v8';
 import { ResourceClosedError } from '@ibal/hca';
-import { allgatherv } from './coll/allgather.js';
-import { allreduce } from './coll/allreduce.js';
-import { alltoallv, alltoallw } from './coll/alltoall.js';
 import { barrier } from './coll/barrier.js';
 import { bcast } from './coll/bcast.js';
-import { gatherv } from './coll/gather.js';
-import { reduce } from './coll/reduce.js';
-import { reduceScatter } from './coll/reduce-scatter.js';
-import { scan } from './coll/scan.js';
-import { scatterv } from './coll/scatter.js';
 import { LocalGroup } from './coll/local-group.js';
+import {
+  typedAllgather,
+  typedAllgatherv,
+  typedAllreduce,
+  typedAlltoall,
+  typedAlltoallv,
+  typedAlltoallw,
+  typedBcast,
+  typedGather,
+  typedGatherv,
+  typedReduce,
+  typedReduceScatter,
+  typedReduceScatterBlock,
+  typedScan,
+  typedScatter,
+  typedScatterv,
+  type Members,
+} from './coll/typed.js';
 import type { Coll } from './coll/util.js';
-import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, PROC_NULL, ROOT, TAG_UB, UNDEFINED } from './constants.js';
-import { bytesOf, checkCounts, checkRank, checkSameType, checkTag, isTypedArray, prefix } from './args.js';
-import { blockOf, copyOfSide, reductionOp, releaseAfter, scaled, side, typedBlocks, type Buf, type Side } from './dtype/buffer.js';
+import { ANY_SOURCE, ANY_TAG, COMM_TYPE_SHARED, IN_PLACE, PROC_NULL, ROOT, TAG_UB, UNDEFINED } from './constants.js';
+import { bytesOf, checkRank, checkTag, isTypedArray } from './args.js';
+import { releaseAfter, side, type Buf } from './dtype/buffer.js';
 import type { Datatype } from './dtype/datatype.js';
 import { InvalidArgumentError } from './errors.js';
 import { MAX, SUM, type Op, type TypedArray } from './ops.js';
@@ -43,12 +53,7 @@ export interface CollectiveChannel {
   irecv(buf: TypedArray, source: number, tag: number): Request<Status>;
 }
 
-/**
- * MPI_IN_PLACE: as sendbuf of Allreduce, Scan, Exscan, Allgather(v),
- * Alltoall(v), ReduceScatter(Block), and of Reduce and Gather(v) at the
- * root; as recvbuf of Scatter(v) at the root.
- */
-export const IN_PLACE: unique symbol = Symbol('MPI_IN_PLACE');
+export { IN_PLACE };
 export type SendBuf = Buf | typeof IN_PLACE;
 
 export class Comm {
@@ -65,6 +70,8 @@ export class Comm {
   readonly #peers: readonly number[];
   readonly #local: LocalGroup | undefined;
   #collSeq = 0;
+  /** What the typed collectives' entries (coll/typed.ts) need of this communicator. */
+  readonly #members: Members;
   #freed = false;
 
   /** @internal `peers`: the remote group of an intercommunicator (see Intercomm). */
@@ -76,6 +83,7 @@ export class Comm {
     this.size = group.length;
     this.rank = group.indexOf(world.rank);
     this.#local = LocalGroup.for(world.engine.endpoints, world.engine.transports, group, this.rank);
+    this.#members = { rank: this.rank, size: this.size, coll: () => this.#coll() };
   }
 
   /** @internal The world this communicator belongs to (one-sided windows reach its engine through it). */
@@ -439,163 +447,58 @@ export class Comm {
     checkRank(root, this.size, 'root');
   }
 
-  /** Whether `buf` is IN_PLACE, which only the root of a rooted collective may pass. */
-  #rootInPlace(buf: unknown, root: number, what: string): boolean {
-    if (buf !== IN_PLACE) return false;
-    if (this.rank !== root) throw new InvalidArgumentError(`${what}: IN_PLACE is for the root only (rank ${root})`);
-    return true;
-  }
-
   async Barrier(): Promise<void> {
     return barrier(this.#coll());
   }
 
+  /** MPI_Bcast: root's buffer into everyone's. */
   async Bcast(buf: Buf, root = 0): Promise<void> {
-    this.#root(root);
-    const s = side(buf, 'Bcast buffer', this.rank === root ? 'send' : 'recv');
-    await bcast(this.#coll(), s.array, root);
-    s.unpack?.(s.array.byteLength);
-    s.release();
+    return typedBcast(this.#members, buf, root);
   }
 
+  /** MPI_Reduce; IN_PLACE as the root's sendbuf: its recvbuf holds its contribution. */
   async Reduce(sendbuf: SendBuf, recvbuf: Buf | undefined, op: Op = SUM, root = 0): Promise<void> {
-    this.#root(root);
-    const atRoot = this.rank === root;
-    const inPlace = sendbuf === IN_PLACE;
-    const r = atRoot || inPlace ? side(recvbuf, inPlace ? 'Reduce recvbuf (IN_PLACE)' : 'Reduce recvbuf', inPlace ? 'inout' : 'recv') : undefined;
-    const s = inPlace ? r! : side(sendbuf, 'Reduce sendbuf', 'send');
-    const o = reductionOp(op, s, 'Reduce');
-    const send = inPlace ? s.array.slice() : s.array;
-    if (atRoot) this.#fits(send, r!, 'Reduce');
-    await reduce(this.#coll(), send, atRoot ? r!.array.subarray(0, send.length) : undefined, o, root);
-    if (atRoot) r!.unpack?.(send.byteLength);
-    s.release();
-    r?.release();
+    return typedReduce(this.#members, sendbuf, recvbuf, op, root);
   }
 
+  /** MPI_Allreduce; IN_PLACE as sendbuf: recvbuf holds this rank's contribution. */
   async Allreduce(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
-    const r = side(recvbuf, 'Allreduce recvbuf', sendbuf === IN_PLACE ? 'inout' : 'recv');
-    const s = sendbuf === IN_PLACE ? r : side(sendbuf, 'Allreduce sendbuf', 'send');
-    const o = reductionOp(op, s, 'Allreduce');
-    this.#fits(s.array, r, 'Allreduce');
-    await allreduce(this.#coll(), s.array, r.array.subarray(0, s.array.length), o);
-    r.unpack?.(s.array.byteLength);
-    s.release();
-  }
-
-  /** Same element type on both sides, and room in the receive side for `n` elements of the send side. */
-  #fits(send: TypedArray, r: Side, what: string, n = send.length): void {
-    checkSameType(send, r.array, what);
-    if (r.array.length < n) throw new InvalidArgumentError(`${what}: recvbuf has ${r.array.length} elements, ${n} needed`);
+    return typedAllreduce(this.#members, sendbuf, recvbuf, op);
   }
 
   /** MPI_Gather; IN_PLACE as the root's sendbuf: its block is in recvbuf already. */
   async Gather(sendbuf: SendBuf, recvbuf: Buf | undefined, root = 0): Promise<void> {
-    this.#root(root);
-    const inPlace = this.#rootInPlace(sendbuf, root, 'Gather');
-    const r = this.rank === root ? side(recvbuf, 'Gather recvbuf', inPlace ? 'inout' : 'recv') : undefined;
-    const s = inPlace ? evenBlock(r!, root, this.size, 'Gather') : side(sendbuf, 'Gather sendbuf', 'send');
-    const n = s.array.length;
-    if (r) this.#fits(s.array, r, 'Gather', n * this.size);
-    const counts = new Array<number>(this.size).fill(n);
-    await gatherv(this.#coll(), s.array, r?.array, counts, prefix(counts), root);
-    r?.unpack?.(n * this.size * s.array.BYTES_PER_ELEMENT);
-    s.release();
+    return typedGather(this.#members, sendbuf, recvbuf, root);
   }
 
   /** MPI_Gatherv: counts and displacements in elements of recvbuf (instances of its datatype); IN_PLACE as for Gather. */
   async Gatherv(sendbuf: SendBuf, recvbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, root = 0): Promise<void> {
-    this.#root(root);
-    const inPlace = this.#rootInPlace(sendbuf, root, 'Gatherv');
-    if (this.rank !== root) {
-      const s = side(sendbuf, 'Gatherv sendbuf', 'send');
-      await gatherv(this.#coll(), s.array, undefined, undefined, undefined, root);
-      s.release();
-      return;
-    }
-    const r = side(recvbuf, 'Gatherv recvbuf', 'inout');
-    const [c, d] = scaled(counts, displs, r, this.size, 'Gatherv');
-    const s = inPlace ? blockOf(r, d[root]!, c[root]!) : side(sendbuf, 'Gatherv sendbuf', 'send');
-    this.#fits(s.array, r, 'Gatherv', 0);
-    if (s.array.length < c[root]!) throw new InvalidArgumentError('Gatherv: the root sendbuf is shorter than its count');
-    await gatherv(this.#coll(), s.array, r.array, c, d, root);
-    r.unpack?.(r.array.byteLength);
-    s.release();
+    return typedGatherv(this.#members, sendbuf, recvbuf, counts, displs, root);
   }
 
   /** MPI_Scatter; IN_PLACE as the root's recvbuf: its block stays where it is in sendbuf. */
   async Scatter(sendbuf: Buf | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Promise<void> {
-    this.#root(root);
-    const inPlace = this.#rootInPlace(recvbuf, root, 'Scatter');
-    const s = this.rank === root ? side(sendbuf, 'Scatter sendbuf', 'send') : undefined;
-    const r = inPlace ? evenBlock(s!, root, this.size, 'Scatter') : side(recvbuf, 'Scatter recvbuf', 'recv');
-    const n = r.array.length;
-    if (s) {
-      checkSameType(s.array, r.array, 'Scatter');
-      if (s.array.length < n * this.size) throw new InvalidArgumentError(`Scatter: sendbuf needs ${n * this.size} elements`);
-    }
-    const counts = new Array<number>(this.size).fill(n);
-    await scatterv(this.#coll(), s?.array, counts, prefix(counts), r.array, root);
-    r.unpack?.(r.array.byteLength);
-    s?.release();
+    return typedScatter(this.#members, sendbuf, recvbuf, root);
   }
 
   /** MPI_Scatterv: counts and displacements in elements of sendbuf (instances of its datatype); IN_PLACE as for Scatter. */
   async Scatterv(sendbuf: Buf | undefined, counts: number[] | undefined, displs: number[] | undefined, recvbuf: Buf | typeof IN_PLACE, root = 0): Promise<void> {
-    this.#root(root);
-    const inPlace = this.#rootInPlace(recvbuf, root, 'Scatterv');
-    let c: number[] | undefined;
-    let d: number[] | undefined;
-    let s: Side | undefined;
-    if (this.rank === root) {
-      s = side(sendbuf, 'Scatterv sendbuf', 'send');
-      [c, d] = scaled(counts, displs, s, this.size, 'Scatterv');
-    }
-    // inout: a count smaller than recvbuf leaves its tail as it was.
-    const r = inPlace ? blockOf(s!, d![root]!, c![root]!) : side(recvbuf, 'Scatterv recvbuf', 'inout');
-    if (s) checkSameType(s.array, r.array, 'Scatterv');
-    await scatterv(this.#coll(), s?.array, c, d, r.array, root);
-    r.unpack?.(r.array.byteLength);
-    s?.release();
+    return typedScatterv(this.#members, sendbuf, counts, displs, recvbuf, root);
   }
 
   /** MPI_Allgather; IN_PLACE as sendbuf: each rank's block is in recvbuf already. */
   async Allgather(sendbuf: SendBuf, recvbuf: Buf): Promise<void> {
-    const inPlace = sendbuf === IN_PLACE;
-    const r = side(recvbuf, 'Allgather recvbuf', inPlace ? 'inout' : 'recv');
-    const s = inPlace ? evenBlock(r, this.rank, this.size, 'Allgather') : side(sendbuf, 'Allgather sendbuf', 'send');
-    const n = s.array.length;
-    this.#fits(s.array, r, 'Allgather', n * this.size);
-    const counts = new Array<number>(this.size).fill(n);
-    await allgatherv(this.#coll(), s.array, r.array, counts, prefix(counts));
-    r.unpack?.(n * this.size * s.array.BYTES_PER_ELEMENT);
-    s.release();
+    return typedAllgather(this.#members, sendbuf, recvbuf);
   }
 
   /** MPI_Allgatherv: counts and displacements in elements of recvbuf (instances of its datatype); IN_PLACE as for Allgather. */
   async Allgatherv(sendbuf: SendBuf, recvbuf: Buf, counts: number[], displs?: number[]): Promise<void> {
-    const r = side(recvbuf, 'Allgatherv recvbuf', 'inout');
-    const [c, d] = scaled(counts, displs, r, this.size, 'Allgatherv');
-    const s = sendbuf === IN_PLACE ? blockOf(r, d[this.rank]!, c[this.rank]!) : side(sendbuf, 'Allgatherv sendbuf', 'send');
-    this.#fits(s.array, r, 'Allgatherv', 0);
-    await allgatherv(this.#coll(), s.array, r.array, c, d);
-    r.unpack?.(r.array.byteLength);
-    s.release();
+    return typedAllgatherv(this.#members, sendbuf, recvbuf, counts, displs);
   }
 
   /** MPI_Alltoall; IN_PLACE as sendbuf: recvbuf holds the blocks to send and gets those received. */
   async Alltoall(sendbuf: SendBuf, recvbuf: Buf): Promise<void> {
-    const inPlace = sendbuf === IN_PLACE;
-    const r = side(recvbuf, 'Alltoall recvbuf', inPlace ? 'inout' : 'recv');
-    const s = inPlace ? copyOfSide(r) : side(sendbuf, 'Alltoall sendbuf', 'send');
-    const total = s.array.length;
-    if (total % this.size !== 0) throw new InvalidArgumentError(`Alltoall: sendbuf length ${total} is not a multiple of ${this.size}`);
-    this.#fits(s.array, r, 'Alltoall', total);
-    const counts = new Array<number>(this.size).fill(total / this.size);
-    const displs = prefix(counts);
-    await alltoallv(this.#coll(), s.array, counts, displs, r.array, counts, displs);
-    r.unpack?.(s.array.byteLength);
-    s.release();
+    return typedAlltoall(this.#members, sendbuf, recvbuf);
   }
 
   /**
@@ -605,15 +508,7 @@ export class Comm {
    * ignored, as MPI says).
    */
   async Alltoallv(sendbuf: SendBuf, scounts: number[] | undefined, sdispls: number[] | undefined, recvbuf: Buf, rcounts: number[], rdispls?: number[]): Promise<void> {
-    const inPlace = sendbuf === IN_PLACE;
-    const r = side(recvbuf, 'Alltoallv recvbuf', 'inout');
-    const s = inPlace ? copyOfSide(r) : side(sendbuf, 'Alltoallv sendbuf', 'send');
-    checkSameType(s.array, r.array, 'Alltoallv');
-    const [rc, rd] = scaled(rcounts, rdispls, r, this.size, 'Alltoallv (receive)');
-    const [sc, sd] = inPlace ? [rc, rd] : scaled(scounts, sdispls, s, this.size, 'Alltoallv (send)');
-    await alltoallv(this.#coll(), s.array, sc, sd, r.array, rc, rd);
-    r.unpack?.(r.array.byteLength);
-    s.release();
+    return typedAlltoallv(this.#members, sendbuf, scounts, sdispls, recvbuf, rcounts, rdispls);
   }
 
   /**
@@ -622,34 +517,16 @@ export class Comm {
    * rank j likewise. Each pair of blocks needs matching elements only.
    */
   async Alltoallw(sendbuf: ArrayBufferView, scounts: number[], sdispls: number[], stypes: Datatype[], recvbuf: ArrayBufferView, rcounts: number[], rdispls: number[], rtypes: Datatype[]): Promise<void> {
-    const s = typedBlocks(sendbuf, scounts, sdispls, stypes, this.size, 'Alltoallw (send)', 'send');
-    const r = typedBlocks(recvbuf, rcounts, rdispls, rtypes, this.size, 'Alltoallw (receive)', 'recv');
-    await alltoallw(this.#coll(), s.map((b) => b.array), r.map((b) => b.array));
-    for (const b of r) b.unpack?.(b.array.byteLength);
-    for (const b of s) b.release();
+    return typedAlltoallw(this.#members, sendbuf, scounts, sdispls, stypes, recvbuf, rcounts, rdispls, rtypes);
   }
 
   async Scan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
-    return this.#scan(sendbuf, recvbuf, op, false);
+    return typedScan(this.#members, sendbuf, recvbuf, op, false);
   }
 
   /** MPI_Exscan; rank 0's recvbuf is left as it was. */
   async Exscan(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
-    return this.#scan(sendbuf, recvbuf, op, true);
-  }
-
-  async #scan(sendbuf: SendBuf, recvbuf: Buf, op: Op, exclusive: boolean): Promise<void> {
-    const what = exclusive ? 'Exscan' : 'Scan';
-    const inPlace = sendbuf === IN_PLACE;
-    const r = side(recvbuf, `${what} recvbuf`, inPlace ? 'inout' : 'recv');
-    const s = inPlace ? r : side(sendbuf, `${what} sendbuf`, 'send');
-    const o = reductionOp(op, s, what);
-    const send = inPlace ? s.array.slice() : s.array;
-    this.#fits(send, r, what);
-    await scan(this.#coll(), send, r.array.subarray(0, send.length), o, exclusive);
-    if (!(exclusive && this.rank === 0)) r.unpack?.(send.byteLength);
-    s.release();
-    r.release();
+    return typedScan(this.#members, sendbuf, recvbuf, op, true);
   }
 
   /**
@@ -658,32 +535,12 @@ export class Comm {
    * recvbuf holds the whole input, and this rank's block lands at its start.
    */
   async ReduceScatter(sendbuf: SendBuf, recvbuf: Buf, counts: number[], op: Op = SUM): Promise<void> {
-    const inPlace = sendbuf === IN_PLACE;
-    const r = side(recvbuf, 'ReduceScatter recvbuf', inPlace ? 'inout' : 'recv');
-    return this.#reduceScatter(inPlace ? copyOfSide(r) : side(sendbuf, 'ReduceScatter sendbuf', 'send'), r, counts, op, 'ReduceScatter');
+    return typedReduceScatter(this.#members, sendbuf, recvbuf, counts, op);
   }
 
   /** MPI_Reduce_scatter_block: ReduceScatter with recvbuf's count for every rank (with IN_PLACE, recvbuf's count over the ranks). */
   async ReduceScatterBlock(sendbuf: SendBuf, recvbuf: Buf, op: Op = SUM): Promise<void> {
-    const inPlace = sendbuf === IN_PLACE;
-    const r = side(recvbuf, 'ReduceScatterBlock recvbuf', inPlace ? 'inout' : 'recv');
-    const s = inPlace ? copyOfSide(r) : side(sendbuf, 'ReduceScatterBlock sendbuf', 'send');
-    if (inPlace && r.count % this.size !== 0) throw new InvalidArgumentError(`ReduceScatterBlock: with IN_PLACE, recvbuf's count ${r.count} must be a multiple of ${this.size}`);
-    return this.#reduceScatter(s, r, new Array<number>(this.size).fill(inPlace ? r.count / this.size : r.count), op, 'ReduceScatterBlock');
-  }
-
-  async #reduceScatter(s: Side, r: Side, counts: number[], op: Op, what: string): Promise<void> {
-    checkSameType(s.array, r.array, what);
-    checkCounts(counts, undefined, this.size, what);
-    const c = counts.map((n) => n * r.per);
-    const total = c.reduce((a, b) => a + b, 0);
-    if (s.array.length < total) throw new InvalidArgumentError(`${what}: sendbuf needs ${total} elements`);
-    if (r.array.length < c[this.rank]!) throw new InvalidArgumentError(`${what}: recvbuf needs ${c[this.rank]} elements`);
-    const o = reductionOp(op, s, what);
-    if (c.some((n) => n % o.unit !== 0)) throw new InvalidArgumentError(`${what}: ${o.name} needs counts in whole groups of ${o.unit} elements`);
-    await reduceScatter(this.#coll(), s.array, r.array, c, o);
-    r.unpack?.(c[this.rank]! * r.array.BYTES_PER_ELEMENT);
-    s.release();
+    return typedReduceScatterBlock(this.#members, sendbuf, recvbuf, op);
   }
 
   /** MPI_Ibarrier. */
@@ -1224,9 +1081,3 @@ function numbers(value: unknown, what: string): Float64Array {
   return Float64Array.from(list as number[]);
 }
 
-/** Block `j` of `s` split evenly over `size` ranks (an in-place rooted or all-to-all collective's own block). */
-function evenBlock(s: Side, j: number, size: number, what: string): Side {
-  if (s.array.length % size !== 0) throw new InvalidArgumentError(`${what}: with IN_PLACE the buffer's ${s.array.length} elements must split evenly over ${size} ranks`);
-  const n = s.array.length / size;
-  return blockOf(s, j * n, n);
-}

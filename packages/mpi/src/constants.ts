@@ -34,3 +34,10 @@ export const COMM_TYPE_SHARED = 0;
 export const CART = 2;
 /** comm.topoTest(): a distributed graph (MPI_DIST_GRAPH). */
 export const DIST_GRAPH = 3;
+
+/**
+ * MPI_IN_PLACE: as sendbuf of Allreduce, Scan, Exscan, Allgather(v),
+ * Alltoall(v), ReduceScatter(Block), and of Reduce and Gather(v) at the
+ * root; as recvbuf of Scatter(v) at the root.
+ */
+export const IN_PLACE: unique symbol = Symbol('MPI_IN_PLACE');
