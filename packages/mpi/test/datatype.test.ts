@@ -76,6 +76,13 @@ function modelPack(m: Model, src: Uint8Array, count: number): number[] {
   return out;
 }
 
+/** What unpacking `count` instances of `src`'s packed bytes into zeros leaves: the mapped bytes, zeros between. */
+function modelUnpacked(m: Model, src: Uint8Array, count: number, length: number): Uint8Array {
+  const want = new Uint8Array(length);
+  for (let k = 0; k < count; k++) for (const e of m.map) for (let b = 0; b < e.bytes; b++) want[k * m.extent + e.disp + b] = src[k * m.extent + e.disp + b]!;
+  return want;
+}
+
 /** A random type built by nesting constructors, with its model. */
 type Built = { type: Datatype; model: Model };
 const base: fc.Arbitrary<Built> = fc.constantFrom(
@@ -156,8 +163,7 @@ describe('datatypes', () => {
         // Unpack into zeros: exactly the mapped bytes come back, the holes stay 0.
         const back = new Uint8Array(mem.length).subarray(srcPad);
         expect(type.unpack(out, outPad, back, count)).toBe(end);
-        const want = new Uint8Array(back.length);
-        for (let k = 0; k < count; k++) for (const e of model.map) for (let b = 0; b < e.bytes; b++) want[k * model.extent + e.disp + b] = src[k * model.extent + e.disp + b]!;
+        const want = modelUnpacked(model, src, count, back.length);
         expect(Array.from(back)).toEqual(Array.from(want));
       }),
       { numRuns: 300 },
@@ -179,8 +185,7 @@ describe('datatypes', () => {
         expect(Array.from(out)).toEqual(modelPack(model, src, count));
         const back = new Uint8Array(src.length);
         type.unpack(out, 0, back, count);
-        const want = new Uint8Array(src.length);
-        for (let k = 0; k < count; k++) for (const e of model.map) for (let b = 0; b < e.bytes; b++) want[k * model.extent + e.disp + b] = src[k * model.extent + e.disp + b]!;
+        const want = modelUnpacked(model, src, count, src.length);
         expect(Array.from(back)).toEqual(Array.from(want));
       }),
       { numRuns: 150 },
